@@ -1,0 +1,27 @@
+/* Listening sockets: one evconnlistener per configured address. */
+#ifndef MXSPOOL_LISTEN_H
+#define MXSPOOL_LISTEN_H
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/conf.h"
+
+struct listen_set;
+
+/*
+ * Opens every address in addrs, each calling cb on accept. On failure
+ * returns NULL and says which address failed and why in err.
+ */
+struct listen_set *listen_open(struct event_base *base,
+    const struct conf_addr *addrs, size_t naddrs, evconnlistener_cb cb,
+    void *arg, char *err, size_t errlen);
+/* Pauses or resumes accepting on every address. */
+void listen_enable(struct listen_set *ls, bool on);
+void listen_set_error_cb(struct listen_set *ls, evconnlistener_errorcb cb);
+/* Stops accepting and closes the sockets. NULL is a no-op. */
+void listen_close(struct listen_set *ls);
+
+#endif

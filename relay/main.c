@@ -1,0 +1,174 @@
+/* mxspoold: the daemon's entry point. */
+#include <errno.h>
+#include <event2/event.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/conf.h"
+#include "common/log.h"
+#include "common/xmem.h"
+#include "relay/server.h"
+
+#define MXSPOOL_VERSION "0.1.0"
+
+struct daemon {
+	struct event_base *base;
+	struct conf *cf;
+	struct server *srv;
+	struct event *sig_term, *sig_int;
+	int stopping;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: mxspoold [-t] [-c FILE]\n"
+	    "  -c FILE  configuration file (default " CONF_DEFAULT_PATH ")\n"
+	    "  -t       check the configuration, print its errors as\n"
+	    "           FILE:LINE: message, and exit (0 if it is valid)\n"
+	    "  -v       print the version and exit\n"
+	    "  -h       print this help and exit\n");
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int
+mkdirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static void
+daemon_prepare_spool(const struct conf *cf)
+{
+	struct stat st;
+
+	if (mkdirs(cf->spool_dir) < 0)
+		fatal("spool directory %s: cannot create: %s", cf->spool_dir,
+		    strerror(errno));
+	if (stat(cf->spool_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		fatal("spool directory %s: not a directory", cf->spool_dir);
+	if (access(cf->spool_dir, R_OK | W_OK | X_OK) < 0)
+		fatal("spool directory %s: not writable: %s", cf->spool_dir,
+		    strerror(errno));
+}
+
+static void
+daemon_on_stopped(void *arg)
+{
+	struct daemon *d = arg;
+
+	event_base_loopexit(d->base, NULL);
+}
+
+static void
+daemon_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)what;
+	if (d->stopping++) {
+		log_info("%s again: stopping now", strsignal((int)sig));
+		event_base_loopbreak(d->base);
+		return;
+	}
+	log_info("%s: no longer accepting connections", strsignal((int)sig));
+	server_shutdown(d->srv, daemon_on_stopped, d);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = CONF_DEFAULT_PATH;
+	struct daemon d = {0};
+	char err[512], *errors;
+	int ch, check = 0;
+
+	while ((ch = getopt(argc, argv, "c:thv")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'v':
+			printf("mxspoold %s\n", MXSPOOL_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	if (conf_load(&d.cf, path, &errors) < 0) {
+		fputs(errors, stderr);
+		free(errors);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", path);
+		conf_free(d.cf);
+		return 0;
+	}
+
+	log_open("mxspoold", d.cf->log_dest, d.cf->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	daemon_prepare_spool(d.cf);
+
+	d.base = event_base_new();
+	if (d.base == NULL)
+		fatal("cannot create the event loop");
+	d.srv = server_new(d.base, d.cf);
+	if (server_listen(d.srv, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
+	d.sig_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
+	evsignal_add(d.sig_term, NULL);
+	evsignal_add(d.sig_int, NULL);
+
+	for (size_t i = 0; i < d.cf->nlisten; i++)
+		log_info("listening on %s", d.cf->listen[i].text);
+	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
+	    d.cf->hostname, d.cf->spool_dir);
+
+	event_base_dispatch(d.base);
+
+	log_info("mxspoold stopped");
+	server_free(d.srv);
+	event_free(d.sig_term);
+	event_free(d.sig_int);
+	event_base_free(d.base);
+	conf_free(d.cf);
+	return 0;
+}

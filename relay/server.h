@@ -1,0 +1,29 @@
+/* The inbound SMTP server: listeners and client sessions. */
+#ifndef MXSPOOL_SERVER_H
+#define MXSPOOL_SERVER_H
+
+#include <event2/event.h>
+#include <stddef.h>
+
+#include "common/conf.h"
+
+struct server;
+typedef void server_done_cb(void *arg);
+
+/* Borrowed cf must outlive the server or be replaced by server_set_conf. */
+struct server *server_new(struct event_base *base, const struct conf *cf);
+/* Opens every listen address; on failure says which in err. */
+int server_listen(struct server *srv, char *err, size_t errlen);
+/* Every decision from now on, in new and open sessions, uses cf. */
+void server_set_conf(struct server *srv, const struct conf *cf);
+/*
+ * Stops accepting. Open sessions may finish until the configured
+ * shutdown_timeout; then they are told 421 and closed. done runs once no
+ * session is left.
+ */
+void server_shutdown(struct server *srv, server_done_cb *done, void *arg);
+size_t server_nsessions(const struct server *srv);
+/* Closes everything at once. NULL is a no-op. */
+void server_free(struct server *srv);
+
+#endif

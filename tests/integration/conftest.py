@@ -1,0 +1,161 @@
+"""Shared helpers for integration tests: each test starts its own mxspoold
+on a random free loopback port, in its own temporary directory, and stops it
+afterwards."""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("MXSPOOL_BUILD", os.path.join(ROOT, "build"))
+MXSPOOLD = os.path.join(BUILD, "mxspoold")
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A TCP port nobody listens on right now."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """One mxspoold process with a config of its own."""
+
+    def __init__(self, tmp_path, extra="", relay_domains=("example.com",),
+                 listen=None, hostname="mx.test.example"):
+        self.dir = tmp_path
+        self.port = free_port()
+        self.listen = listen or ["127.0.0.1:%d" % self.port]
+        self.conf = os.path.join(tmp_path, "mxspool.conf")
+        self.spool = os.path.join(tmp_path, "spool")
+        self.logpath = os.path.join(tmp_path, "mxspoold.log")
+        self.hostname = hostname
+        self.proc = None
+        domains = ", ".join('"%s"' % d for d in relay_domains)
+        listens = ", ".join('"%s"' % a for a in self.listen)
+        with open(self.conf, "w") as f:
+            f.write('hostname = "%s"\n' % hostname)
+            f.write("listen = {%s}\n" % listens)
+            f.write('spool_dir = "%s"\n' % self.spool)
+            f.write('control_socket = "%s"\n' % os.path.join(tmp_path, "ctl.sock"))
+            f.write("relay_domains = {%s}\n" % domains)
+            f.write('log_level = "debug"\n')
+            f.write(extra)
+
+    def start(self, wait=True):
+        self.logfile = open(self.logpath, "ab")
+        self.proc = subprocess.Popen([MXSPOOLD, "-c", self.conf],
+                                     stdout=self.logfile, stderr=self.logfile)
+        if wait:
+            self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("mxspoold exited with %s:\n%s"
+                                     % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("mxspoold did not listen:\n" + self.log())
+
+    def connect(self, timeout=10):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout)
+        return Client(s)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Sends sig and returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.logfile.close()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+
+class Client:
+    """A raw SMTP client: exact bytes out, whole replies in."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; unread: %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r").decode("utf-8", "replace")
+
+    def reply(self):
+        """One whole (possibly multi-line) reply, as a list of lines."""
+        lines = [self.line()]
+        while len(lines[-1]) > 3 and lines[-1][3] == "-":
+            lines.append(self.line())
+        return lines
+
+    def cmd(self, text):
+        self.send(text + "\r\n")
+        return self.reply()
+
+    def closed(self, timeout=5):
+        """True if the server closes the connection within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A factory: daemon(extra="...") makes a configured, unstarted Daemon."""
+    made = []
+
+    def make(**kw):
+        sub = tmp_path / ("d%d" % len(made))
+        sub.mkdir()
+        d = Daemon(str(sub), **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.kill()

@@ -1,0 +1,381 @@
+/* Unit tests for common/conf.c: value parsers and the config loader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/conf.h"
+
+static void
+test_duration_accepts_each_unit(void **state)
+{
+	int64_t s;
+
+	(void)state;
+	assert_int_equal(conf_parse_duration("30s", &s), 0);
+	assert_int_equal(s, 30);
+	assert_int_equal(conf_parse_duration("5m", &s), 0);
+	assert_int_equal(s, 300);
+	assert_int_equal(conf_parse_duration("4h", &s), 0);
+	assert_int_equal(s, 4 * 3600);
+	assert_int_equal(conf_parse_duration("5d", &s), 0);
+	assert_int_equal(s, 5 * 86400);
+	assert_int_equal(conf_parse_duration("2w", &s), 0);
+	assert_int_equal(s, 14 * 86400);
+	assert_int_equal(conf_parse_duration("90", &s), 0);
+	assert_int_equal(s, 90);
+	assert_int_equal(conf_parse_duration("0", &s), 0);
+	assert_int_equal(s, 0);
+}
+
+static void
+test_duration_accepts_combinations(void **state)
+{
+	int64_t s;
+
+	(void)state;
+	assert_int_equal(conf_parse_duration("1h30m", &s), 0);
+	assert_int_equal(s, 5400);
+	assert_int_equal(conf_parse_duration("1d2h3m4s", &s), 0);
+	assert_int_equal(s, 86400 + 7200 + 180 + 4);
+}
+
+static void
+test_duration_rejects_garbage(void **state)
+{
+	static const char *bad[] = {"", "s", "5x", "-5s", " 5s", "5s ", "5 s",
+	    "1h30", "5.5m", "m5", "99999999999999999999s",
+	    "9999999999999999w", "5S"};
+	int64_t s = 42;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (conf_parse_duration(bad[i], &s) == 0)
+			fail_msg("accepted bad duration '%s'", bad[i]);
+	}
+	assert_int_equal(s, 42);
+}
+
+static void
+test_size_accepts_binary_multiples(void **state)
+{
+	uint64_t b;
+
+	(void)state;
+	assert_int_equal(conf_parse_size("512", &b), 0);
+	assert_int_equal(b, 512);
+	assert_int_equal(conf_parse_size("10k", &b), 0);
+	assert_int_equal(b, 10240);
+	assert_int_equal(conf_parse_size("25M", &b), 0);
+	assert_int_equal(b, 25 * 1024 * 1024);
+	assert_int_equal(conf_parse_size("1G", &b), 0);
+	assert_int_equal(b, 1024ULL * 1024 * 1024);
+	assert_int_equal(conf_parse_size("2g", &b), 0);
+	assert_int_equal(b, 2048ULL * 1024 * 1024);
+}
+
+static void
+test_size_rejects_garbage(void **state)
+{
+	static const char *bad[] = {"", "k", "10kb", "10x", "-1", "1.5M",
+	    " 1", "99999999999999999999", "17179869184G"};
+	uint64_t b;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (conf_parse_size(bad[i], &b) == 0)
+			fail_msg("accepted bad size '%s'", bad[i]);
+}
+
+static void
+test_addr_parses_v4_v6_and_wildcard(void **state)
+{
+	struct conf_addr a;
+
+	(void)state;
+	assert_int_equal(conf_parse_addr("127.0.0.1:2525", &a), 0);
+	assert_int_equal(a.sa.ss_family, AF_INET);
+	assert_string_equal(a.text, "127.0.0.1:2525");
+	assert_int_equal(conf_parse_addr("[::1]:25", &a), 0);
+	assert_int_equal(a.sa.ss_family, AF_INET6);
+	assert_string_equal(a.text, "[::1]:25");
+	assert_int_equal(conf_parse_addr("*:25", &a), 0);
+	assert_string_equal(a.text, "0.0.0.0:25");
+}
+
+static void
+test_addr_rejects_bad_forms(void **state)
+{
+	static const char *bad[] = {"127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
+	    "127.0.0.1:65536", "1.2.3:25", "::1:25", "[::1]25", "[::1]:",
+	    "[127.0.0.1]:25", "localhost:25", ":25", "127.0.0.1:2x"};
+	struct conf_addr a;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (conf_parse_addr(bad[i], &a) == 0)
+			fail_msg("accepted bad address '%s'", bad[i]);
+}
+
+static void
+test_domain_syntax(void **state)
+{
+	(void)state;
+	assert_true(conf_valid_domain("example.com"));
+	assert_true(conf_valid_domain("mx-2.Example.NET"));
+	assert_true(conf_valid_domain("localhost"));
+	assert_false(conf_valid_domain(""));
+	assert_false(conf_valid_domain("a..b"));
+	assert_false(conf_valid_domain(".a.b"));
+	assert_false(conf_valid_domain("a.b."));
+	assert_false(conf_valid_domain("-a.b"));
+	assert_false(conf_valid_domain("a-.b"));
+	assert_false(conf_valid_domain("a_b.c"));
+	assert_false(conf_valid_domain("a b"));
+}
+
+static char conf_path[64];
+
+/*
+ * Loads text as a config file. Returns NULL if it loaded, else its errors
+ * with the temporary file's name replaced by "F", so that tests can compare
+ * whole lines such as "F:3: ...".
+ */
+static char *
+load_errors(const char *text)
+{
+	char *errs = NULL, *out, *o;
+	struct conf *cf = NULL;
+	size_t plen;
+	int fd, rc;
+
+	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
+	fd = mkstemp(conf_path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	rc = conf_load(&cf, conf_path, &errs);
+	unlink(conf_path);
+	if (rc == 0) {
+		assert_non_null(cf);
+		assert_null(errs);
+		conf_free(cf);
+		return NULL;
+	}
+	assert_null(cf);
+	assert_non_null(errs);
+	plen = strlen(conf_path);
+	out = o = calloc(1, strlen(errs) + 1);
+	for (const char *p = errs; *p;) {
+		if (strncmp(p, conf_path, plen) == 0) {
+			*o++ = 'F';
+			p += plen;
+		} else
+			*o++ = *p++;
+	}
+	free(errs);
+	return out;
+}
+
+static void
+assert_errors(const char *text, const char *want)
+{
+	char *got = load_errors(text);
+
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+#define GOOD "relay_domains = {\"example.com\"}\n"
+
+static void
+test_load_accepts_minimal_and_fills_defaults(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf;
+	int fd;
+
+	(void)state;
+	assert_null(load_errors(GOOD));
+	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
+	fd = mkstemp(conf_path);
+	assert_int_equal(write(fd, GOOD "relay_domains += {\".Sub.Example.ORG\"}\n",
+	    strlen(GOOD) + 38), (ssize_t)(strlen(GOOD) + 38));
+	close(fd);
+	assert_int_equal(conf_load(&cf, conf_path, &errs), 0);
+	unlink(conf_path);
+	assert_int_equal(cf->nlisten, 1);
+	assert_string_equal(cf->listen[0].text, "0.0.0.0:25");
+	assert_string_equal(cf->spool_dir, "/var/spool/mxspool");
+	assert_int_equal(cf->shutdown_timeout, 10);
+	assert_int_equal(cf->log_level, LOG_LV_INFO);
+	assert_int_equal(cf->log_dest, LOG_TO_STDERR);
+	assert_true(cf->hostname[0] != '\0');
+	assert_true(conf_is_relay_domain(cf, "EXAMPLE.com"));
+	assert_false(conf_is_relay_domain(cf, "notexample.com"));
+	assert_false(conf_is_relay_domain(cf, "sub.example.org"));
+	assert_true(conf_is_relay_domain(cf, "a.sub.example.org"));
+	conf_free(cf);
+}
+
+static void
+test_load_reads_every_option(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf;
+	const char *text =
+	    "hostname = \"mx2.example.net\"\n"
+	    "listen = {\"127.0.0.1:2525\", \"[::1]:2526\"}\n"
+	    "spool_dir = \"/tmp/x\"\n"
+	    "control_socket = \"/tmp/c.sock\"\n"
+	    "relay_domains = {\"a.example\", \"b.example\"}\n"
+	    "log_level = \"debug\"\n"
+	    "log = \"syslog\"\n"
+	    "shutdown_timeout = 1m30s\n";
+	int fd;
+
+	(void)state;
+	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
+	fd = mkstemp(conf_path);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(conf_load(&cf, conf_path, &errs), 0);
+	unlink(conf_path);
+	assert_string_equal(cf->hostname, "mx2.example.net");
+	assert_int_equal(cf->nlisten, 2);
+	assert_string_equal(cf->listen[1].text, "[::1]:2526");
+	assert_string_equal(cf->spool_dir, "/tmp/x");
+	assert_string_equal(cf->control_socket, "/tmp/c.sock");
+	assert_int_equal(cf->nrelay_domains, 2);
+	assert_int_equal(cf->log_level, LOG_LV_DEBUG);
+	assert_int_equal(cf->log_dest, LOG_TO_SYSLOG);
+	assert_int_equal(cf->shutdown_timeout, 90);
+	conf_free(cf);
+}
+
+static void
+test_load_reports_unknown_option_with_line(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "\n# comment\nfrobnicate = 1\n",
+	    "F:4: no such option 'frobnicate'\n");
+	/* Comments of every kind, in lists too, keep line numbers true. */
+	assert_errors("# a\n// b\n/* c\n d */ relay_domains = {\"x.example\", # e\n"
+		      "\"y.example\" /* f */}\nspool_dir = \"/a#b\" # \"\nfrob = 1\n",
+	    "F:7: no such option 'frob'\n");
+}
+
+static void
+test_load_reports_wrong_type_with_line(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "log = {\"a\", \"b\"}\n",
+	    "F:2: unexpected token '{'\n");
+}
+
+static void
+test_load_reports_bad_duration_with_line(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "\nshutdown_timeout = 5y\n",
+	    "F:3: shutdown_timeout: bad duration '5y' (use e.g. 30s, 5m, 4h, "
+	    "5d)\n");
+}
+
+static void
+test_load_reports_bad_address_with_line(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "listen = {\"127.0.0.1:25\",\n  \"localhost:25\"}\n",
+	    "F:3: listen: bad address 'localhost:25' (use 127.0.0.1:25 or "
+	    "[::1]:25)\n");
+}
+
+static void
+test_load_reports_missing_required_value(void **state)
+{
+	(void)state;
+	assert_errors("hostname = \"mx.example.net\"\n",
+	    "F:2: relay_domains: missing required value (the domains this relay "
+	    "holds mail for)\n");
+	assert_errors(GOOD "spool_dir = \"\"\n",
+	    "F:2: spool_dir: missing required value\n");
+}
+
+static void
+test_load_reports_every_error_not_only_the_first(void **state)
+{
+	(void)state;
+	assert_errors("listen = {\"1.2.3:25\"}\n"
+		      "relay_domains = {\"a..b\"}\n"
+		      "log_level = \"loud\"\n"
+		      "log = \"file\"\n"
+		      "hostname = \"bad_name\"\n",
+	    "F:1: listen: bad address '1.2.3:25' (use 127.0.0.1:25 or "
+	    "[::1]:25)\n"
+	    "F:2: relay_domains: bad domain name 'a..b'\n"
+	    "F:3: log_level: 'loud' is not one of debug, info, warn, error\n"
+	    "F:4: log: 'file' is not one of stderr, syslog\n"
+	    "F:5: hostname: bad host name 'bad_name'\n");
+}
+
+static void
+test_load_reports_unreadable_file(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf = NULL;
+
+	(void)state;
+	assert_int_equal(conf_load(&cf, "/nonexistent/mxspool.conf", &errs), -1);
+	assert_null(cf);
+	assert_string_equal(errs,
+	    "/nonexistent/mxspool.conf: cannot read: No such file or directory\n");
+	free(errs);
+}
+
+static void
+test_shipped_config_is_valid(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf = NULL;
+
+	(void)state;
+	assert_int_equal(conf_load(&cf, "etc/mxspool.conf", &errs), 0);
+	assert_string_equal(cf->listen[0].text, "127.0.0.1:2525");
+	assert_true(conf_is_relay_domain(cf, "example.com"));
+	conf_free(cf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_duration_accepts_each_unit),
+		cmocka_unit_test(test_duration_accepts_combinations),
+		cmocka_unit_test(test_duration_rejects_garbage),
+		cmocka_unit_test(test_size_accepts_binary_multiples),
+		cmocka_unit_test(test_size_rejects_garbage),
+		cmocka_unit_test(test_addr_parses_v4_v6_and_wildcard),
+		cmocka_unit_test(test_addr_rejects_bad_forms),
+		cmocka_unit_test(test_domain_syntax),
+		cmocka_unit_test(test_load_accepts_minimal_and_fills_defaults),
+		cmocka_unit_test(test_load_reads_every_option),
+		cmocka_unit_test(test_load_reports_unknown_option_with_line),
+		cmocka_unit_test(test_load_reports_wrong_type_with_line),
+		cmocka_unit_test(test_load_reports_bad_duration_with_line),
+		cmocka_unit_test(test_load_reports_bad_address_with_line),
+		cmocka_unit_test(test_load_reports_missing_required_value),
+		cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
+		cmocka_unit_test(test_load_reports_unreadable_file),
+		cmocka_unit_test(test_shipped_config_is_valid),
+	};
+
+	return cmocka_run_group_tests_name("common/conf", tests, NULL, NULL);
+}
