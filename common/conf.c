@@ -91,7 +91,8 @@ conf_parse_duration(const char *s, int64_t *secs)
 		default:
 			return -1;
 		}
-		if (n > (unsigned long long)(INT64_MAX - total) / (uint64_t)unit)
+		if (n >
+		    (unsigned long long)(INT64_MAX - total) / (uint64_t)unit)
 			return -1;
 		total += (int64_t)n * unit;
 		s = *end ? end + 1 : end;
@@ -240,7 +241,8 @@ conf_is_relay_domain(const struct conf *cf, const char *domain)
 		size_t rlen = strlen(rd);
 
 		if (rd[0] == '.') {
-			/* ".example.com" matches any subdomain, not the parent. */
+			/* ".example.com" matches any subdomain, not the parent.
+			 */
 			if (dlen > rlen &&
 			    strcasecmp(domain + dlen - rlen, rd) == 0)
 				return true;
@@ -261,7 +263,8 @@ conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	int64_t secs = 0;
 
 	if (conf_parse_duration(value, &secs) < 0 || secs > LONG_MAX)
-		cfg_error(cfg, "%s: bad duration '%s' (use e.g. 30s, 5m, 4h, 5d)",
+		cfg_error(cfg,
+		    "%s: bad duration '%s' (use e.g. 30s, 5m, 4h, 5d)",
 		    opt->name, value);
 	*(long *)result = (long)secs;
 	return 0;
@@ -315,7 +318,8 @@ conf_cb_log_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	enum log_level lv;
 
 	if (log_level_parse(value, &lv) < 0)
-		cfg_error(cfg, "%s: '%s' is not one of debug, info, warn, error",
+		cfg_error(cfg,
+		    "%s: '%s' is not one of debug, info, warn, error",
 		    opt->name, value);
 	*(const char **)result = value;
 	return 0;
@@ -336,16 +340,16 @@ conf_cb_log(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
  * is documented, with the same default, in etc/mxspool.conf.
  */
 static cfg_opt_t conf_opts[] = {
-	CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
-	CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
-	CFG_STR_CB("spool_dir", "/var/spool/mxspool", CFGF_NONE, conf_cb_path),
-	CFG_STR_CB("control_socket", "/run/mxspool/control.sock", CFGF_NONE,
-	    conf_cb_path),
-	CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
-	CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
-	CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
-	CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
-	CFG_END(),
+    CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
+    CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
+    CFG_STR_CB("spool_dir", "/var/spool/mxspool", CFGF_NONE, conf_cb_path),
+    CFG_STR_CB(
+	"control_socket", "/run/mxspool/control.sock", CFGF_NONE, conf_cb_path),
+    CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
+    CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
+    CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
+    CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
+    CFG_END(),
 };
 
 static char *
@@ -379,7 +383,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->nrelay_domains = cfg_size(cfg, "relay_domains");
 	cf->relay_domains = xcalloc(cf->nrelay_domains, sizeof(char *));
 	for (size_t i = 0; i < cf->nrelay_domains; i++) {
-		char *d = xstrdup(cfg_getnstr(cfg, "relay_domains", (unsigned)i));
+		char *d =
+		    xstrdup(cfg_getnstr(cfg, "relay_domains", (unsigned)i));
 		for (char *p = d; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		cf->relay_domains[i] = d;
@@ -388,8 +393,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	if (log_level_parse(cfg_getstr(cfg, "log_level"), &cf->log_level) < 0)
 		PANIC("log_level passed its check but not parse");
 	cf->log_dest = strcmp(cfg_getstr(cfg, "log"), "syslog") == 0
-	    ? LOG_TO_SYSLOG
-	    : LOG_TO_STDERR;
+			   ? LOG_TO_SYSLOG
+			   : LOG_TO_STDERR;
 	cf->shutdown_timeout = cfg_getint(cfg, "shutdown_timeout");
 }
 

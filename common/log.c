@@ -15,10 +15,10 @@ static enum log_dest log_dest = LOG_TO_STDERR;
 static enum log_level log_min = LOG_LV_INFO;
 
 static const char *const log_names[] = {
-	[LOG_LV_DEBUG] = "debug",
-	[LOG_LV_INFO] = "info",
-	[LOG_LV_WARN] = "warn",
-	[LOG_LV_ERR] = "error",
+    [LOG_LV_DEBUG] = "debug",
+    [LOG_LV_INFO] = "info",
+    [LOG_LV_WARN] = "warn",
+    [LOG_LV_ERR] = "error",
 };
 
 void
@@ -74,10 +74,10 @@ static void __attribute__((format(printf, 3, 0)))
 log_vwrite(enum log_level level, const char *tag, const char *fmt, va_list ap)
 {
 	static const int prio[] = {
-		[LOG_LV_DEBUG] = LOG_DEBUG,
-		[LOG_LV_INFO] = LOG_INFO,
-		[LOG_LV_WARN] = LOG_WARNING,
-		[LOG_LV_ERR] = LOG_ERR,
+	    [LOG_LV_DEBUG] = LOG_DEBUG,
+	    [LOG_LV_INFO] = LOG_INFO,
+	    [LOG_LV_WARN] = LOG_WARNING,
+	    [LOG_LV_ERR] = LOG_ERR,
 	};
 	char msg[4096];
 

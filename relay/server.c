@@ -21,9 +21,9 @@
 #include "relay/listen.h"
 #include "relay/server.h"
 
-#define SMTP_LINE_MAX 512     /* RFC 5321 4.5.3.1.4, including CRLF */
-#define SMTP_CMD_TIMEOUT 300  /* RFC 5321 4.5.3.2.7 */
-#define SMTP_ACCEPT_PAUSE 1   /* seconds, after running out of descriptors */
+#define SMTP_LINE_MAX 512    /* RFC 5321 4.5.3.1.4, including CRLF */
+#define SMTP_CMD_TIMEOUT 300 /* RFC 5321 4.5.3.2.7 */
+#define SMTP_ACCEPT_PAUSE 1  /* seconds, after running out of descriptors */
 
 struct smtp_sess {
 	TAILQ_ENTRY(smtp_sess) entry;
@@ -180,8 +180,8 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	snprintf(s->id, sizeof(s->id), "C%08x", ++srv->next_id);
 	smtp_format_peer(sa, s->peer, sizeof(s->peer));
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, smtp_on_read, smtp_on_write, smtp_on_event,
-	    s);
+	bufferevent_setcb(
+	    s->bev, smtp_on_read, smtp_on_write, smtp_on_event, s);
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 	/* Never buffer more than one over-long line from a client. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_LINE_MAX * 4);
@@ -291,7 +291,8 @@ server_on_deadline(evutil_socket_t fd, short what, void *arg)
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL) {
 		char msg[300];
 		int n = snprintf(msg, sizeof(msg),
-		    "421 4.3.2 %s Service shutting down\r\n", srv->cf->hostname);
+		    "421 4.3.2 %s Service shutting down\r\n",
+		    srv->cf->hostname);
 
 		if (!s->closing && n > 0 && (size_t)n < sizeof(msg))
 			(void)send(bufferevent_getfd(s->bev), msg, (size_t)n,

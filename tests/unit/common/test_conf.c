@@ -50,8 +50,8 @@ static void
 test_duration_rejects_garbage(void **state)
 {
 	static const char *bad[] = {"", "s", "5x", "-5s", " 5s", "5s ", "5 s",
-	    "1h30", "5.5m", "m5", "99999999999999999999s",
-	    "9999999999999999w", "5S"};
+	    "1h30", "5.5m", "m5", "99999999999999999999s", "9999999999999999w",
+	    "5S"};
 	int64_t s = 42;
 
 	(void)state;
@@ -83,8 +83,8 @@ test_size_accepts_binary_multiples(void **state)
 static void
 test_size_rejects_garbage(void **state)
 {
-	static const char *bad[] = {"", "k", "10kb", "10x", "-1", "1.5M",
-	    " 1", "99999999999999999999", "17179869184G"};
+	static const char *bad[] = {"", "k", "10kb", "10x", "-1", "1.5M", " 1",
+	    "99999999999999999999", "17179869184G"};
 	uint64_t b;
 
 	(void)state;
@@ -113,8 +113,8 @@ static void
 test_addr_rejects_bad_forms(void **state)
 {
 	static const char *bad[] = {"127.0.0.1", "127.0.0.1:", "127.0.0.1:0",
-	    "127.0.0.1:65536", "1.2.3:25", "::1:25", "[::1]25", "[::1]:",
-	    "[127.0.0.1]:25", "localhost:25", ":25", "127.0.0.1:2x"};
+	    "127.0.0.1:65536", "1.2.3:25", "::1:25", "[::1]25",
+	    "[::1]:", "[127.0.0.1]:25", "localhost:25", ":25", "127.0.0.1:2x"};
 	struct conf_addr a;
 
 	(void)state;
@@ -206,8 +206,10 @@ test_load_accepts_minimal_and_fills_defaults(void **state)
 	assert_null(load_errors(GOOD));
 	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
 	fd = mkstemp(conf_path);
-	assert_int_equal(write(fd, GOOD "relay_domains += {\".Sub.Example.ORG\"}\n",
-	    strlen(GOOD) + 38), (ssize_t)(strlen(GOOD) + 38));
+	assert_int_equal(
+	    write(fd, GOOD "relay_domains += {\".Sub.Example.ORG\"}\n",
+		strlen(GOOD) + 38),
+	    (ssize_t)(strlen(GOOD) + 38));
 	close(fd);
 	assert_int_equal(conf_load(&cf, conf_path, &errs), 0);
 	unlink(conf_path);
@@ -230,15 +232,14 @@ test_load_reads_every_option(void **state)
 {
 	char *errs = NULL;
 	struct conf *cf;
-	const char *text =
-	    "hostname = \"mx2.example.net\"\n"
-	    "listen = {\"127.0.0.1:2525\", \"[::1]:2526\"}\n"
-	    "spool_dir = \"/tmp/x\"\n"
-	    "control_socket = \"/tmp/c.sock\"\n"
-	    "relay_domains = {\"a.example\", \"b.example\"}\n"
-	    "log_level = \"debug\"\n"
-	    "log = \"syslog\"\n"
-	    "shutdown_timeout = 1m30s\n";
+	const char *text = "hostname = \"mx2.example.net\"\n"
+			   "listen = {\"127.0.0.1:2525\", \"[::1]:2526\"}\n"
+			   "spool_dir = \"/tmp/x\"\n"
+			   "control_socket = \"/tmp/c.sock\"\n"
+			   "relay_domains = {\"a.example\", \"b.example\"}\n"
+			   "log_level = \"debug\"\n"
+			   "log = \"syslog\"\n"
+			   "shutdown_timeout = 1m30s\n";
 	int fd;
 
 	(void)state;
@@ -267,8 +268,9 @@ test_load_reports_unknown_option_with_line(void **state)
 	assert_errors(GOOD "\n# comment\nfrobnicate = 1\n",
 	    "F:4: no such option 'frobnicate'\n");
 	/* Comments of every kind, in lists too, keep line numbers true. */
-	assert_errors("# a\n// b\n/* c\n d */ relay_domains = {\"x.example\", # e\n"
-		      "\"y.example\" /* f */}\nspool_dir = \"/a#b\" # \"\nfrob = 1\n",
+	assert_errors(
+	    "# a\n// b\n/* c\n d */ relay_domains = {\"x.example\", # e\n"
+	    "\"y.example\" /* f */}\nspool_dir = \"/a#b\" # \"\nfrob = 1\n",
 	    "F:7: no such option 'frob'\n");
 }
 
@@ -276,8 +278,8 @@ static void
 test_load_reports_wrong_type_with_line(void **state)
 {
 	(void)state;
-	assert_errors(GOOD "log = {\"a\", \"b\"}\n",
-	    "F:2: unexpected token '{'\n");
+	assert_errors(
+	    GOOD "log = {\"a\", \"b\"}\n", "F:2: unexpected token '{'\n");
 }
 
 static void
@@ -303,7 +305,8 @@ test_load_reports_missing_required_value(void **state)
 {
 	(void)state;
 	assert_errors("hostname = \"mx.example.net\"\n",
-	    "F:2: relay_domains: missing required value (the domains this relay "
+	    "F:2: relay_domains: missing required value (the domains this "
+	    "relay "
 	    "holds mail for)\n");
 	assert_errors(GOOD "spool_dir = \"\"\n",
 	    "F:2: spool_dir: missing required value\n");
@@ -333,10 +336,11 @@ test_load_reports_unreadable_file(void **state)
 	struct conf *cf = NULL;
 
 	(void)state;
-	assert_int_equal(conf_load(&cf, "/nonexistent/mxspool.conf", &errs), -1);
+	assert_int_equal(
+	    conf_load(&cf, "/nonexistent/mxspool.conf", &errs), -1);
 	assert_null(cf);
-	assert_string_equal(errs,
-	    "/nonexistent/mxspool.conf: cannot read: No such file or directory\n");
+	assert_string_equal(errs, "/nonexistent/mxspool.conf: cannot read: No "
+				  "such file or directory\n");
 	free(errs);
 }
 
@@ -357,24 +361,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_duration_accepts_each_unit),
-		cmocka_unit_test(test_duration_accepts_combinations),
-		cmocka_unit_test(test_duration_rejects_garbage),
-		cmocka_unit_test(test_size_accepts_binary_multiples),
-		cmocka_unit_test(test_size_rejects_garbage),
-		cmocka_unit_test(test_addr_parses_v4_v6_and_wildcard),
-		cmocka_unit_test(test_addr_rejects_bad_forms),
-		cmocka_unit_test(test_domain_syntax),
-		cmocka_unit_test(test_load_accepts_minimal_and_fills_defaults),
-		cmocka_unit_test(test_load_reads_every_option),
-		cmocka_unit_test(test_load_reports_unknown_option_with_line),
-		cmocka_unit_test(test_load_reports_wrong_type_with_line),
-		cmocka_unit_test(test_load_reports_bad_duration_with_line),
-		cmocka_unit_test(test_load_reports_bad_address_with_line),
-		cmocka_unit_test(test_load_reports_missing_required_value),
-		cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
-		cmocka_unit_test(test_load_reports_unreadable_file),
-		cmocka_unit_test(test_shipped_config_is_valid),
+	    cmocka_unit_test(test_duration_accepts_each_unit),
+	    cmocka_unit_test(test_duration_accepts_combinations),
+	    cmocka_unit_test(test_duration_rejects_garbage),
+	    cmocka_unit_test(test_size_accepts_binary_multiples),
+	    cmocka_unit_test(test_size_rejects_garbage),
+	    cmocka_unit_test(test_addr_parses_v4_v6_and_wildcard),
+	    cmocka_unit_test(test_addr_rejects_bad_forms),
+	    cmocka_unit_test(test_domain_syntax),
+	    cmocka_unit_test(test_load_accepts_minimal_and_fills_defaults),
+	    cmocka_unit_test(test_load_reads_every_option),
+	    cmocka_unit_test(test_load_reports_unknown_option_with_line),
+	    cmocka_unit_test(test_load_reports_wrong_type_with_line),
+	    cmocka_unit_test(test_load_reports_bad_duration_with_line),
+	    cmocka_unit_test(test_load_reports_bad_address_with_line),
+	    cmocka_unit_test(test_load_reports_missing_required_value),
+	    cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
+	    cmocka_unit_test(test_load_reports_unreadable_file),
+	    cmocka_unit_test(test_shipped_config_is_valid),
 	};
 
 	return cmocka_run_group_tests_name("common/conf", tests, NULL, NULL);
