@@ -7,6 +7,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
+ASAN_BUILD ?= build-asan
 PYTHON  ?= /usr/bin/python3
 
 PKGS = libevent_core libevent_extra libevent_openssl libevent_pthreads \
@@ -100,7 +101,7 @@ test-integration: $(PROGS) $(TOOL_BINS)
 # The same suite built with ASan+UBSan in a build directory of its own.
 # RocksDB's own threads are not instrumented; leak checks stay on.
 test-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan \
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
 		CFLAGS="-g -O1 $(SAN)" LDFLAGS="$(SAN)" \
 		test-unit test-integration
 
@@ -128,7 +129,7 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/man/man5/; done; true
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-*
 
 fmt:
 	clang-format -i $$(find common relay queue dns cli tests bench -name '*.[ch]')

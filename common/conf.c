@@ -34,222 +34,100 @@ static char *conf_errs;
 static size_t conf_errs_len;
 static int conf_nerrs;
 
+/* An error found outside libconfuse's parse (no cfg at hand). */
+static void __attribute__((format(printf, 1, 2)))
+conf_add_error(const char *fmt, ...)
+{
+	char msg[1024];
+	size_t len;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	len = strlen(msg);
+	conf_errs = xrealloc(conf_errs, conf_errs_len + len + 2);
+	memcpy(conf_errs + conf_errs_len, msg, len);
+	conf_errs[conf_errs_len + len] = '\n';
+	conf_errs[conf_errs_len + len + 1] = '\0';
+	conf_errs_len += len + 1;
+	conf_nerrs++;
+}
+
 static void __attribute__((format(printf, 2, 0)))
 conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	char *line;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	line = xasprintf("%s:%d: %s\n", conf_cur_path, cfg->line, msg);
-	conf_errs = xrealloc(conf_errs, conf_errs_len + strlen(line) + 1);
-	memcpy(conf_errs + conf_errs_len, line, strlen(line) + 1);
-	conf_errs_len += strlen(line);
-	conf_nerrs++;
-	free(line);
+	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
 }
 
-int
-conf_parse_duration(const char *s, int64_t *secs)
+
+/*
+ * Blanks out comments outside quoted strings: # and // to the end of the
+ * line, and C-style blocks. Every newline stays, so line numbers stay true.
+ */
+static void
+conf_strip_comments(char *p)
 {
-	int64_t total = 0;
+	char quote = 0;
 
-	if (*s == '\0')
-		return -1;
-	while (*s != '\0') {
-		int64_t unit;
-		char *end;
-
-		if (!isdigit((unsigned char)*s))
-			return -1;
-		errno = 0;
-		unsigned long long n = strtoull(s, &end, 10);
-		if (errno != 0)
-			return -1;
-		switch (*end) {
-		case '\0':
-			/* A bare number is seconds, but only on its own. */
-			if (total != 0)
-				return -1;
-			unit = 1;
-			break;
-		case 's':
-			unit = 1;
-			break;
-		case 'm':
-			unit = 60;
-			break;
-		case 'h':
-			unit = 3600;
-			break;
-		case 'd':
-			unit = 86400;
-			break;
-		case 'w':
-			unit = 7 * 86400;
-			break;
-		default:
-			return -1;
+	for (; *p; p++) {
+		if (quote) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			else if (*p == quote)
+				quote = 0;
+		} else if (*p == '"' || *p == '\'') {
+			quote = *p;
+		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+			for (; *p && *p != '\n'; p++)
+				*p = ' ';
+			if (*p == '\0')
+				return;
+		} else if (p[0] == '/' && p[1] == '*') {
+			for (; *p && !(p[0] == '*' && p[1] == '/'); p++)
+				if (*p != '\n')
+					*p = ' ';
+			if (*p == '\0')
+				return;
+			p[0] = p[1] = ' ';
+			p++;
 		}
-		if (n >
-		    (unsigned long long)(INT64_MAX - total) / (uint64_t)unit)
-			return -1;
-		total += (int64_t)n * unit;
-		s = *end ? end + 1 : end;
 	}
-	*secs = total;
-	return 0;
 }
 
-int
-conf_parse_size(const char *s, uint64_t *bytes)
+/* Reads a whole config file; on failure returns NULL and sets *why. */
+static char *
+conf_read_file(const char *path, const char **why)
 {
-	unsigned long long n;
-	uint64_t mult = 1;
-	char *end;
+	FILE *fp = fopen(path, "r");
+	char *buf;
+	size_t n;
 
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		mult = 1024;
-		break;
-	case 'm':
-	case 'M':
-		mult = 1024 * 1024;
-		break;
-	case 'g':
-	case 'G':
-		mult = 1024 * 1024 * 1024;
-		break;
-	default:
-		return -1;
+	if (fp == NULL) {
+		*why = strerror(errno);
+		return NULL;
 	}
-	if (*end != '\0' && end[1] != '\0')
-		return -1;
-	if (n > UINT64_MAX / mult)
-		return -1;
-	*bytes = n * mult;
-	return 0;
-}
-
-static int
-conf_parse_port(const char *s, uint16_t *port)
-{
-	char *end;
-	long n;
-
-	if (!isdigit((unsigned char)*s))
-		return -1;
-	errno = 0;
-	n = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || n < 1 || n > 65535)
-		return -1;
-	*port = (uint16_t)n;
-	return 0;
-}
-
-int
-conf_parse_addr(const char *s, struct conf_addr *out)
-{
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *colon;
-	uint16_t port;
-	size_t hlen;
-
-	memset(out, 0, sizeof(*out));
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-		if (close == NULL || close[1] != ':')
-			return -1;
-		hlen = (size_t)(close - s - 1);
-		if (hlen == 0 || hlen >= sizeof(host))
-			return -1;
-		memcpy(host, s + 1, hlen);
-		host[hlen] = '\0';
-		if (conf_parse_port(close + 2, &port) < 0)
-			return -1;
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return -1;
-		out->salen = sizeof(*sin6);
-		snprintf(out->text, sizeof(out->text), "[%s]:%u", host, port);
-		return 0;
-	}
-	colon = strrchr(s, ':');
-	if (colon == NULL || strchr(s, ':') != colon)
-		return -1;
-	hlen = (size_t)(colon - s);
-	if (hlen == 0 || hlen >= sizeof(host))
-		return -1;
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
-	if (conf_parse_port(colon + 1, &port) < 0)
-		return -1;
-	struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(port);
-	if (strcmp(host, "*") == 0)
-		strcpy(host, "0.0.0.0");
-	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-		return -1;
-	out->salen = sizeof(*sin);
-	snprintf(out->text, sizeof(out->text), "%s:%u", host, port);
-	return 0;
-}
-
-bool
-conf_valid_domain(const char *s)
-{
-	size_t len = strlen(s), label = 0;
-
-	if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
-		return false;
-	for (const char *p = s; *p; p++) {
-		if (*p == '.') {
-			if (label == 0 || p[-1] == '-')
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!isalnum((unsigned char)*p) && *p != '-')
-			return false;
-		if (*p == '-' && label == 0)
-			return false;
-		if (++label > 63)
-			return false;
-	}
-	return s[len - 1] != '-';
-}
-
-bool
-conf_is_relay_domain(const struct conf *cf, const char *domain)
-{
-	size_t dlen = strlen(domain);
-
-	for (size_t i = 0; i < cf->nrelay_domains; i++) {
-		const char *rd = cf->relay_domains[i];
-		size_t rlen = strlen(rd);
-
-		if (rd[0] == '.') {
-			/* ".example.com" matches any subdomain, not the parent.
-			 */
-			if (dlen > rlen &&
-			    strcasecmp(domain + dlen - rlen, rd) == 0)
-				return true;
-		} else if (strcasecmp(domain, rd) == 0)
-			return true;
-	}
-	return false;
+	buf = xmalloc(CONF_FILE_MAX + 1);
+	n = fread(buf, 1, CONF_FILE_MAX + 1, fp);
+	if (ferror(fp)) {
+		*why = strerror(errno);
+		free(buf);
+		buf = NULL;
+	} else if (n > CONF_FILE_MAX) {
+		*why = "larger than 1 MiB";
+		free(buf);
+		buf = NULL;
+	} else if (memchr(buf, '\0', n) != NULL) {
+		*why = "contains a NUL byte";
+		free(buf);
+		buf = NULL;
+	} else
+		buf[n] = '\0';
+	fclose(fp);
+	return buf;
 }
 
 /*
@@ -335,6 +213,188 @@ conf_cb_log(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+static int
+conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	uint64_t bytes = 0;
+
+	if (conf_parse_size(value, &bytes) < 0 || bytes > LONG_MAX)
+		cfg_error(cfg, "%s: bad size '%s' (use e.g. 512, 10k, 25M)",
+		    opt->name, value);
+	*(long *)result = (long)bytes;
+	return 0;
+}
+
+/* A count: a positive integer below a million. */
+static int
+conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(value, &end, 10);
+	if (errno != 0 || end == value || *end != '\0' || n < 1 || n > 1000000) {
+		cfg_error(cfg, "%s: '%s' is not a whole number from 1 to 1000000",
+		    opt->name, value);
+		n = 1;
+	}
+	*(long *)result = n;
+	return 0;
+}
+
+/* A fraction for jitter: 0 to 1. */
+static int
+conf_cb_fraction(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' || !(d >= 0 && d <= 1)) {
+		cfg_error(cfg, "%s: '%s' is not a number from 0 to 1", opt->name,
+		    value);
+		d = 0;
+	}
+	*(double *)result = d;
+	return 0;
+}
+
+/* A backoff multiplier: 1 to 100. */
+static int
+conf_cb_multiplier(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(value, &end);
+	if (errno != 0 || end == value || *end != '\0' ||
+	    !(d >= 1 && d <= 100)) {
+		cfg_error(cfg, "%s: '%s' is not a number from 1 to 100",
+		    opt->name, value);
+		d = 1;
+	}
+	*(double *)result = d;
+	return 0;
+}
+
+static int
+conf_cb_route(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct conf_route r;
+
+	if (conf_parse_route(value, &r) < 0)
+		cfg_error(cfg,
+		    "%s: bad route '%s' (use mx, smtp:[host]:port, "
+		    "lmtp:[host]:port or lmtp:unix:/path)",
+		    opt->name, value);
+	else
+		conf_route_fini(&r);
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
+conf_tls_policy_parse(const char *s, enum tls_policy *out)
+{
+	static const enum tls_policy all[] = {
+	    TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (strcmp(s, conf_tls_policy_str(all[i])) == 0) {
+			*out = all[i];
+			return 0;
+		}
+	return -1;
+}
+
+static int
+conf_cb_tls(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	enum tls_policy p;
+
+	if (conf_tls_policy_parse(value, &p) < 0)
+		cfg_error(cfg, "%s: '%s' is not one of none, may, encrypt, verify",
+		    opt->name, value);
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
+conf_cb_dns_prefer(cfg_t *cfg, cfg_opt_t *opt, const char *value,
+    void *result)
+{
+	if (strcmp(value, "ipv4") != 0 && strcmp(value, "ipv6") != 0)
+		cfg_error(cfg, "%s: '%s' is not one of ipv4, ipv6", opt->name,
+		    value);
+	*(const char **)result = value;
+	return 0;
+}
+
+/* An optional file that must be readable when given. */
+static int
+conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] != '\0' && access(value, R_OK) < 0)
+		cfg_error(cfg, "%s: cannot read '%s': %s", opt->name, value,
+		    strerror(errno));
+	*(const char **)result = value;
+	return 0;
+}
+
+/*
+ * A domain section's title must be a domain; libconfuse calls this once
+ * the section is read, so the line is the section's last.
+ */
+static int
+conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
+{
+	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
+	const char *t = cfg_title(sec);
+
+	if (t == NULL || !conf_valid_domain(t[0] == '.' ? t + 1 : t))
+		cfg_error(cfg, "domain: bad domain name '%s'", t ? t : "");
+	return 0;
+}
+
+/*
+ * The option table: name, default, and the callback that checks it. Each
+ * is documented, with the same default, in etc/mxspool.conf.
+ */
+/*
+ * The retry policy's options. The global block has defaults; a domain's
+ * block has none, so that what it leaves out is inherited.
+ */
+#define CONF_RETRY_OPTS(F)                                                     \
+	{                                                                      \
+		CFG_INT_CB("initial", 30, F, conf_cb_duration),                \
+		    CFG_FLOAT_CB("multiplier", 2.0, F, conf_cb_multiplier),    \
+		    CFG_INT_CB("max_interval", 600, F, conf_cb_duration),      \
+		    CFG_FLOAT_CB("jitter", 0.1, F, conf_cb_fraction),          \
+		    CFG_INT_CB("max_age", 14 * 86400, F, conf_cb_duration),    \
+		    CFG_INT_CB("warn_after", 86400, F, conf_cb_duration),      \
+		    CFG_INT_CB("probe_interval", 10, F, conf_cb_duration),     \
+		    CFG_INT_CB("recovery_connections", 2, F, conf_cb_count),   \
+		    CFG_INT_CB("max_connections", 20, F, conf_cb_count),       \
+		    CFG_INT_CB(                                                \
+			"max_msgs_per_connection", 100, F, conf_cb_count),     \
+		    CFG_END()                                                  \
+	}
+
+static cfg_opt_t conf_retry_opts[] = CONF_RETRY_OPTS(CFGF_NONE);
+static cfg_opt_t conf_domain_retry_opts[] = CONF_RETRY_OPTS(CFGF_NODEFAULT);
+
+static cfg_opt_t conf_domain_opts[] = {
+    CFG_STR_CB("route", "mx", CFGF_NONE, conf_cb_route),
+    CFG_STR_CB("tls", 0, CFGF_NODEFAULT, conf_cb_tls),
+    CFG_STR_CB("recipients", "", CFGF_NONE, conf_cb_file),
+    CFG_SEC("retry", conf_domain_retry_opts, CFGF_NONE),
+    CFG_END(),
+};
+
 /*
  * The option table: name, default, and the callback that checks it. Each
  * is documented, with the same default, in etc/mxspool.conf.
@@ -349,6 +409,40 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
     CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
+    /* Inbound SMTP. */
+    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE,
+	conf_cb_size),
+    CFG_INT_CB("max_recipients", 1000, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("max_connections", 1000, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("max_connections_per_ip", 50, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("max_errors", 20, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
+    CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
+    CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
+    /* DNS. */
+    CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
+    CFG_INT_CB("dns_timeout", 5, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("dns_tries", 2, CFGF_NONE, conf_cb_count),
+    CFG_STR_CB("dns_prefer", "ipv4", CFGF_NONE, conf_cb_dns_prefer),
+    CFG_STR_LIST_CB("mx_self_names", "{}", CFGF_NONE, conf_cb_domain),
+    CFG_INT_CB("dns_cache_size", 10000, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("dns_min_ttl", 10, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("dns_max_ttl", 86400, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("dns_negative_ttl", 300, CFGF_NONE, conf_cb_duration),
+    /* Delivery. */
+    CFG_SEC("retry", conf_retry_opts, CFGF_NONE),
+    CFG_STR_CB("tls", "may", CFGF_NONE, conf_cb_tls),
+    CFG_STR_CB("tls_ca_file", "", CFGF_NONE, conf_cb_file),
+    CFG_STR_CB("bounce_route", "mx", CFGF_NONE, conf_cb_route),
+    CFG_INT_CB("max_outbound_connections", 100, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("connect_timeout", 30, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("client_command_timeout", 300, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("client_data_timeout", 180, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("client_final_timeout", 600, CFGF_NONE, conf_cb_duration),
+    CFG_SEC("domain", conf_domain_opts,
+	CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
 
@@ -361,6 +455,143 @@ conf_default_hostname(void)
 		return xstrdup("localhost");
 	buf[sizeof(buf) - 1] = '\0';
 	return xstrdup(buf);
+}
+
+static char *
+conf_lower_dup(const char *s)
+{
+	char *d = xstrdup(s);
+
+	for (char *p = d; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return d;
+}
+
+static char *
+conf_opt_path(cfg_t *cfg, const char *name)
+{
+	const char *v = cfg_getstr(cfg, name);
+
+	return v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
+}
+
+/* A string list option, lower-cased. */
+static char **
+conf_lower_list(cfg_t *cfg, const char *name, size_t *n)
+{
+	char **v;
+
+	*n = cfg_size(cfg, name);
+	v = xcalloc(*n, sizeof(char *));
+	for (size_t i = 0; i < *n; i++)
+		v[i] = conf_lower_dup(cfg_getnstr(cfg, name, (unsigned)i));
+	return v;
+}
+
+static void
+conf_build_route(struct conf_route *r, const char *text)
+{
+	if (conf_parse_route(text, r) < 0)
+		PANIC("route '%s' passed its check but not parse", text);
+}
+
+static void
+conf_build_retry(struct conf_retry *r, cfg_t *sec)
+{
+	/* Only what the section sets: a domain's block inherits the rest. */
+	if (cfg_size(sec, "initial"))
+		r->initial = cfg_getint(sec, "initial");
+	if (cfg_size(sec, "multiplier"))
+		r->multiplier = cfg_getfloat(sec, "multiplier");
+	if (cfg_size(sec, "max_interval"))
+		r->max_interval = cfg_getint(sec, "max_interval");
+	if (cfg_size(sec, "jitter"))
+		r->jitter = cfg_getfloat(sec, "jitter");
+	if (cfg_size(sec, "max_age"))
+		r->max_age = cfg_getint(sec, "max_age");
+	if (cfg_size(sec, "warn_after"))
+		r->warn_after = cfg_getint(sec, "warn_after");
+	if (cfg_size(sec, "probe_interval"))
+		r->probe_interval = cfg_getint(sec, "probe_interval");
+	if (cfg_size(sec, "recovery_connections"))
+		r->recovery_connections =
+		    (unsigned)cfg_getint(sec, "recovery_connections");
+	if (cfg_size(sec, "max_connections"))
+		r->max_connections = (unsigned)cfg_getint(sec, "max_connections");
+	if (cfg_size(sec, "max_msgs_per_connection"))
+		r->max_msgs_per_connection =
+		    (unsigned)cfg_getint(sec, "max_msgs_per_connection");
+}
+
+static int
+conf_strcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Reads a recipients file: one address or local part per line, # comments.
+ * Problems are reported as "FILE:LINE: message" like the config's own.
+ */
+static void
+conf_load_recipients(struct conf_domain *d)
+{
+	const char *why;
+	char *text = conf_read_file(d->recipients_file, &why), *line, *save;
+	size_t cap = 0;
+	int lineno = 0;
+
+	if (text == NULL) {
+		conf_add_error("%s: cannot read: %s", d->recipients_file, why);
+		return;
+	}
+	for (line = text; line != NULL; line = save) {
+		char *end, *p;
+
+		save = strchr(line, '\n');
+		if (save != NULL)
+			*save++ = '\0';
+		lineno++;
+		if ((p = strchr(line, '#')) != NULL)
+			*p = '\0';
+		while (isspace((unsigned char)*line))
+			line++;
+		end = line + strlen(line);
+		while (end > line && isspace((unsigned char)end[-1]))
+			*--end = '\0';
+		if (*line == '\0')
+			continue;
+		p = strchr(line, '@');
+		if (strpbrk(line, " \t<>\"") != NULL || p == line ||
+		    (p != NULL && (strchr(p + 1, '@') != NULL ||
+				      !conf_valid_domain(p + 1)))) {
+			conf_add_error("%s:%d: bad recipient '%s'",
+			    d->recipients_file, lineno, line);
+			continue;
+		}
+		d->recipients =
+		    xgrow(d->recipients, &cap, d->nrecipients + 1, sizeof(char *));
+		d->recipients[d->nrecipients++] = conf_lower_dup(line);
+	}
+	free(text);
+	qsort(d->recipients, d->nrecipients, sizeof(char *), conf_strcmp);
+}
+
+static void
+conf_build_domain(struct conf *cf, struct conf_domain *d, cfg_t *sec)
+{
+	const char *tls = cfg_size(sec, "tls") ? cfg_getstr(sec, "tls") : NULL;
+
+	d->name = conf_lower_dup(cfg_title(sec));
+	conf_build_route(&d->route, cfg_getstr(sec, "route"));
+	d->tls = cf->tls;
+	if (tls != NULL)
+		(void)conf_tls_policy_parse(tls, &d->tls);
+	d->retry = cf->retry;
+	conf_build_retry(&d->retry, cfg_getsec(sec, "retry"));
+	d->recipients_file = conf_opt_path(sec, "recipients");
+	if (d->recipients_file != NULL)
+		conf_load_recipients(d);
 }
 
 static void
@@ -379,23 +610,65 @@ conf_build(struct conf *cf, cfg_t *cfg)
 
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
 	cf->control_socket = xstrdup(cfg_getstr(cfg, "control_socket"));
-
-	cf->nrelay_domains = cfg_size(cfg, "relay_domains");
-	cf->relay_domains = xcalloc(cf->nrelay_domains, sizeof(char *));
-	for (size_t i = 0; i < cf->nrelay_domains; i++) {
-		char *d =
-		    xstrdup(cfg_getnstr(cfg, "relay_domains", (unsigned)i));
-		for (char *p = d; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		cf->relay_domains[i] = d;
-	}
-
+	cf->relay_domains =
+	    conf_lower_list(cfg, "relay_domains", &cf->nrelay_domains);
 	if (log_level_parse(cfg_getstr(cfg, "log_level"), &cf->log_level) < 0)
 		PANIC("log_level passed its check but not parse");
 	cf->log_dest = strcmp(cfg_getstr(cfg, "log"), "syslog") == 0
-			   ? LOG_TO_SYSLOG
-			   : LOG_TO_STDERR;
+	    ? LOG_TO_SYSLOG
+	    : LOG_TO_STDERR;
 	cf->shutdown_timeout = cfg_getint(cfg, "shutdown_timeout");
+
+	cf->message_size_limit = (uint64_t)cfg_getint(cfg, "message_size_limit");
+	cf->max_recipients = (unsigned)cfg_getint(cfg, "max_recipients");
+	cf->max_connections = (unsigned)cfg_getint(cfg, "max_connections");
+	cf->max_connections_per_ip =
+	    (unsigned)cfg_getint(cfg, "max_connections_per_ip");
+	cf->max_errors = (unsigned)cfg_getint(cfg, "max_errors");
+	cf->command_timeout = cfg_getint(cfg, "command_timeout");
+	cf->data_timeout = cfg_getint(cfg, "data_timeout");
+	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
+	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
+	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");
+
+	cf->ndns_servers = cfg_size(cfg, "dns_servers");
+	cf->dns_servers = xcalloc(cf->ndns_servers, sizeof(*cf->dns_servers));
+	for (size_t i = 0; i < cf->ndns_servers; i++)
+		if (conf_parse_addr(cfg_getnstr(cfg, "dns_servers", (unsigned)i),
+			&cf->dns_servers[i]) < 0)
+			PANIC("dns server passed its check but not parse");
+	cf->dns_timeout_ms = cfg_getint(cfg, "dns_timeout") * 1000;
+	cf->dns_tries = (unsigned)cfg_getint(cfg, "dns_tries");
+	cf->dns_prefer_ipv6 = strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
+	cf->mx_self_names =
+	    conf_lower_list(cfg, "mx_self_names", &cf->nmx_self_names);
+	if (cf->nmx_self_names == 0) {
+		cf->mx_self_names = xgrow(cf->mx_self_names, &(size_t){0}, 1,
+		    sizeof(char *));
+		cf->mx_self_names[0] = conf_lower_dup(cf->hostname);
+		cf->nmx_self_names = 1;
+	}
+	cf->dns_cache_size = (unsigned)cfg_getint(cfg, "dns_cache_size");
+	cf->dns_min_ttl = cfg_getint(cfg, "dns_min_ttl");
+	cf->dns_max_ttl = cfg_getint(cfg, "dns_max_ttl");
+	cf->dns_negative_ttl = cfg_getint(cfg, "dns_negative_ttl");
+
+	conf_build_retry(&cf->retry, cfg_getsec(cfg, "retry"));
+	(void)conf_tls_policy_parse(cfg_getstr(cfg, "tls"), &cf->tls);
+	cf->tls_ca_file = conf_opt_path(cfg, "tls_ca_file");
+	conf_build_route(&cf->bounce_route, cfg_getstr(cfg, "bounce_route"));
+	cf->max_outbound_connections =
+	    (unsigned)cfg_getint(cfg, "max_outbound_connections");
+	cf->connect_timeout = cfg_getint(cfg, "connect_timeout");
+	cf->client_command_timeout = cfg_getint(cfg, "client_command_timeout");
+	cf->client_data_timeout = cfg_getint(cfg, "client_data_timeout");
+	cf->client_final_timeout = cfg_getint(cfg, "client_final_timeout");
+
+	cf->ndomains = cfg_size(cfg, "domain");
+	cf->domains = xcalloc(cf->ndomains, sizeof(*cf->domains));
+	for (size_t i = 0; i < cf->ndomains; i++)
+		conf_build_domain(
+		    cf, &cf->domains[i], cfg_getnsec(cfg, "domain", (unsigned)i));
 }
 
 /* Checks that need the whole file: required options, cross-references. */
@@ -410,71 +683,7 @@ conf_check(cfg_t *cfg)
 		cfg_error(cfg, "listen: missing required value");
 }
 
-/*
- * Blanks out comments outside quoted strings: # and // to the end of the
- * line, and C-style blocks. Every newline stays, so line numbers stay true.
- */
-static void
-conf_strip_comments(char *p)
-{
-	char quote = 0;
 
-	for (; *p; p++) {
-		if (quote) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (*p == quote)
-				quote = 0;
-		} else if (*p == '"' || *p == '\'') {
-			quote = *p;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			for (; *p && *p != '\n'; p++)
-				*p = ' ';
-			if (*p == '\0')
-				return;
-		} else if (p[0] == '/' && p[1] == '*') {
-			for (; *p && !(p[0] == '*' && p[1] == '/'); p++)
-				if (*p != '\n')
-					*p = ' ';
-			if (*p == '\0')
-				return;
-			p[0] = p[1] = ' ';
-			p++;
-		}
-	}
-}
-
-/* Reads a whole config file; on failure returns NULL and sets *why. */
-static char *
-conf_read_file(const char *path, const char **why)
-{
-	FILE *fp = fopen(path, "r");
-	char *buf;
-	size_t n;
-
-	if (fp == NULL) {
-		*why = strerror(errno);
-		return NULL;
-	}
-	buf = xmalloc(CONF_FILE_MAX + 1);
-	n = fread(buf, 1, CONF_FILE_MAX + 1, fp);
-	if (ferror(fp)) {
-		*why = strerror(errno);
-		free(buf);
-		buf = NULL;
-	} else if (n > CONF_FILE_MAX) {
-		*why = "larger than 1 MiB";
-		free(buf);
-		buf = NULL;
-	} else if (memchr(buf, '\0', n) != NULL) {
-		*why = "contains a NUL byte";
-		free(buf);
-		buf = NULL;
-	} else
-		buf[n] = '\0';
-	fclose(fp);
-	return buf;
-}
 
 int
 conf_load(struct conf **cfp, const char *path, char **errors)
@@ -500,6 +709,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_cur_path = path;
 	cfg = cfg_init(conf_opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_on_error);
+	cfg_set_validate_func(cfg, "domain", conf_validate_domain_sec);
 	rc = cfg_parse_buf(cfg, text);
 	free(text);
 	if (rc == CFG_SUCCESS)
@@ -517,8 +727,22 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	cf->path = xstrdup(path);
 	conf_build(cf, cfg);
 	cfg_free(cfg);
+	if (conf_nerrs > 0) { /* in files the config names */
+		conf_free(cf);
+		*errors = conf_errs;
+		conf_errs = NULL;
+		return -1;
+	}
 	*cfp = cf;
 	return 0;
+}
+
+static void
+conf_free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 void
@@ -531,8 +755,112 @@ conf_free(struct conf *cf)
 	free(cf->listen);
 	free(cf->spool_dir);
 	free(cf->control_socket);
-	for (size_t i = 0; i < cf->nrelay_domains; i++)
-		free(cf->relay_domains[i]);
-	free(cf->relay_domains);
+	conf_free_list(cf->relay_domains, cf->nrelay_domains);
+	free(cf->tls_cert_file);
+	free(cf->tls_key_file);
+	free(cf->dns_servers);
+	conf_free_list(cf->mx_self_names, cf->nmx_self_names);
+	free(cf->tls_ca_file);
+	conf_route_fini(&cf->bounce_route);
+	for (size_t i = 0; i < cf->ndomains; i++) {
+		struct conf_domain *d = &cf->domains[i];
+		free(d->name);
+		conf_route_fini(&d->route);
+		free(d->recipients_file);
+		conf_free_list(d->recipients, d->nrecipients);
+	}
+	free(cf->domains);
 	free(cf);
+}
+
+
+/* Whether name matches a domain pattern ("a.b", or ".a.b" for below it). */
+static bool
+conf_domain_match(const char *pattern, const char *name)
+{
+	size_t plen = strlen(pattern), nlen = strlen(name);
+
+	if (pattern[0] != '.')
+		return strcasecmp(pattern, name) == 0;
+	return nlen > plen && strcasecmp(name + nlen - plen, pattern) == 0;
+}
+
+bool
+conf_is_relay_domain(const struct conf *cf, const char *domain)
+{
+	for (size_t i = 0; i < cf->nrelay_domains; i++)
+		if (conf_domain_match(cf->relay_domains[i], domain))
+			return true;
+	return false;
+}
+
+const struct conf_domain *
+conf_domain_find(const struct conf *cf, const char *domain)
+{
+	const struct conf_domain *best = NULL;
+
+	/* An exact section wins; else the longest ".parent" that matches. */
+	for (size_t i = 0; i < cf->ndomains; i++) {
+		const struct conf_domain *d = &cf->domains[i];
+
+		if (!conf_domain_match(d->name, domain))
+			continue;
+		if (d->name[0] != '.')
+			return d;
+		if (best == NULL || strlen(d->name) > strlen(best->name))
+			best = d;
+	}
+	return best;
+}
+
+const struct conf_route *
+conf_route_for(const struct conf *cf, const char *domain)
+{
+	static const struct conf_route mx = {.kind = ROUTE_MX, .text = "mx"};
+	const struct conf_domain *d = conf_domain_find(cf, domain);
+
+	return d != NULL ? &d->route : &mx;
+}
+
+enum tls_policy
+conf_tls_for(const struct conf *cf, const char *domain)
+{
+	const struct conf_domain *d = conf_domain_find(cf, domain);
+
+	return d != NULL ? d->tls : cf->tls;
+}
+
+const struct conf_retry *
+conf_retry_for(const struct conf *cf, const char *domain)
+{
+	const struct conf_domain *d = conf_domain_find(cf, domain);
+
+	return d != NULL ? &d->retry : &cf->retry;
+}
+
+static bool
+conf_list_has(char *const *v, size_t n, const char *key)
+{
+	return bsearch(&key, v, n, sizeof(char *), conf_strcmp) != NULL;
+}
+
+bool
+conf_recipient_known(const struct conf *cf, const char *local,
+    const char *domain)
+{
+	const struct conf_domain *d = conf_domain_find(cf, domain);
+	char *addr, *lp;
+	bool known;
+
+	if (d == NULL || d->recipients_file == NULL)
+		return true;
+	lp = conf_lower_dup(local);
+	addr = xasprintf("%s@%s", lp, domain);
+	for (char *p = addr; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	known = conf_list_has(d->recipients, d->nrecipients, addr) ||
+	    conf_list_has(d->recipients, d->nrecipients, lp);
+	free(addr);
+	free(lp);
+	return known;
 }

@@ -22,6 +22,51 @@ struct conf_addr {
 	char text[64]; /* "127.0.0.1:25" or "[::1]:25" */
 };
 
+/* Where mail for a domain goes (DESIGN.md, Routes). */
+enum route_kind {
+	ROUTE_MX,	  /* "mx": MX lookup of the recipient domain */
+	ROUTE_SMTP,	  /* "smtp:[host]:port" or "smtp:host:port" */
+	ROUTE_LMTP,	  /* "lmtp:[host]:port" or "lmtp:host:port" */
+	ROUTE_LMTP_UNIX,  /* "lmtp:unix:/path" */
+};
+
+struct conf_route {
+	enum route_kind kind;
+	char *host;	/* SMTP/LMTP: name or address, without brackets */
+	bool bracketed; /* [host]: A/AAAA only; bare host: MX lookup first */
+	uint16_t port;	/* default 25 for smtp, 24 for lmtp */
+	char *path;	/* LMTP_UNIX: socket path */
+	char *text;	/* as written, for logs and the CLI */
+};
+
+/* Outbound TLS policy (issue: delivery). */
+enum tls_policy { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
+
+/* The retry and drain policy, global or for one domain. */
+struct conf_retry {
+	int64_t initial;	/* first backoff, seconds */
+	double multiplier;	/* backoff growth per failed probe */
+	int64_t max_interval;	/* backoff cap, seconds */
+	double jitter;		/* 0..1: fraction of the interval randomised */
+	int64_t max_age;	/* then bounce; 0 = keep forever */
+	int64_t warn_after;	/* delay DSN once; 0 = never */
+	int64_t probe_interval; /* slow-start step after recovery, seconds */
+	unsigned recovery_connections; /* concurrency right after recovery */
+	unsigned max_connections;      /* per destination */
+	unsigned max_msgs_per_connection;
+};
+
+/* A `domain "name" { ... }` section. */
+struct conf_domain {
+	char *name; /* lower case; ".example.com" = its subdomains */
+	struct conf_route route;
+	enum tls_policy tls;
+	struct conf_retry retry; /* the global one, overridden per option */
+	char *recipients_file;	 /* NULL: any recipient is accepted */
+	char **recipients;	 /* sorted, lower case: "user@dom" or "user" */
+	size_t nrecipients;
+};
+
 struct conf {
 	char *path;
 	char *hostname;
@@ -34,6 +79,44 @@ struct conf {
 	enum log_level log_level;
 	enum log_dest log_dest;
 	int64_t shutdown_timeout; /* seconds open sessions get at SIGTERM */
+
+	/* Inbound SMTP (relay/server.c). */
+	uint64_t message_size_limit;	 /* bytes; SIZE and end of data */
+	unsigned max_recipients;	 /* per message: 452 4.5.3 */
+	unsigned max_connections;	 /* in total: 421 4.7.0 */
+	unsigned max_connections_per_ip; /* per client address: 421 4.7.0 */
+	unsigned max_errors;		 /* then 421 and close */
+	int64_t command_timeout;	 /* seconds, waiting for a command */
+	int64_t data_timeout;		 /* seconds, waiting for data */
+	unsigned max_hops;		 /* Received headers: 554 5.4.6 */
+	char *tls_cert_file;		 /* NULL: no STARTTLS offered */
+	char *tls_key_file;
+
+	/* DNS (dns/). */
+	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
+	size_t ndns_servers;
+	int64_t dns_timeout_ms; /* per try */
+	unsigned dns_tries;
+	bool dns_prefer_ipv6;	/* address order within a host */
+	char **mx_self_names;	/* lower case; default: { hostname } */
+	size_t nmx_self_names;
+	unsigned dns_cache_size; /* entries */
+	int64_t dns_min_ttl;	 /* seconds: positive TTLs clamped to */
+	int64_t dns_max_ttl;	 /* [min, max]; negative ones to max */
+	int64_t dns_negative_ttl; /* cap for RFC 2308 negative caching */
+
+	/* Delivery (relay/client.c, queue/sched.c). */
+	struct conf_retry retry; /* the global retry { } block */
+	enum tls_policy tls;	 /* default outbound TLS policy */
+	char *tls_ca_file;	 /* for tls = verify; NULL: system store */
+	struct conf_route bounce_route; /* where DSNs go; default mx */
+	unsigned max_outbound_connections;
+	int64_t connect_timeout;	/* seconds */
+	int64_t client_command_timeout; /* greeting, EHLO, MAIL, RCPT */
+	int64_t client_data_timeout;	/* DATA reply and each block */
+	int64_t client_final_timeout;	/* reply to the end of data */
+	struct conf_domain *domains;
+	size_t ndomains;
 };
 
 /*
@@ -56,5 +139,24 @@ bool conf_valid_domain(const char *s);
 
 /* Whether mail for domain (any case) is ours to relay. */
 bool conf_is_relay_domain(const struct conf *cf, const char *domain);
+/* The `domain` section for domain (exact name first, then ".parent"). */
+const struct conf_domain *conf_domain_find(const struct conf *cf,
+    const char *domain);
+/* The route, TLS policy and retry policy in force for domain. */
+const struct conf_route *conf_route_for(const struct conf *cf,
+    const char *domain);
+enum tls_policy conf_tls_for(const struct conf *cf, const char *domain);
+const struct conf_retry *conf_retry_for(const struct conf *cf,
+    const char *domain);
+/*
+ * Whether rcpt (local@domain) may receive mail: true unless the domain has
+ * a recipients file that lists neither the address nor its local part.
+ */
+bool conf_recipient_known(const struct conf *cf, const char *local,
+    const char *domain);
+/* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path". */
+int conf_parse_route(const char *s, struct conf_route *out);
+void conf_route_fini(struct conf_route *r);
+const char *conf_tls_policy_str(enum tls_policy p);
 
 #endif

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/conf.h"
+#include "common/xmem.h"
 
 static void
 test_duration_accepts_each_unit(void **state)
@@ -357,6 +359,192 @@ test_shipped_config_is_valid(void **state)
 	conf_free(cf);
 }
 
+static void
+test_route_parses_every_form(void **state)
+{
+	struct conf_route r;
+
+	(void)state;
+	assert_int_equal(conf_parse_route("mx", &r), 0);
+	assert_int_equal(r.kind, ROUTE_MX);
+	conf_route_fini(&r);
+	assert_int_equal(conf_parse_route("smtp:[10.0.0.5]:2525", &r), 0);
+	assert_int_equal(r.kind, ROUTE_SMTP);
+	assert_string_equal(r.host, "10.0.0.5");
+	assert_true(r.bracketed);
+	assert_int_equal(r.port, 2525);
+	conf_route_fini(&r);
+	assert_int_equal(conf_parse_route("smtp:primary.example.com", &r), 0);
+	assert_false(r.bracketed);
+	assert_int_equal(r.port, 25);
+	conf_route_fini(&r);
+	assert_int_equal(conf_parse_route("lmtp:[::1]", &r), 0);
+	assert_int_equal(r.kind, ROUTE_LMTP);
+	assert_string_equal(r.host, "::1");
+	assert_int_equal(r.port, 24);
+	conf_route_fini(&r);
+	assert_int_equal(conf_parse_route("lmtp:store.example:2400", &r), 0);
+	assert_int_equal(r.port, 2400);
+	conf_route_fini(&r);
+	assert_int_equal(conf_parse_route("lmtp:unix:/run/dovecot/lmtp", &r), 0);
+	assert_int_equal(r.kind, ROUTE_LMTP_UNIX);
+	assert_string_equal(r.path, "/run/dovecot/lmtp");
+	assert_string_equal(r.text, "lmtp:unix:/run/dovecot/lmtp");
+	conf_route_fini(&r);
+}
+
+static void
+test_route_rejects_bad_forms(void **state)
+{
+	static const char *bad[] = {"", "MX", "smtp:", "smtp:[]:25",
+	    "smtp:[1.2.3.4", "smtp:[1.2.3.4]x", "smtp:host:0", "smtp:host:x",
+	    "smtp:10.0.0.5:99999", "smtp:bad_host", "lmtp:unix:relative",
+	    "http://x", "smtp:[not an ip]"};
+	struct conf_route r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (conf_parse_route(bad[i], &r) == 0)
+			fail_msg("accepted bad route '%s'", bad[i]);
+}
+
+/* Loads text into *cfp or fails the test with the errors. */
+static struct conf *
+load_ok(const char *text)
+{
+	char *errs = NULL;
+	struct conf *cf = NULL;
+	int fd;
+
+	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
+	fd = mkstemp(conf_path);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	if (conf_load(&cf, conf_path, &errs) < 0)
+		fail_msg("config did not load: %s", errs);
+	unlink(conf_path);
+	return cf;
+}
+
+static void
+test_domain_sections_override_global_policy(void **state)
+{
+	struct conf *cf;
+	const struct conf_retry *r;
+
+	(void)state;
+	cf = load_ok(GOOD "tls = \"encrypt\"\n"
+			  "retry { initial = 1m\n max_age = 0 }\n"
+			  "domain \"example.com\" {\n"
+			  "  route = \"lmtp:[127.0.0.1]:2400\"\n"
+			  "  tls = \"none\"\n"
+			  "  retry { max_connections = 5 }\n"
+			  "}\n"
+			  "domain \".example.org\" { route = \"smtp:[::1]\" }\n");
+	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->kind, ROUTE_LMTP);
+	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->port, 2400);
+	assert_int_equal(conf_route_for(cf, "a.example.org")->kind, ROUTE_SMTP);
+	assert_int_equal(conf_route_for(cf, "example.org")->kind, ROUTE_MX);
+	assert_int_equal(conf_route_for(cf, "other.net")->kind, ROUTE_MX);
+	assert_int_equal(conf_tls_for(cf, "example.com"), TLS_NONE);
+	assert_int_equal(conf_tls_for(cf, "a.example.org"), TLS_ENCRYPT);
+	assert_int_equal(conf_tls_for(cf, "other.net"), TLS_ENCRYPT);
+	r = conf_retry_for(cf, "example.com");
+	assert_int_equal(r->max_connections, 5);
+	assert_int_equal(r->initial, 60); /* inherited from the global block */
+	assert_int_equal(r->max_age, 0);
+	assert_int_equal(r->warn_after, 86400); /* the default */
+	r = conf_retry_for(cf, "other.net");
+	assert_int_equal(r->max_connections, 20);
+	assert_true(r->multiplier == 2.0);
+	conf_free(cf);
+}
+
+static void
+test_defaults_of_smtp_dns_and_delivery_options(void **state)
+{
+	struct conf *cf = load_ok(GOOD "hostname = \"MX2.Example.NET\"\n");
+
+	(void)state;
+	assert_int_equal(cf->message_size_limit, 25 * 1024 * 1024);
+	assert_int_equal(cf->max_recipients, 1000);
+	assert_int_equal(cf->command_timeout, 300);
+	assert_int_equal(cf->data_timeout, 180);
+	assert_int_equal(cf->max_hops, 50);
+	assert_null(cf->tls_cert_file);
+	assert_int_equal(cf->ndns_servers, 0);
+	assert_int_equal(cf->dns_timeout_ms, 5000);
+	assert_int_equal(cf->nmx_self_names, 1);
+	assert_string_equal(cf->mx_self_names[0], "mx2.example.net");
+	assert_int_equal(cf->retry.max_age, 14 * 86400);
+	assert_int_equal(cf->retry.recovery_connections, 2);
+	assert_int_equal(cf->tls, TLS_MAY);
+	assert_int_equal(cf->bounce_route.kind, ROUTE_MX);
+	conf_free(cf);
+}
+
+static void
+test_recipients_file_lists_addresses_and_local_parts(void **state)
+{
+	char rpath[] = "/tmp/mxspool-rcpt-XXXXXX", *text;
+	const char *list = "# users\nAlice@Example.com\n  bob  # a comment\n\n";
+	struct conf *cf;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(rpath);
+	assert_int_equal(write(fd, list, strlen(list)), (ssize_t)strlen(list));
+	close(fd);
+	text = xasprintf(GOOD "domain \"example.com\" { recipients = \"%s\" }\n",
+	    rpath);
+	cf = load_ok(text);
+	assert_true(conf_recipient_known(cf, "alice", "example.com"));
+	assert_true(conf_recipient_known(cf, "ALICE", "EXAMPLE.COM"));
+	assert_true(conf_recipient_known(cf, "Bob", "example.com"));
+	assert_false(conf_recipient_known(cf, "carol", "example.com"));
+	/* Domains without a list accept anyone. */
+	assert_true(conf_recipient_known(cf, "carol", "other.example"));
+	conf_free(cf);
+	free(text);
+
+	/* A bad entry is reported with the list's own file and line. */
+	fd = open(rpath, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "ok\nbad entry\n", 13), 13);
+	close(fd);
+	text = xasprintf(GOOD "domain \"example.com\" { recipients = \"%s\" }\n",
+	    rpath);
+	char *errs = load_errors(text), *want = xasprintf(
+	    "%s:2: bad recipient 'bad entry'\n", rpath);
+	assert_string_equal(errs, want);
+	free(errs);
+	free(want);
+	free(text);
+	unlink(rpath);
+}
+
+static void
+test_load_reports_bad_policy_values(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "retry {\n multiplier = 0.5\n jitter = 2\n"
+			   " max_connections = 0\n initial = x }\n"
+			   "tls = \"always\"\n"
+			   "domain \"bad..name\" {\n route = \"smtp:\"\n}\n"
+			   "message_size_limit = 10q\n"
+			   "tls_cert_file = \"/nonexistent/cert.pem\"\n",
+	    "F:3: multiplier: '0.5' is not a number from 1 to 100\n"
+	    "F:4: jitter: '2' is not a number from 0 to 1\n"
+	    "F:5: max_connections: '0' is not a whole number from 1 to 1000000\n"
+	    "F:6: initial: bad duration 'x' (use e.g. 30s, 5m, 4h, 5d)\n"
+	    "F:7: tls: 'always' is not one of none, may, encrypt, verify\n"
+	    "F:9: route: bad route 'smtp:' (use mx, smtp:[host]:port, "
+	    "lmtp:[host]:port or lmtp:unix:/path)\n"
+	    "F:10: domain: bad domain name 'bad..name'\n"
+	    "F:11: message_size_limit: bad size '10q' (use e.g. 512, 10k, 25M)\n"
+	    "F:12: tls_cert_file: cannot read '/nonexistent/cert.pem': No such "
+	    "file or directory\n");
+}
+
 int
 main(void)
 {
@@ -379,6 +567,12 @@ main(void)
 	    cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
 	    cmocka_unit_test(test_load_reports_unreadable_file),
 	    cmocka_unit_test(test_shipped_config_is_valid),
+	    cmocka_unit_test(test_route_parses_every_form),
+	    cmocka_unit_test(test_route_rejects_bad_forms),
+	    cmocka_unit_test(test_domain_sections_override_global_policy),
+	    cmocka_unit_test(test_defaults_of_smtp_dns_and_delivery_options),
+	    cmocka_unit_test(test_recipients_file_lists_addresses_and_local_parts),
+	    cmocka_unit_test(test_load_reports_bad_policy_values),
 	};
 
 	return cmocka_run_group_tests_name("common/conf", tests, NULL, NULL);

@@ -1,0 +1,295 @@
+/*
+ * Config values: parsers for the formats options are written in. Pure
+ * functions, shared by the config loader and anyone reading such values.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/conf.h"
+#include "common/xmem.h"
+
+int
+conf_parse_duration(const char *s, int64_t *secs)
+{
+	int64_t total = 0;
+
+	if (*s == '\0')
+		return -1;
+	while (*s != '\0') {
+		int64_t unit;
+		char *end;
+
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		errno = 0;
+		unsigned long long n = strtoull(s, &end, 10);
+		if (errno != 0)
+			return -1;
+		switch (*end) {
+		case '\0':
+			/* A bare number is seconds, but only on its own. */
+			if (total != 0)
+				return -1;
+			unit = 1;
+			break;
+		case 's':
+			unit = 1;
+			break;
+		case 'm':
+			unit = 60;
+			break;
+		case 'h':
+			unit = 3600;
+			break;
+		case 'd':
+			unit = 86400;
+			break;
+		case 'w':
+			unit = 7 * 86400;
+			break;
+		default:
+			return -1;
+		}
+		if (n >
+		    (unsigned long long)(INT64_MAX - total) / (uint64_t)unit)
+			return -1;
+		total += (int64_t)n * unit;
+		s = *end ? end + 1 : end;
+	}
+	*secs = total;
+	return 0;
+}
+
+int
+conf_parse_size(const char *s, uint64_t *bytes)
+{
+	unsigned long long n;
+	uint64_t mult = 1;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		mult = 1024;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1024 * 1024;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1024 * 1024 * 1024;
+		break;
+	default:
+		return -1;
+	}
+	if (*end != '\0' && end[1] != '\0')
+		return -1;
+	if (n > UINT64_MAX / mult)
+		return -1;
+	*bytes = n * mult;
+	return 0;
+}
+
+static int
+conf_parse_port(const char *s, uint16_t *port)
+{
+	char *end;
+	long n;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 1 || n > 65535)
+		return -1;
+	*port = (uint16_t)n;
+	return 0;
+}
+
+int
+conf_parse_addr(const char *s, struct conf_addr *out)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *colon;
+	uint16_t port;
+	size_t hlen;
+
+	memset(out, 0, sizeof(*out));
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		hlen = (size_t)(close - s - 1);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hlen);
+		host[hlen] = '\0';
+		if (conf_parse_port(close + 2, &port) < 0)
+			return -1;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		out->salen = sizeof(*sin6);
+		snprintf(out->text, sizeof(out->text), "[%s]:%u", host, port);
+		return 0;
+	}
+	colon = strrchr(s, ':');
+	if (colon == NULL || strchr(s, ':') != colon)
+		return -1;
+	hlen = (size_t)(colon - s);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (conf_parse_port(colon + 1, &port) < 0)
+		return -1;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(port);
+	if (strcmp(host, "*") == 0)
+		strcpy(host, "0.0.0.0");
+	if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		return -1;
+	out->salen = sizeof(*sin);
+	snprintf(out->text, sizeof(out->text), "%s:%u", host, port);
+	return 0;
+}
+
+bool
+conf_valid_domain(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+
+	if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0 || p[-1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*p) && *p != '-')
+			return false;
+		if (*p == '-' && label == 0)
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return s[len - 1] != '-';
+}
+
+/* A host in a route: a domain name, or (bracketed only) an IP address. */
+static bool
+conf_valid_route_host(const char *h, bool bracketed)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (bracketed && (inet_pton(AF_INET, h, &a4) == 1 ||
+			     inet_pton(AF_INET6, h, &a6) == 1))
+		return true;
+	return conf_valid_domain(h);
+}
+
+int
+conf_parse_route(const char *s, struct conf_route *out)
+{
+	const char *rest, *port = NULL;
+	char host[256];
+	size_t hlen;
+
+	memset(out, 0, sizeof(*out));
+	if (strcmp(s, "mx") == 0) {
+		out->kind = ROUTE_MX;
+		out->text = xstrdup(s);
+		return 0;
+	}
+	if (strncmp(s, "smtp:", 5) == 0) {
+		out->kind = ROUTE_SMTP;
+		out->port = 25;
+	} else if (strncmp(s, "lmtp:", 5) == 0) {
+		out->kind = ROUTE_LMTP;
+		out->port = 24;
+	} else
+		return -1;
+	rest = s + 5;
+	if (out->kind == ROUTE_LMTP && strncmp(rest, "unix:", 5) == 0) {
+		if (rest[5] != '/')
+			return -1;
+		out->kind = ROUTE_LMTP_UNIX;
+		out->port = 0;
+		out->path = xstrdup(rest + 5);
+		out->text = xstrdup(s);
+		return 0;
+	}
+	if (rest[0] == '[') {
+		const char *close = strchr(rest, ']');
+		if (close == NULL)
+			return -1;
+		out->bracketed = true;
+		hlen = (size_t)(close - rest - 1);
+		rest++;
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1] != '\0')
+			return -1;
+	} else {
+		const char *colon = strchr(rest, ':');
+		hlen = colon ? (size_t)(colon - rest) : strlen(rest);
+		if (colon)
+			port = colon + 1;
+	}
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -1;
+	memcpy(host, rest, hlen);
+	host[hlen] = '\0';
+	if (!conf_valid_route_host(host, out->bracketed))
+		return -1;
+	if (port != NULL && conf_parse_port(port, &out->port) < 0)
+		return -1;
+	out->host = xstrdup(host);
+	out->text = xstrdup(s);
+	return 0;
+}
+
+void
+conf_route_fini(struct conf_route *r)
+{
+	free(r->host);
+	free(r->path);
+	free(r->text);
+	memset(r, 0, sizeof(*r));
+}
+
+const char *
+conf_tls_policy_str(enum tls_policy p)
+{
+	switch (p) {
+	case TLS_NONE:
+		return "none";
+	case TLS_MAY:
+		return "may";
+	case TLS_ENCRYPT:
+		return "encrypt";
+	case TLS_VERIFY:
+		return "verify";
+	}
+	return "?";
+}
