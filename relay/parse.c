@@ -1,0 +1,1055 @@
+/*
+ * The SMTP protocol parser (RFC 5321, with RFC 1870 SIZE, RFC 6152
+ * 8BITMIME, RFC 3461 DSN, RFC 3030 CHUNKING and RFC 6531 SMTPUTF8).
+ *
+ * Where the RFCs leave a choice this follows Postfix's defaults: a space
+ * after "FROM:" and a path without angle brackets are tolerated, as clients
+ * in the wild send them. Forms that only serve to relay through us (source
+ * routes, % hacks, bang paths, address literals, quoted local parts that
+ * hide an address) are refused in recipients outright: a backup MX has no
+ * use for them.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/xmem.h"
+#include "relay/parse.h"
+
+static void __attribute__((format(printf, 3, 4)))
+parse_say(char *reply, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reply, len, fmt, ap);
+	va_end(ap);
+}
+
+char *
+parse_split(char *line, char **args)
+{
+	char *sp = strchr(line, ' ');
+
+	if (sp == NULL) {
+		*args = line + strlen(line);
+	} else {
+		*sp = '\0';
+		*args = sp + 1;
+	}
+	return line;
+}
+
+static bool
+is_alpha(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool
+is_atext(int c)
+{
+	return is_alpha(c) || is_digit(c) ||
+	       (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629), or 0. */
+static size_t
+utf8_seq(const unsigned char *p)
+{
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		return (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		if (p[0] == 0xe0 && p[1] < 0xa0)
+			return 0; /* overlong */
+		if (p[0] == 0xed && p[1] >= 0xa0)
+			return 0; /* surrogates */
+		return 3;
+	}
+	if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		if ((p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 ||
+		    (p[3] & 0xc0) != 0x80)
+			return 0;
+		if (p[0] == 0xf0 && p[1] < 0x90)
+			return 0;
+		if (p[0] == 0xf4 && p[1] >= 0x90)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* A parsed path. */
+struct path {
+	char addr[PARSE_ADDR_SIZE];
+	char local[PARSE_LOCAL_MAX + 1]; /* unquoted */
+	char domain[PARSE_DOMAIN_MAX + 1];
+	bool null;       /* <> */
+	bool route;      /* <@a,@b:user@c> */
+	bool quoted;     /* "local"@domain */
+	bool qspecial;   /* the quoted part has @ % ! or is no dot-atom */
+	bool hack;       /* % or ! in the local part */
+	bool literal;    /* user@[192.0.2.1] */
+	bool eight_bit;  /* UTF-8 somewhere */
+	const char *end; /* first byte after the path */
+};
+
+enum path_err { PATH_OK = 0, PATH_SYNTAX = -1 };
+
+/*
+ * A domain or address literal at *pp. Stops at the first byte that cannot
+ * belong to it.
+ */
+static int
+path_domain(const char **pp, struct path *p, const char **why)
+{
+	const char *s = *pp, *start = s;
+	size_t n;
+
+	if (*s == '[') {
+		char lit[PARSE_DOMAIN_MAX + 1];
+		unsigned char bin[16];
+		const char *close = strchr(s, ']');
+
+		if (close == NULL ||
+		    (size_t)(close - s) > PARSE_DOMAIN_MAX - 1) {
+			*why = "bad address literal";
+			return PATH_SYNTAX;
+		}
+		n = (size_t)(close - s - 1);
+		memcpy(lit, s + 1, n);
+		lit[n] = '\0';
+		if (strncasecmp(lit, "IPv6:", 5) == 0
+			? inet_pton(AF_INET6, lit + 5, bin) != 1
+			: inet_pton(AF_INET, lit, bin) != 1) {
+			*why = "bad address literal";
+			return PATH_SYNTAX;
+		}
+		p->literal = true;
+		n = (size_t)(close + 1 - start);
+		memcpy(p->domain, start, n);
+		p->domain[n] = '\0';
+		*pp = close + 1;
+		return PATH_OK;
+	}
+	for (;;) {
+		/* sub-domain = Let-dig [Ldh-str], or a U-label. */
+		const char *label = s;
+
+		while (*s != '\0') {
+			size_t u;
+
+			if (is_alpha(*s) || is_digit(*s) || *s == '-') {
+				s++;
+			} else if ((unsigned char)*s >= 0x80 &&
+				   (u = utf8_seq((const unsigned char *)s)) >
+				       0) {
+				p->eight_bit = true;
+				s += u;
+			} else {
+				break;
+			}
+		}
+		if (s == label || *label == '-' || s[-1] == '-' ||
+		    s - label > 63) {
+			*why = "bad domain name";
+			return PATH_SYNTAX;
+		}
+		if (*s != '.')
+			break;
+		s++;
+	}
+	n = (size_t)(s - start);
+	if (n > PARSE_DOMAIN_MAX) {
+		*why = "domain name too long";
+		return PATH_SYNTAX;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = start[i];
+		p->domain[i] =
+		    (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+	}
+	p->domain[n] = '\0';
+	*pp = s;
+	return PATH_OK;
+}
+
+/* A local part: Dot-string or Quoted-string (RFC 5321 4.1.2). */
+static int
+path_local(const char **pp, struct path *p, const char **why)
+{
+	const char *s = *pp;
+	size_t n = 0;
+
+	if (*s == '"') {
+		bool dotatom = true, prevdot = true;
+
+		p->quoted = true;
+		for (s++; *s != '"'; s++) {
+			unsigned char c = (unsigned char)*s;
+			size_t u = 1;
+
+			if (c == '\\') {
+				s++;
+				c = (unsigned char)*s;
+				if (c < 32 || c > 126) {
+					*why = "bad quoted local part";
+					return PATH_SYNTAX;
+				}
+			} else if (c >= 0x80) {
+				if ((u = utf8_seq((const unsigned char *)s)) ==
+				    0) {
+					*why = "bad UTF-8";
+					return PATH_SYNTAX;
+				}
+				p->eight_bit = true;
+			} else if (c < 32 || c > 126) {
+				*why = "bad quoted local part";
+				return PATH_SYNTAX;
+			}
+			if (c == '.') {
+				if (prevdot)
+					dotatom = false;
+				prevdot = true;
+			} else {
+				if (c < 0x80 && !is_atext(c))
+					dotatom = false;
+				if (c == '%' || c == '!')
+					dotatom = false;
+				prevdot = false;
+			}
+			if (n + u > PARSE_LOCAL_MAX) {
+				*why = "local part too long";
+				return PATH_SYNTAX;
+			}
+			memcpy(p->local + n, s, u);
+			n += u;
+			s += u - 1;
+		}
+		s++;
+		if (n == 0 || prevdot)
+			dotatom = false;
+		p->qspecial = !dotatom;
+	} else {
+		bool prevdot = true;
+
+		while (*s != '\0') {
+			unsigned char c = (unsigned char)*s;
+			size_t u = 1;
+
+			if (c == '.') {
+				if (prevdot) {
+					*why = "bad local part";
+					return PATH_SYNTAX;
+				}
+				prevdot = true;
+			} else if (c >= 0x80) {
+				if ((u = utf8_seq((const unsigned char *)s)) ==
+				    0) {
+					*why = "bad UTF-8";
+					return PATH_SYNTAX;
+				}
+				p->eight_bit = true;
+				prevdot = false;
+			} else if (is_atext(c)) {
+				if (c == '%' || c == '!')
+					p->hack = true;
+				prevdot = false;
+			} else {
+				break;
+			}
+			if (n + u > PARSE_LOCAL_MAX) {
+				*why = "local part too long";
+				return PATH_SYNTAX;
+			}
+			memcpy(p->local + n, s, u);
+			n += u;
+			s += u;
+		}
+		if (n == 0 || prevdot) {
+			*why = "bad local part";
+			return PATH_SYNTAX;
+		}
+	}
+	p->local[n] = '\0';
+	*pp = s;
+	return PATH_OK;
+}
+
+/*
+ * A Reverse-path or Forward-path at s (after "FROM:" or "TO:" and any
+ * spaces). Sets p->end to the byte after it.
+ */
+static int
+path_parse(const char *s, bool null_ok, struct path *p, const char **why)
+{
+	const char *start = s, *lstart;
+	bool bracket = false;
+	size_t n;
+
+	memset(p, 0, sizeof(*p));
+	if (*s == '<') {
+		bracket = true;
+		s++;
+		if (*s == '>') {
+			if (!null_ok) {
+				*why = "empty address";
+				return PATH_SYNTAX;
+			}
+			p->null = true;
+			p->end = s + 1;
+			return PATH_OK;
+		}
+		if (*s == '@') {
+			/* A-d-l ":" : parsed only to be refused. */
+			for (;;) {
+				struct path tmp;
+
+				if (*s != '@') {
+					*why = "bad source route";
+					return PATH_SYNTAX;
+				}
+				s++;
+				memset(&tmp, 0, sizeof(tmp));
+				if (path_domain(&s, &tmp, why) < 0)
+					return PATH_SYNTAX;
+				if (*s == ':')
+					break;
+				if (*s != ',') {
+					*why = "bad source route";
+					return PATH_SYNTAX;
+				}
+				s++;
+			}
+			s++;
+			p->route = true;
+		}
+	}
+	lstart = s;
+	if (path_local(&s, p, why) < 0)
+		return PATH_SYNTAX;
+	if (*s != '@') {
+		*why = "domain name required";
+		return PATH_SYNTAX;
+	}
+	s++;
+	if (path_domain(&s, p, why) < 0)
+		return PATH_SYNTAX;
+	if (bracket) {
+		if (*s != '>') {
+			*why = "bad address";
+			return PATH_SYNTAX;
+		}
+		s++;
+	}
+	if (*s != '\0' && *s != ' ') {
+		*why = "bad address";
+		return PATH_SYNTAX;
+	}
+	if ((size_t)(s - start) + (bracket ? 0 : 2) > PARSE_PATH_MAX) {
+		*why = "address too long";
+		return PATH_SYNTAX;
+	}
+	n = (size_t)(s - lstart) - (bracket ? 1 : 0);
+	memcpy(p->addr, lstart, n);
+	p->addr[n] = '\0';
+	/* The domain as given, lower-cased: rebuild addr's domain part. */
+	p->end = s;
+	return PATH_OK;
+}
+
+/*
+ * xtext (RFC 3461 4): printable ASCII but "=", with "+" starting two upper
+ * case hex digits. RFC 6533's utf-8-addr-xtext passes the same test.
+ */
+static bool
+xtext_valid(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 33 || c > 126 || c == '=')
+			return false;
+		if (c == '+') {
+			if (i + 2 >= n)
+				return false;
+			for (int k = 1; k <= 2; k++) {
+				char h = s[i + (size_t)k];
+				if (!is_digit(h) && !(h >= 'A' && h <= 'F'))
+					return false;
+			}
+			i += 2;
+		}
+	}
+	return true;
+}
+
+/* One "KEYWORD[=value]" parameter, split in a copy. */
+struct param {
+	char key[32];
+	const char *val; /* NULL: no "=" */
+	size_t vlen;
+};
+
+/*
+ * The next parameter from *sp (after spaces). Returns 1 with one, 0 at the
+ * end, -1 on bad syntax.
+ */
+static int
+param_next(const char **sp, struct param *pm)
+{
+	const char *s = *sp, *k;
+	size_t n;
+
+	while (*s == ' ')
+		s++;
+	if (*s == '\0') {
+		*sp = s;
+		return 0;
+	}
+	k = s;
+	if (!is_alpha(*s) && !is_digit(*s))
+		return -1;
+	while (is_alpha(*s) || is_digit(*s) || *s == '-')
+		s++;
+	n = (size_t)(s - k);
+	if (n >= sizeof(pm->key))
+		return -1;
+	memcpy(pm->key, k, n);
+	pm->key[n] = '\0';
+	pm->val = NULL;
+	pm->vlen = 0;
+	if (*s == '=') {
+		pm->val = ++s;
+		while (*s != '\0' && *s != ' ') {
+			unsigned char c = (unsigned char)*s;
+			if (c < 33 || c > 126 || c == '=')
+				return -1;
+			s++;
+		}
+		pm->vlen = (size_t)(s - pm->val);
+		if (pm->vlen == 0)
+			return -1;
+	}
+	if (*s != '\0' && *s != ' ')
+		return -1;
+	*sp = s;
+	return 1;
+}
+
+static bool
+val_is(const struct param *pm, const char *word)
+{
+	return pm->val != NULL && pm->vlen == strlen(word) &&
+	       strncasecmp(pm->val, word, pm->vlen) == 0;
+}
+
+/* "FROM:" or "TO:" then optional spaces; returns what follows, or NULL. */
+static const char *
+expect_keyword(const char *args, const char *kw)
+{
+	size_t n = strlen(kw);
+
+	if (strncasecmp(args, kw, n) != 0)
+		return NULL;
+	args += n;
+	while (*args == ' ')
+		args++;
+	return args;
+}
+
+int
+parse_helo(
+    const char *verb, const char *args, char *out, char *reply, size_t replylen)
+{
+	const char *s = args;
+	size_t n;
+
+	while (*s != '\0') {
+		unsigned char c = (unsigned char)*s;
+		size_t u = 1;
+
+		if (c >= 0x80) {
+			if ((u = utf8_seq((const unsigned char *)s)) == 0)
+				break;
+		} else if (c < 33 || c > 126) {
+			break;
+		}
+		s += u;
+	}
+	n = (size_t)(s - args);
+	if (n == 0 || *s != '\0') {
+		parse_say(
+		    reply, replylen, "501 5.5.4 Syntax: %s hostname", verb);
+		return -1;
+	}
+	if (n > PARSE_HELO_MAX) {
+		parse_say(reply, replylen, "501 5.5.4 %s name too long", verb);
+		return -1;
+	}
+	memcpy(out, args, n + 1);
+	return 0;
+}
+
+int
+parse_mail(
+    const char *args, struct parse_mail *out, char *reply, size_t replylen)
+{
+	const char *s = expect_keyword(args, "FROM:"), *why = NULL;
+	struct param pm;
+	struct path p;
+	unsigned seen = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL) {
+		parse_say(
+		    reply, replylen, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return -1;
+	}
+	if (path_parse(s, true, &p, &why) < 0) {
+		parse_say(reply, replylen,
+		    "501 5.1.7 Bad sender address syntax: %s", why);
+		return -1;
+	}
+	if (p.route) {
+		parse_say(reply, replylen,
+		    "553 5.1.7 Source routes are not accepted");
+		return -1;
+	}
+	s = p.end;
+	while ((rc = param_next(&s, &pm)) > 0) {
+		unsigned bit;
+
+		if (strcasecmp(pm.key, "SIZE") == 0) {
+			bit = 1;
+			if (pm.val == NULL || pm.vlen > 20) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad SIZE parameter");
+				return -1;
+			}
+			out->has_size = true;
+			for (size_t i = 0; i < pm.vlen; i++) {
+				unsigned d = (unsigned)(pm.val[i] - '0');
+				if (!is_digit(pm.val[i])) {
+					parse_say(reply, replylen,
+					    "501 5.5.4 Bad SIZE parameter");
+					return -1;
+				}
+				if (out->size > (UINT64_MAX - d) / 10)
+					out->size = UINT64_MAX;
+				else
+					out->size = out->size * 10 + d;
+			}
+		} else if (strcasecmp(pm.key, "BODY") == 0) {
+			bit = 2;
+			if (val_is(&pm, "7BIT"))
+				out->body = BODY_7BIT;
+			else if (val_is(&pm, "8BITMIME"))
+				out->body = BODY_8BITMIME;
+			else {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Unsupported BODY type");
+				return -1;
+			}
+		} else if (strcasecmp(pm.key, "SMTPUTF8") == 0) {
+			bit = 4;
+			if (pm.val != NULL) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 SMTPUTF8 takes no value");
+				return -1;
+			}
+			out->smtputf8 = true;
+		} else if (strcasecmp(pm.key, "RET") == 0) {
+			bit = 8;
+			if (val_is(&pm, "FULL"))
+				out->ret = RET_FULL;
+			else if (val_is(&pm, "HDRS"))
+				out->ret = RET_HDRS;
+			else {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad RET parameter");
+				return -1;
+			}
+		} else if (strcasecmp(pm.key, "ENVID") == 0) {
+			bit = 16;
+			if (pm.val == NULL || pm.vlen > PARSE_ENVID_MAX ||
+			    !xtext_valid(pm.val, pm.vlen)) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad ENVID parameter");
+				return -1;
+			}
+			out->has_envid = true;
+			memcpy(out->envid, pm.val, pm.vlen);
+			out->envid[pm.vlen] = '\0';
+		} else {
+			parse_say(reply, replylen,
+			    "555 5.5.4 Unsupported parameter %.31s", pm.key);
+			return -1;
+		}
+		if (seen & bit) {
+			parse_say(reply, replylen,
+			    "501 5.5.4 Duplicate parameter %.31s", pm.key);
+			return -1;
+		}
+		seen |= bit;
+	}
+	if (rc < 0) {
+		parse_say(reply, replylen, "501 5.5.4 Bad parameter syntax");
+		return -1;
+	}
+	if (p.eight_bit && !out->smtputf8) {
+		parse_say(reply, replylen,
+		    "553 5.6.7 UTF-8 address without SMTPUTF8");
+		return -1;
+	}
+	strcpy(out->addr, p.addr);
+	out->eight_bit = p.eight_bit;
+	return 0;
+}
+
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 4.1). */
+static int
+notify_parse(const struct param *pm, unsigned *out)
+{
+	const char *s = pm->val, *end = pm->val + pm->vlen;
+
+	*out = 0;
+	while (s < end) {
+		const char *comma = memchr(s, ',', (size_t)(end - s));
+		size_t n = (size_t)((comma ? comma : end) - s);
+		unsigned bit;
+
+		if (n == 5 && strncasecmp(s, "NEVER", 5) == 0)
+			bit = NOTIFY_NEVER;
+		else if (n == 7 && strncasecmp(s, "SUCCESS", 7) == 0)
+			bit = NOTIFY_SUCCESS;
+		else if (n == 7 && strncasecmp(s, "FAILURE", 7) == 0)
+			bit = NOTIFY_FAILURE;
+		else if (n == 5 && strncasecmp(s, "DELAY", 5) == 0)
+			bit = NOTIFY_DELAY;
+		else
+			return -1;
+		*out |= bit;
+		if (comma == NULL)
+			break;
+		s = comma + 1;
+		if (s == end)
+			return -1;
+	}
+	if ((*out & NOTIFY_NEVER) && *out != NOTIFY_NEVER)
+		return -1;
+	return *out ? 0 : -1;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2). */
+static bool
+orcpt_valid(const struct param *pm)
+{
+	const char *semi = memchr(pm->val, ';', pm->vlen);
+	size_t tlen;
+
+	if (semi == NULL || pm->vlen > PARSE_ORCPT_MAX)
+		return false;
+	tlen = (size_t)(semi - pm->val);
+	if (tlen == 0)
+		return false;
+	for (size_t i = 0; i < tlen; i++)
+		if (!is_atext(pm->val[i]))
+			return false;
+	return pm->vlen > tlen + 1 &&
+	       xtext_valid(semi + 1, pm->vlen - tlen - 1);
+}
+
+int
+parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out, char *reply,
+    size_t replylen)
+{
+	const char *s = expect_keyword(args, "TO:"), *why = NULL;
+	struct param pm;
+	struct path p;
+	unsigned seen = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL) {
+		parse_say(
+		    reply, replylen, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return -1;
+	}
+	if (path_parse(s, false, &p, &why) < 0) {
+		parse_say(reply, replylen,
+		    "501 5.1.3 Bad recipient address syntax: %s", why);
+		return -1;
+	}
+	if (p.route) {
+		parse_say(reply, replylen,
+		    "553 5.1.3 Source routes are not accepted");
+		return -1;
+	}
+	if (p.literal) {
+		parse_say(reply, replylen,
+		    "553 5.1.3 Address literals are not accepted");
+		return -1;
+	}
+	if (p.hack) {
+		parse_say(reply, replylen,
+		    "553 5.1.3 %% and ! in addresses are not accepted");
+		return -1;
+	}
+	if (p.quoted && p.qspecial) {
+		parse_say(reply, replylen,
+		    "553 5.1.3 Quoted local parts are not accepted");
+		return -1;
+	}
+	if (p.eight_bit && !smtputf8) {
+		parse_say(reply, replylen,
+		    "553 5.6.7 UTF-8 address without SMTPUTF8");
+		return -1;
+	}
+	s = p.end;
+	while ((rc = param_next(&s, &pm)) > 0) {
+		unsigned bit;
+
+		if (strcasecmp(pm.key, "NOTIFY") == 0) {
+			bit = 1;
+			if (pm.val == NULL ||
+			    notify_parse(&pm, &out->notify) < 0) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad NOTIFY parameter");
+				return -1;
+			}
+		} else if (strcasecmp(pm.key, "ORCPT") == 0) {
+			bit = 2;
+			if (pm.val == NULL || !orcpt_valid(&pm)) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad ORCPT parameter");
+				return -1;
+			}
+			out->has_orcpt = true;
+			memcpy(out->orcpt, pm.val, pm.vlen);
+			out->orcpt[pm.vlen] = '\0';
+		} else {
+			parse_say(reply, replylen,
+			    "555 5.5.4 Unsupported parameter %.31s", pm.key);
+			return -1;
+		}
+		if (seen & bit) {
+			parse_say(reply, replylen,
+			    "501 5.5.4 Duplicate parameter %.31s", pm.key);
+			return -1;
+		}
+		seen |= bit;
+	}
+	if (rc < 0) {
+		parse_say(reply, replylen, "501 5.5.4 Bad parameter syntax");
+		return -1;
+	}
+	/* A quoted plain word is the same address unquoted (RFC 5321 4.1.2). */
+	if (p.quoted) {
+		/* Shorter than the quoted form, which fit. */
+		size_t ll = strlen(p.local), dl = strlen(p.domain);
+
+		memcpy(out->addr, p.local, ll);
+		out->addr[ll] = '@';
+		memcpy(out->addr + ll + 1, p.domain, dl + 1);
+	} else {
+		strcpy(out->addr, p.addr);
+	}
+	strcpy(out->local, p.local);
+	strcpy(out->domain, p.domain);
+	return 0;
+}
+
+int
+parse_bdat(
+    const char *args, uint64_t *size, bool *last, char *reply, size_t replylen)
+{
+	const char *s = args;
+	uint64_t v = 0;
+	size_t n = 0;
+
+	*last = false;
+	for (; is_digit(*s); s++, n++) {
+		if (n >= 19) /* ~10^19: far beyond any size limit */
+			break;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (n == 0 || is_digit(*s))
+		goto bad;
+	if (*s == ' ') {
+		while (*s == ' ')
+			s++;
+		if (strcasecmp(s, "LAST") == 0)
+			*last = true;
+		else if (*s != '\0')
+			goto bad;
+	} else if (*s != '\0') {
+		goto bad;
+	}
+	*size = v;
+	return 0;
+bad:
+	parse_say(reply, replylen, "501 5.5.4 Syntax: BDAT size [LAST]");
+	return -1;
+}
+
+/* DATA decoder states. */
+enum {
+	DD_BOL,   /* at the start of a line */
+	DD_DOT,   /* "." at the start of a line */
+	DD_DOTCR, /* "." CR at the start of a line */
+	DD_TEXT,  /* inside a line */
+	DD_CR,    /* CR inside a line */
+	DD_END,
+};
+
+void
+parse_data_init(struct parse_data *d, uint64_t limit)
+{
+	memset(d, 0, sizeof(*d));
+	d->state = DD_BOL;
+	d->limit = limit;
+}
+
+void
+parse_data_fini(struct parse_data *d)
+{
+	free(d->buf);
+	memset(d, 0, sizeof(*d));
+}
+
+static void
+dd_put(struct parse_data *d, const char *p, size_t n)
+{
+	d->total += n;
+	d->line_len += n;
+	if (d->len >= d->limit)
+		return;
+	if (n > d->limit - d->len)
+		n = (size_t)(d->limit - d->len);
+	if (d->len + n > d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 16384;
+		while (cap < d->len + n)
+			cap *= 2;
+		if (cap > d->limit)
+			cap = (size_t)d->limit;
+		d->buf = xrealloc(d->buf, cap);
+		d->cap = cap;
+	}
+	memcpy(d->buf + d->len, p, n);
+	d->len += n;
+}
+
+static void
+dd_eol(struct parse_data *d)
+{
+	if (d->line_len > PARSE_TEXT_LINE_MAX)
+		d->long_lines++;
+	d->line_len = 0;
+}
+
+size_t
+parse_data_feed(struct parse_data *d, const char *in, size_t len, bool *done)
+{
+	size_t i = 0;
+
+	*done = d->state == DD_END;
+	while (i < len && d->state != DD_END) {
+		char c = in[i];
+
+		/* Plain text runs: copy up to the next CR or LF at once. */
+		if (d->state == DD_TEXT && c != '\r' && c != '\n') {
+			size_t j = i;
+			while (j < len && in[j] != '\r' && in[j] != '\n')
+				j++;
+			dd_put(d, in + i, j - i);
+			i = j;
+			continue;
+		}
+		i++;
+		switch (d->state) {
+		case DD_BOL:
+			if (c == '.') {
+				d->line_len++; /* the stuffed dot counts */
+				d->state = DD_DOT;
+			} else if (c == '\r') {
+				d->state = DD_CR;
+			} else if (c == '\n') {
+				d->bare_lf++;
+				dd_put(d, "\n", 1);
+				d->state = DD_TEXT;
+			} else {
+				dd_put(d, &c, 1);
+				d->state = DD_TEXT;
+			}
+			break;
+		case DD_DOT:
+			if (c == '\r') {
+				d->state = DD_DOTCR;
+				break;
+			}
+			d->state = DD_TEXT;
+			if (c == '\n') {
+				d->bare_lf++;
+				dd_put(d, "\n", 1);
+			} else {
+				dd_put(d, &c, 1);
+			}
+			break;
+		case DD_DOTCR:
+			if (c == '\n') {
+				d->state = DD_END;
+				break;
+			}
+			/* ".", CR, other: a bare CR on a stuffed line. */
+			d->bare_cr++;
+			dd_put(d, "\r", 1);
+			d->state = DD_TEXT;
+			i--; /* c again, inside the line */
+			break;
+		case DD_TEXT:
+			if (c == '\r') {
+				d->state = DD_CR;
+			} else {
+				/* Only LF reaches here. */
+				d->bare_lf++;
+				dd_put(d, "\n", 1);
+			}
+			break;
+		case DD_CR:
+			if (c == '\n') {
+				dd_put(d, "\r\n", 2);
+				dd_eol(d);
+				d->state = DD_BOL;
+			} else {
+				d->bare_cr++;
+				dd_put(d, "\r", 1);
+				d->state = DD_TEXT;
+				i--;
+			}
+			break;
+		case DD_END:
+			break;
+		}
+	}
+	*done = d->state == DD_END;
+	return i;
+}
+
+char *
+parse_data_take(struct parse_data *d, size_t *len)
+{
+	char *b = d->buf;
+
+	*len = d->len;
+	d->buf = NULL;
+	d->len = d->cap = 0;
+	return b;
+}
+
+unsigned
+parse_bare_newlines(const char *buf, size_t len, bool *cr)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (*cr && buf[i] != '\n')
+			n++;
+		if (!*cr && buf[i] == '\n')
+			n++;
+		*cr = buf[i] == '\r';
+	}
+	return n;
+}
+
+unsigned
+parse_count_received(const char *msg, size_t len)
+{
+	unsigned n = 0;
+	size_t i = 0;
+
+	while (i < len) {
+		const char *eol = memchr(msg + i, '\n', len - i);
+		size_t end = eol != NULL ? (size_t)(eol - msg) : len;
+		size_t llen = end - i;
+
+		/* An empty line ends the header section. */
+		if (llen == 0 || (llen == 1 && msg[i] == '\r'))
+			break;
+		if (llen >= 9 && strncasecmp(msg + i, "Received:", 9) == 0)
+			n++;
+		else if (llen >= 9 &&
+			 strncasecmp(msg + i, "Received", 8) == 0) {
+			/* "Received :" is obsolete syntax but still counts. */
+			size_t k = i + 8;
+			while (
+			    k < i + llen && (msg[k] == ' ' || msg[k] == '\t'))
+				k++;
+			if (k < i + llen && msg[k] == ':')
+				n++;
+		}
+		if (eol == NULL)
+			break;
+		i = (size_t)(eol - msg) + 1;
+	}
+	return n;
+}
+
+/*
+ * Copies s into a form safe inside a header comment: no controls, CR, LF,
+ * parentheses, backslash, semicolon or space.
+ */
+static void
+trace_clean(char *out, size_t outlen, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0' && n + 1 < outlen; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool bad = c < 32 || c == 127 || c == '(' || c == ')' ||
+			   c == '\\' || c == ';' || c == ' ';
+		out[n++] = bad ? '?' : (char)c;
+	}
+	out[n] = '\0';
+}
+
+char *
+parse_received(const struct parse_trace *t, size_t *len)
+{
+	char helo[PARSE_HELO_MAX + 1], date[64], lit[80], tls[200];
+	char rcpt[PARSE_ADDR_SIZE + 16];
+	struct tm tm;
+	char *h;
+
+	trace_clean(helo, sizeof(helo), t->helo ? t->helo : "unknown");
+	if (strchr(t->addr, ':') != NULL)
+		snprintf(lit, sizeof(lit), "[IPv6:%s]", t->addr);
+	else
+		snprintf(lit, sizeof(lit), "[%s]", t->addr);
+	localtime_r(&t->when, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	tls[0] = '\0';
+	if (t->tls != NULL) /* from OpenSSL, not from the client */
+		snprintf(tls, sizeof(tls), "\r\n\t(using %.180s)", t->tls);
+	rcpt[0] = '\0';
+	if (t->rcpt != NULL)
+		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", t->rcpt);
+	h = xasprintf("Received: from %s (%s)\r\n"
+		      "\tby %s (mxspool) with %s id %s%s%s;\r\n"
+		      "\t%s\r\n",
+	    helo, lit, t->by, t->protocol, t->qid, tls, rcpt, date);
+	*len = strlen(h);
+	return h;
+}

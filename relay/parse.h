@@ -1,0 +1,137 @@
+/*
+ * The SMTP protocol parser: commands, addresses, ESMTP parameters, the DATA
+ * decoder and the Received header. Pure code: no I/O, no libevent, so that
+ * unit tests and fuzzers link it alone.
+ *
+ * A function that rejects its input writes the whole reply line to send
+ * (code, enhanced status code, text; no CRLF) into the caller's buffer.
+ */
+#ifndef MXSPOOL_PARSE_H
+#define MXSPOOL_PARSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "queue/envelope.h"
+
+#define PARSE_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1 */
+#define PARSE_DOMAIN_MAX 255 /* RFC 5321 4.5.3.1.2 */
+#define PARSE_PATH_MAX 256   /* RFC 5321 4.5.3.1.3, with the < > */
+#define PARSE_ADDR_SIZE (PARSE_PATH_MAX + 1)
+#define PARSE_ENVID_MAX 100 /* RFC 3461 4.4 */
+#define PARSE_ORCPT_MAX 500 /* RFC 3461 4.2 */
+#define PARSE_HELO_MAX 255
+#define PARSE_TEXT_LINE_MAX 1000 /* RFC 5321 4.5.3.1.6, with the CRLF */
+
+/* The reply buffer size that every rejection fits in. */
+#define PARSE_REPLY_SIZE 160
+
+/* MAIL FROM: the reverse path and its parameters. */
+struct parse_mail {
+	char addr[PARSE_ADDR_SIZE]; /* "local@domain"; "" for <> */
+	bool has_size;
+	uint64_t size; /* SIZE=; saturates at UINT64_MAX */
+	enum body_type body;
+	enum dsn_ret ret;
+	bool has_envid;
+	char envid[PARSE_ENVID_MAX + 1]; /* xtext, as given */
+	bool smtputf8;
+	bool eight_bit; /* the address has UTF-8 in it */
+};
+
+/* RCPT TO: the forward path and its parameters. */
+struct parse_rcpt {
+	char addr[PARSE_ADDR_SIZE];        /* "local@domain", as given */
+	char local[PARSE_LOCAL_MAX + 1];   /* unquoted */
+	char domain[PARSE_DOMAIN_MAX + 1]; /* lower case (ASCII) */
+	unsigned notify;                   /* NOTIFY_*; 0: not given */
+	bool has_orcpt;
+	char orcpt[PARSE_ORCPT_MAX + 1]; /* "rfc822;xtext", as given */
+};
+
+/*
+ * Splits "VERB args" in place: returns the verb (NUL-terminated) and sets
+ * *args to what follows the first space ("" if nothing).
+ */
+char *parse_split(char *line, char **args);
+
+/*
+ * HELO/EHLO: exactly one word of printable ASCII or UTF-8, at most 255
+ * octets, copied to out (of PARSE_HELO_MAX + 1 bytes).
+ */
+int parse_helo(const char *verb, const char *args, char *out, char *reply,
+    size_t replylen);
+
+/* args is what follows "MAIL " ("FROM:<a@b> SIZE=10"). */
+int parse_mail(
+    const char *args, struct parse_mail *out, char *reply, size_t replylen);
+
+/*
+ * args is what follows "RCPT ". Source routes, % hacks, bang paths, quoted
+ * local parts that are not plain words, and address literals are refused
+ * (553 5.1.3), as is UTF-8 when the transaction is not SMTPUTF8 (553
+ * 5.6.7).
+ */
+int parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out,
+    char *reply, size_t replylen);
+
+/* "BDAT size [LAST]". */
+int parse_bdat(
+    const char *args, uint64_t *size, bool *last, char *reply, size_t replylen);
+
+/*
+ * The DATA decoder: removes dot-stuffing and finds the end of data. Only
+ * CRLF "." CRLF ends it; a bare CR or LF anywhere is kept, counted and
+ * makes the message unacceptable (no SMTP smuggling). Stores at most limit
+ * bytes and counts the rest.
+ */
+struct parse_data {
+	int state;
+	char *buf; /* decoded bytes, xmalloc'd; the caller takes it */
+	size_t len, cap;
+	uint64_t total; /* decoded bytes including those not stored */
+	uint64_t limit;
+	unsigned bare_cr, bare_lf;
+	unsigned long_lines; /* over PARSE_TEXT_LINE_MAX, kept as they are */
+	size_t line_len;
+};
+
+void parse_data_init(struct parse_data *d, uint64_t limit);
+/*
+ * Consumes up to len bytes of in; returns how many. *done becomes true
+ * when the end of data was found (the bytes after it are not consumed).
+ */
+size_t parse_data_feed(
+    struct parse_data *d, const char *in, size_t len, bool *done);
+/* Hands over the decoded buffer (may be NULL if empty) and resets d. */
+char *parse_data_take(struct parse_data *d, size_t *len);
+void parse_data_fini(struct parse_data *d);
+
+/*
+ * A bare CR or LF scanner for BDAT chunks, which carry no dot-stuffing but
+ * are relayed later with DATA: *cr carries "the last byte was CR" across
+ * chunks. Returns how many bare CRs and LFs buf has.
+ */
+unsigned parse_bare_newlines(const char *buf, size_t len, bool *cr);
+
+/* The number of Received: header fields in the header section of msg. */
+unsigned parse_count_received(const char *msg, size_t len);
+
+/* What the Received header says. */
+struct parse_trace {
+	const char *helo;     /* as the client gave it, or NULL */
+	const char *addr;     /* client address, "192.0.2.1" or "2001:db8::1" */
+	const char *by;       /* our host name */
+	const char *protocol; /* "ESMTP", "ESMTPS", "SMTP", "UTF8SMTPS", ... */
+	const char *qid;
+	const char *tls;  /* "TLSv1.3 with cipher X (256/256 bits)" or NULL */
+	const char *rcpt; /* the one recipient, or NULL */
+	time_t when;
+};
+
+/* Formats a Received header (RFC 5321 4.4), folded, ending in CRLF. */
+char *parse_received(const struct parse_trace *t, size_t *len);
+
+#endif
