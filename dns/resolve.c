@@ -1,0 +1,555 @@
+/*
+ * c-ares on the event loop. c-ares tells us which sockets it wants watched
+ * (the socket-state callback) and when it next needs to run (ares_timeout);
+ * libevent watches those sockets and arms one timer, and each wake-up hands
+ * the ready socket to ares_process_fd(). Nothing here blocks.
+ *
+ * Above that sits one query per (type, name) at a time: a lookup of a name
+ * already in flight joins it and is answered with it. Answers go into the
+ * cache for their TTL (cache.c); the next lookup is answered from there.
+ */
+#include <ares.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/xmem.h"
+#include "dns/dns_int.h"
+
+#define DNS_DEFAULT_CACHE 10000
+
+struct dns_sock {
+	TAILQ_ENTRY(dns_sock) entry;
+	ares_socket_t fd;
+	struct event *ev;
+};
+
+struct dns_waiter {
+	dns_rrset_cb *cb;
+	uint64_t id;
+	int slot;
+};
+
+/* One query in flight and everyone waiting for its answer. */
+struct dns_flight {
+	TAILQ_ENTRY(dns_flight) entry;
+	struct dns *d;
+	int type;
+	char *name;
+	struct dns_waiter *w;
+	size_t nw, capw;
+};
+
+static int ares_lib_refs;
+
+int64_t
+dns_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* c-ares asks for its next wake-up after each call into it. */
+static void
+dns_arm_timer(struct dns *d)
+{
+	struct timeval tv, *tvp;
+
+	if (d->closing)
+		return;
+	tvp = ares_timeout(d->channel, NULL, &tv);
+	if (tvp != NULL)
+		evtimer_add(d->timer, tvp);
+	else
+		evtimer_del(d->timer);
+}
+
+static void
+dns_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *d = arg;
+
+	(void)fd;
+	(void)what;
+	ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	dns_arm_timer(d);
+}
+
+static void
+dns_on_sock_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct dns *d = arg;
+
+	ares_process_fd(d->channel, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	dns_arm_timer(d);
+}
+
+/* c-ares opens, changes and closes its sockets; we follow. */
+static void
+dns_on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+	struct dns *d = data;
+	struct dns_sock *s;
+	short what =
+	    (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+
+	TAILQ_FOREACH(s, &d->socks, entry)
+	if (s->fd == fd)
+		break;
+	if (what == 0) {
+		if (s != NULL) {
+			TAILQ_REMOVE(&d->socks, s, entry);
+			event_free(s->ev);
+			free(s);
+		}
+		return;
+	}
+	if (s == NULL) {
+		s = xcalloc(1, sizeof(*s));
+		s->fd = fd;
+		TAILQ_INSERT_TAIL(&d->socks, s, entry);
+	} else {
+		event_free(s->ev);
+	}
+	s->ev = event_new(
+	    d->base, fd, (short)(what | EV_PERSIST), dns_on_sock_io, d);
+	if (s->ev == NULL)
+		PANIC("event_new failed for a DNS socket");
+	event_add(s->ev, NULL);
+}
+
+static unsigned
+dns_get16(const unsigned char *p)
+{
+	return (unsigned)p[0] << 8 | p[1];
+}
+
+static uint32_t
+dns_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * Walks a reply: the smallest TTL of the answer records of type, and the
+ * RFC 2308 negative TTL (min of the SOA's TTL and MINIMUM) from the
+ * authority section. -1 for what is not there.
+ */
+static void
+dns_reply_ttls(const unsigned char *buf, int len, int type, int64_t *ans_ttl,
+    int64_t *neg_ttl)
+{
+	const unsigned char *p, *end;
+	unsigned qd, an, ns;
+	char *name;
+	long enc;
+
+	*ans_ttl = *neg_ttl = -1;
+	if (buf == NULL || len < HFIXEDSZ)
+		return;
+	p = buf + HFIXEDSZ;
+	end = buf + len;
+	qd = dns_get16(buf + 4);
+	an = dns_get16(buf + 6);
+	ns = dns_get16(buf + 8);
+	for (unsigned i = 0; i < qd; i++) {
+		if (ares_expand_name(p, buf, len, &name, &enc) != ARES_SUCCESS)
+			return;
+		ares_free_string(name);
+		p += enc + QFIXEDSZ;
+		if (p > end)
+			return;
+	}
+	for (unsigned i = 0; i < an + ns; i++) {
+		unsigned rtype, rdlen;
+		int64_t ttl;
+
+		if (ares_expand_name(p, buf, len, &name, &enc) != ARES_SUCCESS)
+			return;
+		ares_free_string(name);
+		p += enc;
+		if (end - p < RRFIXEDSZ)
+			return;
+		rtype = dns_get16(p);
+		ttl = (int64_t)dns_get32(p + 4) & 0x7fffffff;
+		rdlen = dns_get16(p + 8);
+		p += RRFIXEDSZ;
+		if (end - p < (long)rdlen)
+			return;
+		if (i < an && (int)rtype == type &&
+		    (*ans_ttl < 0 || ttl < *ans_ttl))
+			*ans_ttl = ttl;
+		if (i >= an && rtype == T_SOA && rdlen >= 20) {
+			int64_t min = (int64_t)dns_get32(p + rdlen - 4);
+
+			*neg_ttl = ttl < min ? ttl : min;
+		}
+		p += rdlen;
+	}
+}
+
+static void
+dns_set_temp(struct dns_rrset *s, const char *why)
+{
+	s->rc = DNS_RC_TEMP;
+	s->why = xstrdup(why);
+	s->ttl = -1;
+}
+
+static void
+dns_rr_add(struct dns_rrset *s, int pref, const char *name, int family,
+    const void *addr, size_t alen)
+{
+	struct dns_rr *r;
+
+	s->rr = xrealloc(s->rr, (s->nrr + 1) * sizeof(*r));
+	r = &s->rr[s->nrr++];
+	memset(r, 0, sizeof(*r));
+	r->pref = pref;
+	r->name = name ? xstrdup(name) : NULL;
+	r->family = family;
+	if (addr != NULL)
+		memcpy(r->addr, addr, alen);
+}
+
+/* Turns a successful reply into records; a reply that does not parse is a
+ * temporary failure (the next server or try may do better). */
+static void
+dns_parse_records(
+    struct dns_rrset *s, int type, const unsigned char *buf, int len)
+{
+	struct ares_addrttl ttl4[DNS_MAX_ADDRS];
+	struct ares_addr6ttl ttl6[DNS_MAX_ADDRS];
+	struct ares_mx_reply *mx = NULL;
+	struct hostent *he = NULL;
+	int n = DNS_MAX_ADDRS, rc = ARES_EBADRESP;
+
+	s->rc = DNS_RC_OK;
+	switch (type) {
+	case DNS_T_MX:
+		rc = ares_parse_mx_reply(buf, len, &mx);
+		for (struct ares_mx_reply *m = mx; rc == ARES_SUCCESS && m;
+		     m = m->next)
+			dns_rr_add(s, m->priority, m->host, 0, NULL, 0);
+		ares_free_data(mx);
+		break;
+	case DNS_T_A:
+		rc = ares_parse_a_reply(buf, len, NULL, ttl4, &n);
+		for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
+			dns_rr_add(s, 0, NULL, AF_INET, &ttl4[i].ipaddr,
+			    sizeof(ttl4[i].ipaddr));
+			if (s->ttl < 0 || ttl4[i].ttl < s->ttl)
+				s->ttl = ttl4[i].ttl;
+		}
+		break;
+	case DNS_T_AAAA:
+		rc = ares_parse_aaaa_reply(buf, len, NULL, ttl6, &n);
+		for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
+			dns_rr_add(s, 0, NULL, AF_INET6, &ttl6[i].ip6addr,
+			    sizeof(ttl6[i].ip6addr));
+			if (s->ttl < 0 || ttl6[i].ttl < s->ttl)
+				s->ttl = ttl6[i].ttl;
+		}
+		break;
+	case DNS_T_PTR:
+		/* The address is only echoed back in the hostent. */
+		rc =
+		    ares_parse_ptr_reply(buf, len, "\0\0\0\0", 4, AF_INET, &he);
+		if (rc == ARES_SUCCESS && he->h_name != NULL)
+			dns_rr_add(s, 0, he->h_name, 0, NULL, 0);
+		if (he != NULL)
+			ares_free_hostent(he);
+		break;
+	}
+	if (rc == ARES_ENODATA || (rc == ARES_SUCCESS && s->nrr == 0)) {
+		s->rc = DNS_RC_NODATA;
+	} else if (rc != ARES_SUCCESS) {
+		dns_rrset_fini(s);
+		dns_set_temp(s, ares_strerror(rc));
+	}
+}
+
+static const char *
+dns_ares_why(int status)
+{
+	switch (status) {
+	case ARES_ETIMEOUT:
+		return "timeout";
+	case ARES_ESERVFAIL:
+		return "SERVFAIL";
+	case ARES_EREFUSED:
+		return "REFUSED";
+	case ARES_ECONNREFUSED:
+		return "connection refused";
+	default:
+		return ares_strerror(status);
+	}
+}
+
+static void
+dns_flight_free(struct dns_flight *f)
+{
+	free(f->name);
+	free(f->w);
+	free(f);
+}
+
+static void
+dns_on_reply(void *arg, int status, int timeouts, unsigned char *buf, int len)
+{
+	struct dns_flight *f = arg;
+	struct dns *d = f->d;
+	struct dns_rrset s = {.ttl = -1};
+	int64_t ans_ttl, neg_ttl;
+
+	(void)timeouts;
+	TAILQ_REMOVE(&d->flights, f, entry);
+	d->st.in_flight--;
+	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED ||
+	    d->closing) {
+		dns_flight_free(f);
+		return;
+	}
+	dns_reply_ttls(buf, len, f->type, &ans_ttl, &neg_ttl);
+	switch (status) {
+	case ARES_SUCCESS:
+		dns_parse_records(&s, f->type, buf, len);
+		if (f->type == DNS_T_MX || f->type == DNS_T_PTR)
+			s.ttl = ans_ttl;
+		if (s.rc == DNS_RC_NODATA)
+			s.ttl = neg_ttl;
+		break;
+	case ARES_ENODATA:
+		s.rc = DNS_RC_NODATA;
+		s.ttl = neg_ttl;
+		break;
+	case ARES_ENOTFOUND:
+		s.rc = DNS_RC_NXDOMAIN;
+		s.ttl = neg_ttl;
+		break;
+	default:
+		dns_set_temp(&s, dns_ares_why(status));
+		break;
+	}
+	log_debug("dns: %s/%d: %s%s%s, %zu records, ttl %lld", f->name, f->type,
+	    dns_rc_str(s.rc), s.why ? ": " : "", s.why ? s.why : "", s.nrr,
+	    (long long)s.ttl);
+	dns_cache_put(d->cache, f->type, f->name, &s,
+	    dns_cache_ttl(&s, d->cf->dns_min_ttl, d->cf->dns_max_ttl,
+		d->cf->dns_negative_ttl),
+	    dns_now_ms());
+	/* A waiter may start lookups of its own; f is already unlinked. */
+	for (size_t i = 0; i < f->nw; i++)
+		f->w[i].cb(d, f->w[i].id, f->w[i].slot, &s);
+	dns_rrset_fini(&s);
+	dns_flight_free(f);
+}
+
+void
+dns_lookup(struct dns *d, int type, const char *name, dns_rrset_cb *cb,
+    uint64_t id, int slot)
+{
+	const struct dns_rrset *cached;
+	struct dns_flight *f;
+
+	cached = dns_cache_get(d->cache, type, name, dns_now_ms());
+	if (cached != NULL) {
+		struct dns_rrset s;
+
+		/* Copied: the callback may add to the cache, moving it. */
+		dns_rrset_copy(&s, cached);
+		d->st.cache_hits++;
+		cb(d, id, slot, &s);
+		dns_rrset_fini(&s);
+		return;
+	}
+	TAILQ_FOREACH(f, &d->flights, entry)
+	if (f->type == type && strcasecmp(f->name, name) == 0)
+		break;
+	if (f != NULL) {
+		d->st.coalesced++;
+	} else {
+		f = xcalloc(1, sizeof(*f));
+		f->d = d;
+		f->type = type;
+		f->name = xstrdup(name);
+		TAILQ_INSERT_TAIL(&d->flights, f, entry);
+		d->st.in_flight++;
+		d->st.queries++;
+	}
+	f->w = xgrow(f->w, &f->capw, f->nw + 1, sizeof(*f->w));
+	f->w[f->nw++] = (struct dns_waiter){cb, id, slot};
+	if (f->nw == 1) {
+		/* May answer at once (a bad name): f must be complete. */
+		ares_query(d->channel, name, C_IN, type, dns_on_reply, f);
+		dns_arm_timer(d);
+	}
+}
+
+/* This host's addresses, for loop detection: every interface's. */
+static void
+dns_self_addrs(struct mx_self *self)
+{
+	struct ifaddrs *ifa, *i;
+	size_t cap = 0;
+
+	if (getifaddrs(&ifa) < 0) {
+		log_warn("dns: getifaddrs: %s; loops are detected by name only",
+		    strerror(errno));
+		return;
+	}
+	for (i = ifa; i != NULL; i = i->ifa_next) {
+		if (i->ifa_addr == NULL ||
+		    (i->ifa_addr->sa_family != AF_INET &&
+			i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		self->addrs = xgrow(
+		    self->addrs, &cap, self->naddrs + 1, sizeof(*self->addrs));
+		memset(&self->addrs[self->naddrs], 0, sizeof(*self->addrs));
+		memcpy(&self->addrs[self->naddrs++], i->ifa_addr,
+		    i->ifa_addr->sa_family == AF_INET
+			? sizeof(struct sockaddr_in)
+			: sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
+static int
+dns_set_servers(struct dns *d, const struct conf *cf)
+{
+	char *csv;
+	size_t len = 1;
+	int rc;
+
+	if (cf->ndns_servers == 0)
+		return 0;
+	for (size_t i = 0; i < cf->ndns_servers; i++)
+		len += strlen(cf->dns_servers[i].text) + 1;
+	csv = xcalloc(1, len);
+	for (size_t i = 0; i < cf->ndns_servers; i++) {
+		if (i > 0)
+			strcat(csv, ",");
+		strcat(csv, cf->dns_servers[i].text);
+	}
+	rc = ares_set_servers_ports_csv(d->channel, csv);
+	if (rc != ARES_SUCCESS) {
+		log_err("dns: servers '%s': %s", csv, ares_strerror(rc));
+		free(csv);
+		return -1;
+	}
+	log_debug("dns: servers %s", csv);
+	free(csv);
+	return 0;
+}
+
+int
+dns_new(struct dns **dp, const struct conf *cf, struct event_base *base)
+{
+	struct ares_options opts;
+	struct dns *d;
+	int rc;
+
+	*dp = NULL;
+	if (ares_lib_refs++ == 0 &&
+	    (rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+		ares_lib_refs--;
+		log_err("dns: c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->base = base;
+	d->cf = cf;
+	d->next_id = 1;
+	TAILQ_INIT(&d->socks);
+	TAILQ_INIT(&d->flights);
+	TAILQ_INIT(&d->reqs);
+	TAILQ_INIT(&d->done);
+
+	memset(&opts, 0, sizeof(opts));
+	opts.sock_state_cb = dns_on_sock_state;
+	opts.sock_state_cb_data = d;
+	opts.timeout = cf->dns_timeout_ms > 0 ? (int)cf->dns_timeout_ms : 5000;
+	opts.tries = cf->dns_tries > 0 ? (int)cf->dns_tries : 2;
+	/* Names are fully qualified: no search list, no hosts file. */
+	opts.flags = ARES_FLAG_NOSEARCH;
+	opts.lookups = (char *)(uintptr_t) "b";
+	rc = ares_init_options(&d->channel, &opts,
+	    ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+		ARES_OPT_FLAGS | ARES_OPT_LOOKUPS);
+	if (rc != ARES_SUCCESS) {
+		log_err("dns: c-ares: %s", ares_strerror(rc));
+		free(d);
+		if (--ares_lib_refs == 0)
+			ares_library_cleanup();
+		return -1;
+	}
+	d->timer = evtimer_new(base, dns_on_timer, d);
+	d->done_ev = event_new(base, -1, 0, dns_on_done, d);
+	if (d->timer == NULL || d->done_ev == NULL)
+		PANIC("evtimer_new failed");
+	d->cache = dns_cache_new(cf->dns_cache_size);
+	if (dns_set_conf(d, cf) < 0) {
+		dns_free(d);
+		return -1;
+	}
+	dns_self_addrs(&d->self);
+	*dp = d;
+	return 0;
+}
+
+int
+dns_set_conf(struct dns *d, const struct conf *cf)
+{
+	if (dns_set_servers(d, cf) < 0)
+		return -1;
+	d->cf = cf;
+	/* Borrowed from cf, which outlives this until the next call. */
+	d->self.names = cf->mx_self_names;
+	d->self.nnames = cf->nmx_self_names;
+	return 0;
+}
+
+void
+dns_free(struct dns *d)
+{
+	struct dns_sock *s;
+
+	if (d == NULL)
+		return;
+	d->closing = true;
+	dns_reqs_free(d);
+	/* Runs every flight's callback with ARES_EDESTRUCTION. */
+	ares_destroy(d->channel);
+	while ((s = TAILQ_FIRST(&d->socks)) != NULL) {
+		TAILQ_REMOVE(&d->socks, s, entry);
+		event_free(s->ev);
+		free(s);
+	}
+	event_free(d->timer);
+	event_free(d->done_ev);
+	dns_cache_free(d->cache);
+	free(d->self.addrs);
+	free(d);
+	if (--ares_lib_refs == 0)
+		ares_library_cleanup();
+}
+
+void
+dns_get_stats(const struct dns *d, struct dns_stats *st)
+{
+	*st = d->st;
+	st->cache_size = dns_cache_count(d->cache);
+}
