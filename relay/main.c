@@ -12,7 +12,9 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/xmem.h"
+#include "queue/queue.h"
 #include "relay/server.h"
+#include "relay/tls.h"
 
 #define MXSPOOL_VERSION "0.1.0"
 
@@ -20,6 +22,7 @@ struct daemon {
 	struct event_base *base;
 	struct conf *cf;
 	struct server *srv;
+	struct queue *q;
 	struct event *sig_term, *sig_int;
 	int stopping;
 };
@@ -74,6 +77,33 @@ daemon_prepare_spool(const struct conf *cf)
 	if (access(cf->spool_dir, R_OK | W_OK | X_OK) < 0)
 		fatal("spool directory %s: not writable: %s", cf->spool_dir,
 		    strerror(errno));
+}
+
+/*
+ * -t: a certificate that does not load, or a key that does not match it,
+ * is a config error like any other.
+ */
+static int
+check_tls(const struct conf *cf, const char *path)
+{
+	struct tls_ctx *ctx;
+	char err[512];
+
+	if (cf->tls_cert_file == NULL && cf->tls_key_file == NULL)
+		return 0;
+	if (cf->tls_cert_file == NULL || cf->tls_key_file == NULL) {
+		fprintf(stderr,
+		    "%s: tls_cert_file and tls_key_file go together\n", path);
+		return -1;
+	}
+	ctx = tls_server_new(
+	    cf->tls_cert_file, cf->tls_key_file, err, sizeof(err));
+	if (ctx == NULL) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		return -1;
+	}
+	tls_free(ctx);
+	return 0;
 }
 
 static void
@@ -137,6 +167,10 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		if (check_tls(d.cf, path) < 0) {
+			conf_free(d.cf);
+			return 1;
+		}
 		printf("%s: ok\n", path);
 		conf_free(d.cf);
 		return 0;
@@ -149,7 +183,9 @@ main(int argc, char **argv)
 	d.base = event_base_new();
 	if (d.base == NULL)
 		fatal("cannot create the event loop");
-	d.srv = server_new(d.base, d.cf);
+	if (queue_open(&d.q, d.cf, d.base, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	d.srv = server_new(d.base, d.cf, d.q);
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
@@ -166,6 +202,7 @@ main(int argc, char **argv)
 
 	log_info("mxspoold stopped");
 	server_free(d.srv);
+	queue_close(d.q);
 	event_free(d.sig_term);
 	event_free(d.sig_int);
 	event_base_free(d.base);

@@ -948,6 +948,27 @@ parse_data_feed(struct parse_data *d, const char *in, size_t len, bool *done)
 	return i;
 }
 
+void
+parse_data_raw(struct parse_data *d, const char *in, size_t len, bool last)
+{
+	bool cr = d->state == DD_CR;
+	unsigned n = parse_bare_newlines(in, len, &cr);
+
+	/* Split the count the way DATA would: a bare LF or a bare CR. */
+	for (size_t i = 0; i < len && n > 0; i++) {
+		if (in[i] == '\n' &&
+		    (i > 0 ? in[i - 1] != '\r' : d->state != DD_CR)) {
+			d->bare_lf++;
+			n--;
+		}
+	}
+	d->bare_cr += n;
+	if (last && cr)
+		d->bare_cr++;
+	d->state = cr ? DD_CR : DD_TEXT;
+	dd_put(d, in, len);
+}
+
 char *
 parse_data_take(struct parse_data *d, size_t *len)
 {

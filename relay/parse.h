@@ -105,6 +105,12 @@ void parse_data_init(struct parse_data *d, uint64_t limit);
  */
 size_t parse_data_feed(
     struct parse_data *d, const char *in, size_t len, bool *done);
+/*
+ * Appends a BDAT chunk as it is (no dot-stuffing), counting bare CRs and
+ * LFs as DATA does; last says it is the final chunk.
+ */
+void parse_data_raw(
+    struct parse_data *d, const char *in, size_t len, bool last);
 /* Hands over the decoded buffer (may be NULL if empty) and resets d. */
 char *parse_data_take(struct parse_data *d, size_t *len);
 void parse_data_fini(struct parse_data *d);

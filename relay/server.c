@@ -1,7 +1,12 @@
 /*
- * SMTP sessions. This is the skeleton the full ESMTP server grows from:
- * a greeting, line reading with a bound and a timeout, QUIT, and a clean
- * shutdown that lets open sessions finish.
+ * The inbound ESMTP server: listeners, connection limits, and the session
+ * state machine for every command but DATA and BDAT (relay/data.c).
+ *
+ * Replies go into the session's output buffer as commands are read, and
+ * libevent writes them when the callback returns, so a pipelined batch of
+ * commands (RFC 2920) is answered with one write. A command whose answer
+ * comes later (the end of data, waiting for the spool) stops the reading
+ * of further commands until it is answered, which keeps replies in order.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -9,161 +14,719 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/queue.h>
 
 #include "common/log.h"
 #include "common/xmem.h"
 #include "relay/listen.h"
-#include "relay/server.h"
+#include "relay/server_int.h"
 
-#define SMTP_LINE_MAX 512    /* RFC 5321 4.5.3.1.4, including CRLF */
-#define SMTP_CMD_TIMEOUT 300 /* RFC 5321 4.5.3.2.7 */
-#define SMTP_ACCEPT_PAUSE 1  /* seconds, after running out of descriptors */
+#define SMTP_ACCEPT_PAUSE 1     /* seconds, after running out of descriptors */
+#define SMTP_READ_HIGHWAT 65536 /* bytes read ahead of the parser */
 
-struct smtp_sess {
-	TAILQ_ENTRY(smtp_sess) entry;
-	struct server *srv;
-	struct bufferevent *bev;
-	char id[16];   /* "C%08x", the log key until there is a queue id */
-	char peer[64]; /* "[addr]:port" */
-	unsigned ncmds;
-	bool closing; /* reply flushed, then free */
-};
+/* Defaults for a conf whose field is zero (a conf built by a unit test). */
+#define SMTP_DEF_SIZE (25 * 1024 * 1024)
+#define SMTP_DEF_RCPTS 1000
+#define SMTP_DEF_CONNS 1000
+#define SMTP_DEF_CONNS_IP 50
+#define SMTP_DEF_ERRORS 20
+#define SMTP_DEF_CMD_TIMEOUT 300  /* RFC 5321 4.5.3.2.7 */
+#define SMTP_DEF_DATA_TIMEOUT 180 /* RFC 5321 4.5.3.2.5 */
 
-struct server {
-	struct event_base *base;
-	const struct conf *cf;
-	struct listen_set *listeners;
-	struct event *accept_pause;
-	struct event *deadline;
-	TAILQ_HEAD(, smtp_sess) sessions;
-	size_t nsessions;
-	unsigned next_id;
-	server_done_cb *done;
-	void *done_arg;
-};
+static unsigned
+or_default(unsigned v, unsigned def)
+{
+	return v != 0 ? v : def;
+}
 
-static void smtp_sess_free(struct smtp_sess *s);
+uint64_t
+smtp_size_limit(const struct conf *cf)
+{
+	return cf->message_size_limit != 0 ? cf->message_size_limit
+					   : SMTP_DEF_SIZE;
+}
 
-static void __attribute__((format(printf, 2, 3)))
+static const char *
+smtp_state_str(enum smtp_state st)
+{
+	switch (st) {
+	case SMTP_ST_GREET:
+		return "greet";
+	case SMTP_ST_READY:
+		return "ready";
+	case SMTP_ST_MAIL:
+		return "mail";
+	case SMTP_ST_RCPT:
+		return "rcpt";
+	case SMTP_ST_DATA:
+		return "data";
+	case SMTP_ST_BDAT:
+		return "bdat";
+	case SMTP_ST_CHUNKING:
+		return "chunking";
+	case SMTP_ST_QUEUING:
+		return "queuing";
+	case SMTP_ST_TLS:
+		return "tls";
+	}
+	return "?";
+}
+
+const char *
+smtp_logid(const struct smtp_sess *s)
+{
+	return s->qid[0] != '\0' ? s->qid : s->id;
+}
+
+void
+smtp_set_state(struct smtp_sess *s, enum smtp_state st)
+{
+	if (s->state == st)
+		return;
+	log_debug("%s: state %s -> %s", smtp_logid(s), smtp_state_str(s->state),
+	    smtp_state_str(st));
+	s->state = st;
+	smtp_set_timeouts(s);
+}
+
+void
+smtp_set_timeouts(struct smtp_sess *s)
+{
+	const struct conf *cf = s->srv->cf;
+	bool data = s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT;
+	struct timeval tv = {0, 0};
+
+	tv.tv_sec = data ? (cf->data_timeout > 0 ? cf->data_timeout
+						 : SMTP_DEF_DATA_TIMEOUT)
+			 : (cf->command_timeout > 0 ? cf->command_timeout
+						    : SMTP_DEF_CMD_TIMEOUT);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/*
+ * Queues one reply line. Replies starting with 4 or 5 count towards the
+ * session's error limit, except the 421 that closes it anyway.
+ */
+void
 smtp_reply(struct smtp_sess *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[1024];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	if ((line[0] == '4' || line[0] == '5') && strncmp(line, "421", 3) != 0)
+		s->nerrors++;
+	if (line[0] >= '4')
+		log_debug("%s: reply %s", smtp_logid(s), line);
+	evbuffer_add(out, line, (size_t)n);
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* Sends a last reply and closes once it is written. */
+static bool
+smtp_output_empty(struct smtp_sess *s)
+{
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return false;
+	return under == NULL ||
+	       evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
+/* Frees the session from the loop, never inside its own callbacks. */
 static void
+smtp_try_reap(struct smtp_sess *s)
+{
+	if (s->closing && smtp_output_empty(s))
+		event_active(s->reap, EV_TIMEOUT, 0);
+}
+
+/* With TLS the ciphertext sits below: wait for that buffer to drain too. */
+static void
+smtp_on_under_drained(
+    struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	(void)buf;
+	(void)info;
+	smtp_try_reap(arg);
+}
+
+void
 smtp_close_after(struct smtp_sess *s)
 {
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+
+	if (s->closing)
+		return;
 	s->closing = true;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		smtp_sess_free(s);
+	if (under != NULL)
+		evbuffer_add_cb(
+		    bufferevent_get_output(under), smtp_on_under_drained, s);
+	smtp_try_reap(s);
 }
+
+void
+smtp_reset_txn(struct smtp_sess *s)
+{
+	envelope_free(s->env);
+	s->env = NULL;
+	s->qid[0] = '\0';
+	parse_data_fini(&s->data);
+	s->bdat_left = 0;
+	s->bdat_last = false;
+	s->bdat_err[0] = '\0';
+	if (s->state != SMTP_ST_GREET && s->state != SMTP_ST_TLS)
+		smtp_set_state(s, SMTP_ST_READY);
+}
+
+static int
+smtp_no_args(struct smtp_sess *s, const char *verb, const char *args)
+{
+	if (*args == '\0')
+		return 0;
+	smtp_reply(s, "501 5.5.4 Syntax: %s", verb);
+	return -1;
+}
+
+static int
+smtp_cmd_helo(struct smtp_sess *s, char *args)
+{
+	char reply[PARSE_REPLY_SIZE];
+
+	if (parse_helo("HELO", args, s->helo, reply, sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
+		return -1;
+	}
+	s->esmtp = false;
+	smtp_reset_txn(s);
+	smtp_set_state(s, SMTP_ST_READY);
+	smtp_reply(s, "250 %s", s->srv->cf->hostname);
+	return 0;
+}
+
+static int
+smtp_cmd_ehlo(struct smtp_sess *s, char *args)
+{
+	char reply[PARSE_REPLY_SIZE];
+	const char *host = s->srv->cf->hostname;
+
+	if (parse_helo("EHLO", args, s->helo, reply, sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
+		return -1;
+	}
+	s->esmtp = true;
+	smtp_reset_txn(s);
+	smtp_set_state(s, SMTP_ST_READY);
+	smtp_reply(s, "250-%s", host);
+	smtp_reply(s, "250-PIPELINING");
+	smtp_reply(s, "250-SIZE %llu",
+	    (unsigned long long)smtp_size_limit(s->srv->cf));
+	if (s->srv->tls != NULL && !s->tls)
+		smtp_reply(s, "250-STARTTLS");
+	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
+	smtp_reply(s, "250-8BITMIME");
+	smtp_reply(s, "250-DSN");
+	smtp_reply(s, "250-SMTPUTF8");
+	smtp_reply(s, "250 CHUNKING");
+	return 0;
+}
+
+static int
+smtp_cmd_mail(struct smtp_sess *s, char *args)
+{
+	char reply[PARSE_REPLY_SIZE];
+	struct parse_mail m;
+	struct envelope *env;
+
+	switch (s->state) {
+	case SMTP_ST_GREET:
+		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return -1;
+	case SMTP_ST_READY:
+		break;
+	case SMTP_ST_MAIL:
+	case SMTP_ST_RCPT:
+	case SMTP_ST_CHUNKING:
+	case SMTP_ST_DATA:
+	case SMTP_ST_BDAT:
+	case SMTP_ST_QUEUING:
+	case SMTP_ST_TLS:
+		smtp_reply(s, "503 5.5.1 Error: nested MAIL command");
+		return -1;
+	}
+	if (parse_mail(args, &m, reply, sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
+		return -1;
+	}
+	if (m.has_size && m.size > smtp_size_limit(s->srv->cf)) {
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		return -1;
+	}
+	env = envelope_new();
+	env->sender = xstrdup(m.addr);
+	env->client_addr = xstrdup(s->addr);
+	env->helo = s->helo[0] != '\0' ? xstrdup(s->helo) : NULL;
+	env->body = m.body;
+	env->ret = m.ret;
+	env->envid = m.has_envid ? xstrdup(m.envid) : NULL;
+	env->flags = m.smtputf8 ? ENV_SMTPUTF8 : 0;
+	queue_new_qid(s->srv->q, s->qid);
+	memcpy(env->qid, s->qid, QID_SIZE);
+	s->env = env;
+	log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
+	smtp_set_state(s, SMTP_ST_MAIL);
+	smtp_reply(s, "250 2.1.0 Ok");
+	return 0;
+}
+
+static int
+smtp_cmd_rcpt(struct smtp_sess *s, char *args)
+{
+	const struct conf *cf = s->srv->cf;
+	char reply[PARSE_REPLY_SIZE];
+	struct parse_rcpt r;
+
+	if (s->state == SMTP_ST_CHUNKING) {
+		smtp_reply(s, "503 5.5.1 Error: BDAT in progress");
+		return -1;
+	}
+	if (s->state != SMTP_ST_MAIL && s->state != SMTP_ST_RCPT) {
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
+		return -1;
+	}
+	if (parse_rcpt(args, (s->env->flags & ENV_SMTPUTF8) != 0, &r, reply,
+		sizeof(reply)) < 0) {
+		smtp_reply(s, "%s", reply);
+		return -1;
+	}
+	if (s->env->nrcpts >= or_default(cf->max_recipients, SMTP_DEF_RCPTS)) {
+		smtp_reply(s, "452 4.5.3 Error: too many recipients");
+		return -1;
+	}
+	if (!conf_is_relay_domain(cf, r.domain)) {
+		log_event(smtp_logid(s),
+		    "reject: RCPT from %s: 554 5.7.1 <%s>: Relay access denied",
+		    s->peer, r.addr);
+		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
+		return -1;
+	}
+	if (!conf_recipient_known(cf, r.local, r.domain)) {
+		log_event(smtp_logid(s),
+		    "reject: RCPT from %s: 550 5.1.1 <%s>: unknown recipient",
+		    s->peer, r.addr);
+		smtp_reply(s,
+		    "550 5.1.1 <%s>: Recipient address rejected: User unknown "
+		    "in relay recipient table",
+		    r.addr);
+		return -1;
+	}
+	envelope_add_rcpt(
+	    s->env, r.addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
+	smtp_set_state(s, SMTP_ST_RCPT);
+	smtp_reply(s, "250 2.1.5 Ok");
+	return 0;
+}
+
+static int
+smtp_cmd_rset(struct smtp_sess *s, char *args)
+{
+	if (smtp_no_args(s, "RSET", args) < 0)
+		return -1;
+	smtp_reset_txn(s);
+	smtp_reply(s, "250 2.0.0 Ok");
+	return 0;
+}
+
+static int
+smtp_cmd_noop(struct smtp_sess *s, char *args)
+{
+	(void)args; /* RFC 5321 4.1.1.9: a parameter is allowed and ignored */
+	smtp_reply(s, "250 2.0.0 Ok");
+	return 0;
+}
+
+static int
+smtp_cmd_quit(struct smtp_sess *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "221 2.0.0 Bye");
+	smtp_close_after(s);
+	return 0;
+}
+
+static int
+smtp_cmd_vrfy(struct smtp_sess *s, char *args)
+{
+	if (*args == '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: VRFY address");
+		return -1;
+	}
+	/* A backup MX knows nothing worth confirming, and says so. */
+	smtp_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message "
+		      "and attempt delivery");
+	return 0;
+}
+
+static int
+smtp_cmd_expn(struct smtp_sess *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "502 5.5.1 EXPN is not available");
+	return -1;
+}
+
+static int
+smtp_cmd_help(struct smtp_sess *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET "
+		      "NOOP QUIT VRFY HELP STARTTLS");
+	return 0;
+}
+
+static int smtp_cmd_starttls(struct smtp_sess *s, char *args);
+
+/* Web and proxy requests sent to the SMTP port: talk to them no more. */
+static int
+smtp_cmd_forbidden(struct smtp_sess *s, char *args)
+{
+	(void)args;
+	log_event(s->id, "reject: non-SMTP command from %s", s->peer);
+	smtp_reply(s, "521 5.7.0 Error: not an SMTP command. Goodbye.");
+	smtp_close_after(s);
+	return -1;
+}
+
+struct smtp_verb {
+	const char *name;
+	int (*run)(struct smtp_sess *, char *args);
+};
+
+static const struct smtp_verb smtp_verbs[] = {
+    {"EHLO", smtp_cmd_ehlo},
+    {"HELO", smtp_cmd_helo},
+    {"MAIL", smtp_cmd_mail},
+    {"RCPT", smtp_cmd_rcpt},
+    {"DATA", smtp_cmd_data},
+    {"BDAT", smtp_cmd_bdat},
+    {"RSET", smtp_cmd_rset},
+    {"NOOP", smtp_cmd_noop},
+    {"QUIT", smtp_cmd_quit},
+    {"VRFY", smtp_cmd_vrfy},
+    {"EXPN", smtp_cmd_expn},
+    {"HELP", smtp_cmd_help},
+    {"STARTTLS", smtp_cmd_starttls},
+    {"GET", smtp_cmd_forbidden},
+    {"POST", smtp_cmd_forbidden},
+    {"HEAD", smtp_cmd_forbidden},
+    {"PUT", smtp_cmd_forbidden},
+    {"CONNECT", smtp_cmd_forbidden},
+};
 
 static void
 smtp_command(struct smtp_sess *s, char *line)
 {
-	char *args = line + strcspn(line, " ");
+	size_t len = strlen(line);
+	char *verb, *args;
 
-	if (*args)
-		*args++ = '\0';
+	/* Trailing blanks are noise, as Postfix treats them. */
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		line[--len] = '\0';
+	verb = parse_split(line, &args);
 	s->ncmds++;
-	if (strcasecmp(line, "QUIT") == 0) {
-		smtp_reply(s, "221 2.0.0 Bye");
-		smtp_close_after(s);
-	} else if (strcasecmp(line, "NOOP") == 0) {
-		smtp_reply(s, "250 2.0.0 Ok");
-	} else {
-		smtp_reply(s, "502 5.5.1 Command not implemented");
+	for (size_t i = 0; i < sizeof(smtp_verbs) / sizeof(smtp_verbs[0]);
+	     i++) {
+		if (strcasecmp(verb, smtp_verbs[i].name) == 0) {
+			(void)smtp_verbs[i].run(s, args);
+			return;
+		}
+	}
+	smtp_reply(s, "500 5.5.2 Error: command not recognized");
+}
+
+/* Reads and runs one command line; -1 when no whole line is there. */
+static int
+smtp_read_line(struct smtp_sess *s, struct evbuffer *in)
+{
+	char line[SMTP_LINE_MAX + 1];
+	size_t len = evbuffer_get_length(in), eol_len = 0;
+	struct evbuffer_ptr p;
+
+	if (s->discard_line) {
+		p = evbuffer_search(in, "\n", 1, NULL);
+		if (p.pos < 0) {
+			evbuffer_drain(in, len);
+			return -1;
+		}
+		evbuffer_drain(in, (size_t)p.pos + 1);
+		s->discard_line = false;
+		s->ncmds++;
+		smtp_reply(s, "500 5.5.6 Error: line too long");
+		return 0;
+	}
+	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (p.pos < 0) {
+		if (len >= SMTP_LINE_MAX) {
+			s->discard_line = true;
+			evbuffer_drain(in, len);
+		}
+		return -1;
+	}
+	if ((size_t)p.pos + 2 > SMTP_LINE_MAX) {
+		evbuffer_drain(in, (size_t)p.pos + eol_len);
+		s->ncmds++;
+		smtp_reply(s, "500 5.5.6 Error: line too long");
+		return 0;
+	}
+	evbuffer_remove(in, line, (size_t)p.pos);
+	line[p.pos] = '\0';
+	evbuffer_drain(in, eol_len);
+	if (memchr(line, '\0', (size_t)p.pos) != NULL) {
+		s->ncmds++;
+		smtp_reply(s, "500 5.5.2 Error: NUL character in command");
+		return 0;
+	}
+	smtp_command(s, line);
+	return 0;
+}
+
+/* Consumes whatever input the current state can use. */
+void
+smtp_process(struct smtp_sess *s)
+{
+	unsigned max_errors =
+	    or_default(s->srv->cf->max_errors, SMTP_DEF_ERRORS);
+
+	while (!s->closing) {
+		struct evbuffer *in = bufferevent_get_input(s->bev);
+		struct evbuffer_iovec v;
+		size_t n;
+
+		switch (s->state) {
+		case SMTP_ST_QUEUING:
+		case SMTP_ST_TLS:
+			return;
+		case SMTP_ST_DATA:
+		case SMTP_ST_BDAT:
+			if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 ||
+			    v.iov_len == 0)
+				return;
+			n = smtp_data_feed(s, v.iov_base, v.iov_len);
+			evbuffer_drain(in, n);
+			continue;
+		case SMTP_ST_GREET:
+		case SMTP_ST_READY:
+		case SMTP_ST_MAIL:
+		case SMTP_ST_RCPT:
+		case SMTP_ST_CHUNKING:
+			if (smtp_read_line(s, in) < 0)
+				return;
+			break;
+		}
+		if (!s->closing && s->nerrors >= max_errors) {
+			log_event(
+			    smtp_logid(s), "too many errors from %s", s->peer);
+			smtp_reply(s, "421 4.7.0 %s Error: too many errors",
+			    s->srv->cf->hostname);
+			smtp_close_after(s);
+		}
 	}
 }
 
 static void
 smtp_on_read(struct bufferevent *bev, void *arg)
 {
-	struct smtp_sess *s = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	while (!s->closing) {
-		size_t len;
-		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
-
-		if (line == NULL) {
-			if (evbuffer_get_length(in) >= SMTP_LINE_MAX) {
-				smtp_reply(s, "500 5.5.6 Line too long");
-				smtp_close_after(s);
-			}
-			return;
-		}
-		if (len + 2 > SMTP_LINE_MAX)
-			smtp_reply(s, "500 5.5.6 Line too long");
-		else if (strlen(line) != len)
-			smtp_reply(s, "500 5.5.2 NUL character in command");
-		else
-			smtp_command(s, line);
-		free(line);
-	}
+	(void)bev;
+	smtp_process(arg);
 }
 
 static void
 smtp_on_write(struct bufferevent *bev, void *arg)
 {
-	struct smtp_sess *s = arg;
-
 	(void)bev;
-	if (s->closing)
-		smtp_sess_free(s);
+	smtp_try_reap(arg);
+}
+
+static void smtp_on_event(struct bufferevent *bev, short what, void *arg);
+
+static int
+smtp_cmd_starttls(struct smtp_sess *s, char *args)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct bufferevent *tbev;
+	size_t junk;
+
+	if (s->srv->tls == NULL) {
+		smtp_reply(s, "502 5.5.1 Error: command not implemented");
+		return -1;
+	}
+	if (s->tls) {
+		smtp_reply(s, "554 5.5.1 Error: TLS already active");
+		return -1;
+	}
+	if (s->state != SMTP_ST_GREET && s->state != SMTP_ST_READY) {
+		smtp_reply(s, "503 5.5.1 Error: STARTTLS inside a transaction");
+		return -1;
+	}
+	if (smtp_no_args(s, "STARTTLS", args) < 0)
+		return -1;
+	/*
+	 * Anything the client sent after STARTTLS in plain text must not
+	 * count as sent over TLS (CVE-2011-0411): drop it.
+	 */
+	junk = evbuffer_get_length(in);
+	if (junk > 0) {
+		log_warn("%s: %zu bytes pipelined after STARTTLS from %s "
+			 "discarded",
+		    s->id, junk, s->peer);
+		evbuffer_drain(in, junk);
+	}
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	tbev = tls_server_wrap(s->srv->tls, s->srv->base, s->bev);
+	if (tbev == NULL) {
+		log_err("%s: cannot start TLS", s->id);
+		smtp_close_after(s);
+		return -1;
+	}
+	s->bev = tbev;
+	bufferevent_setcb(
+	    s->bev, smtp_on_read, smtp_on_write, smtp_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_READ_HIGHWAT);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_set_state(s, SMTP_ST_TLS);
+	smtp_set_timeouts(s);
+	return 0;
+}
+
+/* The handshake is done: the session starts over (RFC 3207 4.2). */
+static void
+smtp_tls_ready(struct smtp_sess *s)
+{
+	s->tls = true;
+	tls_describe(s->bev, s->tls_info, sizeof(s->tls_info));
+	log_event(s->id, "TLS connection established from %s: %s", s->peer,
+	    s->tls_info);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	smtp_set_state(s, SMTP_ST_GREET);
+	smtp_process(s);
 }
 
 static void
 smtp_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_sess *s = arg;
+	char why[256];
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		smtp_tls_ready(s);
+		return;
+	}
+	if (s->closing) {
+		/* The client does not read its last reply, or left. */
+		event_active(s->reap, EV_TIMEOUT, 0);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_event(s->id, "timeout after %u commands from %s", s->ncmds,
-		    s->peer);
-		smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		    s->srv->cf->hostname);
-		bufferevent_set_timeouts(bev, NULL, NULL);
+		log_event(smtp_logid(s), "timeout after %s from %s",
+		    smtp_state_str(s->state), s->peer);
+		if (s->state != SMTP_ST_TLS)
+			smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
+			    s->srv->cf->hostname);
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
 		smtp_close_after(s);
 		return;
 	}
-	if (what & BEV_EVENT_ERROR)
-		log_debug("%s: connection error: %s", s->id, strerror(errno));
+	if (what & BEV_EVENT_ERROR) {
+		if (s->state == SMTP_ST_TLS || s->tls) {
+			tls_last_error(s->bev, why, sizeof(why));
+			log_event(s->id, "TLS error from %s: %s", s->peer, why);
+		} else {
+			log_debug(
+			    "%s: connection error: %s", s->id, strerror(errno));
+		}
+	}
+	if (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT)
+		log_event(smtp_logid(s), "lost connection after %s from %s",
+		    smtp_state_str(s->state), s->peer);
 	/* EOF or error: the client has gone. */
-	smtp_sess_free(s);
+	s->closing = true;
+	event_active(s->reap, EV_TIMEOUT, 0);
 }
 
 static void
-smtp_format_peer(const struct sockaddr *sa, char *buf, size_t len)
+smtp_sess_free(struct smtp_sess *s)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
+	struct server *srv = s->srv;
+
+	log_event(s->id, "disconnect from %s commands=%u messages=%u errors=%u",
+	    s->peer, s->ncmds, s->nmsgs, s->nerrors);
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	srv->nsessions--;
+	envelope_free(s->env);
+	parse_data_fini(&s->data);
+	bufferevent_free(s->bev);
+	event_free(s->reap);
+	free(s);
+	if (srv->done != NULL && srv->nsessions == 0) {
+		server_done_cb *done = srv->done;
+		srv->done = NULL;
+		evtimer_del(srv->deadline);
+		done(srv->done_arg);
+	}
+}
+
+static void
+smtp_on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	smtp_sess_free(arg);
+}
+
+struct smtp_sess *
+smtp_sess_find(struct server *srv, uint64_t sid)
+{
+	struct smtp_sess *s;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry)
+	if (s->sid == sid)
+		return s;
+	return NULL;
+}
+
+static void
+smtp_format_peer(const struct sockaddr *sa, struct smtp_sess *s)
+{
 	unsigned port = 0;
 
+	snprintf(s->addr, sizeof(s->addr), "?");
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		inet_ntop(AF_INET, &sin->sin_addr, s->addr, sizeof(s->addr));
 		port = ntohs(sin->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		inet_ntop(AF_INET6, &sin6->sin6_addr, s->addr, sizeof(s->addr));
 		port = ntohs(sin6->sin6_port);
 	}
-	snprintf(buf, len, "[%s]:%u", host, port);
+	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", s->addr, port);
 }
 
 static void
@@ -171,25 +734,48 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
 {
 	struct server *srv = arg;
-	struct smtp_sess *s = xcalloc(1, sizeof(*s));
-	struct timeval tv = {SMTP_CMD_TIMEOUT, 0};
+	const struct conf *cf = srv->cf;
+	struct smtp_sess *s = xcalloc(1, sizeof(*s)), *o;
+	unsigned from_ip = 0;
 
 	(void)l;
 	(void)salen;
 	s->srv = srv;
-	snprintf(s->id, sizeof(s->id), "C%08x", ++srv->next_id);
-	smtp_format_peer(sa, s->peer, sizeof(s->peer));
+	s->sid = ++srv->next_sid;
+	snprintf(s->id, sizeof(s->id), "C%08x", (unsigned)s->sid);
+	smtp_format_peer(sa, s);
+	TAILQ_FOREACH(o, &srv->sessions, entry)
+	if (!o->closing && strcmp(o->addr, s->addr) == 0)
+		from_ip++;
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->reap = event_new(srv->base, -1, 0, smtp_on_reap, s);
 	bufferevent_setcb(
 	    s->bev, smtp_on_read, smtp_on_write, smtp_on_event, s);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-	/* Never buffer more than one over-long line from a client. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_LINE_MAX * 4);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_READ_HIGHWAT);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	smtp_set_timeouts(s);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
 	log_event(s->id, "connect from %s", s->peer);
-	smtp_reply(s, "220 %s ESMTP mxspool", srv->cf->hostname);
+	if (srv->nsessions > or_default(cf->max_connections, SMTP_DEF_CONNS)) {
+		log_event(s->id, "reject: too many connections (%zu)",
+		    srv->nsessions - 1);
+		smtp_reply(s, "421 4.7.0 %s Error: too many connections",
+		    cf->hostname);
+		smtp_close_after(s);
+		return;
+	}
+	if (from_ip >=
+	    or_default(cf->max_connections_per_ip, SMTP_DEF_CONNS_IP)) {
+		log_event(
+		    s->id, "reject: too many connections from %s", s->addr);
+		smtp_reply(s,
+		    "421 4.7.0 %s Error: too many connections from %s",
+		    cf->hostname, s->addr);
+		smtp_close_after(s);
+		return;
+	}
+	smtp_reply(s, "220 %s ESMTP mxspool", cf->hostname);
 }
 
 static void
@@ -221,39 +807,49 @@ server_on_accept_error(struct evconnlistener *l, void *arg)
 	evtimer_add(srv->accept_pause, &tv);
 }
 
-static void
-smtp_sess_free(struct smtp_sess *s)
-{
-	struct server *srv = s->srv;
-
-	log_event(s->id, "disconnect from %s commands=%u", s->peer, s->ncmds);
-	TAILQ_REMOVE(&srv->sessions, s, entry);
-	srv->nsessions--;
-	bufferevent_free(s->bev);
-	free(s);
-	if (srv->done != NULL && srv->nsessions == 0) {
-		server_done_cb *done = srv->done;
-		srv->done = NULL;
-		evtimer_del(srv->deadline);
-		done(srv->done_arg);
-	}
-}
-
 struct server *
-server_new(struct event_base *base, const struct conf *cf)
+server_new(struct event_base *base, const struct conf *cf, struct queue *q)
 {
 	struct server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->base = base;
 	srv->cf = cf;
+	srv->q = q;
 	TAILQ_INIT(&srv->sessions);
+	TAILQ_INIT(&srv->tickets);
 	srv->accept_pause = evtimer_new(base, server_on_accept_resume, srv);
 	return srv;
+}
+
+static int
+server_load_tls(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen)
+{
+	struct tls_ctx *ctx;
+
+	if (cf->tls_cert_file == NULL && cf->tls_key_file == NULL) {
+		tls_free(srv->tls);
+		srv->tls = NULL;
+		return 0;
+	}
+	if (cf->tls_cert_file == NULL || cf->tls_key_file == NULL) {
+		snprintf(
+		    err, errlen, "tls_cert_file and tls_key_file go together");
+		return -1;
+	}
+	ctx = tls_server_new(cf->tls_cert_file, cf->tls_key_file, err, errlen);
+	if (ctx == NULL)
+		return -1;
+	tls_free(srv->tls);
+	srv->tls = ctx;
+	return 0;
 }
 
 int
 server_listen(struct server *srv, char *err, size_t errlen)
 {
+	if (server_load_tls(srv, srv->cf, err, errlen) < 0)
+		return -1;
 	srv->listeners = listen_open(srv->base, srv->cf->listen,
 	    srv->cf->nlisten, server_on_accept, srv, err, errlen);
 	if (srv->listeners == NULL)
@@ -265,6 +861,11 @@ server_listen(struct server *srv, char *err, size_t errlen)
 void
 server_set_conf(struct server *srv, const struct conf *cf)
 {
+	char err[512];
+
+	if (server_load_tls(srv, cf, err, sizeof(err)) < 0)
+		log_err(
+		    "reload: %s; keeping the previous TLS certificate", err);
 	srv->cf = cf;
 }
 
@@ -286,7 +887,8 @@ server_on_deadline(evutil_socket_t fd, short what, void *arg)
 	/*
 	 * One non-blocking send of the 421 each: a client that does not read
 	 * is not waited for. (The bufferevent's output buffer is frozen to
-	 * everyone but the bufferevent, so the reply goes out directly.)
+	 * everyone but the bufferevent, so the reply goes out directly.) A
+	 * TLS session cannot be told in plain text; it is just closed.
 	 */
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL) {
 		char msg[300];
@@ -294,7 +896,8 @@ server_on_deadline(evutil_socket_t fd, short what, void *arg)
 		    "421 4.3.2 %s Service shutting down\r\n",
 		    srv->cf->hostname);
 
-		if (!s->closing && n > 0 && (size_t)n < sizeof(msg))
+		if (!s->closing && !s->tls && s->state != SMTP_ST_TLS &&
+		    n > 0 && (size_t)n < sizeof(msg))
 			(void)send(bufferevent_getfd(s->bev), msg, (size_t)n,
 			    MSG_DONTWAIT | MSG_NOSIGNAL);
 		smtp_sess_free(s);
@@ -331,9 +934,11 @@ server_free(struct server *srv)
 	srv->done = NULL;
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		smtp_sess_free(s);
+	smtp_tickets_orphan(srv);
 	listen_close(srv->listeners);
 	if (srv->deadline != NULL)
 		event_free(srv->deadline);
 	event_free(srv->accept_pause);
+	tls_free(srv->tls);
 	free(srv);
 }

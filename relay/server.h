@@ -6,15 +6,26 @@
 #include <stddef.h>
 
 #include "common/conf.h"
+#include "queue/queue.h"
 
 struct server;
 typedef void server_done_cb(void *arg);
 
-/* Borrowed cf must outlive the server or be replaced by server_set_conf. */
-struct server *server_new(struct event_base *base, const struct conf *cf);
-/* Opens every listen address; on failure says which in err. */
+/*
+ * Borrowed cf must outlive the server or be replaced by server_set_conf;
+ * borrowed q (the spool) must outlive it too.
+ */
+struct server *server_new(
+    struct event_base *base, const struct conf *cf, struct queue *q);
+/*
+ * Loads the TLS certificate (if configured) and opens every listen
+ * address; on failure says what in err.
+ */
 int server_listen(struct server *srv, char *err, size_t errlen);
-/* Every decision from now on, in new and open sessions, uses cf. */
+/*
+ * Every decision from now on, in new and open sessions, uses cf. A TLS
+ * certificate that no longer loads keeps the old one (and says so).
+ */
 void server_set_conf(struct server *srv, const struct conf *cf);
 /*
  * Stops accepting. Open sessions may finish until the configured

@@ -545,6 +545,34 @@ test_bare_newlines_are_found_across_chunks(void **state)
 }
 
 static void
+test_bdat_chunks_are_stored_raw_and_checked_for_bare_newlines(void **state)
+{
+	struct parse_data d;
+	size_t len;
+	char *out;
+
+	(void)state;
+	parse_data_init(&d, 1000);
+	parse_data_raw(&d, "a\r\n.\r", 5, false);
+	parse_data_raw(&d, "\nb\r\n", 4, false);
+	parse_data_raw(&d, "", 0, true);
+	assert_int_equal(d.bare_cr + d.bare_lf, 0);
+	out = parse_data_take(&d, &len);
+	assert_int_equal(len, 9);
+	assert_memory_equal(out, "a\r\n.\r\nb\r\n", 9);
+	free(out);
+	parse_data_fini(&d);
+
+	parse_data_init(&d, 1000);
+	parse_data_raw(&d, "a\nb\rc", 5, false);
+	assert_int_equal(d.bare_lf, 1);
+	assert_int_equal(d.bare_cr, 1);
+	parse_data_raw(&d, "x\r", 2, true);
+	assert_int_equal(d.bare_cr, 2);
+	parse_data_fini(&d);
+}
+
+static void
 test_received_headers_are_counted_in_the_header_only(void **state)
 {
 	static const char msg[] = "Received: a\r\n\tcontinued\r\n"
@@ -623,6 +651,8 @@ main(void)
 	    cmocka_unit_test(test_data_stores_at_most_the_limit_but_counts_all),
 	    cmocka_unit_test(test_data_counts_long_lines),
 	    cmocka_unit_test(test_bare_newlines_are_found_across_chunks),
+	    cmocka_unit_test(
+		test_bdat_chunks_are_stored_raw_and_checked_for_bare_newlines),
 	    cmocka_unit_test(
 		test_received_headers_are_counted_in_the_header_only),
 	    cmocka_unit_test(test_received_header_has_every_field),

@@ -1,0 +1,332 @@
+/*
+ * DATA and BDAT: reading the message, checking it, and handing it to the
+ * spool. The 250 goes out only from the spool's callback, after the
+ * group commit has the message in the write-ahead log (DESIGN.md,
+ * contract 1).
+ *
+ * A message with a bare CR or LF is refused as a whole after its end
+ * (550 5.6.0), as Postfix's smtpd_forbid_bare_newline does: only CRLF "."
+ * CRLF ends DATA, so a sequence such as LF "." LF can never smuggle a
+ * second message past us nor past a server we relay to. Text lines longer
+ * than 1000 octets are kept unchanged (and counted in the log), as Postfix
+ * keeps them: refusing them would bounce real mail from sloppy senders.
+ */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/xmem.h"
+#include "relay/server_int.h"
+
+#define SMTP_DEF_HOPS 50
+
+/* A pending spool answer: names its session by id, never by pointer. */
+struct smtp_ticket {
+	TAILQ_ENTRY(smtp_ticket) entry;
+	struct server *srv; /* NULL once the server is gone */
+	uint64_t sid;
+	int64_t start_us;
+};
+
+static int64_t
+now_us(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* Checks that a message may start now; replies and returns -1 if not. */
+static int
+smtp_data_check(struct smtp_sess *s, const char *verb)
+{
+	switch (s->state) {
+	case SMTP_ST_GREET:
+	case SMTP_ST_READY:
+		smtp_reply(s, "503 5.5.1 Error: need MAIL command");
+		return -1;
+	case SMTP_ST_MAIL:
+		smtp_reply(s, "554 5.5.1 Error: no valid recipients");
+		return -1;
+	case SMTP_ST_RCPT:
+		return 0;
+	case SMTP_ST_CHUNKING:
+		if (strcmp(verb, "BDAT") == 0)
+			return 0;
+		smtp_reply(
+		    s, "503 5.5.1 Error: DATA inside a BDAT transaction");
+		return -1;
+	case SMTP_ST_DATA:
+	case SMTP_ST_BDAT:
+	case SMTP_ST_QUEUING:
+	case SMTP_ST_TLS:
+		break;
+	}
+	smtp_reply(s, "503 5.5.1 Error: bad sequence of commands");
+	return -1;
+}
+
+int
+smtp_cmd_data(struct smtp_sess *s, char *args)
+{
+	if (*args != '\0') {
+		smtp_reply(s, "501 5.5.4 Syntax: DATA");
+		return -1;
+	}
+	if (smtp_data_check(s, "DATA") < 0)
+		return -1;
+	/* One byte over the limit is enough to know it is too big. */
+	parse_data_init(&s->data, smtp_size_limit(s->srv->cf) + 1);
+	smtp_set_state(s, SMTP_ST_DATA);
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	return 0;
+}
+
+int
+smtp_cmd_bdat(struct smtp_sess *s, char *args)
+{
+	char reply[PARSE_REPLY_SIZE];
+	uint64_t size;
+	bool last;
+
+	if (parse_bdat(args, &size, &last, reply, sizeof(reply)) < 0) {
+		/* The chunk cannot be framed: nothing after it makes sense. */
+		smtp_reply(s, "%s", reply);
+		smtp_close_after(s);
+		return -1;
+	}
+	/*
+	 * The chunk is read even when it is refused (RFC 3030 3): its bytes
+	 * must not be taken for commands. bdat_err holds the reply to give.
+	 */
+	if (s->state != SMTP_ST_CHUNKING) {
+		if (s->state == SMTP_ST_RCPT)
+			parse_data_init(
+			    &s->data, smtp_size_limit(s->srv->cf) + 1);
+		else if (s->bdat_err[0] == '\0') {
+			const char *why = "";
+
+			switch (s->state) {
+			case SMTP_ST_MAIL:
+				why = "554 5.5.1 Error: no valid recipients";
+				break;
+			case SMTP_ST_GREET:
+			case SMTP_ST_READY:
+			case SMTP_ST_RCPT:
+			case SMTP_ST_DATA:
+			case SMTP_ST_BDAT:
+			case SMTP_ST_CHUNKING:
+			case SMTP_ST_QUEUING:
+			case SMTP_ST_TLS:
+				why = "503 5.5.1 Error: need MAIL and RCPT "
+				      "commands";
+				break;
+			}
+			snprintf(s->bdat_err, sizeof(s->bdat_err), "%s", why);
+		}
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	smtp_set_state(s, SMTP_ST_BDAT);
+	if (size == 0)
+		(void)smtp_data_feed(s, "", 0);
+	return 0;
+}
+
+static void smtp_on_queued(void *arg, int status, const char *qid);
+
+/* The whole message is in: check it and hand it to the spool. */
+static void
+smtp_message_end(struct smtp_sess *s)
+{
+	const struct conf *cf = s->srv->cf;
+	struct parse_data *d = &s->data;
+	struct parse_trace t = {0};
+	struct smtp_ticket *tk;
+	struct envelope *env;
+	char *body, *hdr, *msg;
+	size_t blen, hlen;
+	unsigned hops, max_hops = cf->max_hops ? cf->max_hops : SMTP_DEF_HOPS;
+
+	if (d->bare_cr + d->bare_lf > 0) {
+		log_event(smtp_logid(s),
+		    "reject: bare CR or LF from %s (%u CR, %u LF)", s->peer,
+		    d->bare_cr, d->bare_lf);
+		smtp_reply(s, "550 5.6.0 Message contains bare CR or LF "
+			      "(RFC 5321 2.3.8)");
+		smtp_reset_txn(s);
+		return;
+	}
+	if (d->total > smtp_size_limit(cf)) {
+		log_event(smtp_logid(s),
+		    "reject: message from %s too big (%llu bytes)", s->peer,
+		    (unsigned long long)d->total);
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		smtp_reset_txn(s);
+		return;
+	}
+	body = parse_data_take(d, &blen);
+	hops = parse_count_received(body, blen);
+	if (hops > max_hops) {
+		log_event(smtp_logid(s),
+		    "reject: mail loop from %s (%u Received headers)", s->peer,
+		    hops);
+		free(body);
+		smtp_reply(s, "554 5.4.6 Too many hops");
+		smtp_reset_txn(s);
+		return;
+	}
+	if (d->long_lines > 0)
+		log_event(smtp_logid(s), "warning: %u lines over 1000 octets",
+		    d->long_lines);
+
+	env = s->env;
+	s->env = NULL;
+	t.helo = s->helo[0] != '\0' ? s->helo : NULL;
+	t.addr = s->addr;
+	t.by = cf->hostname;
+	if (env->flags & ENV_SMTPUTF8)
+		t.protocol = s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+	else if (s->esmtp)
+		t.protocol = s->tls ? "ESMTPS" : "ESMTP";
+	else
+		t.protocol = s->tls ? "SMTPS" : "SMTP";
+	t.qid = s->qid;
+	t.tls = s->tls ? s->tls_info : NULL;
+	t.rcpt = env->nrcpts == 1 ? env->rcpts[0].addr : NULL;
+	t.when = time(NULL);
+	hdr = parse_received(&t, &hlen);
+	msg = xmalloc(hlen + blen);
+	memcpy(msg, hdr, hlen);
+	if (blen > 0)
+		memcpy(msg + hlen, body, blen);
+	free(hdr);
+	free(body);
+	env->arrival = now_us();
+	env->size = hlen + blen;
+
+	tk = xcalloc(1, sizeof(*tk));
+	tk->srv = s->srv;
+	tk->sid = s->sid;
+	tk->start_us = env->arrival;
+	TAILQ_INSERT_TAIL(&s->srv->tickets, tk, entry);
+	log_event(s->qid, "from=<%s>, size=%llu, nrcpt=%zu, proto=%s",
+	    env->sender, (unsigned long long)env->size, env->nrcpts,
+	    t.protocol);
+	smtp_set_state(s, SMTP_ST_QUEUING);
+	queue_submit(s->srv->q, env, msg, hlen + blen, smtp_on_queued, tk);
+}
+
+static void
+smtp_on_queued(void *arg, int status, const char *qid)
+{
+	struct smtp_ticket *tk = arg;
+	struct server *srv = tk->srv;
+	struct smtp_sess *s;
+
+	if (srv == NULL) { /* the server is gone; the message is safe */
+		free(tk);
+		return;
+	}
+	TAILQ_REMOVE(&srv->tickets, tk, entry);
+	s = smtp_sess_find(srv, tk->sid);
+	if (s == NULL || s->state != SMTP_ST_QUEUING) {
+		log_event(qid, "client left before the reply: %s",
+		    queue_status_str(status));
+		free(tk);
+		return;
+	}
+	switch (status) {
+	case QUEUE_OK:
+		s->nmsgs++;
+		log_event(qid, "queued in %.3fs",
+		    (double)(now_us() - tk->start_us) / 1e6);
+		smtp_reply(s, "250 2.0.0 Ok: queued as %s", qid);
+		break;
+	case QUEUE_ENOSPC:
+		log_event(qid, "spool full: 452 to %s", s->peer);
+		smtp_reply(s, "452 4.3.1 Insufficient system storage");
+		break;
+	default:
+		log_event(qid, "spool error: 451 to %s", s->peer);
+		smtp_reply(s, "451 4.3.0 Error: queue file write error");
+		break;
+	}
+	free(tk);
+	smtp_set_state(s, SMTP_ST_READY);
+	smtp_reset_txn(s);
+	/* Commands pipelined behind the message wait in the input buffer. */
+	smtp_process(s);
+}
+
+/* The last byte of a BDAT chunk is in. */
+static void
+smtp_chunk_end(struct smtp_sess *s)
+{
+	if (s->bdat_err[0] != '\0') {
+		smtp_reply(s, "%s", s->bdat_err);
+		if (s->env == NULL) {
+			/* Refused outside any transaction: back to where it
+			 * was, with or without HELO. */
+			smtp_reset_txn(s);
+			smtp_set_state(s,
+			    s->helo[0] != '\0' ? SMTP_ST_READY : SMTP_ST_GREET);
+		} else if (s->bdat_last) {
+			smtp_reset_txn(s);
+		} else {
+			smtp_set_state(s, SMTP_ST_CHUNKING);
+		}
+		return;
+	}
+	if (s->data.total > smtp_size_limit(s->srv->cf)) {
+		snprintf(s->bdat_err, sizeof(s->bdat_err),
+		    "552 5.3.4 Message size exceeds fixed limit");
+		smtp_chunk_end(s);
+		return;
+	}
+	if (!s->bdat_last) {
+		smtp_set_state(s, SMTP_ST_CHUNKING);
+		smtp_reply(s, "250 2.0.0 %llu octets received",
+		    (unsigned long long)s->data.total);
+		return;
+	}
+	smtp_message_end(s);
+}
+
+size_t
+smtp_data_feed(struct smtp_sess *s, const char *in, size_t len)
+{
+	size_t n;
+	bool done;
+
+	if (s->state == SMTP_ST_DATA) {
+		n = parse_data_feed(&s->data, in, len, &done);
+		if (done)
+			smtp_message_end(s);
+		return n;
+	}
+	n = len < s->bdat_left ? len : (size_t)s->bdat_left;
+	if (s->bdat_err[0] == '\0')
+		parse_data_raw(
+		    &s->data, in, n, s->bdat_last && n == s->bdat_left);
+	s->bdat_left -= n;
+	if (s->bdat_left == 0)
+		smtp_chunk_end(s);
+	return n;
+}
+
+void
+smtp_tickets_orphan(struct server *srv)
+{
+	struct smtp_ticket *tk;
+
+	while ((tk = TAILQ_FIRST(&srv->tickets)) != NULL) {
+		TAILQ_REMOVE(&srv->tickets, tk, entry);
+		tk->srv = NULL; /* freed by smtp_on_queued */
+	}
+}

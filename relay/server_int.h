@@ -1,0 +1,102 @@
+/*
+ * Internals shared by relay/server.c (listeners, sessions, commands) and
+ * relay/data.c (DATA and BDAT, the hand-off to the spool). Nothing outside
+ * these two files includes this.
+ */
+#ifndef MXSPOOL_SERVER_INT_H
+#define MXSPOOL_SERVER_INT_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "common/conf.h"
+#include "queue/envelope.h"
+#include "queue/queue.h"
+#include "relay/parse.h"
+#include "relay/server.h"
+#include "relay/tls.h"
+
+#define SMTP_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, including CRLF */
+
+enum smtp_state {
+	SMTP_ST_GREET,    /* connected, no HELO/EHLO yet */
+	SMTP_ST_READY,    /* HELO/EHLO done, no transaction */
+	SMTP_ST_MAIL,     /* MAIL accepted, no recipient yet */
+	SMTP_ST_RCPT,     /* at least one recipient accepted */
+	SMTP_ST_DATA,     /* reading the DATA body */
+	SMTP_ST_BDAT,     /* reading the bytes of a BDAT chunk */
+	SMTP_ST_CHUNKING, /* between BDAT chunks */
+	SMTP_ST_QUEUING,  /* waiting for the spool's commit */
+	SMTP_ST_TLS,      /* TLS handshake in progress */
+};
+
+struct smtp_ticket;
+
+struct smtp_sess {
+	TAILQ_ENTRY(smtp_sess) entry;
+	struct server *srv;
+	struct bufferevent *bev;
+	struct event *reap; /* frees the session outside any callback */
+	uint64_t sid;
+	char id[16];                     /* "C%08x" */
+	char peer[INET6_ADDRSTRLEN + 8]; /* "[addr]:port" */
+	char addr[INET6_ADDRSTRLEN];
+	enum smtp_state state;
+	char helo[PARSE_HELO_MAX + 1];
+	bool esmtp;
+	bool tls;
+	char tls_info[160];
+	unsigned ncmds, nerrors, nmsgs;
+	bool closing;      /* last reply queued; free once written */
+	bool discard_line; /* skipping the rest of an over-long line */
+
+	/* The transaction. */
+	struct envelope *env;
+	char qid[QID_SIZE];
+	struct parse_data data;
+	uint64_t bdat_left; /* bytes of the current chunk still to read */
+	bool bdat_last;     /* the current chunk is the last */
+	char bdat_err[PARSE_REPLY_SIZE]; /* "" or the sticky failure */
+};
+
+struct server {
+	struct event_base *base;
+	const struct conf *cf;
+	struct queue *q;
+	struct tls_ctx *tls;
+	struct listen_set *listeners;
+	struct event *accept_pause;
+	struct event *deadline;
+	TAILQ_HEAD(, smtp_sess) sessions;
+	TAILQ_HEAD(, smtp_ticket) tickets;
+	size_t nsessions;
+	uint64_t next_sid;
+	server_done_cb *done;
+	void *done_arg;
+};
+
+/* server.c */
+void smtp_reply(struct smtp_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smtp_set_state(struct smtp_sess *s, enum smtp_state st);
+void smtp_close_after(struct smtp_sess *s);
+void smtp_reset_txn(struct smtp_sess *s);
+void smtp_set_timeouts(struct smtp_sess *s);
+void smtp_process(struct smtp_sess *s);
+const char *smtp_logid(const struct smtp_sess *s);
+struct smtp_sess *smtp_sess_find(struct server *srv, uint64_t sid);
+uint64_t smtp_size_limit(const struct conf *cf);
+
+/* data.c */
+int smtp_cmd_data(struct smtp_sess *s, char *args);
+int smtp_cmd_bdat(struct smtp_sess *s, char *args);
+/* Consumes body bytes from in; returns how many. */
+size_t smtp_data_feed(struct smtp_sess *s, const char *in, size_t len);
+/* Forgets pending spool answers of a server being freed. */
+void smtp_tickets_orphan(struct server *srv);
+
+#endif
