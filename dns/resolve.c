@@ -293,7 +293,12 @@ dns_ares_why(int status)
 	case ARES_EREFUSED:
 		return "REFUSED";
 	case ARES_ECONNREFUSED:
-		return "connection refused";
+		/*
+		 * c-ares 1.18 says this, not SERVFAIL or REFUSED, once every
+		 * server has answered with one of those: it tries the next
+		 * server (good) and forgets why (not so good).
+		 */
+		return "no server answered (SERVFAIL, REFUSED or unreachable)";
 	default:
 		return ares_strerror(status);
 	}
