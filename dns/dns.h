@@ -96,7 +96,8 @@ struct dns_stats {
  * next dns_set_conf(). Returns 0, or -1 after logging why.
  */
 int dns_new(struct dns **dp, const struct conf *cf, struct event_base *base);
-/* Cancels everything pending (no callbacks run). NULL is a no-op. */
+/* Cancels everything pending (no callbacks run). NULL is a no-op. Not
+ * from inside a dns_ callback. */
 void dns_free(struct dns *d);
 /* After a reload: new routes, servers and self names; the cache is kept. */
 int dns_set_conf(struct dns *d, const struct conf *cf);
@@ -108,9 +109,11 @@ int dns_set_conf(struct dns *d, const struct conf *cf);
 uint64_t dns_route(
     struct dns *d, const char *domain, dns_route_cb *cb, void *arg);
 /*
- * The PTR name of a client address, for the Received header and the log.
- * cb runs within timeout_ms (DNS_TEMPFAIL "timeout" then), so a slow
- * reverse zone never holds up an SMTP session longer than that.
+ * The PTR name of a client address, for the Received header and the log,
+ * given only when the name resolves back to the address (else
+ * DNS_PERMFAIL, as when there is no PTR: the client is "unknown"). cb runs
+ * within timeout_ms (DNS_TEMPFAIL then), so a slow reverse zone never
+ * holds up an SMTP session longer than that.
  */
 uint64_t dns_ptr(struct dns *d, const struct sockaddr *sa, unsigned timeout_ms,
     dns_ptr_cb *cb, void *arg);

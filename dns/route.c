@@ -59,6 +59,9 @@ struct dns_req {
 	struct event *timer;
 	enum dns_status pst;
 	char *pname;
+	char *claimed; /* the PTR name, until its addresses confirm it */
+	int family;    /* the client's, v4-mapped counted as AF_INET */
+	unsigned char addr[16];
 	char rev[80]; /* the reverse name, for the log */
 };
 
@@ -90,6 +93,7 @@ dns_req_free(struct dns_req *r)
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r->pname);
+	free(r->claimed);
 	free(r);
 }
 
@@ -378,6 +382,43 @@ dns_ptr_finish(struct dns_req *r, enum dns_status st, const char *name)
 	dns_req_finish(r);
 }
 
+/*
+ * A PTR name is only believed when the name's own addresses include the
+ * client's (forward-confirmed): anyone can put any name in the reverse
+ * zone of their own addresses. Slot 0 is the PTR answer, slot 1 the A or
+ * AAAA answer for the name it gave.
+ */
+static void
+dns_ptr_on_rrset(struct dns_req *r, int slot, const struct dns_rrset *s)
+{
+	if (s->rc == DNS_RC_TEMP) {
+		dns_ptr_finish(r, DNS_TEMPFAIL, NULL);
+		return;
+	}
+	if (slot == 0) {
+		if (s->rc != DNS_RC_OK || s->nrr == 0 ||
+		    !conf_valid_domain(s->rr[0].name)) {
+			dns_ptr_finish(r, DNS_PERMFAIL, NULL);
+			return;
+		}
+		r->claimed = xstrdup(s->rr[0].name);
+		dns_lookup(r->d, r->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
+		    r->claimed, dns_req_on_rrset, r->id, 1);
+		return;
+	}
+	for (size_t i = 0; i < s->nrr; i++) {
+		if (s->rr[i].family == r->family &&
+		    memcmp(s->rr[i].addr, r->addr,
+			r->family == AF_INET ? 4 : 16) == 0) {
+			dns_ptr_finish(r, DNS_OK, r->claimed);
+			return;
+		}
+	}
+	log_info("dns: PTR %s: name %s does not resolve back to the address",
+	    r->rev, r->claimed);
+	dns_ptr_finish(r, DNS_PERMFAIL, NULL);
+}
+
 static void
 dns_req_on_rrset(
     struct dns *d, uint64_t id, int slot, const struct dns_rrset *s)
@@ -387,13 +428,7 @@ dns_req_on_rrset(
 	if (r == NULL) /* cancelled, or a PTR that timed out */
 		return;
 	if (r->kind == REQ_PTR) {
-		if (s->rc == DNS_RC_OK && s->nrr > 0 &&
-		    conf_valid_domain(s->rr[0].name))
-			dns_ptr_finish(r, DNS_OK, s->rr[0].name);
-		else if (s->rc == DNS_RC_TEMP)
-			dns_ptr_finish(r, DNS_TEMPFAIL, NULL);
-		else
-			dns_ptr_finish(r, DNS_PERMFAIL, NULL);
+		dns_ptr_on_rrset(r, slot, s);
 		return;
 	}
 	if (slot == SLOT_MX) {
@@ -486,7 +521,11 @@ dns_ptr(struct dns *d, const struct sockaddr *sa, unsigned timeout_ms,
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
 
 		b = s6->sin6_addr.s6_addr;
+		r->family = AF_INET6;
+		memcpy(r->addr, b, 16);
 		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			r->family = AF_INET;
+			memcpy(r->addr, b + 12, 4);
 			snprintf(r->rev, sizeof(r->rev),
 			    "%u.%u.%u.%u.in-addr.arpa", b[15], b[14], b[13],
 			    b[12]);
@@ -502,6 +541,8 @@ dns_ptr(struct dns *d, const struct sockaddr *sa, unsigned timeout_ms,
 	} else if (sa->sa_family == AF_INET) {
 		b = (const unsigned char *)&((const struct sockaddr_in *)sa)
 			->sin_addr;
+		r->family = AF_INET;
+		memcpy(r->addr, b, 4);
 		snprintf(r->rev, sizeof(r->rev), "%u.%u.%u.%u.in-addr.arpa",
 		    b[3], b[2], b[1], b[0]);
 	} else {

@@ -71,8 +71,12 @@ RECORDS = [
     "--host-record=ok.broken.test,203.0.113.60",
     # Every MX host is missing.
     "--mx-host=allgone.test,gone.allgone.test,10",
-    # A client with a PTR record (host-record makes one).
+    # Clients with PTR records (host-record makes them), and one whose PTR
+    # name does not resolve back to it.
     "--host-record=client.test,127.0.0.7",
+    "--host-record=client6.test,2001:db8::77",
+    "--ptr-record=8.0.0.127.in-addr.arpa,liar.test",
+    "--host-record=liar.test,203.0.113.99",
 ]
 
 
@@ -86,7 +90,9 @@ def dropped(ans):
 
 @pytest.fixture
 def dnsmasq(servers, tmp_path):
-    return servers(Dnsmasq(tmp_path, RECORDS))
+    # Unknown names in .test and 127.x reverse names are NXDOMAIN.
+    return servers(Dnsmasq(tmp_path, RECORDS,
+                           local=("test", "127.in-addr.arpa")))
 
 
 def test_equal_preferences_are_shuffled_and_worse_ones_follow(dnsmasq,
@@ -412,12 +418,19 @@ def test_cancelled_lookup_never_calls_back(dnsmasq, tmp_path):
 
 def test_ptr_names_a_client_and_is_bounded(dnsmasq, servers, tmp_path):
     conf = write_conf(tmp_path, [dnsmasq.port])
-    out, _ = mxroute(conf, "ptr:127.0.0.7", "ptr:::ffff:127.0.0.7",
-                     "ptr:198.51.100.1")
+    out, err = mxroute(conf, "ptr:127.0.0.7", "ptr:::ffff:127.0.0.7",
+                       "ptr:2001:db8::77", "ptr:127.0.0.8", "ptr:127.0.0.9",
+                       "ptr:198.51.100.1")
     assert out[0] == {"ptr": "127.0.0.7", "status": "ok",
                       "name": "client.test"}
     assert out[1]["name"] == "client.test"
-    assert out[2]["status"] == "tempfail" and out[2]["name"] is None
+    assert out[2]["name"] == "client6.test"
+    # A PTR name that does not resolve back to the address is not used.
+    assert out[3] == {"ptr": "127.0.0.8", "status": "permfail", "name": None}
+    assert "liar.test does not resolve back" in err
+    # No PTR at all (NXDOMAIN) is permanent; REFUSED is temporary.
+    assert out[4]["status"] == "permfail" and out[4]["name"] is None
+    assert out[5]["status"] == "tempfail" and out[5]["name"] is None
     # A reverse zone that never answers costs the session only the bound.
     silent = servers(SilentServer())
     conf = write_conf(tmp_path, [silent.port], "dns_timeout = 10s\n")
