@@ -7,6 +7,8 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +71,19 @@ tls_server_new(
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ssl, key_file, SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL checks the pair here already. */
+		bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) ==
+				X509_R_KEY_VALUES_MISMATCH;
+
 		tls_err_string(why, sizeof(why));
-		snprintf(err, errlen, "tls_key_file %s: cannot load: %s",
-		    key_file, why);
+		if (mismatch)
+			snprintf(err, errlen,
+			    "tls_key_file %s does not match tls_cert_file %s: "
+			    "%s",
+			    key_file, cert_file, why);
+		else
+			snprintf(err, errlen,
+			    "tls_key_file %s: cannot load: %s", key_file, why);
 		SSL_CTX_free(ssl);
 		return NULL;
 	}
