@@ -295,6 +295,37 @@ dns_req_lookup_hosts(struct dns_req *r)
 		dns_req_rank(r);
 }
 
+/*
+ * The MX hosts, best first so that a long list is cut at its worst end:
+ * whatever is cut is no better than what is kept, and so no better than
+ * this host if this host was kept.
+ */
+static void
+dns_req_add_mx_hosts(struct dns_req *r, const struct dns_rrset *s)
+{
+	size_t *idx = xcalloc(s->nrr, sizeof(*idx));
+
+	for (size_t i = 0; i < s->nrr; i++) {
+		size_t j = i;
+
+		while (j > 0 && s->rr[idx[j - 1]].pref > s->rr[i].pref) {
+			idx[j] = idx[j - 1];
+			j--;
+		}
+		idx[j] = i;
+	}
+	for (size_t i = 0; i < s->nrr; i++) {
+		const struct dns_rr *rr = &s->rr[idx[i]];
+
+		if (i < DNS_MAX_MX)
+			dns_req_add_host(r, rr->name, rr->pref);
+		else
+			dns_answer_add_drop(&r->ans, rr->name, rr->pref,
+			    "beyond the best %d MX", DNS_MAX_MX);
+	}
+	free(idx);
+}
+
 static void
 dns_req_on_mx(struct dns_req *r, const struct dns_rrset *s)
 {
@@ -333,15 +364,7 @@ dns_req_on_mx(struct dns_req *r, const struct dns_rrset *s)
 		dns_req_add_host(r, name, 0);
 		break;
 	case MX_USE_LIST:
-		for (size_t i = 0; i < s->nrr; i++) {
-			if (i >= DNS_MAX_MX) {
-				dns_answer_add_drop(a, s->rr[i].name,
-				    s->rr[i].pref, "beyond the first %d MX",
-				    DNS_MAX_MX);
-				continue;
-			}
-			dns_req_add_host(r, s->rr[i].name, s->rr[i].pref);
-		}
+		dns_req_add_mx_hosts(r, s);
 		break;
 	}
 	dns_req_lookup_hosts(r);

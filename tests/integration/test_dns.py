@@ -280,6 +280,44 @@ domain "loopy.example.test" { route = "smtp:loop.test" }
     assert dnsmasq.queries("MX", "multi.test") == 1
 
 
+def test_static_route_failures_defer_instead_of_bouncing(dnsmasq, tmp_path):
+    conf = write_conf(tmp_path, [dnsmasq.port], """
+domain "a.example.test" { route = "smtp:[noaddr.test]:25" }
+domain "b.example.test" { route = "lmtp:nosuch.test:24" }
+domain "c.example.test" { route = "smtp:nullmx.test:25" }
+""")
+    out, _ = mxroute(conf, "a.example.test", "b.example.test",
+                     "c.example.test")
+    for ans in out:
+        assert ans["status"] == "tempfail", ans
+        assert ans["dsn"].startswith("4."), ans
+        assert ans["candidates"] == []
+
+
+def test_long_mx_lists_come_over_tcp_and_are_cut_at_the_worst_end(
+        servers, tmp_path):
+    # 40 MX with long names do not fit in 512 octets of UDP: dnsmasq sets
+    # TC and c-ares asks again over TCP, through the same event loop.
+    records = []
+    for i in range(40):
+        name = "mx%02d-%s.big.test" % (i, "x" * 40)
+        records.append("--mx-host=big.test,%s,%d" % (name, 100 - i))
+        records.append("--host-record=%s,203.0.113.%d" % (name, i + 1))
+    dm = servers(Dnsmasq(tmp_path, records))
+    conf = write_conf(tmp_path, [dm.port])
+    (ans,), _ = mxroute(conf, "big.test")
+    assert ans["status"] == "ok"
+    assert len(ans["candidates"]) == 32
+    prefs = [c["pref"] for c in ans["candidates"]]
+    assert prefs == sorted(prefs) and prefs[0] == 61 and prefs[-1] == 92
+    cut = sorted(d["pref"] for d in ans["dropped"])
+    assert cut == list(range(93, 101))
+    assert all(d["why"] == "beyond the best 32 MX" for d in ans["dropped"])
+    # Over UDP the answer is truncated: the whole list came over TCP.
+    rcode, _, reply = query(dm.port, "big.test", "MX")
+    assert reply[2] & 0x02, "expected TC over UDP"
+
+
 def test_bad_domain_names_are_refused_without_a_query(dnsmasq, tmp_path):
     conf = write_conf(tmp_path, [dnsmasq.port])
     out, _ = mxroute(conf, "--", "bad..test", "-x.test", "a" * 300 + ".test")
