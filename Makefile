@@ -41,7 +41,7 @@ PROGS     = $(BUILD)/mxspoold $(if $(CLI_SRCS),$(BUILD)/mxspoolctl)
 UNIT_SRCS  = $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  = $(UNIT_SRCS:%.c=$(BUILD)/%)
 TOOL_SRCS  = $(wildcard tests/tools/*.c)
-TOOL_BINS  = $(TOOL_SRCS:%.c=$(BUILD)/%)
+TOOL_BINS  = $(TOOL_SRCS:%.c=$(BUILD)/%) $(BUILD)/tests/tools/spoolcrash-mutant
 BENCH_SRCS = $(wildcard bench/*.c)
 BENCH_BINS = $(BENCH_SRCS:%.c=$(BUILD)/%)
 
@@ -73,6 +73,16 @@ $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
+	$(LINK) -o $@ $^ $(LDLIBS)
+
+# The crash test's proof that it can fail: the spool writer built with a
+# deliberate bug (acknowledging before writing), see queue/commit.c.
+$(BUILD)/queue/commit-mutant.o: queue/commit.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DCOMMIT_MUTANT_ACK_EARLY -c -o $@ $<
+
+$(BUILD)/tests/tools/spoolcrash-mutant: $(BUILD)/tests/tools/spoolcrash.o \
+		$(BUILD)/queue/commit-mutant.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)

@@ -403,6 +403,7 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
     CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
     CFG_STR_CB("spool_dir", "/var/spool/mxspool", CFGF_NONE, conf_cb_path),
+    CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB(
 	"control_socket", "/run/mxspool/control.sock", CFGF_NONE, conf_cb_path),
     CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
@@ -609,6 +610,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 			PANIC("listen address passed its check but not parse");
 
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
+	cf->spool_min_free = (uint64_t)cfg_getint(cfg, "spool_min_free");
 	cf->control_socket = xstrdup(cfg_getstr(cfg, "control_socket"));
 	cf->relay_domains =
 	    conf_lower_list(cfg, "relay_domains", &cf->nrelay_domains);

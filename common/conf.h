@@ -73,6 +73,7 @@ struct conf {
 	struct conf_addr *listen;
 	size_t nlisten;
 	char *spool_dir;
+	uint64_t spool_min_free; /* refuse mail (452 4.3.1) below this */
 	char *control_socket;
 	char **relay_domains; /* lower case; ".example.com" = subdomains */
 	size_t nrelay_domains;

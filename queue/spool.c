@@ -1,0 +1,350 @@
+/*
+ * RocksDB storage. Column families:
+ *   meta  queue id -> envelope record (queue/envelope.c)
+ *   body  queue id -> message bytes, kept in blob files (BlobDB)
+ *   default  "quarantine/" + queue id -> records that did not decode
+ */
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xmem.h"
+#include "queue/qid.h"
+#include "queue/queue.h"
+#include "queue/spool.h"
+
+#define SPOOL_QUARANTINE "quarantine/"
+#define SPOOL_KEY_MAX 64 /* longer keys (only from corruption) are cut */
+
+enum { CF_DEFAULT, CF_META, CF_BODY, CF_COUNT };
+
+struct spool {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_options_t *cf_opts[CF_COUNT];
+	rocksdb_column_family_handle_t *cf[CF_COUNT];
+	rocksdb_writeoptions_t *wsync, *wnosync;
+	rocksdb_readoptions_t *ropts;
+	char *dir;
+};
+
+/* A batch is built on the loop and written by the writer thread. */
+struct spool_batch {
+	struct spool_op {
+		int cf;
+		char key[sizeof(SPOOL_QUARANTINE) + SPOOL_KEY_MAX];
+		size_t klen;
+		const char *val; /* borrowed; NULL: delete */
+		size_t len;
+	} *ops;
+	size_t nops, cap;
+};
+
+/* Errors RocksDB reports as text; tell a full disk from the rest. */
+static int
+spool_classify(const char *err)
+{
+	if (strstr(err, "No space left") != NULL ||
+	    strstr(err, "NoSpace") != NULL)
+		return QUEUE_ENOSPC;
+	return QUEUE_EIO;
+}
+
+static int
+spool_fail(char *rerr, char *err, size_t errlen)
+{
+	int st = spool_classify(rerr);
+
+	snprintf(err, errlen, "%s", rerr);
+	free(rerr);
+	return st;
+}
+
+/*
+ * Options for a write-heavy, fsync-bound workload. Every acknowledged
+ * message costs one WAL fsync shared by its whole group commit, so the
+ * WAL is the hot path; the rest keeps background work small and steady.
+ */
+static rocksdb_options_t *
+spool_db_options(void)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+
+	rocksdb_options_set_create_if_missing(o, 1);
+	rocksdb_options_set_create_missing_column_families(o, 1);
+	/* Two cores: one flush and one compaction at a time is plenty. */
+	rocksdb_options_set_max_background_jobs(o, 2);
+	/*
+	 * Bound the WAL: past this, memtables are flushed so old logs can
+	 * go and a restart replays little.
+	 */
+	rocksdb_options_set_max_total_wal_size(o, 256 << 20);
+	/* Write SST and blob files out gradually, not in one fsync burst. */
+	rocksdb_options_set_bytes_per_sync(o, 1 << 20);
+	/* RocksDB's own LOG in the spool: keep a few, warnings and up. */
+	rocksdb_options_set_keep_log_file_num(o, 3);
+	rocksdb_options_set_info_log_level(o, 2 /* WARN */);
+	/* A crash recovers every synced write (point-in-time recovery). */
+	rocksdb_options_set_wal_recovery_mode(o, 2);
+	return o;
+}
+
+static rocksdb_options_t *
+spool_cf_options(int cf)
+{
+	rocksdb_options_t *o = rocksdb_options_create();
+
+	/*
+	 * Memtables of 16 MiB: a burst of mail is absorbed before a flush,
+	 * and a flush (which writes the bodies to blob files) needs little
+	 * free disk, well within spool_min_free.
+	 */
+	rocksdb_options_set_write_buffer_size(o, 16 << 20);
+	rocksdb_options_set_max_write_buffer_number(o, 4);
+	if (cf == CF_BODY) {
+		/*
+		 * Bodies go to blob files when memtables flush, so compaction
+		 * moves only small pointers, never the bytes again. Tiny
+		 * bodies stay inline where a blob would cost more than it
+		 * saves. Bodies are text: LZ4 halves them cheaply. Blob GC
+		 * reclaims the space of delivered messages during compaction.
+		 */
+		rocksdb_options_set_enable_blob_files(o, 1);
+		rocksdb_options_set_min_blob_size(o, 2048);
+		rocksdb_options_set_blob_file_size(o, 256 << 20);
+		rocksdb_options_set_blob_compression_type(o,
+		    rocksdb_lz4_compression);
+		rocksdb_options_set_enable_blob_gc(o, 1);
+		rocksdb_options_set_blob_gc_age_cutoff(o, 0.25);
+	}
+	rocksdb_options_set_compression(o, rocksdb_lz4_compression);
+	return o;
+}
+
+int
+spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
+{
+	static const char *names[CF_COUNT] = {"default", "meta", "body"};
+	struct spool *sp = xcalloc(1, sizeof(*sp));
+	char *rerr = NULL;
+
+	*spp = NULL;
+	sp->dir = xstrdup(dir);
+	sp->opts = spool_db_options();
+	for (int i = 0; i < CF_COUNT; i++)
+		sp->cf_opts[i] = spool_cf_options(i);
+	sp->db = rocksdb_open_column_families(sp->opts, dir, CF_COUNT, names,
+	    (const rocksdb_options_t *const *)sp->cf_opts, sp->cf, &rerr);
+	if (sp->db == NULL) {
+		int st;
+
+		if (rerr != NULL && strstr(rerr, "lock") != NULL &&
+		    (strstr(rerr, "unavailable") != NULL ||
+			strstr(rerr, "Resource") != NULL)) {
+			snprintf(err, errlen,
+			    "spool %s is in use by another process", dir);
+			free(rerr);
+			st = QUEUE_EIO;
+		} else if (rerr != NULL) {
+			st = spool_classify(rerr);
+			snprintf(err, errlen, "spool %s: %s", dir, rerr);
+			free(rerr);
+		} else {
+			snprintf(err, errlen, "spool %s: cannot open", dir);
+			st = QUEUE_EIO;
+		}
+		spool_close(sp);
+		return st;
+	}
+	sp->wsync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(sp->wsync, 1);
+	sp->wnosync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(sp->wnosync, 0);
+	sp->ropts = rocksdb_readoptions_create();
+	*spp = sp;
+	return QUEUE_OK;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	for (int i = 0; i < CF_COUNT; i++)
+		if (sp->cf[i] != NULL)
+			rocksdb_column_family_handle_destroy(sp->cf[i]);
+	if (sp->db != NULL)
+		rocksdb_close(sp->db);
+	for (int i = 0; i < CF_COUNT; i++)
+		rocksdb_options_destroy(sp->cf_opts[i]);
+	rocksdb_options_destroy(sp->opts);
+	if (sp->wsync != NULL)
+		rocksdb_writeoptions_destroy(sp->wsync);
+	if (sp->wnosync != NULL)
+		rocksdb_writeoptions_destroy(sp->wnosync);
+	if (sp->ropts != NULL)
+		rocksdb_readoptions_destroy(sp->ropts);
+	free(sp->dir);
+	free(sp);
+}
+
+struct spool_batch *
+spool_batch_new(void)
+{
+	return xcalloc(1, sizeof(struct spool_batch));
+}
+
+void
+spool_batch_free(struct spool_batch *b)
+{
+	if (b == NULL)
+		return;
+	free(b->ops);
+	free(b);
+}
+
+/* Values are borrowed until spool_write returns. */
+static void
+spool_batch_add(struct spool_batch *b, int cf, const char *prefix,
+    const char *key, size_t klen, const char *val, size_t len)
+{
+	size_t plen = strlen(prefix);
+	struct spool_op *op;
+
+	b->ops = xgrow(b->ops, &b->cap, b->nops + 1, sizeof(*b->ops));
+	op = &b->ops[b->nops++];
+	op->cf = cf;
+	if (klen > SPOOL_KEY_MAX)
+		klen = SPOOL_KEY_MAX;
+	memcpy(op->key, prefix, plen);
+	memcpy(op->key + plen, key, klen);
+	op->klen = plen + klen;
+	op->val = val;
+	op->len = len;
+}
+
+void
+spool_batch_put_meta(struct spool_batch *b, const char *qid, const char *meta,
+    size_t len)
+{
+	spool_batch_add(b, CF_META, "", qid, strlen(qid), meta, len);
+}
+
+void
+spool_batch_put_body(struct spool_batch *b, const char *qid, const char *body,
+    size_t len)
+{
+	spool_batch_add(b, CF_BODY, "", qid, strlen(qid), body, len);
+}
+
+void
+spool_batch_delete(struct spool_batch *b, const char *qid)
+{
+	spool_batch_add(b, CF_META, "", qid, strlen(qid), NULL, 0);
+	spool_batch_add(b, CF_BODY, "", qid, strlen(qid), NULL, 0);
+}
+
+void
+spool_batch_quarantine(struct spool_batch *b, const char *key, size_t klen,
+    const char *meta, size_t len)
+{
+	/* The body stays where it is: an operator may want it back. */
+	spool_batch_add(b, CF_DEFAULT, SPOOL_QUARANTINE, key, klen, meta, len);
+	spool_batch_add(b, CF_META, "", key, klen, NULL, 0);
+}
+
+size_t
+spool_batch_count(const struct spool_batch *b)
+{
+	return b->nops;
+}
+
+int
+spool_write(struct spool *sp, struct spool_batch *b, bool sync, char *err,
+    size_t errlen)
+{
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	char *rerr = NULL;
+
+	for (size_t i = 0; i < b->nops; i++) {
+		const struct spool_op *op = &b->ops[i];
+
+		if (op->val != NULL)
+			rocksdb_writebatch_put_cf(wb, sp->cf[op->cf], op->key,
+			    op->klen, op->val, op->len);
+		else
+			rocksdb_writebatch_delete_cf(
+			    wb, sp->cf[op->cf], op->key, op->klen);
+	}
+	rocksdb_write(sp->db, sync ? sp->wsync : sp->wnosync, wb, &rerr);
+	rocksdb_writebatch_destroy(wb);
+	if (rerr != NULL)
+		return spool_fail(rerr, err, errlen);
+	return QUEUE_OK;
+}
+
+int
+spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
+    size_t errlen)
+{
+	rocksdb_iterator_t *it =
+	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[CF_META]);
+	char *rerr = NULL;
+
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		cb(arg, k, klen, v, vlen);
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	if (rerr != NULL)
+		return spool_fail(rerr, err, errlen);
+	return QUEUE_OK;
+}
+
+int
+spool_get_body(struct spool *sp, const char *qid, char **body, size_t *len,
+    char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	char *v = rocksdb_get_cf(sp->db, sp->ropts, sp->cf[CF_BODY], qid,
+	    strlen(qid), len, &rerr);
+
+	*body = NULL;
+	if (rerr != NULL)
+		return spool_fail(rerr, err, errlen);
+	if (v == NULL)
+		return 1;
+	*body = xmalloc(*len + 1);
+	memcpy(*body, v, *len);
+	(*body)[*len] = '\0';
+	rocksdb_free(v);
+	return QUEUE_OK;
+}
+
+size_t
+spool_quarantined(struct spool *sp)
+{
+	rocksdb_iterator_t *it =
+	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[CF_DEFAULT]);
+	size_t n = 0;
+
+	for (rocksdb_iter_seek(it, SPOOL_QUARANTINE, strlen(SPOOL_QUARANTINE));
+	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen < strlen(SPOOL_QUARANTINE) ||
+		    memcmp(k, SPOOL_QUARANTINE, strlen(SPOOL_QUARANTINE)) != 0)
+			break;
+		n++;
+	}
+	rocksdb_iter_destroy(it);
+	return n;
+}

@@ -1,0 +1,51 @@
+/*
+ * The spool's storage on RocksDB: synchronous calls, made only by the
+ * writer thread (queue/commit.c) and, before the loop starts, by the
+ * recovery scan. Private to queue/.
+ */
+#ifndef MXSPOOL_SPOOL_H
+#define MXSPOOL_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct spool;
+struct spool_batch;
+
+/* Returns a queue_status; err says why in one line. */
+int spool_open(struct spool **sp, const char *dir, char *err, size_t errlen);
+void spool_close(struct spool *sp);
+
+struct spool_batch *spool_batch_new(void);
+void spool_batch_free(struct spool_batch *b);
+void spool_batch_put_meta(struct spool_batch *b, const char *qid,
+    const char *meta, size_t len);
+void spool_batch_put_body(struct spool_batch *b, const char *qid,
+    const char *body, size_t len);
+void spool_batch_delete(struct spool_batch *b, const char *qid);
+/* Moves a meta record that does not decode aside, out of the schedule. */
+void spool_batch_quarantine(struct spool_batch *b, const char *key,
+    size_t klen, const char *meta, size_t len);
+size_t spool_batch_count(const struct spool_batch *b);
+
+/*
+ * Applies b atomically; with sync, only after the write-ahead log is on
+ * disk. Returns a queue_status (QUEUE_ENOSPC when the disk is full).
+ */
+int spool_write(struct spool *sp, struct spool_batch *b, bool sync,
+    char *err, size_t errlen);
+
+/* key is the raw key: normally a queue id, but corruption happens. */
+typedef void spool_scan_cb(void *arg, const char *key, size_t klen,
+    const char *meta, size_t len);
+/* Calls cb for every meta record, in queue id (arrival) order. */
+int spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
+    size_t errlen);
+/* Reads a body into a malloc'd buffer. Returns a queue_status, or 1 if
+ * there is no such body. */
+int spool_get_body(struct spool *sp, const char *qid, char **body,
+    size_t *len, char *err, size_t errlen);
+/* Number of quarantined records. */
+size_t spool_quarantined(struct spool *sp);
+
+#endif
