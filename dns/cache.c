@@ -169,8 +169,10 @@ dns_cache_find(struct dns_cache *c, int type, const char *name)
 	struct dns_centry *e;
 
 	LIST_FOREACH(e, &c->buckets[dns_cache_hash(c, type, name)], hash)
-	if (e->type == type && strcasecmp(e->name, name) == 0)
-		return e;
+	{
+		if (e->type == type && strcasecmp(e->name, name) == 0)
+			return e;
+	}
 	return NULL;
 }
 

@@ -155,9 +155,19 @@ typedef void dns_rrset_cb(
 void dns_lookup(struct dns *d, int type, const char *name, dns_rrset_cb *cb,
     uint64_t id, int slot);
 
+/* Buckets of the tables of queries and requests in flight. */
+#define DNS_NBUCKETS 1024
+/*
+ * Queries sent and not yet answered, at most; the rest wait their turn. A
+ * burst of thousands of UDP queries overflows the server's socket buffer
+ * (or ours), and every dropped one costs a whole timeout.
+ */
+#define DNS_MAX_SENT 128
+
 struct ares_channeldata;
 struct dns_req;
 TAILQ_HEAD(dns_req_list, dns_req);
+LIST_HEAD(dns_req_bucket, dns_req);
 struct dns_flight;
 TAILQ_HEAD(dns_flight_list, dns_flight);
 struct dns_sock;
@@ -170,8 +180,11 @@ struct dns {
 	struct event *timer;
 	struct event *done_ev;
 	struct dns_sock_list socks;
-	struct dns_flight_list flights;
-	struct dns_req_list reqs; /* pending */
+	struct dns_flight_list flights[DNS_NBUCKETS]; /* by type and name */
+	struct dns_flight_list queued; /* not sent yet: DNS_MAX_SENT */
+	unsigned nsent;
+	struct dns_req_list reqs;                    /* pending */
+	struct dns_req_bucket req_ids[DNS_NBUCKETS]; /* pending, by id */
 	struct dns_req_list done; /* answered, callbacks not yet run */
 	struct dns_cache *cache;
 	struct mx_self self;

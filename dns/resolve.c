@@ -11,6 +11,7 @@
 #include <ares.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <ctype.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <ifaddrs.h>
@@ -41,8 +42,11 @@ struct dns_waiter {
 
 /* One query in flight and everyone waiting for its answer. */
 struct dns_flight {
-	TAILQ_ENTRY(dns_flight) entry;
+	TAILQ_ENTRY(dns_flight) entry;  /* d->flights[bucket] */
+	TAILQ_ENTRY(dns_flight) qentry; /* d->queued, until sent */
+	bool queued;
 	struct dns *d;
+	size_t bucket;
 	int type;
 	char *name;
 	struct dns_waiter *w;
@@ -106,8 +110,10 @@ dns_on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 	    (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
 
 	TAILQ_FOREACH(s, &d->socks, entry)
-	if (s->fd == fd)
-		break;
+	{
+		if (s->fd == fd)
+			break;
+	}
 	if (what == 0) {
 		if (s != NULL) {
 			TAILQ_REMOVE(&d->socks, s, entry);
@@ -312,6 +318,33 @@ dns_flight_free(struct dns_flight *f)
 	free(f);
 }
 
+static void dns_on_reply(
+    void *arg, int status, int timeouts, unsigned char *buf, int len);
+
+static void
+dns_send(struct dns_flight *f)
+{
+	struct dns *d = f->d;
+
+	d->nsent++;
+	/* May answer at once (a bad name): f must be complete. */
+	ares_query(d->channel, f->name, C_IN, f->type, dns_on_reply, f);
+}
+
+/* Sends waiting queries while there is room. */
+static void
+dns_send_queued(struct dns *d)
+{
+	struct dns_flight *f;
+
+	while (
+	    d->nsent < DNS_MAX_SENT && (f = TAILQ_FIRST(&d->queued)) != NULL) {
+		TAILQ_REMOVE(&d->queued, f, qentry);
+		f->queued = false;
+		dns_send(f);
+	}
+}
+
 static void
 dns_on_reply(void *arg, int status, int timeouts, unsigned char *buf, int len)
 {
@@ -321,13 +354,15 @@ dns_on_reply(void *arg, int status, int timeouts, unsigned char *buf, int len)
 	int64_t ans_ttl, neg_ttl;
 
 	(void)timeouts;
-	TAILQ_REMOVE(&d->flights, f, entry);
+	TAILQ_REMOVE(&d->flights[f->bucket], f, entry);
 	d->st.in_flight--;
+	d->nsent--;
 	if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED ||
 	    d->closing) {
 		dns_flight_free(f);
 		return;
 	}
+	dns_send_queued(d);
 	dns_reply_ttls(buf, len, f->type, &ans_ttl, &neg_ttl);
 	switch (status) {
 	case ARES_SUCCESS:
@@ -369,6 +404,7 @@ dns_lookup(struct dns *d, int type, const char *name, dns_rrset_cb *cb,
 {
 	const struct dns_rrset *cached;
 	struct dns_flight *f;
+	uint32_t bucket = 2166136261u ^ (uint32_t)type;
 
 	cached = dns_cache_get(d->cache, type, name, dns_now_ms());
 	if (cached != NULL) {
@@ -381,26 +417,37 @@ dns_lookup(struct dns *d, int type, const char *name, dns_rrset_cb *cb,
 		dns_rrset_fini(&s);
 		return;
 	}
-	TAILQ_FOREACH(f, &d->flights, entry)
-	if (f->type == type && strcasecmp(f->name, name) == 0)
-		break;
+	for (const char *p = name; *p; p++)
+		bucket = (bucket ^ (unsigned char)tolower((unsigned char)*p)) *
+			 16777619u;
+	bucket &= DNS_NBUCKETS - 1;
+	TAILQ_FOREACH(f, &d->flights[bucket], entry)
+	{
+		if (f->type == type && strcasecmp(f->name, name) == 0)
+			break;
+	}
 	if (f != NULL) {
 		d->st.coalesced++;
 	} else {
 		f = xcalloc(1, sizeof(*f));
 		f->d = d;
+		f->bucket = bucket;
 		f->type = type;
 		f->name = xstrdup(name);
-		TAILQ_INSERT_TAIL(&d->flights, f, entry);
+		TAILQ_INSERT_TAIL(&d->flights[bucket], f, entry);
 		d->st.in_flight++;
 		d->st.queries++;
 	}
 	f->w = xgrow(f->w, &f->capw, f->nw + 1, sizeof(*f->w));
 	f->w[f->nw++] = (struct dns_waiter){cb, id, slot};
 	if (f->nw == 1) {
-		/* May answer at once (a bad name): f must be complete. */
-		ares_query(d->channel, name, C_IN, type, dns_on_reply, f);
-		dns_arm_timer(d);
+		if (d->nsent < DNS_MAX_SENT) {
+			dns_send(f);
+			dns_arm_timer(d);
+		} else {
+			f->queued = true;
+			TAILQ_INSERT_TAIL(&d->queued, f, qentry);
+		}
 	}
 }
 
@@ -479,7 +526,11 @@ dns_new(struct dns **dp, const struct conf *cf, struct event_base *base)
 	d->cf = cf;
 	d->next_id = 1;
 	TAILQ_INIT(&d->socks);
-	TAILQ_INIT(&d->flights);
+	TAILQ_INIT(&d->queued);
+	for (size_t i = 0; i < DNS_NBUCKETS; i++) {
+		TAILQ_INIT(&d->flights[i]);
+		LIST_INIT(&d->req_ids[i]);
+	}
 	TAILQ_INIT(&d->reqs);
 	TAILQ_INIT(&d->done);
 
@@ -530,14 +581,20 @@ dns_set_conf(struct dns *d, const struct conf *cf)
 void
 dns_free(struct dns *d)
 {
+	struct dns_flight *f;
 	struct dns_sock *s;
 
 	if (d == NULL)
 		return;
 	d->closing = true;
 	dns_reqs_free(d);
-	/* Runs every flight's callback with ARES_EDESTRUCTION. */
+	/* Runs every sent flight's callback with ARES_EDESTRUCTION. */
 	ares_destroy(d->channel);
+	while ((f = TAILQ_FIRST(&d->queued)) != NULL) {
+		TAILQ_REMOVE(&d->queued, f, qentry);
+		TAILQ_REMOVE(&d->flights[f->bucket], f, entry);
+		dns_flight_free(f);
+	}
 	while ((s = TAILQ_FIRST(&d->socks)) != NULL) {
 		TAILQ_REMOVE(&d->socks, s, entry);
 		event_free(s->ev);

@@ -36,7 +36,8 @@ struct req_host {
 };
 
 struct dns_req {
-	TAILQ_ENTRY(dns_req) entry;
+	TAILQ_ENTRY(dns_req) entry; /* d->reqs or d->done */
+	LIST_ENTRY(dns_req) hentry; /* d->req_ids while pending */
 	struct dns *d;
 	uint64_t id;
 	enum req_kind kind;
@@ -78,6 +79,7 @@ dns_req_new(struct dns *d, enum req_kind kind)
 	r->kind = kind;
 	r->started_ms = dns_now_ms();
 	TAILQ_INSERT_TAIL(&d->reqs, r, entry);
+	LIST_INSERT_HEAD(&d->req_ids[r->id & (DNS_NBUCKETS - 1)], r, hentry);
 	d->st.requests++;
 	return r;
 }
@@ -97,18 +99,16 @@ dns_req_free(struct dns_req *r)
 	free(r);
 }
 
-/*
- * XXX: a linear search. Requests in flight number in the hundreds at
- * most (one per destination being delivered to); a hash when that changes.
- */
 static struct dns_req *
 dns_req_find(struct dns *d, uint64_t id)
 {
 	struct dns_req *r;
 
-	TAILQ_FOREACH(r, &d->reqs, entry)
-	if (r->id == id)
-		return r;
+	LIST_FOREACH(r, &d->req_ids[id & (DNS_NBUCKETS - 1)], hentry)
+	{
+		if (r->id == id)
+			return r;
+	}
 	return NULL;
 }
 
@@ -125,6 +125,7 @@ dns_req_finish(struct dns_req *r)
 		    r->ans.reason, r->ans.nhosts, r->ans.ndrops,
 		    (long long)(dns_now_ms() - r->started_ms));
 	TAILQ_REMOVE(&d->reqs, r, entry);
+	LIST_REMOVE(r, hentry);
 	TAILQ_INSERT_TAIL(&d->done, r, entry);
 	event_active(d->done_ev, EV_TIMEOUT, 0);
 }
@@ -157,10 +158,13 @@ dns_cancel(struct dns *d, uint64_t id)
 		return;
 	if ((r = dns_req_find(d, id)) != NULL) {
 		TAILQ_REMOVE(&d->reqs, r, entry);
+		LIST_REMOVE(r, hentry);
 	} else {
 		TAILQ_FOREACH(r, &d->done, entry)
-		if (r->id == id)
-			break;
+		{
+			if (r->id == id)
+				break;
+		}
 		if (r == NULL)
 			return;
 		TAILQ_REMOVE(&d->done, r, entry);
@@ -176,6 +180,7 @@ dns_reqs_free(struct dns *d)
 
 	while ((r = TAILQ_FIRST(&d->reqs)) != NULL) {
 		TAILQ_REMOVE(&d->reqs, r, entry);
+		LIST_REMOVE(r, hentry);
 		dns_req_free(r);
 	}
 	while ((r = TAILQ_FIRST(&d->done)) != NULL) {
