@@ -441,3 +441,17 @@ def test_too_many_errors_disconnect(daemon):
     assert code(c.reply()) == "500 5.5.2"
     assert c.reply() == ["421 4.7.0 mx.test.example Error: too many errors"]
     assert c.closed()
+
+
+def test_a_full_spool_gets_452_and_nothing_is_acknowledged(daemon):
+    d = daemon(extra="spool_min_free = 1000000G\n").start()
+    c = ehlo(d)
+    assert send_message(c, MSG) == "452 4.3.1 Insufficient system storage"
+    # The transaction is over; the session is not.
+    assert c.cmd("RCPT TO:<user@example.com>") == [
+        "503 5.5.1 Error: need MAIL command"]
+    assert c.cmd("NOOP") == ["250 2.0.0 Ok"]
+    c.close()
+    d.stop()
+    assert spool_envelopes(d) == {}
+    assert "spool full: 452 to [127.0.0.1]" in d.log()
