@@ -504,9 +504,23 @@ smtp_read_line(struct smtp_sess *s, struct evbuffer *in)
 	return 0;
 }
 
-/* Consumes whatever input the current state can use. */
+static void smtp_process_input(struct smtp_sess *s);
+
+/*
+ * Consumes whatever input the current state can use. A client that has
+ * shut its side of the connection still gets every reply it is owed,
+ * the one from the spool included; then the session closes.
+ */
 void
 smtp_process(struct smtp_sess *s)
+{
+	smtp_process_input(s);
+	if (s->eof && !s->closing && s->state != SMTP_ST_QUEUING)
+		smtp_close_after(s);
+}
+
+static void
+smtp_process_input(struct smtp_sess *s)
 {
 	unsigned max_errors =
 	    or_default(s->srv->cf->max_errors, SMTP_DEF_ERRORS);
@@ -662,10 +676,18 @@ smtp_on_event(struct bufferevent *bev, short what, void *arg)
 			    "%s: connection error: %s", s->id, strerror(errno));
 		}
 	}
+	if (what == (BEV_EVENT_EOF | BEV_EVENT_READING) && !s->eof) {
+		/* Half-closed: what was sent before is still answered. */
+		s->eof = true;
+		bufferevent_disable(s->bev, EV_READ);
+		smtp_process(s);
+		if (s->state != SMTP_ST_DATA && s->state != SMTP_ST_BDAT)
+			return;
+	}
 	if (s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT)
 		log_event(smtp_logid(s), "lost connection after %s from %s",
 		    smtp_state_str(s->state), s->peer);
-	/* EOF or error: the client has gone. */
+	/* The client has gone. */
 	s->closing = true;
 	event_active(s->reap, EV_TIMEOUT, 0);
 }

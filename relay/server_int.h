@@ -53,6 +53,7 @@ struct smtp_sess {
 	unsigned ncmds, nerrors, nmsgs;
 	bool closing;      /* last reply queued; free once written */
 	bool discard_line; /* skipping the rest of an over-long line */
+	bool eof;          /* the client shut its side: answer, then close */
 
 	/* The transaction. */
 	struct envelope *env;

@@ -455,3 +455,25 @@ def test_a_full_spool_gets_452_and_nothing_is_acknowledged(daemon):
     d.stop()
     assert spool_envelopes(d) == {}
     assert "spool full: 452 to [127.0.0.1]" in d.log()
+
+
+def test_a_half_closed_client_still_gets_every_reply(daemon):
+    d = daemon().start()
+    c = ehlo(d)
+    c.send(b"MAIL FROM:<a@sender.test>\r\nRCPT TO:<user@example.com>\r\n"
+           b"DATA\r\n")
+    assert [c.reply()[0] for _ in range(3)][2].startswith("354")
+    c.send(MSG + b"QUIT\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.reply()[0].startswith("250 2.0.0 Ok: queued as ")
+    assert c.reply() == ["221 2.0.0 Bye"]
+    assert c.closed()
+    # Without QUIT too: the replies come, then the server closes.
+    c = ehlo(d)
+    c.send(b"NOOP\r\nMAIL FROM:<a@sender.test>\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    assert c.reply() == ["250 2.0.0 Ok"]
+    assert c.reply() == ["250 2.1.0 Ok"]
+    assert c.closed()
+    d.stop()
+    assert len(spool_envelopes(d)) == 1
