@@ -116,6 +116,7 @@ test-asan: deps
 		test-unit test-integration
 
 bench: deps
+	@sh mk/deps.sh bench
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@for b in bench/*.sh; do [ -f "$$b" ] && BUILD=$(BUILD) sh "$$b"; done; true
 

@@ -1,11 +1,15 @@
 #!/bin/sh
-# Installs the Debian packages mxspool needs to build, run and test, when
-# any is missing. Quiet and fast when everything is already there.
+# Installs the Debian packages mxspool needs to build, run and test (and,
+# with the argument "bench", to run the benchmarks' peers), when any is
+# missing. Quiet and fast when everything is already there.
 set -eu
 
 pkgs="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
 libc-ares-dev libconfuse-dev libjansson-dev libcmocka-dev openssl
 python3 python3-pytest python3-aiosmtpd swaks dnsmasq"
+if [ "${1:-}" = bench ]; then
+	pkgs="$pkgs postfix"
+fi
 
 missing=""
 for p in $pkgs; do
@@ -27,6 +31,13 @@ else
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Postfix asks how to configure itself: "No configuration" (the benchmark
+# writes its own instance's files).
+case "$missing" in
+*postfix*)
+	echo "postfix postfix/main_mailer_type select No configuration" |
+		$SUDO debconf-set-selections ;;
+esac
 # An install from a stale or empty package list fails; update first.
 $SUDO apt-get update -q
 # dnsmasq's package starts a system-wide instance where systemd runs; the
