@@ -6,7 +6,8 @@
  * only right after CRLF "." CRLF.
  *
  *   clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *       tests/fuzz/fuzz_parse.c relay/parse.c common/xmem.c -o fuzz_parse
+ *       tests/fuzz/fuzz_parse.c relay/parse.c relay/parse_data.c \
+ *       common/xmem.c -o fuzz_parse
  *   ./fuzz_parse -max_total_time=60
  */
 #include <stdbool.h>
