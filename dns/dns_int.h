@@ -194,6 +194,13 @@ struct dns {
 };
 
 int64_t dns_now_ms(void);
+/*
+ * From a reply (untrusted bytes): the smallest TTL of the answer records
+ * of type, and the RFC 2308 negative TTL from an SOA in the authority
+ * section; -1 for each that is not there or not well formed.
+ */
+void dns_reply_ttls(const unsigned char *buf, int len, int type,
+    int64_t *ans_ttl, int64_t *neg_ttl);
 /* route.c: frees every request without calling back. */
 void dns_reqs_free(struct dns *d);
 /* route.c: the done event's handler. */

@@ -149,62 +149,76 @@ dns_get32(const unsigned char *p)
 	       (uint32_t)p[2] << 8 | p[3];
 }
 
-/*
- * Walks a reply: the smallest TTL of the answer records of type, and the
- * RFC 2308 negative TTL (min of the SOA's TTL and MINIMUM) from the
- * authority section. -1 for what is not there.
- */
-static void
-dns_reply_ttls(const unsigned char *buf, int len, int type, int64_t *ans_ttl,
-    int64_t *neg_ttl)
+/* RFC 2181 8: a TTL with the top bit set counts as zero. */
+static int64_t
+dns_ttl(uint32_t v)
 {
-	const unsigned char *p, *end;
-	unsigned qd, an, ns;
+	return (v & 0x80000000u) ? 0 : (int64_t)v;
+}
+
+/* Skips the name at off; false if it runs past the reply or is bad. */
+static bool
+dns_skip_name(const unsigned char *buf, size_t len, size_t *off)
+{
 	char *name;
 	long enc;
 
+	if (*off >= len || ares_expand_name(buf + *off, buf, (int)len, &name,
+			       &enc) != ARES_SUCCESS)
+		return false;
+	ares_free_string(name);
+	*off += (size_t)enc;
+	return *off <= len;
+}
+
+/*
+ * Walks a reply: the smallest TTL of the answer records of type, and the
+ * RFC 2308 negative TTL (min of the SOA's TTL and MINIMUM) from the
+ * authority section. A reply that is cut short or malformed gives -1 for
+ * both: nothing from it is cached.
+ */
+void
+dns_reply_ttls(const unsigned char *buf, int len, int type, int64_t *ans_ttl,
+    int64_t *neg_ttl)
+{
+	size_t off = HFIXEDSZ, n = len > 0 ? (size_t)len : 0;
+	unsigned qd, an, ns;
+	int64_t ans = -1, neg = -1;
+
 	*ans_ttl = *neg_ttl = -1;
-	if (buf == NULL || len < HFIXEDSZ)
+	if (buf == NULL || n < HFIXEDSZ)
 		return;
-	p = buf + HFIXEDSZ;
-	end = buf + len;
 	qd = dns_get16(buf + 4);
 	an = dns_get16(buf + 6);
 	ns = dns_get16(buf + 8);
 	for (unsigned i = 0; i < qd; i++) {
-		if (ares_expand_name(p, buf, len, &name, &enc) != ARES_SUCCESS)
+		if (!dns_skip_name(buf, n, &off) || n - off < QFIXEDSZ)
 			return;
-		ares_free_string(name);
-		p += enc + QFIXEDSZ;
-		if (p > end)
-			return;
+		off += QFIXEDSZ;
 	}
 	for (unsigned i = 0; i < an + ns; i++) {
 		unsigned rtype, rdlen;
 		int64_t ttl;
 
-		if (ares_expand_name(p, buf, len, &name, &enc) != ARES_SUCCESS)
+		if (!dns_skip_name(buf, n, &off) || n - off < RRFIXEDSZ)
 			return;
-		ares_free_string(name);
-		p += enc;
-		if (end - p < RRFIXEDSZ)
+		rtype = dns_get16(buf + off);
+		ttl = dns_ttl(dns_get32(buf + off + 4));
+		rdlen = dns_get16(buf + off + 8);
+		off += RRFIXEDSZ;
+		if (n - off < rdlen)
 			return;
-		rtype = dns_get16(p);
-		ttl = (int64_t)dns_get32(p + 4) & 0x7fffffff;
-		rdlen = dns_get16(p + 8);
-		p += RRFIXEDSZ;
-		if (end - p < (long)rdlen)
-			return;
-		if (i < an && (int)rtype == type &&
-		    (*ans_ttl < 0 || ttl < *ans_ttl))
-			*ans_ttl = ttl;
-		if (i >= an && rtype == T_SOA && rdlen >= 20) {
-			int64_t min = (int64_t)dns_get32(p + rdlen - 4);
+		if (i < an && (int)rtype == type && (ans < 0 || ttl < ans))
+			ans = ttl;
+		if (i >= an && rtype == T_SOA && rdlen >= 22) {
+			int64_t min = dns_ttl(dns_get32(buf + off + rdlen - 4));
 
-			*neg_ttl = ttl < min ? ttl : min;
+			neg = ttl < min ? ttl : min;
 		}
-		p += rdlen;
+		off += rdlen;
 	}
+	*ans_ttl = ans;
+	*neg_ttl = neg;
 }
 
 static void
