@@ -27,6 +27,7 @@ enum dsn_ret { RET_DEFAULT, RET_FULL, RET_HDRS };
 #define ENV_HELD 0x1	   /* held by the operator: not scheduled */
 #define ENV_SMTPUTF8 0x2   /* SMTPUTF8 given at MAIL */
 #define ENV_DELAY_SENT 0x4 /* the delay DSN has been sent */
+#define ENV_DSN 0x8	   /* a notification mxspool made: bounce_route */
 
 struct env_rcpt {
 	char *addr;  /* the recipient address, without < > */

@@ -19,6 +19,8 @@ struct queue {
 	struct commit *commit;
 	struct qid_gen gen;
 	struct hmap *msgs; /* queue id -> struct envelope, owned */
+	void (*on_arrival)(void *arg, struct envelope *env);
+	void *arrival_arg;
 };
 
 /* What an asynchronous call needs when its answer comes back. */
@@ -180,6 +182,12 @@ queue_on_submitted(struct commit_op *op)
 		envelope_free(call->env);
 	}
 	call->done(call->arg, op->status, qid);
+	/* Looked up again: the submitter's callback may have changed it. */
+	if (op->status == QUEUE_OK && call->q->on_arrival != NULL) {
+		struct envelope *env = hmap_get(call->q->msgs, qid);
+		if (env != NULL)
+			call->q->on_arrival(call->q->arrival_arg, env);
+	}
 	free(op->meta);
 	free(op->body);
 	free(op);
@@ -243,10 +251,73 @@ queue_read_body(struct queue *q, const char *qid, queue_body_cb *cb,
 	commit_push(q->commit, op);
 }
 
-const struct envelope *
+struct envelope *
 queue_find(const struct queue *q, const char *qid)
 {
 	return hmap_get(q->msgs, qid);
+}
+
+static void
+queue_on_written(struct commit_op *op)
+{
+	if (op->status != QUEUE_OK)
+		log_err("%s: spool update failed: %s", op->qid, op->err);
+	free(op->meta);
+	free(op);
+}
+
+static void
+queue_push(struct queue *q, enum commit_kind kind, const char *qid,
+    const struct envelope *env)
+{
+	struct commit_op *op = xcalloc(1, sizeof(*op));
+
+	op->kind = kind;
+	snprintf(op->qid, sizeof(op->qid), "%s", qid);
+	if (env != NULL)
+		op->meta = envelope_encode(env, &op->metalen);
+	op->done = queue_on_written;
+	commit_push(q->commit, op);
+}
+
+void
+queue_update(struct queue *q, const char *qid)
+{
+	struct envelope *env = hmap_get(q->msgs, qid);
+
+	if (env != NULL)
+		queue_push(q, COMMIT_UPDATE, qid, env);
+}
+
+void
+queue_remove(struct queue *q, const char *qid)
+{
+	struct envelope *env = hmap_del(q->msgs, qid);
+
+	if (env == NULL)
+		return;
+	queue_push(q, COMMIT_DELETE, env->qid, NULL);
+	envelope_free(env);
+}
+
+void
+queue_foreach(const struct queue *q,
+    void (*cb)(void *arg, struct envelope *env), void *arg)
+{
+	size_t pos = 0;
+	const char *key;
+	void *val;
+
+	while (hmap_next(q->msgs, &pos, &key, &val))
+		cb(arg, val);
+}
+
+void
+queue_set_arrival_cb(struct queue *q,
+    void (*cb)(void *arg, struct envelope *env), void *arg)
+{
+	q->on_arrival = cb;
+	q->arrival_arg = arg;
 }
 
 size_t

@@ -52,8 +52,24 @@ void queue_read_body(struct queue *q, const char *qid, queue_body_cb *cb,
     void *arg);
 
 /* The envelope of a queued message, or NULL. Borrowed: valid until the
- * message changes or leaves the queue. */
-const struct envelope *queue_find(const struct queue *q, const char *qid);
+ * message leaves the queue. The scheduler changes its delivery state and
+ * then calls queue_update() to store it. */
+struct envelope *queue_find(const struct queue *q, const char *qid);
+/*
+ * Stores the envelope's new state (recipients done, attempts, errors).
+ * Not synced on its own: losing it in a power cut only means a message is
+ * delivered again.
+ */
+void queue_update(struct queue *q, const char *qid);
+/* Deletes a finished message from the spool and the index. */
+void queue_remove(struct queue *q, const char *qid);
+/* Calls cb for every queued message (in no particular order). */
+void queue_foreach(const struct queue *q,
+    void (*cb)(void *arg, struct envelope *env), void *arg);
+/* cb runs for each message once it is durably queued (after the submit
+ * callback), so the scheduler can pick it up. */
+void queue_set_arrival_cb(struct queue *q,
+    void (*cb)(void *arg, struct envelope *env), void *arg);
 
 /* Messages in the spool now. */
 size_t queue_count(const struct queue *q);
