@@ -108,6 +108,10 @@ int dns_set_conf(struct dns *d, const struct conf *cf);
  */
 uint64_t dns_route(
     struct dns *d, const char *domain, dns_route_cb *cb, void *arg);
+/* The same along a given route instead of the domain's (e.g. the
+ * bounce_route for notifications); via is borrowed for the call. */
+uint64_t dns_route_via(struct dns *d, const char *domain,
+    const struct conf_route *via, dns_route_cb *cb, void *arg);
 /*
  * The PTR name of a client address, for the Received header and the log,
  * given only when the name resolves back to the address (else

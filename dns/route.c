@@ -471,6 +471,13 @@ dns_req_on_rrset(
 uint64_t
 dns_route(struct dns *d, const char *domain, dns_route_cb *cb, void *arg)
 {
+	return dns_route_via(d, domain, NULL, cb, arg);
+}
+
+uint64_t
+dns_route_via(struct dns *d, const char *domain, const struct conf_route *via,
+    dns_route_cb *cb, void *arg)
+{
 	struct dns_req *r = dns_req_new(d, REQ_ROUTE);
 	const struct conf_route *rt;
 	struct dns_answer *a = &r->ans;
@@ -485,7 +492,7 @@ dns_route(struct dns *d, const char *domain, dns_route_cb *cb, void *arg)
 		a->domain[len - 1] = '\0';
 	for (char *p = a->domain; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	rt = conf_route_for(d->cf, a->domain);
+	rt = via != NULL ? via : conf_route_for(d->cf, a->domain);
 	a->kind = rt->kind;
 	a->route = xstrdup(rt->text ? rt->text : "mx");
 	if (!conf_valid_domain(a->domain)) {
