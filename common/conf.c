@@ -426,6 +426,7 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
     CFG_INT_CB("dns_timeout", 5, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("dns_tries", 2, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("dns_ptr_timeout", 3, CFGF_NONE, conf_cb_duration),
     CFG_STR_CB("dns_prefer", "ipv4", CFGF_NONE, conf_cb_dns_prefer),
     CFG_STR_LIST_CB("mx_self_names", "{}", CFGF_NONE, conf_cb_domain),
     CFG_INT_CB("dns_cache_size", 10000, CFGF_NONE, conf_cb_count),
@@ -641,6 +642,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 			PANIC("dns server passed its check but not parse");
 	cf->dns_timeout_ms = cfg_getint(cfg, "dns_timeout") * 1000;
 	cf->dns_tries = (unsigned)cfg_getint(cfg, "dns_tries");
+	cf->dns_ptr_timeout_ms = cfg_getint(cfg, "dns_ptr_timeout") * 1000;
 	cf->dns_prefer_ipv6 = strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
 	cf->mx_self_names =
 	    conf_lower_list(cfg, "mx_self_names", &cf->nmx_self_names);

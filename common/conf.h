@@ -98,6 +98,7 @@ struct conf {
 	size_t ndns_servers;
 	int64_t dns_timeout_ms; /* per try */
 	unsigned dns_tries;
+	int64_t dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
 	bool dns_prefer_ipv6;	/* address order within a host */
 	char **mx_self_names;	/* lower case; default: { hostname } */
 	size_t nmx_self_names;
