@@ -28,6 +28,7 @@
 
 #define SMTP_ACCEPT_PAUSE 1     /* seconds, after running out of descriptors */
 #define SMTP_READ_HIGHWAT 65536 /* bytes read ahead of the parser */
+#define SMTP_WRITE_MAX 65536    /* unsent replies before reading pauses */
 
 /* Defaults for a conf whose field is zero (a conf built by a unit test). */
 #define SMTP_DEF_SIZE (25 * 1024 * 1024)
@@ -530,6 +531,14 @@ smtp_process_input(struct smtp_sess *s)
 		struct evbuffer_iovec v;
 		size_t n;
 
+		/*
+		 * A client that pipelines without reading our replies waits
+		 * until it has read them: smtp_on_write resumes.
+		 */
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
+		    SMTP_WRITE_MAX)
+			return;
+
 		switch (s->state) {
 		case SMTP_ST_QUEUING:
 		case SMTP_ST_TLS:
@@ -571,8 +580,13 @@ smtp_on_read(struct bufferevent *bev, void *arg)
 static void
 smtp_on_write(struct bufferevent *bev, void *arg)
 {
+	struct smtp_sess *s = arg;
+
 	(void)bev;
-	smtp_try_reap(arg);
+	if (s->closing)
+		smtp_try_reap(s);
+	else
+		smtp_process(s); /* input may have waited for the output */
 }
 
 static void smtp_on_event(struct bufferevent *bev, short what, void *arg);

@@ -141,3 +141,32 @@ def test_a_client_that_leaves_mid_data_leaves_nothing_queued(daemon):
     d.stop()
     assert spool_envelopes(d) == {}
     assert "lost connection after data" in d.log()
+
+
+def test_a_client_that_does_not_read_its_replies_is_paused_not_buffered(daemon):
+    d = daemon(extra="command_timeout = 2s\n").start()
+    c = ehlo(d)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    c.sock.settimeout(0.5)
+    sent = 0
+    # 20 MB of NOOPs, never reading: the server must stop taking them
+    # once its replies pile up (rather than buffer 60 MB of replies), so
+    # our sends block after what the kernel buffers hold.
+    chunk = b"NOOP\r\n" * 10000
+    t0 = time.monotonic()
+    try:
+        while sent < 20 * 1024 * 1024 and time.monotonic() - t0 < 10:
+            c.sock.sendall(chunk)
+            sent += len(chunk)
+    except (socket.timeout, TimeoutError):
+        pass
+    assert sent < 12 * 1024 * 1024
+    # The write timeout then ends the session, with no reading at all.
+    deadline = time.monotonic() + 10
+    while "timeout after ready" not in d.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "timeout after ready" in d.log()
+    c.close()
+    other = ehlo(d)
+    assert other.cmd("NOOP") == ["250 2.0.0 Ok"]
+    other.close()
