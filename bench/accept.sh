@@ -1,0 +1,273 @@
+#!/bin/sh
+# bench/accept: how fast mxspoold takes mail in, against Postfix set up as
+# a backup MX (stock durability, backend down) and against smtp-sink (which
+# stores nothing: the limit of SMTP on this machine), all under the same
+# load in the same run on 127.0.0.1: smtp-source sending MSGS messages of
+# 10 KiB over SESSIONS concurrent sessions, one message per connection.
+# Beside the load, PROBES sessions of `bench/accept latency` time each
+# message from its final ".\r\n" to the 250. Then mxspoold's resident memory
+# while it holds IDLE idle connections after EHLO. Medians of RUNS runs.
+#
+#   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 IDLE=10000   the defaults
+#   MSGS=2000 RUNS=1 make bench                          a quick run
+#
+# Needs root (Postfix) and the postfix package (make bench installs it).
+# Every server listens on 127.0.0.1 on a free port; everything started is
+# stopped on exit, failure or interrupt included. Run by `make bench`.
+set -eu
+BUILD=${BUILD:-build}
+RUNS=${RUNS:-3}
+MSGS=${MSGS:-20000}
+SESSIONS=${SESSIONS:-50}
+PROBES=${PROBES:-2}
+IDLE=${IDLE:-10000}
+SIZE=10240
+HERE=$(cd "$(dirname "$0")" && pwd)
+TOOL=$BUILD/bench/accept
+MXSPOOLD=$BUILD/mxspoold
+SOURCE=/usr/sbin/smtp-source
+SINK=/usr/sbin/smtp-sink
+LIMIT=600 # seconds: any one load, or a server's start, may take no longer
+
+die() {
+	echo "bench/accept: $*" >&2
+	exit 1
+}
+
+for f in "$TOOL" "$MXSPOOLD" "$SOURCE" "$SINK" /usr/sbin/postfix; do
+	[ -x "$f" ] || die "$f is missing (run it through make bench)"
+done
+[ "$(id -u)" -eq 0 ] || die "needs root, to run a Postfix instance"
+
+# The idle test needs a descriptor per connection in mxspoold and in the
+# client, each a separate process. (ulimit -H and -n are not POSIX, but
+# dash and bash, the shells make runs sh as here, both have them.)
+# shellcheck disable=SC3045
+hard=$(ulimit -Hn)
+[ "$hard" = unlimited ] && hard=1048576
+want=$((IDLE + 1000))
+[ "$want" -gt "$hard" ] && want=$hard
+# shellcheck disable=SC3045
+ulimit -n "$want"
+if [ $((want - 1000)) -lt "$IDLE" ]; then
+	echo "bench/accept: open file limit $hard: idle connections cut to $((want - 1000))" >&2
+	IDLE=$((want - 1000))
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/mxspool-bench-accept.XXXXXX")
+chmod 755 "$WORK" # Postfix's processes reach their queue through it
+pids=""
+
+cleanup() {
+	st=$?
+	trap - EXIT INT TERM
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+	done
+	for d in "$WORK"/pf-*; do
+		[ -d "$d" ] && sh "$HERE/lib/postfix.sh" stop "$d"
+	done
+	for p in $pids; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+	exit "$st"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+now() { date +%s.%N; }
+forget() { pids=$(echo "$pids" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' '); }
+
+# Stops one process started here (by its pid) and waits for it.
+stop_pid() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	forget "$1"
+}
+
+# mxspool.conf for a benchmark daemon: PORT SPOOL BACKEND MAXCONN.
+# Every client comes from 127.0.0.1, so the per-address limit is raised
+# to the total one.
+mx_conf() {
+	cat <<EOF
+hostname = "mx.bench.invalid"
+listen = {"127.0.0.1:$1"}
+spool_dir = "$2"
+control_socket = "$2.ctl"
+relay_domains = {"example.com"}
+max_connections = $4
+max_connections_per_ip = $4
+domain "example.com" {
+	route = "smtp:[127.0.0.1]:$3"
+}
+EOF
+}
+
+# Starts mxspoold in DIR on PORT; sets mx_pid.
+start_mxspoold() {
+	dir=$1 port=$2 maxconn=$3
+	mkdir -p "$dir"
+	mx_conf "$port" "$dir/spool" "$("$TOOL" freeport)" "$maxconn" > "$dir/mxspool.conf"
+	"$MXSPOOLD" -c "$dir/mxspool.conf" > "$dir/mxspoold.log" 2>&1 &
+	mx_pid=$!
+	pids="$pids $mx_pid"
+	"$TOOL" waitport "$port" 30 || {
+		tail -5 "$dir/mxspoold.log" >&2
+		die "mxspoold did not start"
+	}
+}
+
+# The load on one server: smtp-source and the latency probe together.
+# Writes "rate=.. p50_ms=.. p99_ms=.. probed=N" to $WORK/load.out (not to
+# stdout: in a subshell, die would not end the script); dies on any error.
+load() {
+	name=$1 port=$2
+	rm -f "$WORK/stop"
+	"$TOOL" latency "$port" "$PROBES" "$WORK/stop" "$LIMIT" > "$WORK/probe.out" &
+	probe=$!
+	pids="$pids $probe"
+	t0=$(now)
+	if ! timeout --foreground "$LIMIT" "$SOURCE" -s "$SESSIONS" -m "$MSGS" -l "$SIZE" \
+	    -M source.bench.invalid -f sender@source.bench.invalid \
+	    -t user@example.com "127.0.0.1:$port" > "$WORK/source.out" 2>&1; then
+		touch "$WORK/stop"
+		cat "$WORK/source.out" >&2
+		die "$name: smtp-source failed"
+	fi
+	t1=$(now)
+	touch "$WORK/stop"
+	wait "$probe" || die "$name: the latency probe failed"
+	forget "$probe"
+	p=$(cat "$WORK/probe.out")
+	[ "$(echo "$p" | field errors)" = 0 ] || die "$name: probe errors: $p"
+	echo "rate=$(awk -v a="$t0" -v b="$t1" -v n="$MSGS" 'BEGIN {printf "%.0f", n / (b - a)}')" \
+	    "p50_ms=$(echo "$p" | field p50_ms) p99_ms=$(echo "$p" | field p99_ms)" \
+	    "probed=$(echo "$p" | field n)" > "$WORK/load.out"
+}
+
+# Each server's messages must all have arrived: smtp-source stops at the
+# first refusal, and the counts here catch anything else.
+check_count() {
+	name=$1 got=$2 want=$3
+	[ "$got" = "$want" ] || die "$name: $got messages taken in, expected $want"
+}
+
+run_sink() {
+	dir=$WORK/sink-$1 port=$("$TOOL" freeport)
+	mkdir -p "$dir"
+	user=""
+	[ "$(id -u)" -eq 0 ] && user="-u nobody"
+	# shellcheck disable=SC2086
+	"$SINK" $user -c -m $((SESSIONS + PROBES + 50)) "127.0.0.1:$port" 1024 \
+	    > "$dir/sink.out" 2>&1 &
+	sink=$!
+	pids="$pids $sink"
+	"$TOOL" waitport "$port" 30 || die "smtp-sink did not start"
+	load smtp-sink "$port"
+	out=$(cat "$WORK/load.out")
+	sleep 0.2 # the counter line is printed after the last QUIT
+	stop_pid "$sink"
+	got=$(tr '\r' '\n' < "$dir/sink.out" | sed -n 's/.*mesg=//p' | tail -1)
+	check_count smtp-sink "$got" $((MSGS + $(echo "$out" | field probed)))
+	echo "$out" >> "$WORK/res.sink"
+	rm -rf "$dir"
+}
+
+run_mxspoold() {
+	dir=$WORK/mx-$1 port=$("$TOOL" freeport)
+	start_mxspoold "$dir" "$port" 1000
+	load mxspoold "$port"
+	out=$(cat "$WORK/load.out")
+	stop_pid "$mx_pid"
+	got=$(grep -c ': queued in ' "$dir/mxspoold.log" || true)
+	check_count mxspoold "$got" $((MSGS + $(echo "$out" | field probed)))
+	echo "$out" >> "$WORK/res.mx"
+	rm -rf "$dir"
+}
+
+# FLOW: "" for Postfix's default in_flow_delay (1s), or a value.
+run_postfix() {
+	tag=$1 flow=$2 dir=$WORK/pf-$1-$3 port=$("$TOOL" freeport)
+	sh "$HERE/lib/postfix.sh" start "$dir" "$port" "$("$TOOL" freeport)" \
+	    example.com "$flow"
+	"$TOOL" waitport "$port" 30 || die "postfix did not start"
+	load "postfix ($tag)" "$port"
+	out=$(cat "$WORK/load.out")
+	sh "$HERE/lib/postfix.sh" stop "$dir"
+	got=$(sh "$HERE/lib/postfix.sh" count "$dir")
+	check_count "postfix ($tag)" "$got" $((MSGS + $(echo "$out" | field probed)))
+	echo "$out" >> "$WORK/res.pf-$tag"
+	rm -rf "$dir"
+}
+
+# mxspoold's resident memory before and while it holds IDLE connections,
+# each read to its EHLO reply.
+run_idle() {
+	dir=$WORK/idle-$1 port=$("$TOOL" freeport)
+	start_mxspoold "$dir" "$port" $((IDLE + 100))
+	before=$(awk '/^VmRSS:/ {print $2}' "/proc/$mx_pid/status")
+	"$TOOL" idle "$port" "$IDLE" 3 > "$dir/idle.out" &
+	idle=$!
+	pids="$pids $idle"
+	i=0
+	until grep -q '^ready' "$dir/idle.out"; do
+		i=$((i + 1))
+		[ $i -lt $((LIMIT * 10)) ] || die "idle: connections not open after ${LIMIT}s"
+		sleep 0.1
+	done
+	rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$mx_pid/status")
+	wait "$idle" || die "idle: client failed"
+	forget "$idle"
+	open=$(field open < "$dir/idle.out")
+	held=$(field held < "$dir/idle.out")
+	stop_pid "$mx_pid"
+	[ "$open" = "$IDLE" ] || die "idle: only $open of $IDLE connections opened (see $dir)"
+	[ "$held" = "$IDLE" ] || die "idle: mxspoold dropped $((IDLE - held)) idle connections"
+	echo "before_kb=$before rss_kb=$rss" >> "$WORK/res.idle"
+	rm -rf "$dir"
+}
+
+fs=$(df -T "$WORK" | awk 'NR==2 {print $2 " on " $7}')
+echo "bench/accept: smtp-source, $MSGS messages of 10 KiB, $SESSIONS sessions, one message per connection, 127.0.0.1; spools in $WORK ($fs); medians of $RUNS runs"
+for r in $(seq "$RUNS"); do
+	run_sink "$r"
+	run_mxspoold "$r"
+	run_postfix stock "" "$r"
+	run_postfix flow0 0 "$r"
+	run_idle "$r"
+done
+
+med() { field "$2" < "$WORK/res.$1" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+verdict() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN {
+	ok = op == ">=" ? v >= g : v < g; print ok ? "met" : "MISSED" }'; }
+
+printf '  %-44s %8s %8s %8s\n' server msgs/s p50_ms p99_ms
+row() {
+	printf '  %-44s %8s %8s %8s\n' "$1" "$(med "$2" rate)" \
+	    "$(med "$2" p50_ms)" "$(med "$2" p99_ms)"
+}
+row "smtp-sink (stores nothing)" sink
+row "mxspoold" mx
+row "postfix backup MX, stock (in_flow_delay 1s)" pf-stock
+row "postfix backup MX, in_flow_delay = 0" pf-flow0
+echo "  (p50/p99: end of data to 250, timed on $PROBES extra sessions of bench/accept beside smtp-source)"
+
+mx=$(med mx rate)
+r1=$(ratio "$mx" "$(med pf-stock rate)")
+r2=$(ratio "$mx" "$(med pf-flow0 rate)")
+r3=$(ratio "$mx" "$(med sink rate)")
+printf '  %-44s %7sx  goal >= 3x: %s\n' "mxspoold / postfix stock:" "$r1" "$(verdict "$r1" 3 '>=')"
+printf '  %-44s %7sx  goal >= 3x: %s\n' "mxspoold / postfix in_flow_delay = 0:" "$r2" "$(verdict "$r2" 3 '>=')"
+printf '  %-44s %7sx  goal >= 0.5x: %s\n' "mxspoold / smtp-sink:" "$r3" "$(verdict "$r3" 0.5 '>=')"
+before=$(med idle before_kb)
+rss=$(med idle rss_kb)
+mb=$(awk -v k="$rss" 'BEGIN {printf "%.1f", k / 1024}')
+printf '  %-44s %6s MB  goal < 200 MB: %s\n' "mxspoold RSS, $IDLE idle connections:" "$mb" "$(verdict "$mb" 200 '<')"
+awk -v b="$before" -v r="$rss" -v n="$IDLE" 'BEGIN {
+	printf "  (%.1f MB before they opened: %.1f KiB per connection)\n",
+	    b / 1024, (r - b) / n }'
