@@ -662,6 +662,13 @@ subject_of(enum dsn_action a)
 	return "Mail Delivery Report";
 }
 
+/* An optional text: NULL or "" means there is none. */
+static const char *
+opt(const char *s)
+{
+	return s && *s ? s : NULL;
+}
+
 /* The line about one recipient in the human-readable part. */
 static void
 human_rcpt(struct dsn_buf *b, const struct dsn_info *info, size_t i, bool utf8)
@@ -669,18 +676,17 @@ human_rcpt(struct dsn_buf *b, const struct dsn_info *info, size_t i, bool utf8)
 	const struct dsn_rcpt *dr = &info->rcpts[i];
 	const struct env_rcpt *r = rcpt_of(info, i);
 	const char *st = rcpt_status(info->action, dr->status);
-	const char *what = status_text(st);
+	const char *what = status_text(st), *mta = opt(dr->remote_mta);
+	const char *diag = opt(dr->diagnostic);
 	char *raw, *v;
 
-	if (dr->remote_mta && dr->diagnostic)
-		raw = xasprintf("<%s>: host %s said: %s", r->addr,
-		    dr->remote_mta, dr->diagnostic);
-	else if (dr->diagnostic)
-		raw = xasprintf("<%s>: %s", r->addr, dr->diagnostic);
-	else if (dr->remote_mta)
-		raw =
-		    xasprintf("<%s>: host %s: %s (%s)", r->addr, dr->remote_mta,
-			what ? what : dsn_action_str(info->action), st);
+	if (mta && diag)
+		raw = xasprintf("<%s>: host %s said: %s", r->addr, mta, diag);
+	else if (diag)
+		raw = xasprintf("<%s>: %s", r->addr, diag);
+	else if (mta)
+		raw = xasprintf("<%s>: host %s: %s (%s)", r->addr, mta,
+		    what ? what : dsn_action_str(info->action), st);
 	else
 		raw = xasprintf("<%s>: %s (%s)", r->addr,
 		    what ? what : dsn_action_str(info->action), st);
@@ -859,10 +865,10 @@ report_part(struct dsn_buf *b, const struct dsn_info *info, bool global)
 		    r->addr);
 		hdr_put(b, "Action", dsn_action_str(info->action));
 		hdr_put(b, "Status", rcpt_status(info->action, dr->status));
-		if (dr->remote_mta)
+		if (opt(dr->remote_mta))
 			hdr_printf(
 			    b, global, "Remote-MTA", "dns; %s", dr->remote_mta);
-		if (dr->diagnostic)
+		if (opt(dr->diagnostic))
 			hdr_printf(b, global, "Diagnostic-Code", "smtp; %s",
 			    dr->diagnostic);
 		if (env->last_attempt > 0) {
@@ -882,19 +888,7 @@ cte_of(const char *p, size_t n)
 	return is_ascii(p, n) ? CTE_7BIT : CTE_8BIT;
 }
 
-static const char *
-cte_str(enum dsn_cte c)
-{
-	switch (c) {
-	case CTE_7BIT:
-		return "7bit";
-	case CTE_8BIT:
-		return "8bit";
-	case CTE_BINARY:
-		return "binary";
-	}
-	return "8bit";
-}
+static const char *const cte_names[] = {"7bit", "8bit", "binary"};
 
 /* Appends one body part: its header fields, an empty line, content. */
 static void
@@ -903,7 +897,7 @@ part_put(struct dsn_buf *b, const char *type, const char *desc,
 {
 	hdr_put(b, "Content-Description", desc);
 	hdr_put(b, "Content-Type", type);
-	hdr_put(b, "Content-Transfer-Encoding", cte_str(cte));
+	hdr_put(b, "Content-Transfer-Encoding", cte_names[cte]);
 	buf_puts(b, "\r\n");
 	buf_put(b, content, len);
 	if (len < 2 || content[len - 2] != '\r' || content[len - 1] != '\n')
@@ -938,8 +932,6 @@ dsn_build(const struct dsn_info *info, size_t *len)
 	const char *orig_type;
 	char qid[QID_SIZE], bound[80], date[80];
 	size_t nrcpts = 0, hlen, k = 0;
-	struct tm tm;
-	time_t tt;
 
 	in.reporting_mta = mta;
 	info = &in;
@@ -986,19 +978,15 @@ dsn_build(const struct dsn_info *info, size_t *len)
 		snprintf(bound, sizeof(bound), "=_%s.%lld.%u", qid,
 		    (long long)info->now, n);
 
-	tt = (time_t)info->now;
-	if (info->now < 0 || info->now > 253402300799LL ||
-	    gmtime_r(&tt, &tm) == NULL)
-		memset(&tm, 0, sizeof(tm));
 	hdr_printf(&out, false, "From",
 	    "Mail Delivery System <MAILER-DAEMON@%s>", mta);
 	hdr_printf(&out, global, "To", "<%s>", env->sender ? env->sender : "");
 	hdr_put(&out, "Subject", subject_of(info->action));
 	fmt_date(date, sizeof(date), info->now);
 	hdr_put(&out, "Date", date);
-	hdr_printf(&out, false, "Message-ID",
-	    "<%04d%02d%02d%02d%02d%02d.%c%s@%s>", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	/* One notice per action and moment: a later one gets a new id. */
+	hdr_printf(&out, false, "Message-ID", "<%lld.%c%s@%s>",
+	    (long long)info->now,
 	    info->action <= DSN_RELAYED ? "FDSR"[info->action] : 'X', qid,
 	    idhost);
 	hdr_put(&out, "MIME-Version", "1.0");
@@ -1006,7 +994,7 @@ dsn_build(const struct dsn_info *info, size_t *len)
 	hdr_printf(&out, false, "Content-Type",
 	    "multipart/report; report-type=%s; boundary=\"%s\"",
 	    global ? "global-delivery-status" : "delivery-status", bound);
-	hdr_put(&out, "Content-Transfer-Encoding", cte_str(top));
+	hdr_put(&out, "Content-Transfer-Encoding", cte_names[top]);
 	buf_puts(&out, "\r\nThis is a MIME-encapsulated delivery status "
 		       "notification.\r\n");
 

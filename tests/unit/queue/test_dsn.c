@@ -738,6 +738,25 @@ test_dsn_status_must_fit_the_action(void **state)
 }
 
 static void
+test_dsn_empty_remote_and_reply_count_as_none(void **state)
+{
+	struct envelope *env = env_make();
+	struct dsn_rcpt dr = {0, "5.1.1", "", ""};
+	size_t len;
+	char *out;
+
+	(void)state;
+	envelope_add_rcpt(env, "user@example.com", NULL, 0);
+	out = build(env, DSN_FAILED, &dr, 1, ORIG, strlen(ORIG), 0, &len);
+	assert_null(strstr(out, "Remote-MTA"));
+	assert_null(strstr(out, "Diagnostic-Code"));
+	assert_non_null(strstr(out, "<user@example.com>: the mailbox does not "
+				    "exist (5.1.1)\r\n"));
+	free(out);
+	envelope_free(env);
+}
+
+static void
 test_dsn_ignores_a_bad_recipient_index(void **state)
 {
 	struct envelope *env = env_make();
@@ -762,7 +781,8 @@ test_dsn_takes_the_header_of_odd_originals(void **state)
 		const char *body, *want;
 	} t[] = {
 	    /* LF-only lines: the header still ends at the empty line. */
-	    {"Subject: a\nX: b\n\nbody\n", "\r\n\r\nSubject: a\nX: b\n\r\n\r\n--"},
+	    {"Subject: a\nX: b\n\nbody\n",
+		"\r\n\r\nSubject: a\nX: b\n\r\n\r\n--"},
 	    /* No body at all: everything is header. */
 	    {"Subject: a\r\nX: b", "\r\n\r\nSubject: a\r\nX: b\r\n\r\n--"},
 	    /* No header at all. */
@@ -880,6 +900,7 @@ main(void)
 	    cmocka_unit_test(test_dsn_orcpt_and_envid_appear_only_when_given),
 	    cmocka_unit_test(test_dsn_plain_report_has_no_8bit_from_replies),
 	    cmocka_unit_test(test_dsn_status_must_fit_the_action),
+	    cmocka_unit_test(test_dsn_empty_remote_and_reply_count_as_none),
 	    cmocka_unit_test(test_dsn_ignores_a_bad_recipient_index),
 	    cmocka_unit_test(test_dsn_takes_the_header_of_odd_originals),
 	    cmocka_unit_test(test_dsn_wanted_follows_notify),
