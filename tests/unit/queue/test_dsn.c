@@ -501,6 +501,58 @@ test_dsn_keeps_lines_short_whatever_the_reply(void **state)
 	envelope_free(env);
 }
 
+/* A string of n random octets (no NUL), malloc'd. */
+static char *
+random_text(unsigned *seed, size_t n)
+{
+	char *s = xmalloc(n + 1);
+
+	for (size_t i = 0; i < n; i++)
+		s[i] = (char)(rand_r(seed) % 255 + 1);
+	s[n] = '\0';
+	return s;
+}
+
+static void
+test_dsn_survives_random_fields(void **state)
+{
+	unsigned seed = 3464;
+
+	(void)state;
+	for (int round = 0; round < 300; round++) {
+		struct envelope *env = env_make();
+		char *remote = random_text(&seed, (size_t)rand_r(&seed) % 1500);
+		char *diag = random_text(&seed, (size_t)rand_r(&seed) % 3000);
+		char *addr = random_text(&seed, (size_t)rand_r(&seed) % 300);
+		char *orcpt = random_text(&seed, (size_t)rand_r(&seed) % 500);
+		struct dsn_rcpt dr = {0, NULL, remote, diag};
+		size_t len;
+		char *out;
+
+		free(env->sender);
+		env->sender = random_text(&seed, (size_t)rand_r(&seed) % 300);
+		env->envid = random_text(&seed, (size_t)rand_r(&seed) % 100);
+		if (round % 2)
+			env->flags |= ENV_SMTPUTF8;
+		envelope_add_rcpt(env, addr, orcpt, 0);
+		dr.status = round % 3 ? diag : "5.1.1";
+		out = build(env, (enum dsn_action)(round % 4), &dr, 1, ORIG,
+		    strlen(ORIG), round % 5 ? NOW + 86400 : 0, &len);
+		assert_lines_ok(out, len);
+		assert_int_equal(count_lines(out, "Action: failed") +
+				     count_lines(out, "Action: delayed") +
+				     count_lines(out, "Action: delivered") +
+				     count_lines(out, "Action: relayed"),
+		    1);
+		free(out);
+		free(remote);
+		free(diag);
+		free(addr);
+		free(orcpt);
+		envelope_free(env);
+	}
+}
+
 static void
 test_dsn_reply_cannot_add_fields_or_boundaries(void **state)
 {
@@ -892,6 +944,7 @@ main(void)
 	    cmocka_unit_test(test_dsn_smtputf8_matches_golden),
 	    cmocka_unit_test(test_dsn_is_the_same_for_the_same_input),
 	    cmocka_unit_test(test_dsn_keeps_lines_short_whatever_the_reply),
+	    cmocka_unit_test(test_dsn_survives_random_fields),
 	    cmocka_unit_test(test_dsn_reply_cannot_add_fields_or_boundaries),
 	    cmocka_unit_test(test_dsn_boundary_avoids_the_original),
 	    cmocka_unit_test(test_dsn_returns_only_the_header_of_big_messages),
