@@ -58,8 +58,9 @@ bool dsn_wanted(const struct envelope *env, const struct env_rcpt *r,
  * ORCPT, Final-Recipient, Action, Status, Remote-MTA, Diagnostic-Code,
  * Last-Attempt-Date, Will-Retry-Until), and the original message
  * (message/rfc822) or only its header (text/rfc822-headers) per RET
- * (default: headers for a delay, the full message otherwise; always only
- * headers for messages over 1 MiB, said so in the human part).
+ * (RFC 3461 4.3: failures carry the full message unless RET=HDRS; success
+ * notices only with RET=FULL; delays, and originals over 1 MiB, only the
+ * header, said so in the human part).
  */
 char *dsn_build(const struct dsn_info *info, size_t *len);
 
