@@ -10,11 +10,15 @@
  *	opens COUNT connections, each read to its greeting and EHLO reply,
  *	prints "ready open=N", keeps them HOLD seconds, then prints
  *	"held=N" (those the server kept open, silent) and closes them
- *   accept latency PORT SESSIONS STOPFILE MAXSECS
+ *   accept latency PORT SESSIONS RATE STOPFILE MAXSECS
  *	SESSIONS threads each sending 10 KiB messages, one per connection
- *	(as smtp-source does), until STOPFILE exists or MAXSECS pass; times
- *	each from the write of the final ".\r\n" to the whole 250 reply and
- *	prints "n=N errors=E p50_ms=.. p99_ms=.. max_ms=.."
+ *	(as smtp-source does), at most RATE a second each, until STOPFILE
+ *	exists or MAXSECS pass; times each from the write of the final
+ *	".\r\n" to the whole 250 reply and prints
+ *	"n=N errors=E p50_ms=.. p99_ms=.. max_ms=.."
+ *	The rate cap keeps the probe a sample: unpaced, it would send
+ *	thousands a second to a fast server and only tens to a slow one,
+ *	and so load the servers unequally.
  *
  * Sockets are blocking with timeouts: the probe is a measuring device and
  * should add as little scheduling noise of its own as it can.
@@ -261,6 +265,7 @@ struct probe {
 	int port;
 	const char *stopfile;
 	double deadline;
+	double interval; /* seconds between message starts */
 	const char *msg; /* headers and 10 KiB body, without the final dot */
 	size_t msglen;
 	double *lat;
@@ -302,8 +307,18 @@ probe_run(void *arg)
 {
 	struct probe *p = arg;
 	struct conn *c = xmalloc(sizeof(*c));
+	double next = now_s();
 
 	while (!probe_stopping(p)) {
+		double wait = next - now_s();
+
+		if (wait > 0) {
+			usleep((useconds_t)(wait * 1e6));
+			continue; /* look at the stop file again first */
+		}
+		next += p->interval;
+		if (next < now_s()) /* late: do not catch up in a burst */
+			next = now_s();
 		c->len = 0;
 		c->fd = dial(p->port);
 		if (c->fd < 0 || probe_once(p, c) < 0) {
@@ -364,7 +379,8 @@ make_message(size_t *lenp)
 }
 
 static int
-cmd_latency(int port, long sessions, const char *stopfile, long maxsecs)
+cmd_latency(
+    int port, long sessions, long rate, const char *stopfile, long maxsecs)
 {
 	struct probe *ps = xcalloc((size_t)sessions, sizeof(*ps));
 	size_t msglen, n = 0, cap = 0;
@@ -376,6 +392,7 @@ cmd_latency(int port, long sessions, const char *stopfile, long maxsecs)
 		ps[i].port = port;
 		ps[i].stopfile = stopfile;
 		ps[i].deadline = deadline;
+		ps[i].interval = 1.0 / (double)(rate > 0 ? rate : 1);
 		ps[i].msg = msg;
 		ps[i].msglen = msglen;
 		if (pthread_create(&ps[i].tid, NULL, probe_run, &ps[i]) != 0) {
@@ -408,7 +425,7 @@ usage(void)
 	    "usage: accept freeport\n"
 	    "       accept waitport PORT SECONDS\n"
 	    "       accept idle PORT COUNT HOLD\n"
-	    "       accept latency PORT SESSIONS STOPFILE MAXSECS\n");
+	    "       accept latency PORT SESSIONS RATE STOPFILE MAXSECS\n");
 	exit(2);
 }
 
@@ -422,9 +439,9 @@ main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "idle") == 0)
 		return cmd_idle(parse_port(argv[2]), parse_count(argv[3]),
 		    parse_count(argv[4]));
-	if (argc == 6 && strcmp(argv[1], "latency") == 0)
+	if (argc == 7 && strcmp(argv[1], "latency") == 0)
 		return cmd_latency(parse_port(argv[2]), parse_count(argv[3]),
-		    argv[4], parse_count(argv[5]));
+		    parse_count(argv[4]), argv[5], parse_count(argv[6]));
 	usage();
 	return 2;
 }

@@ -4,11 +4,14 @@
 # stores nothing: the limit of SMTP on this machine), all under the same
 # load in the same run on 127.0.0.1: smtp-source sending MSGS messages of
 # 10 KiB over SESSIONS concurrent sessions, one message per connection.
-# Beside the load, PROBES sessions of `bench/accept latency` time each
-# message from its final ".\r\n" to the 250. Then mxspoold's resident memory
-# while it holds IDLE idle connections after EHLO. Medians of RUNS runs.
+# Beside the load, PROBES sessions of `bench/accept latency`, sending at
+# most PROBE_RATE messages a second each (a sample that loads every server
+# alike), time each message from its final ".\r\n" to the 250. Then
+# mxspoold's resident memory while it holds IDLE idle connections after
+# EHLO. Medians of RUNS runs.
 #
-#   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 IDLE=10000   the defaults
+#   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 PROBE_RATE=50 IDLE=10000
+#                                                        the defaults
 #   MSGS=2000 RUNS=1 make bench                          a quick run
 #
 # Needs root (Postfix) and the postfix package (make bench installs it).
@@ -20,6 +23,7 @@ RUNS=${RUNS:-3}
 MSGS=${MSGS:-20000}
 SESSIONS=${SESSIONS:-50}
 PROBES=${PROBES:-2}
+PROBE_RATE=${PROBE_RATE:-50}
 IDLE=${IDLE:-10000}
 SIZE=10240
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -127,7 +131,8 @@ start_mxspoold() {
 load() {
 	name=$1 port=$2
 	rm -f "$WORK/stop"
-	"$TOOL" latency "$port" "$PROBES" "$WORK/stop" "$LIMIT" > "$WORK/probe.out" &
+	"$TOOL" latency "$port" "$PROBES" "$PROBE_RATE" "$WORK/stop" "$LIMIT" \
+	    > "$WORK/probe.out" &
 	probe=$!
 	pids="$pids $probe"
 	t0=$(now)
@@ -210,6 +215,7 @@ run_idle() {
 	dir=$WORK/idle-$1 port=$("$TOOL" freeport)
 	start_mxspoold "$dir" "$port" $((IDLE + 100))
 	before=$(awk '/^VmRSS:/ {print $2}' "/proc/$mx_pid/status")
+	: > "$dir/idle.out"
 	"$TOOL" idle "$port" "$IDLE" 3 > "$dir/idle.out" &
 	idle=$!
 	pids="$pids $idle"
@@ -246,16 +252,17 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 verdict() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN {
 	ok = op == ">=" ? v >= g : v < g; print ok ? "met" : "MISSED" }'; }
 
-printf '  %-44s %8s %8s %8s\n' server msgs/s p50_ms p99_ms
+printf '  %-44s %8s %8s %8s %8s\n' server msgs/s p50_ms p99_ms samples
 row() {
-	printf '  %-44s %8s %8s %8s\n' "$1" "$(med "$2" rate)" \
-	    "$(med "$2" p50_ms)" "$(med "$2" p99_ms)"
+	printf '  %-44s %8s %8s %8s %8s\n' "$1" "$(med "$2" rate)" \
+	    "$(med "$2" p50_ms)" "$(med "$2" p99_ms)" "$(med "$2" probed)"
 }
 row "smtp-sink (stores nothing)" sink
 row "mxspoold" mx
 row "postfix backup MX, stock (in_flow_delay 1s)" pf-stock
 row "postfix backup MX, in_flow_delay = 0" pf-flow0
-echo "  (p50/p99: end of data to 250, timed on $PROBES extra sessions of bench/accept beside smtp-source)"
+echo "  (p50/p99: end of data to 250, timed on $PROBES probe sessions beside"
+echo "   smtp-source, each sending at most $PROBE_RATE messages a second)"
 
 mx=$(med mx rate)
 r1=$(ratio "$mx" "$(med pf-stock rate)")
