@@ -13,6 +13,7 @@
 #   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 PROBE_RATE=50 IDLE=10000
 #                                                        the defaults
 #   MSGS=2000 RUNS=1 make bench                          a quick run
+#   KEEP=1                       keep the logs, spools and queues
 #
 # Needs root (Postfix) and the postfix package (make bench installs it).
 # Every server listens on 127.0.0.1 on a free port; everything started is
@@ -74,12 +75,21 @@ cleanup() {
 	for p in $pids; do
 		wait "$p" 2>/dev/null || true
 	done
-	rm -rf "$WORK"
+	if [ "${KEEP:-0}" = 1 ]; then
+		echo "bench/accept: kept $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
 	exit "$st"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# A finished server's directory: its spool, queue and log.
+discard() {
+	[ "${KEEP:-0}" = 1 ] || rm -rf "$1"
+}
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -179,7 +189,7 @@ run_sink() {
 	got=$(tr '\r' '\n' < "$dir/sink.out" | sed -n 's/.*mesg=//p' | tail -1)
 	check_count smtp-sink "$got" $((MSGS + $(echo "$out" | field probed)))
 	echo "$out" >> "$WORK/res.sink"
-	rm -rf "$dir"
+	discard "$dir"
 }
 
 run_mxspoold() {
@@ -191,7 +201,7 @@ run_mxspoold() {
 	got=$(grep -c ': queued in ' "$dir/mxspoold.log" || true)
 	check_count mxspoold "$got" $((MSGS + $(echo "$out" | field probed)))
 	echo "$out" >> "$WORK/res.mx"
-	rm -rf "$dir"
+	discard "$dir"
 }
 
 # FLOW: "" for Postfix's default in_flow_delay (1s), or a value.
@@ -206,7 +216,7 @@ run_postfix() {
 	got=$(sh "$HERE/lib/postfix.sh" count "$dir")
 	check_count "postfix ($tag)" "$got" $((MSGS + $(echo "$out" | field probed)))
 	echo "$out" >> "$WORK/res.pf-$tag"
-	rm -rf "$dir"
+	discard "$dir"
 }
 
 # mxspoold's resident memory before and while it holds IDLE connections,
@@ -234,7 +244,7 @@ run_idle() {
 	[ "$open" = "$IDLE" ] || die "idle: only $open of $IDLE connections opened (see $dir)"
 	[ "$held" = "$IDLE" ] || die "idle: mxspoold dropped $((IDLE - held)) idle connections"
 	echo "before_kb=$before rss_kb=$rss" >> "$WORK/res.idle"
-	rm -rf "$dir"
+	discard "$dir"
 }
 
 fs=$(df -T "$WORK" | awk 'NR==2 {print $2 " on " $7}')
