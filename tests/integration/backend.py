@@ -50,6 +50,8 @@ Rules (all optional):
                 waits that long before answering.
     drop        a phase (as for stall): close the connection there without
                 answering ("eod": after the whole message was read).
+    kick        [secs, line]: after the reply to a message, if no command
+                comes within secs, send line (e.g. a 421) and close.
 Any reply starting with "421" is sent and then the connection is closed.
 
 Events (b.events()), each with "t" (monotonic seconds) and "ev":
@@ -59,6 +61,13 @@ Events (b.events()), each with "t" (monotonic seconds) and "ev":
                         one recv), tls {conn, version}, message {...},
     aborted {conn, phase}  the client went away in the middle of DATA,
     close {conn}.
+
+Driving relay/client without the scheduler: send(dirpath, [route...],
+[message bytes...], to=(...), args=(...)) runs tests/tools/sendmsg with a
+config from write_conf() and returns a Result (.rcpts: one dict per
+recipient and message, with code, dsn, text, relay, tls; .by_rcpt(qid);
+.end: the session's end; .elapsed). smtp_route(b) and lmtp_route(b) name a
+backend as a route.
 
 Run alone: python3 backend.py --log FILE --control FILE (--port N |
 --unix PATH) [--lmtp] [--cert PEM --key PEM] [--hostname NAME].
@@ -236,6 +245,93 @@ class Backend:
                              (what, timeout, self.events()[-20:]))
 
 
+
+
+# --------------------------------------------------------------------------
+# Driving relay/client through the sendmsg tool (tests/tools/sendmsg.c).
+
+def sendmsg_path():
+    build = os.environ.get("MXSPOOL_BUILD",
+                           os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                                        "build"))
+    return os.path.join(build, "tests", "tools", "sendmsg")
+
+def write_conf(dirpath, connect=2, command=3, data=3, final=3, extra=""):
+    path = os.path.join(dirpath, "sendmsg.conf")
+    with open(path, "w") as f:
+        f.write('hostname = "relay.test.example"\n')
+        f.write('relay_domains = {"example.com"}\n')
+        f.write('spool_dir = "%s"\n' % os.path.join(dirpath, "spool"))
+        f.write('control_socket = "%s"\n' % os.path.join(dirpath, "c.sock"))
+        f.write('log_level = "debug"\n')
+        f.write("connect_timeout = %ds\n" % connect)
+        f.write("client_command_timeout = %ds\n" % command)
+        f.write("client_data_timeout = %ds\n" % data)
+        f.write("client_final_timeout = %ds\n" % final)
+        f.write(extra)
+    return path
+
+
+class Result:
+    """What sendmsg printed: per-recipient results and the session's end."""
+
+    def __init__(self, proc, elapsed):
+        self.proc = proc
+        self.elapsed = elapsed
+        self.stderr = proc.stderr.decode("utf-8", "replace")
+        lines = [json.loads(x) for x in proc.stdout.decode().splitlines()]
+        self.rcpts = [x for x in lines if "rcpt" in x]
+        ends = [x for x in lines if x.get("closed")]
+        assert len(ends) == 1, (lines, self.stderr[-3000:])
+        self.end = ends[0]
+
+    def by_rcpt(self, qid="m1"):
+        return {r["rcpt"]: r for r in self.rcpts if r["qid"] == qid}
+
+    def __repr__(self):
+        return "Result(rcpts=%r, end=%r)" % (self.rcpts, self.end)
+
+
+def send(dirpath, routes, messages, to=("user@example.com",),
+         sender="sender@origin.test", args=(), conf=None, timeout=60):
+    """Runs sendmsg: routes is a list of ROUTE strings, messages a list of
+    bytes (one file each). Returns a Result."""
+    if conf is None:
+        conf = write_conf(dirpath)
+    files = []
+    for i, m in enumerate(messages):
+        p = os.path.join(dirpath, "msg%d.eml" % i)
+        with open(p, "wb") as f:
+            f.write(m)
+        files.append(p)
+    cmd = [sendmsg_path(), "-c", conf, "--from", sender]
+    for r in routes:
+        cmd += ["--route", r]
+    for t in to:
+        cmd += ["--to", t]
+    cmd += list(args) + files
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    res = Result(proc, time.monotonic() - start)
+    assert proc.returncode == 0, res.stderr[-3000:]
+    assert "ERROR: AddressSanitizer" not in res.stderr, res.stderr
+    return res
+
+
+def smtp_route(b):
+    return "smtp:[127.0.0.1]:%d" % b.port
+
+
+def lmtp_route(b):
+    if b.unix:
+        return "lmtp:unix:%s" % b.path
+    return "lmtp:[127.0.0.1]:%d" % b.port
+
+
+MSG = (b"From: sender@origin.test\r\nTo: user@example.com\r\n"
+       b"Subject: test\r\n\r\nHello.\r\n")
+
+
 # --------------------------------------------------------------------------
 # The server process.
 
@@ -304,6 +400,7 @@ def _server_main():
             self.helo = None
             self.mail_params = ""
             self.rcpt_params = []
+            self.ncmds = 0
 
         # -- plumbing
         def data_received(self, data):
@@ -331,6 +428,7 @@ def _server_main():
             return self._original_transport is not None
 
         def cmd(self, verb, arg):
+            self.ncmds += 1
             line = verb if arg is None else verb + " " + arg
             record("cmd", conn=self.conn, line=line, tls=self.tls_up())
 
@@ -553,6 +651,17 @@ def _server_main():
                 await self.reply(r)
                 if r.startswith("421"):
                     return
+            kick = rules().get("kick")
+            if kick:
+                asyncio.get_running_loop().create_task(
+                    self.kick(self.ncmds, kick[0], kick[1]))
+
+        async def kick(self, ncmds, secs, line):
+            await asyncio.sleep(secs)
+            if self.transport is not None and self.ncmds == ncmds:
+                record("kick", conn=self.conn, line=line)
+                await self.push(line)
+                self.transport.close()
 
     async def run():
         loop = asyncio.get_running_loop()

@@ -113,7 +113,7 @@ cb_done(void *arg, struct client_session *cs, struct client_msg *m)
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		struct client_rcpt *r = &m->rcpts[i];
 
-		print_json(json_pack("{ss ss si ss ss* ss ss*}", "qid", m->qid,
+		print_json(json_pack("{ss ss si ss ss? ss ss?}", "qid", m->qid,
 		    "rcpt", r->addr, "code", r->code, "dsn", r->dsn, "text",
 		    r->text, "relay", client_session_relay(cs), "tls", tls));
 	}
