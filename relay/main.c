@@ -12,7 +12,9 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/xmem.h"
+#include "dns/dns.h"
 #include "queue/queue.h"
+#include "queue/sched.h"
 #include "relay/server.h"
 #include "relay/tls.h"
 
@@ -23,6 +25,8 @@ struct daemon {
 	struct conf *cf;
 	struct server *srv;
 	struct queue *q;
+	struct dns *dns;
+	struct sched *sched;
 	struct event *sig_term, *sig_int;
 	int stopping;
 };
@@ -185,6 +189,9 @@ main(int argc, char **argv)
 		fatal("cannot create the event loop");
 	if (queue_open(&d.q, d.cf, d.base, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	if (dns_new(&d.dns, d.cf, d.base) < 0)
+		fatal("cannot start the DNS resolver");
+	d.sched = sched_new(d.base, d.cf, d.q, d.dns);
 	d.srv = server_new(d.base, d.cf, d.q);
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
@@ -202,6 +209,8 @@ main(int argc, char **argv)
 
 	log_info("mxspoold stopped");
 	server_free(d.srv);
+	sched_free(d.sched);
+	dns_free(d.dns);
 	queue_close(d.q);
 	event_free(d.sig_term);
 	event_free(d.sig_int);

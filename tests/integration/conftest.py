@@ -44,6 +44,10 @@ class Daemon:
             f.write('control_socket = "%s"\n' % os.path.join(tmp_path, "ctl.sock"))
             f.write("relay_domains = {%s}\n" % domains)
             f.write('log_level = "debug"\n')
+            # DNS stays on loopback: a port where nothing answers, unless
+            # the test names its own server (a later line wins).
+            f.write('dns_servers = {"127.0.0.1:%d"}\n' % free_port())
+            f.write('dns_timeout = 1s\ndns_tries = 1\n')
             f.write(extra)
 
     def start(self, wait=True):

@@ -1,0 +1,55 @@
+/*
+ * queue/sched: the delivery scheduler. Messages are grouped by destination
+ * (a static route, or the recipient domain routed by MX). A destination is
+ * up, backing off or probing (queue/retry.h): while it fails, one probe at a
+ * time tests it and the rest of its mail waits without spending attempts;
+ * the first success releases everything held for it, delivered over a
+ * slowly widening number of connections (DESIGN.md, contract 3).
+ */
+#ifndef MXSPOOL_SCHED_H
+#define MXSPOOL_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/conf.h"
+
+struct event_base;
+struct queue;
+struct dns;
+struct sched;
+
+/* Schedules everything already queued, and from then on every message the
+ * queue reports as arrived. cf, q and dns are borrowed. */
+struct sched *sched_new(struct event_base *base, const struct conf *cf,
+    struct queue *q, struct dns *dns);
+/* Drops connections at once (mail in flight is simply due again at the
+ * next start). NULL is a no-op. */
+void sched_free(struct sched *s);
+/* After a reload: later decisions use cf. */
+void sched_set_conf(struct sched *s, const struct conf *cf);
+
+/* What the CLI shows per destination. */
+struct sched_dest_info {
+	const char *name;  /* the route, or the recipient domain */
+	const char *state; /* "up", "backing off", "probing" */
+	size_t messages;   /* jobs waiting or in flight */
+	size_t connections;
+	unsigned concurrency;
+	int64_t next_probe; /* unix ms; 0 when not backing off */
+	const char *last_error;
+};
+/* Calls cb for each destination that holds mail. */
+void sched_foreach_dest(struct sched *s,
+    void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);
+
+/* Everything for domain (NULL: every destination) is due now, and a
+ * destination backing off is probed at once. Returns messages affected. */
+size_t sched_flush(struct sched *s, const char *domain);
+/* One message is due now. Returns -1 if it is not queued. */
+int sched_flush_msg(struct sched *s, const char *qid);
+/* Hold (stop scheduling) or release a message; the flag is stored. */
+int sched_hold(struct sched *s, const char *qid, bool hold);
+
+#endif
