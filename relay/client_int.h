@@ -1,8 +1,11 @@
 /*
- * Internals of relay/client: the pure protocol pieces (client_proto.c:
- * reply parsing, EHLO keywords, command building, dot-stuffing) that the
- * session code (client.c) uses and the unit tests call directly. No
- * libevent or OpenSSL in client_proto.c.
+ * Internals of relay/client, shared by its files and the unit tests:
+ * client_proto.c (pure: reply parsing, EHLO keywords, command building,
+ * dot-stuffing; no libevent or OpenSSL), client.c (the connection, the
+ * state changes, the libevent callbacks, the public interface),
+ * client_txn.c (what each reply means, the transaction, the results) and
+ * client_tls.c (OpenSSL). Nothing outside relay/client*.c and its tests
+ * includes this.
  */
 #ifndef MXSPOOL_CLIENT_INT_H
 #define MXSPOOL_CLIENT_INT_H
@@ -72,6 +75,110 @@ char *client_dot_stuff(const char *data, size_t len, size_t *outlen);
 char *client_mail_cmd(const struct client_msg *m, unsigned ext);
 /* "RCPT TO:<a> NOTIFY=... ORCPT=..." (DSN parameters when ext has DSN). */
 char *client_rcpt_cmd(const struct client_rcpt *r, unsigned ext);
+
+/* ---- the session (client.c, client_txn.c) ------------------------------ */
+
+struct bufferevent;
+struct event;
+struct event_base;
+
+/* Defaults for target fields left at zero (RFC 5321 4.5.3.2). */
+#define CLIENT_DEF_CONNECT 30
+#define CLIENT_DEF_COMMAND 300
+#define CLIENT_DEF_DATA 180
+#define CLIENT_DEF_FINAL 600
+
+enum cs_state {
+	CS_CONNECT,     /* TCP or unix connect in progress */
+	CS_GREETING,    /* waiting for 220 */
+	CS_EHLO,        /* EHLO or LHLO sent */
+	CS_HELO,        /* HELO sent after EHLO was refused */
+	CS_STARTTLS,    /* STARTTLS sent */
+	CS_TLS,         /* handshake in progress */
+	CS_READY,       /* asking the owner for a message (transient) */
+	CS_IDLE,        /* waiting for client_session_wake() */
+	CS_MAIL,        /* MAIL sent (and with PIPELINING, the rest) */
+	CS_RCPT,        /* waiting for the reply to RCPT number rcpt_i */
+	CS_DATA,        /* waiting for 354 */
+	CS_DOT,         /* body sent: waiting for the final reply(ies) */
+	CS_DOT_DISCARD, /* 354 with no recipient: an empty body sent */
+	CS_RSET,        /* RSET sent */
+	CS_QUIT,        /* QUIT sent */
+	CS_DONE,        /* closed; `closed` is scheduled */
+};
+
+struct client_session {
+	struct event_base *base;
+	const struct client_target *t;
+	struct client_cbs cbs;
+	void *arg;
+	char id[16]; /* "O%08x", for the log before a message is known */
+	enum cs_state st;
+	struct bufferevent *bev;
+	struct event *ev_closed; /* runs `closed` from an event of its own */
+	struct event *ev_work;   /* wake: ask the owner again */
+	struct event *ev_idle;   /* the idle timeout */
+
+	/* The candidate being tried. */
+	size_t host_i, addr_i;
+	bool tried_any;
+	bool plain_retry; /* TLS `may` failed here: again, without TLS */
+	char name[256];   /* "mx.example.com[192.0.2.1]" or the path */
+	char relay[300];  /* "mx.example.com[192.0.2.1]:25" or the path */
+	char host[256];   /* the name certificates are checked against */
+
+	/* The connection. */
+	bool tls_on;
+	char tls_desc[128];
+	unsigned ext;
+	uint64_t size_limit;
+	struct client_reply reply;
+	unsigned nmsgs;
+	bool quit_req;
+	bool in_owner; /* inside next() or done() */
+
+	/* The transaction. */
+	struct client_msg *msg;
+	bool *accepted; /* per rcpt: 2xx to RCPT, final reply still due */
+	bool *final;    /* per rcpt: the result is set */
+	size_t rcpt_i, lmtp_i, naccepted;
+	bool mail_ok, pipelined, bdat, body_queued, body_sent;
+
+	struct client_end end;
+};
+
+/* client.c */
+void client_set_state(struct client_session *cs, enum cs_state st);
+const char *client_logid(const struct client_session *cs);
+int64_t client_secs(int64_t v, int64_t def);
+void client_timeouts(struct client_session *cs, int64_t rd, int64_t wr);
+void client_send(struct client_session *cs, const char *cmd);
+/* This candidate failed before its greeting: returns CS_CONNECT, which
+ * tries the next one. */
+enum cs_state client_next_candidate(struct client_session *cs);
+
+/* client_txn.c */
+const char *client_state_str(enum cs_state st);
+/* What the session was doing, for "... timed out while PHASE". */
+const char *client_phase(const struct client_session *cs);
+void client_set_end(struct client_session *cs, int code, const char *dsn,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * The session cannot go on: the message in progress gets code/dsn/text
+ * (or the reply) on every recipient still open. Returns CS_DONE.
+ */
+enum cs_state client_abort(struct client_session *cs, int code, const char *dsn,
+    const char *text, const struct client_reply *rep);
+/* Entering CS_READY: asks the owner for the next message. */
+void client_ready(struct client_session *cs);
+/* Entering CS_MAIL: MAIL, and with PIPELINING every RCPT and DATA too. */
+void client_start_msg(struct client_session *cs);
+void client_send_rcpt(struct client_session *cs, size_t i);
+/* Writes the body: dot-stuffed after DATA, or as one BDAT chunk. */
+void client_write_body(struct client_session *cs);
+/* A complete reply in the current state: returns the next state. */
+enum cs_state client_step(
+    struct client_session *cs, const struct client_reply *r);
 
 /* client_tls.c: the STARTTLS side (the only part that sees OpenSSL). */
 struct bufferevent;

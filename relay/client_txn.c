@@ -1,0 +1,527 @@
+/*
+ * The transaction half of relay/client: what a reply means in each state
+ * (client_step), the message's own checks against the server's offer, the
+ * MAIL/RCPT/DATA writes and the per-recipient results. client.c owns the
+ * connection and the libevent callbacks.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xmem.h"
+#include "relay/client_int.h"
+
+const char *
+client_state_str(enum cs_state st)
+{
+	switch (st) {
+	case CS_CONNECT:
+		return "connect";
+	case CS_GREETING:
+		return "greeting";
+	case CS_EHLO:
+		return "ehlo";
+	case CS_HELO:
+		return "helo";
+	case CS_STARTTLS:
+		return "starttls";
+	case CS_TLS:
+		return "tls";
+	case CS_READY:
+		return "ready";
+	case CS_IDLE:
+		return "idle";
+	case CS_MAIL:
+		return "mail";
+	case CS_RCPT:
+		return "rcpt";
+	case CS_DATA:
+		return "data";
+	case CS_DOT:
+		return "dot";
+	case CS_DOT_DISCARD:
+		return "dot-discard";
+	case CS_RSET:
+		return "rset";
+	case CS_QUIT:
+		return "quit";
+	case CS_DONE:
+		return "done";
+	}
+	return "?";
+}
+
+/* What the session was doing, for "... timed out while PHASE". */
+const char *
+client_phase(const struct client_session *cs)
+{
+	switch (cs->st) {
+	case CS_CONNECT:
+		return "connecting";
+	case CS_GREETING:
+		return "receiving the initial server greeting";
+	case CS_EHLO:
+		return cs->t->lmtp ? "performing the LHLO handshake"
+				   : "performing the EHLO handshake";
+	case CS_HELO:
+		return "performing the HELO handshake";
+	case CS_STARTTLS:
+		return "sending STARTTLS";
+	case CS_TLS:
+		return "performing the TLS handshake";
+	case CS_READY:
+	case CS_IDLE:
+		return "idle";
+	case CS_MAIL:
+		return "sending MAIL FROM";
+	case CS_RCPT:
+		return "sending RCPT TO";
+	case CS_DATA:
+		return "sending DATA command";
+	case CS_DOT:
+		return cs->body_sent ? "sending end of data"
+				     : "sending message body";
+	case CS_DOT_DISCARD:
+		return "sending end of data";
+	case CS_RSET:
+		return "sending RSET";
+	case CS_QUIT:
+		return "sending QUIT";
+	case CS_DONE:
+		return "closing";
+	}
+	return "?";
+}
+
+/* ---- results ---------------------------------------------------------- */
+
+static void
+rcpt_set(struct client_rcpt *r, int code, const char *dsn, const char *text)
+{
+	r->code = code;
+	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	free(r->text);
+	r->text = text != NULL ? xstrdup(text) : NULL;
+}
+
+static void
+rcpt_set_reply(struct client_rcpt *r, const struct client_reply *rep)
+{
+	char dsn[12];
+
+	client_reply_dsn(rep, dsn, sizeof(dsn));
+	r->code = rep->code;
+	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	free(r->text);
+	r->text = client_reply_text(rep);
+}
+
+/* Sets every recipient without a result yet. */
+static void
+client_set_pending(struct client_session *cs, int code, const char *dsn,
+    const char *text, const struct client_reply *rep)
+{
+	for (size_t i = 0; i < cs->msg->nrcpts; i++) {
+		if (cs->final[i])
+			continue;
+		if (rep != NULL)
+			rcpt_set_reply(&cs->msg->rcpts[i], rep);
+		else
+			rcpt_set(&cs->msg->rcpts[i], code, dsn, text);
+		cs->final[i] = true;
+	}
+}
+
+/* The transaction is over: hand the message back. */
+static void
+client_msg_done(struct client_session *cs)
+{
+	struct client_msg *m = cs->msg;
+	bool sent = false;
+
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		ASSERT(cs->final[i]);
+		if (m->rcpts[i].code >= 200 && m->rcpts[i].code < 300)
+			sent = true;
+	}
+	if (sent)
+		cs->end.delivered_msgs++;
+	free(cs->accepted);
+	free(cs->final);
+	cs->accepted = cs->final = NULL;
+	cs->msg = NULL;
+	cs->in_owner = true;
+	cs->cbs.done(cs->arg, cs, m);
+	cs->in_owner = false;
+}
+
+void
+client_set_end(
+    struct client_session *cs, int code, const char *dsn, const char *fmt, ...)
+{
+	va_list ap;
+
+	cs->end.code = code;
+	snprintf(cs->end.dsn, sizeof(cs->end.dsn), "%s", dsn);
+	va_start(ap, fmt);
+	vsnprintf(cs->end.text, sizeof(cs->end.text), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * The session cannot go on: the message in progress gets code/dsn/text
+ * (or the reply) on every recipient still open, and the connection closes
+ * without QUIT. Returns CS_DONE for the caller to enter.
+ */
+enum cs_state
+client_abort(struct client_session *cs, int code, const char *dsn,
+    const char *text, const struct client_reply *rep)
+{
+	char rdsn[12];
+	char *rtext = NULL;
+
+	if (rep != NULL) {
+		client_reply_dsn(rep, rdsn, sizeof(rdsn));
+		rtext = client_reply_text(rep);
+		code = rep->code;
+		dsn = rdsn;
+		text = rtext;
+	}
+	log_info("%s: client %s: %s", client_logid(cs), cs->relay, text);
+	client_set_end(cs, code, dsn, "%s", text);
+	if (cs->msg != NULL) {
+		client_set_pending(cs, code, dsn, text, rep);
+		client_msg_done(cs);
+	}
+	free(rtext);
+	return CS_DONE;
+}
+
+/* ---- the transaction -------------------------------------------------- */
+
+/* Checks the message against what the server offers; on a mismatch every
+ * recipient fails permanently (the server cannot take it) and false. */
+static bool
+client_msg_fits(struct client_session *cs, struct client_msg *m)
+{
+	char text[512];
+	const char *dsn = NULL;
+	int code = 554;
+
+	if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8)) {
+		dsn = "5.6.7";
+		snprintf(text, sizeof(text),
+		    "SMTPUTF8 is required, but was not offered by host %s",
+		    cs->name);
+	} else if (m->body == BODY_BINARYMIME &&
+		   (cs->ext & (CLIENT_EXT_BINARYMIME | CLIENT_EXT_CHUNKING)) !=
+		       (CLIENT_EXT_BINARYMIME | CLIENT_EXT_CHUNKING)) {
+		dsn = "5.6.3";
+		snprintf(text, sizeof(text),
+		    "BINARYMIME is required, but was not offered by host %s",
+		    cs->name);
+	} else if (cs->size_limit != 0 && m->len > cs->size_limit) {
+		dsn = "5.3.4";
+		code = 552;
+		snprintf(text, sizeof(text),
+		    "message size %zu exceeds size limit %llu of server %s",
+		    m->len, (unsigned long long)cs->size_limit, cs->name);
+	}
+	if (dsn == NULL)
+		return true;
+	/* No reply came; the code is ours, of the dsn's class, so that the
+	 * owner sees a permanent failure. */
+	for (size_t i = 0; i < m->nrcpts; i++)
+		rcpt_set(&m->rcpts[i], code, dsn, text);
+	log_info("%s: client %s: %s", m->qid, cs->relay, text);
+	cs->in_owner = true;
+	cs->cbs.done(cs->arg, cs, m);
+	cs->in_owner = false;
+	return false;
+}
+
+/* Writes the body: dot-stuffed after DATA, or as one BDAT chunk. */
+void
+client_write_body(struct client_session *cs)
+{
+	struct evbuffer *out = bufferevent_get_output(cs->bev);
+	struct client_msg *m = cs->msg;
+	size_t n;
+	char *buf;
+
+	if (cs->bdat) {
+		log_debug("%s: client %s > BDAT %zu LAST", client_logid(cs),
+		    cs->relay, m->len);
+		evbuffer_add_printf(out, "BDAT %zu LAST\r\n", m->len);
+		evbuffer_add(out, m->data, m->len);
+	} else {
+		buf = client_dot_stuff(m->data, m->len, &n);
+		evbuffer_add(out, buf, n);
+		free(buf);
+	}
+	cs->body_queued = true;
+	cs->body_sent = false;
+	/* The final reply's timeout starts once it is all written. */
+	client_timeouts(
+	    cs, 0, client_secs(cs->t->data_timeout, CLIENT_DEF_DATA));
+}
+
+void
+client_send_rcpt(struct client_session *cs, size_t i)
+{
+	char *cmd = client_rcpt_cmd(&cs->msg->rcpts[i], cs->ext);
+
+	client_send(cs, cmd);
+	free(cmd);
+}
+
+/* Entering CS_MAIL: MAIL, and with PIPELINING every RCPT and DATA too. */
+void
+client_start_msg(struct client_session *cs)
+{
+	struct client_msg *m = cs->msg;
+	char *cmd;
+
+	cs->accepted = xcalloc(m->nrcpts, sizeof(bool));
+	cs->final = xcalloc(m->nrcpts, sizeof(bool));
+	cs->rcpt_i = cs->lmtp_i = cs->naccepted = 0;
+	cs->mail_ok = cs->body_queued = cs->body_sent = false;
+	cs->pipelined = (cs->ext & CLIENT_EXT_PIPELINING) != 0;
+	cs->bdat = m->body == BODY_BINARYMIME;
+	cs->nmsgs++;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		free(m->rcpts[i].text);
+		m->rcpts[i].text = NULL;
+		m->rcpts[i].code = 0;
+		m->rcpts[i].dsn[0] = '\0';
+	}
+	cmd = client_mail_cmd(m, cs->ext);
+	client_send(cs, cmd);
+	free(cmd);
+	if (cs->pipelined) {
+		for (size_t i = 0; i < m->nrcpts; i++)
+			client_send_rcpt(cs, i);
+		if (cs->bdat)
+			client_write_body(cs);
+		else
+			client_send(cs, "DATA");
+	}
+}
+
+/* Entering CS_READY: the next message, idleness, or the end. */
+void
+client_ready(struct client_session *cs)
+{
+	struct client_msg *m;
+
+	for (;;) {
+		if (cs->quit_req ||
+		    (cs->t->max_msgs != 0 && cs->nmsgs >= cs->t->max_msgs)) {
+			client_set_state(cs, CS_QUIT);
+			return;
+		}
+		cs->in_owner = true;
+		m = cs->cbs.next(cs->arg, cs);
+		cs->in_owner = false;
+		if (m == NULL) {
+			client_set_state(cs, CS_IDLE);
+			return;
+		}
+		if (m->nrcpts == 0) {
+			cs->in_owner = true;
+			cs->cbs.done(cs->arg, cs, m);
+			cs->in_owner = false;
+			continue;
+		}
+		if (client_msg_fits(cs, m))
+			break;
+	}
+	cs->msg = m;
+	client_set_state(cs, CS_MAIL);
+}
+
+/* After the transaction: RSET if the server still holds a MAIL. */
+static enum cs_state
+client_after_msg(struct client_session *cs, bool need_rset)
+{
+	client_msg_done(cs);
+	return need_rset ? CS_RSET : CS_READY;
+}
+
+/* EHLO/LHLO or HELO accepted: STARTTLS if the policy wants it. */
+static enum cs_state
+client_hello_done(struct client_session *cs)
+{
+	enum tls_policy p = cs->t->tls;
+
+	if (cs->tls_on || p == TLS_NONE || cs->plain_retry ||
+	    cs->t->ans->kind == ROUTE_LMTP_UNIX)
+		return CS_READY;
+	if (cs->ext & CLIENT_EXT_STARTTLS)
+		return CS_STARTTLS;
+	if (p == TLS_MAY)
+		return CS_READY;
+	client_set_end(cs, 0, "4.7.4",
+	    "TLS is required, but was not offered by host %s", cs->name);
+	log_info("%s: client: %s", cs->id, cs->end.text);
+	return CS_QUIT;
+}
+
+/* A reply that ends the session setup (EHLO refused...): QUIT. */
+static enum cs_state
+client_refused(
+    struct client_session *cs, const struct client_reply *r, const char *what)
+{
+	char dsn[12];
+	char *text = client_reply_text(r);
+
+	client_reply_dsn(r, dsn, sizeof(dsn));
+	client_set_end(
+	    cs, r->code, dsn, "host %s refused %s: %s", cs->name, what, text);
+	log_info("%s: client: %s", cs->id, cs->end.text);
+	free(text);
+	return CS_QUIT;
+}
+
+static bool
+is2xx(const struct client_reply *r)
+{
+	return r->code >= 200 && r->code < 300;
+}
+
+/* The next accepted recipient from i on (LMTP replies), or nrcpts. */
+static size_t
+next_accepted(const struct client_session *cs, size_t i)
+{
+	while (i < cs->msg->nrcpts && !cs->accepted[i])
+		i++;
+	return i;
+}
+
+/* A complete reply in the current state: returns the next state. */
+enum cs_state
+client_step(struct client_session *cs, const struct client_reply *r)
+{
+	struct client_msg *m = cs->msg;
+	char *text;
+
+	/* 421 at any time: the server is closing (RFC 5321 3.8). */
+	if (r->code == 421 && cs->st != CS_GREETING && cs->st != CS_QUIT)
+		return client_abort(cs, 0, NULL, NULL, r);
+
+	switch (cs->st) {
+	case CS_CONNECT:
+	case CS_TLS:
+	case CS_READY:
+	case CS_DONE:
+		PANIC("client: reply in state %s", client_state_str(cs->st));
+	case CS_GREETING:
+		if (is2xx(r)) {
+			cs->end.connected = true;
+			return CS_EHLO;
+		}
+		text = client_reply_text(r);
+		client_set_end(cs, 0, "4.4.1",
+		    "host %s refused to talk to me: %s", cs->name, text);
+		free(text);
+		return client_next_candidate(cs);
+	case CS_EHLO:
+		if (is2xx(r)) {
+			cs->ext = client_ehlo_parse(r, &cs->size_limit);
+			return client_hello_done(cs);
+		}
+		if (r->code >= 500 && !cs->t->lmtp)
+			return CS_HELO;
+		return client_refused(cs, r, cs->t->lmtp ? "LHLO" : "EHLO");
+	case CS_HELO:
+		if (!is2xx(r))
+			return client_refused(cs, r, "HELO");
+		cs->ext = 0;
+		cs->size_limit = 0;
+		return client_hello_done(cs);
+	case CS_STARTTLS:
+		if (r->code == 220)
+			return CS_TLS;
+		if (cs->t->tls == TLS_MAY)
+			return CS_READY;
+		text = client_reply_text(r);
+		client_set_end(cs, 0, "4.7.4",
+		    "TLS is required, but host %s refused to start TLS: %s",
+		    cs->name, text);
+		free(text);
+		return CS_QUIT;
+	case CS_IDLE:
+		/* Nothing was asked: a server that talks now is confused. */
+		return client_abort(
+		    cs, 0, "4.5.0", "unexpected reply while idle", NULL);
+	case CS_MAIL:
+		cs->mail_ok = is2xx(r);
+		if (!cs->mail_ok)
+			client_set_pending(cs, 0, NULL, NULL, r);
+		if (cs->pipelined)
+			return CS_RCPT;
+		return cs->mail_ok ? CS_RCPT : client_after_msg(cs, false);
+	case CS_RCPT:
+		if (cs->mail_ok) {
+			if (is2xx(r)) {
+				cs->accepted[cs->rcpt_i] = true;
+				cs->naccepted++;
+			} else {
+				rcpt_set_reply(&m->rcpts[cs->rcpt_i], r);
+				cs->final[cs->rcpt_i] = true;
+			}
+		}
+		if (++cs->rcpt_i < m->nrcpts)
+			return CS_RCPT;
+		if (cs->pipelined)
+			return cs->bdat ? CS_DOT : CS_DATA;
+		if (cs->naccepted == 0)
+			return client_after_msg(cs, true);
+		return cs->bdat ? CS_DOT : CS_DATA;
+	case CS_DATA:
+		if (r->code == 354)
+			return cs->mail_ok && cs->naccepted > 0
+				   ? CS_DOT
+				   : CS_DOT_DISCARD;
+		if (cs->mail_ok && cs->naccepted > 0)
+			client_set_pending(cs, 0, NULL, NULL, r);
+		return client_after_msg(cs, cs->mail_ok);
+	case CS_DOT:
+		if (!cs->mail_ok || cs->naccepted == 0)
+			/* A pipelined BDAT after every RCPT failed. */
+			return client_after_msg(cs, cs->mail_ok);
+		if (cs->t->lmtp) {
+			/* One reply per accepted recipient, in order. */
+			cs->lmtp_i = next_accepted(cs, cs->lmtp_i);
+			rcpt_set_reply(&m->rcpts[cs->lmtp_i], r);
+			cs->final[cs->lmtp_i] = true;
+			cs->lmtp_i = next_accepted(cs, cs->lmtp_i + 1);
+			if (cs->lmtp_i < m->nrcpts)
+				return CS_DOT;
+		} else {
+			client_set_pending(cs, 0, NULL, NULL, r);
+		}
+		if (!cs->body_sent) {
+			/* An answer before the end of the data: whatever was
+			 * still being written would be read as commands. */
+			client_msg_done(cs);
+			client_set_end(cs, r->code, "4.5.0",
+			    "host %s replied before the end of data", cs->name);
+			return CS_DONE;
+		}
+		return client_after_msg(cs, false);
+	case CS_DOT_DISCARD:
+		return client_after_msg(cs, true);
+	case CS_RSET:
+		return CS_READY;
+	case CS_QUIT:
+		if (cs->end.text[0] == '\0' && cs->end.dsn[0] == '\0')
+			client_set_end(cs, r->code, "2.0.0", "%s", "");
+		return CS_DONE;
+	}
+	return CS_DONE;
+}
