@@ -1,0 +1,371 @@
+/*
+ * Metrics (see metrics.h). One mutex guards everything: increments are rare
+ * next to the work they count (a message, a lookup, an fsync), and the spool
+ * writer thread observes commit latency while the loop counts the rest.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "common/metrics.h"
+
+#define MF_LABELS 32    /* distinct labels kept per family */
+#define MF_LABEL_LEN 40 /* longest label kept, bytes */
+
+struct mf_value {
+	char label[MF_LABEL_LEN];
+	uint64_t n;
+};
+
+struct mf {
+	struct mf_value v[MF_LABELS + 1]; /* the last one is "other" */
+	unsigned nv;
+	bool other;
+};
+
+static const struct {
+	const char *name, *help;
+} metric_desc[M_NMETRICS] = {
+    [M_ACCEPTED] = {"mxspool_messages_accepted_total",
+	"Messages accepted and durably queued."},
+    [M_DELIVERED] = {"mxspool_recipients_delivered_total",
+	"Recipients delivered to their destination."},
+    [M_DEFERRED] = {"mxspool_recipients_deferred_total",
+	"Recipient deliveries deferred for a later retry."},
+    [M_BOUNCED] = {"mxspool_recipients_bounced_total",
+	"Recipients returned to their sender with a DSN."},
+    [M_CONNECTIONS] = {"mxspool_connections_total",
+	"Inbound SMTP connections accepted."},
+};
+
+static const struct {
+	const char *name, *label, *help, *json;
+} family_desc[MF_NFAMILIES] = {
+    [MF_REJECTED] = {"mxspool_rejected_total", "reason",
+	"SMTP commands or messages refused, by reason.", "rejected"},
+    [MF_ATTEMPTS] = {"mxspool_delivery_attempts_total", "result",
+	"Delivery attempts, by result.", "attempts"},
+    [MF_DNS] = {"mxspool_dns_lookups_total", "result",
+	"DNS route lookups, by result.", "dns"},
+    [MF_RELOADS] = {"mxspool_reloads_total", "result",
+	"Configuration reloads, by result.", "reloads"},
+};
+
+/* Upper bounds of the commit latency buckets, seconds (+Inf follows). */
+static const double commit_bounds[] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+#define NBOUNDS (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
+
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t counters[M_NMETRICS];
+static struct mf families[MF_NFAMILIES];
+static uint64_t commit_buckets[NBOUNDS + 1]; /* not cumulative */
+static uint64_t commit_n;
+static double commit_sum;
+
+void
+metrics_add(enum metric m, uint64_t n)
+{
+	pthread_mutex_lock(&metrics_lock);
+	counters[m] += n;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+void
+metrics_inc(enum metric m)
+{
+	metrics_add(m, 1);
+}
+
+uint64_t
+metrics_get(enum metric m)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&metrics_lock);
+	n = counters[m];
+	pthread_mutex_unlock(&metrics_lock);
+	return n;
+}
+
+/* The slot for label in f, or NULL; with create, a new slot or "other". */
+static struct mf_value *
+mf_slot(struct mf *f, const char *label, bool create)
+{
+	for (unsigned i = 0; i < f->nv; i++)
+		if (strncmp(f->v[i].label, label, MF_LABEL_LEN - 1) == 0)
+			return &f->v[i];
+	if (!create)
+		return strcmp(label, "other") == 0 && f->other
+			   ? &f->v[MF_LABELS]
+			   : NULL;
+	if (strcmp(label, "other") == 0 || f->nv == MF_LABELS ||
+	    strlen(label) >= MF_LABEL_LEN) {
+		f->other = true;
+		return &f->v[MF_LABELS];
+	}
+	snprintf(f->v[f->nv].label, MF_LABEL_LEN, "%s", label);
+	return &f->v[f->nv++];
+}
+
+void
+metrics_count(enum metric_family f, const char *label)
+{
+	pthread_mutex_lock(&metrics_lock);
+	mf_slot(&families[f], label ? label : "", true)->n++;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+uint64_t
+metrics_count_get(enum metric_family f, const char *label)
+{
+	struct mf_value *v;
+	uint64_t n;
+
+	pthread_mutex_lock(&metrics_lock);
+	v = mf_slot(&families[f], label, false);
+	n = v ? v->n : 0;
+	pthread_mutex_unlock(&metrics_lock);
+	return n;
+}
+
+void
+metrics_reject(const char *reason)
+{
+	metrics_count(MF_REJECTED, reason);
+}
+
+void
+metrics_attempt(const char *result)
+{
+	metrics_count(MF_ATTEMPTS, result);
+}
+
+void
+metrics_dns(const char *result)
+{
+	metrics_count(MF_DNS, result);
+}
+
+void
+metrics_observe_commit(double seconds)
+{
+	size_t i = 0;
+
+	if (!(seconds >= 0)) /* NaN too */
+		seconds = 0;
+	while (i < NBOUNDS && seconds > commit_bounds[i])
+		i++;
+	pthread_mutex_lock(&metrics_lock);
+	commit_buckets[i]++;
+	commit_n++;
+	commit_sum += seconds;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+uint64_t
+metrics_commit_count(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&metrics_lock);
+	n = commit_n;
+	pthread_mutex_unlock(&metrics_lock);
+	return n;
+}
+
+/*
+ * As Prometheus' histogram_quantile(): find the bucket holding the q-th
+ * observation and interpolate linearly inside it; in the +Inf bucket the
+ * answer is the highest finite bound.
+ */
+double
+metrics_commit_quantile(double q)
+{
+	uint64_t b[NBOUNDS + 1], n, cum = 0;
+	double rank;
+
+	pthread_mutex_lock(&metrics_lock);
+	memcpy(b, commit_buckets, sizeof(b));
+	n = commit_n;
+	pthread_mutex_unlock(&metrics_lock);
+	if (n == 0)
+		return -1;
+	if (q < 0)
+		q = 0;
+	if (q > 1)
+		q = 1;
+	rank = q * (double)n;
+	for (size_t i = 0; i <= NBOUNDS; i++) {
+		double lo = i == 0 ? 0 : commit_bounds[i - 1];
+
+		if (b[i] == 0 || (double)(cum + b[i]) < rank) {
+			cum += b[i];
+			continue;
+		}
+		if (i == NBOUNDS)
+			return commit_bounds[NBOUNDS - 1];
+		return lo + (commit_bounds[i] - lo) *
+				((rank - (double)cum) / (double)b[i]);
+	}
+	return commit_bounds[NBOUNDS - 1];
+}
+
+void
+metrics_write_head(
+    FILE *fp, const char *name, const char *type, const char *help)
+{
+	fprintf(fp, "# HELP %s ", name);
+	for (const char *p = help; *p; p++) {
+		if (*p == '\\')
+			fputs("\\\\", fp);
+		else if (*p == '\n')
+			fputs("\\n", fp);
+		else
+			fputc(*p, fp);
+	}
+	fprintf(fp, "\n# TYPE %s %s\n", name, type);
+}
+
+static void
+metrics_write_value(FILE *fp, double v)
+{
+	if (isinf(v))
+		fputs(v > 0 ? "+Inf" : "-Inf", fp);
+	else if (isnan(v))
+		fputs("NaN", fp);
+	else if (v == floor(v) && fabs(v) < 1e15)
+		fprintf(fp, "%.0f", v);
+	else
+		fprintf(fp, "%.9g", v);
+}
+
+void
+metrics_write_sample(
+    FILE *fp, const char *name, const char *label, const char *value, double v)
+{
+	fputs(name, fp);
+	if (label != NULL) {
+		fprintf(fp, "{%s=\"", label);
+		for (const char *p = value; *p; p++) {
+			if (*p == '\\' || *p == '"')
+				fprintf(fp, "\\%c", *p);
+			else if (*p == '\n')
+				fputs("\\n", fp);
+			else
+				fputc(*p, fp);
+		}
+		fputs("\"}", fp);
+	}
+	fputc(' ', fp);
+	metrics_write_value(fp, v);
+	fputc('\n', fp);
+}
+
+void
+metrics_write(FILE *fp)
+{
+	uint64_t c[M_NMETRICS], b[NBOUNDS + 1], n, cum = 0;
+	struct mf f[MF_NFAMILIES]; /* a copy, written unlocked */
+	double sum;
+	char le[32];
+
+	pthread_mutex_lock(&metrics_lock);
+	memcpy(c, counters, sizeof(c));
+	memcpy(f, families, sizeof(f));
+	memcpy(b, commit_buckets, sizeof(b));
+	n = commit_n;
+	sum = commit_sum;
+	pthread_mutex_unlock(&metrics_lock);
+
+	for (int m = 0; m < M_NMETRICS; m++) {
+		metrics_write_head(
+		    fp, metric_desc[m].name, "counter", metric_desc[m].help);
+		metrics_write_sample(
+		    fp, metric_desc[m].name, NULL, NULL, (double)c[m]);
+	}
+	for (int i = 0; i < MF_NFAMILIES; i++) {
+		metrics_write_head(
+		    fp, family_desc[i].name, "counter", family_desc[i].help);
+		for (unsigned k = 0; k < f[i].nv; k++)
+			metrics_write_sample(fp, family_desc[i].name,
+			    family_desc[i].label, f[i].v[k].label,
+			    (double)f[i].v[k].n);
+		if (f[i].other)
+			metrics_write_sample(fp, family_desc[i].name,
+			    family_desc[i].label, "other",
+			    (double)f[i].v[MF_LABELS].n);
+	}
+
+	metrics_write_head(fp, "mxspool_commit_seconds", "histogram",
+	    "Time to write and fsync one group commit of the spool.");
+	for (size_t i = 0; i <= NBOUNDS; i++) {
+		cum += b[i];
+		if (i < NBOUNDS)
+			snprintf(le, sizeof(le), "%g", commit_bounds[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		metrics_write_sample(
+		    fp, "mxspool_commit_seconds_bucket", "le", le, (double)cum);
+	}
+	metrics_write_sample(fp, "mxspool_commit_seconds_sum", NULL, NULL, sum);
+	metrics_write_sample(
+	    fp, "mxspool_commit_seconds_count", NULL, NULL, (double)n);
+}
+
+static json_t *
+metrics_json_quantile(double q)
+{
+	double v = metrics_commit_quantile(q);
+
+	return v < 0 ? json_null() : json_real(v);
+}
+
+json_t *
+metrics_json(void)
+{
+	static const char *keys[M_NMETRICS] = {[M_ACCEPTED] = "accepted",
+	    [M_DELIVERED] = "delivered",
+	    [M_DEFERRED] = "deferred",
+	    [M_BOUNCED] = "bounced",
+	    [M_CONNECTIONS] = "connections"};
+	json_t *o = json_object(), *commit;
+
+	pthread_mutex_lock(&metrics_lock);
+	for (int m = 0; m < M_NMETRICS; m++)
+		json_object_set_new(
+		    o, keys[m], json_integer((json_int_t)counters[m]));
+	for (int i = 0; i < MF_NFAMILIES; i++) {
+		json_t *by = json_object();
+		struct mf *f = &families[i];
+
+		for (unsigned k = 0; k < f->nv; k++)
+			json_object_set_new(by, f->v[k].label,
+			    json_integer((json_int_t)f->v[k].n));
+		if (f->other)
+			json_object_set_new(by, "other",
+			    json_integer((json_int_t)f->v[MF_LABELS].n));
+		json_object_set_new(o, family_desc[i].json, by);
+	}
+	commit = json_pack("{s:I}", "count", (json_int_t)commit_n);
+	pthread_mutex_unlock(&metrics_lock);
+	json_object_set_new(commit, "p50", metrics_json_quantile(0.5));
+	json_object_set_new(commit, "p90", metrics_json_quantile(0.9));
+	json_object_set_new(commit, "p99", metrics_json_quantile(0.99));
+	json_object_set_new(o, "commit", commit);
+	return o;
+}
+
+void
+metrics_reset(void)
+{
+	pthread_mutex_lock(&metrics_lock);
+	memset(counters, 0, sizeof(counters));
+	memset(families, 0, sizeof(families));
+	memset(commit_buckets, 0, sizeof(commit_buckets));
+	commit_n = 0;
+	commit_sum = 0;
+	pthread_mutex_unlock(&metrics_lock);
+}

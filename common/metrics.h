@@ -1,0 +1,71 @@
+/*
+ * Metrics: process-wide counters and the spool's commit latency histogram,
+ * incremented from anywhere (any thread), read by `mxspoolctl stats` and
+ * written in the Prometheus text format for /metrics (relay/httpd.c).
+ * Gauges that describe the queue (depth and age per destination, open
+ * connections) are not kept here: whoever writes them reads them live.
+ */
+#ifndef MXSPOOL_METRICS_H
+#define MXSPOOL_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct json_t;
+
+/* Plain counters. */
+enum metric {
+	M_ACCEPTED,    /* messages queued: 250 after DATA */
+	M_DELIVERED,   /* recipients delivered (2xx) */
+	M_DEFERRED,    /* recipient deliveries deferred (4xx, no answer) */
+	M_BOUNCED,     /* recipients returned to their sender with a DSN */
+	M_CONNECTIONS, /* inbound SMTP connections accepted */
+	M_NMETRICS
+};
+
+/* Counters with one label whose values the caller names. */
+enum metric_family {
+	MF_REJECTED, /* SMTP commands refused, by reason ("relay", ...) */
+	MF_ATTEMPTS, /* delivery attempts, by result ("sent", ...) */
+	MF_DNS,      /* DNS lookups, by result ("ok", "tempfail", ...) */
+	MF_RELOADS,  /* config reloads, by result ("ok", "failed") */
+	MF_NFAMILIES
+};
+
+void metrics_inc(enum metric m);
+void metrics_add(enum metric m, uint64_t n);
+uint64_t metrics_get(enum metric m);
+/* Counts one event of family f labelled label (borrowed). Past a few dozen
+ * distinct labels per family, new ones are counted as "other". */
+void metrics_count(enum metric_family f, const char *label);
+uint64_t metrics_count_get(enum metric_family f, const char *label);
+/* Shorthands for the families. */
+void metrics_reject(const char *reason);
+void metrics_attempt(const char *result);
+void metrics_dns(const char *result);
+/* One spool commit (WAL write and fsync) took this long. */
+void metrics_observe_commit(double seconds);
+/* The q quantile (0..1) of commit latency estimated from the histogram
+ * buckets, in seconds; negative when nothing was observed yet. */
+double metrics_commit_quantile(double q);
+uint64_t metrics_commit_count(void);
+
+/* Writes every counter and the histogram, with HELP and TYPE lines. */
+void metrics_write(FILE *fp);
+/* Writes a HELP and a TYPE line. */
+void metrics_write_head(
+    FILE *fp, const char *name, const char *type, const char *help);
+/* Writes `name{label="value"} v`, escaping value; label NULL: no label. */
+void metrics_write_sample(
+    FILE *fp, const char *name, const char *label, const char *value, double v);
+/*
+ * The counters for `mxspoolctl stats` (a new reference): accepted,
+ * delivered, deferred, bounced, connections, rejected {reason: n},
+ * attempts {result: n}, dns {result: n}, reloads {result: n}, commit
+ * {count, p50, p90, p99} (seconds, null when nothing was observed).
+ */
+struct json_t *metrics_json(void);
+/* Zeroes everything (for tests). */
+void metrics_reset(void);
+
+#endif
