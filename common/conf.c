@@ -190,6 +190,48 @@ conf_cb_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* An address, or "" for off. */
+static int
+conf_cb_opt_addr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] == '\0') {
+		*(const char **)result = value;
+		return 0;
+	}
+	return conf_cb_addr(cfg, opt, value, result);
+}
+
+/* Permission bits in octal: "0660". */
+static int
+conf_cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *end;
+	long m;
+
+	errno = 0;
+	m = strtol(value, &end, 8);
+	if (errno != 0 || end == value || *end != '\0' || m < 0 || m > 0777)
+		cfg_error(cfg, "%s: bad mode '%s' (use octal, e.g. 0660)",
+		    opt->name, value);
+	*(const char **)result = value;
+	return 0;
+}
+
+/* A user or group name (looked up when the socket is made). */
+static int
+conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	for (const char *p = value; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
+		    *p != '.') {
+			cfg_error(cfg, "%s: bad user or group name '%s'",
+			    opt->name, value);
+			break;
+		}
+	*(const char **)result = value;
+	return 0;
+}
+
 static int
 conf_cb_log_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -406,6 +448,11 @@ static cfg_opt_t conf_opts[] = {
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB(
 	"control_socket", "/run/mxspool/control.sock", CFGF_NONE, conf_cb_path),
+    CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
+    CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
+    CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
+    CFG_STR_CB(
+	"metrics_listen", "127.0.0.1:9125", CFGF_NONE, conf_cb_opt_addr),
     CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
     CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
@@ -613,6 +660,16 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
 	cf->spool_min_free = (uint64_t)cfg_getint(cfg, "spool_min_free");
 	cf->control_socket = xstrdup(cfg_getstr(cfg, "control_socket"));
+	cf->control_socket_mode =
+	    (unsigned)strtoul(cfg_getstr(cfg, "control_socket_mode"), NULL, 8);
+	cf->control_socket_owner = conf_opt_path(cfg, "control_socket_owner");
+	cf->control_socket_group = conf_opt_path(cfg, "control_socket_group");
+	if (cfg_getstr(cfg, "metrics_listen")[0] != '\0') {
+		cf->metrics_listen = xcalloc(1, sizeof(*cf->metrics_listen));
+		if (conf_parse_addr(cfg_getstr(cfg, "metrics_listen"),
+			cf->metrics_listen) < 0)
+			PANIC("metrics_listen passed its check but not parse");
+	}
 	cf->relay_domains =
 	    conf_lower_list(cfg, "relay_domains", &cf->nrelay_domains);
 	if (log_level_parse(cfg_getstr(cfg, "log_level"), &cf->log_level) < 0)
@@ -759,6 +816,9 @@ conf_free(struct conf *cf)
 	free(cf->listen);
 	free(cf->spool_dir);
 	free(cf->control_socket);
+	free(cf->control_socket_owner);
+	free(cf->control_socket_group);
+	free(cf->metrics_listen);
 	conf_free_list(cf->relay_domains, cf->nrelay_domains);
 	free(cf->tls_cert_file);
 	free(cf->tls_key_file);

@@ -75,6 +75,10 @@ struct conf {
 	char *spool_dir;
 	uint64_t spool_min_free; /* refuse mail (452 4.3.1) below this */
 	char *control_socket;
+	unsigned control_socket_mode; /* permission bits, default 0660 */
+	char *control_socket_owner;   /* user name; NULL: the daemon's */
+	char *control_socket_group;   /* group name; NULL: the daemon's */
+	struct conf_addr *metrics_listen; /* /metrics, /healthz; NULL: off */
 	char **relay_domains; /* lower case; ".example.com" = subdomains */
 	size_t nrelay_domains;
 	enum log_level log_level;
