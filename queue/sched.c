@@ -420,12 +420,31 @@ sched_dispatch_all(struct sched *s)
 		dest_dispatch(val);
 }
 
+/* Brings the next max_age / warn_after check forward for a new message. */
+static void
+sched_watch_age(struct sched *s, const struct envelope *env)
+{
+	int64_t born = env->arrival / 1000;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct conf_retry *rp =
+		    conf_retry_for(s->cf, rcpt_domain(env->rcpts[i].addr));
+
+		if (rp->max_age > 0 && born + rp->max_age * 1000 < s->next_sweep)
+			s->next_sweep = born + rp->max_age * 1000;
+		if (rp->warn_after > 0 && !(env->flags & ENV_DELAY_SENT) &&
+		    born + rp->warn_after * 1000 < s->next_sweep)
+			s->next_sweep = born + rp->warn_after * 1000;
+	}
+}
+
 static void
 sched_on_arrival(void *arg, struct envelope *env)
 {
 	struct sched *s = arg;
 	struct smsg *m = sched_track(s, env);
 
+	sched_watch_age(s, env);
 	sched_plan(s, m, 0);
 	for (size_t k = 0; k < m->njobs; k++)
 		dest_dispatch(m->jobs[k]->d);
@@ -860,6 +879,37 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	dest_dispatch(d);
 }
 
+/*
+ * A session that never reached the point of sending mail: the oldest
+ * message waiting for the destination counts as attempted (logged, its
+ * reason stored), as the probe's message; the others wait untouched.
+ */
+static void
+sched_note_failure(struct dest *d, const struct client_end *end)
+{
+	struct job *j = TAILQ_FIRST(&d->ready);
+	const char *why = end->text[0] ? end->text : "session ended early";
+	struct envelope *env;
+
+	if (j == NULL)
+		return;
+	env = j->m->env;
+	for (size_t i = 0; i < j->nridx; i++) {
+		struct env_rcpt *r = &env->rcpts[j->ridx[i]];
+
+		free(r->dsn_status);
+		r->dsn_status = xstrdup(end->dsn[0] ? end->dsn : "4.4.1");
+		free(r->last_error);
+		r->last_error = xstrdup(why);
+		sched_log(j->m, r->addr, "none", r->dsn_status, "deferred", why);
+	}
+	env->attempts++;
+	env->last_attempt = now_ms() / 1000;
+	free(env->last_error);
+	env->last_error = xstrdup(why);
+	queue_update(d->s->q, j->m->qid);
+}
+
 static void
 sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 {
@@ -871,8 +921,11 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 	d->nsessions--;
 	s->nsessions--;
 	if (d->pol.state != DEST_BACKOFF &&
-	    (!end->connected || d->pol.state == DEST_PROBING))
+	    (!end->connected || d->pol.state == DEST_PROBING)) {
+		if (ss->nmsgs == 0)
+			sched_note_failure(d, end);
 		dest_failed(d, end->text[0] ? end->text : "probe ended early");
+	}
 	client_session_free(cs);
 	dns_answer_free(ss->ans);
 	free(ss);
@@ -1084,10 +1137,20 @@ sched_arm(struct sched *s, int64_t now)
 	int64_t when = now + SCHED_TICK_MS;
 	struct timeval tv;
 
+	size_t pos = 0;
+	const char *key;
+	void *val;
+
 	if (s->nheap > 0 && s->heap[0]->due < when)
 		when = s->heap[0]->due;
 	if (s->next_sweep < when)
 		when = s->next_sweep;
+	while (hmap_next(s->dests, &pos, &key, &val)) {
+		const struct dest *d = val;
+
+		if (d->pol.state == DEST_BACKOFF && d->pol.next_probe < when)
+			when = d->pol.next_probe;
+	}
 	if (when < now + 10)
 		when = now + 10;
 	tv.tv_sec = (when - now) / 1000;
