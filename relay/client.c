@@ -54,6 +54,14 @@ client_timeouts(struct client_session *cs, int64_t rd, int64_t wr)
 	    cs->bev, rd > 0 ? &r : NULL, wr > 0 ? &w : NULL);
 }
 
+/* The body is written: now the wait for the final reply(ies). */
+static void
+client_final_timeouts(struct client_session *cs)
+{
+	client_timeouts(cs, client_secs(cs->t->final_timeout, CLIENT_DEF_FINAL),
+	    client_secs(cs->t->data_timeout, CLIENT_DEF_DATA));
+}
+
 void
 client_send(struct client_session *cs, const char *cmd)
 {
@@ -309,6 +317,8 @@ client_enter(struct client_session *cs)
 	case CS_DOT:
 		if (!cs->body_queued)
 			client_write_body(cs);
+		else if (cs->body_sent)
+			client_final_timeouts(cs);
 		return;
 	case CS_DOT_DISCARD:
 		client_timeouts(cs,
@@ -401,11 +411,11 @@ client_on_write(struct bufferevent *bev, void *arg)
 	struct client_session *cs = arg;
 
 	(void)bev;
-	if (cs->st == CS_DOT && cs->body_queued && !cs->body_sent) {
+	/* A pipelined BDAT chunk may be all written before CS_DOT. */
+	if (cs->body_queued && !cs->body_sent) {
 		cs->body_sent = true;
-		client_timeouts(cs,
-		    client_secs(cs->t->final_timeout, CLIENT_DEF_FINAL),
-		    client_secs(cs->t->data_timeout, CLIENT_DEF_DATA));
+		if (cs->st == CS_DOT)
+			client_final_timeouts(cs);
 	}
 }
 

@@ -265,9 +265,11 @@ client_write_body(struct client_session *cs)
 	}
 	cs->body_queued = true;
 	cs->body_sent = false;
-	/* The final reply's timeout starts once it is all written. */
-	client_timeouts(
-	    cs, 0, client_secs(cs->t->data_timeout, CLIENT_DEF_DATA));
+	/* The final reply's timeout starts once it is all written (a
+	 * pipelined BDAT keeps the command timeout for MAIL and RCPT). */
+	if (cs->st == CS_DOT)
+		client_timeouts(
+		    cs, 0, client_secs(cs->t->data_timeout, CLIENT_DEF_DATA));
 }
 
 void

@@ -598,6 +598,25 @@ def _server_main():
                 return
             await super().smtp_QUIT(arg)
 
+        async def smtp_BDAT(self, arg):
+            """RFC 3030 chunks, when CHUNKING is among the extensions."""
+            self.cmd("BDAT", arg)
+            m = re.match(r"(?i)(\d+)(\s+LAST)?$", arg or "")
+            if not m:
+                return await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            try:
+                chunk = await self._reader.readexactly(int(m.group(1)))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                record("aborted", conn=self.conn, phase="bdat")
+                raise
+            if not self.in_mail or not self.envelope.rcpt_tos:
+                return await self.push("503 5.5.1 Error: need RCPT command")
+            self.chunks = getattr(self, "chunks", b"") + chunk
+            if not m.group(2):
+                return await self.push("250 2.0.0 %d octets" % len(chunk))
+            data, self.chunks = self.chunks, b""
+            await self.finish(list(self.envelope.rcpt_tos), data, data)
+
         async def smtp_DATA(self, arg):
             self.cmd("DATA", arg)
             if not self.in_mail:
@@ -627,6 +646,10 @@ def _server_main():
             finally:
                 self.in_data = False
             data = re.sub(rb"(^|\r\n)\.", rb"\1", bytes(raw))
+            await self.finish(rcpts, data, bytes(raw))
+
+        async def finish(self, rcpts, data, raw):
+            """The message is in: record it, then reply."""
             state["msgs"] += 1
             if opts.lmtp:
                 replies = [rule("eod", a) or "250 2.0.0 <%s> Ok" % a
@@ -642,7 +665,7 @@ def _server_main():
                    rcpt_params=self.rcpt_params, tls=self.tls_up(),
                    replies=replies,
                    data_b64=base64.b64encode(data).decode(),
-                   raw_b64=base64.b64encode(bytes(raw)).decode())
+                   raw_b64=base64.b64encode(raw).decode())
             self.in_mail = False
             self.envelope = self._create_envelope()
             if not await self.phase("eod"):

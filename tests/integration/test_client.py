@@ -450,3 +450,44 @@ def test_client_names_the_route_in_the_relay(tmp_path, backends):
     assert r.end["relay"] == r.rcpts[0]["relay"]
     assert r.rcpts[0]["tls"] is None
     assert os.path.exists(b.logpath)
+
+
+def test_client_sends_binarymime_as_one_bdat_chunk(tmp_path, backends):
+    b = backends(extensions=["PIPELINING", "SIZE 100000", "CHUNKING",
+                             "BINARYMIME", "8BITMIME"])
+    body = b"Subject: bin\r\n\r\n\x00\xff bare\nLF\r\n.\r\n..\r\nno end"
+    r = send(str(tmp_path), [smtp_route(b)], [body, MSG],
+             args=plain(["--binary"]))
+    assert [x["code"] for x in r.rcpts] == [250, 250]
+    m = b.messages()[0]
+    # Sent as is: no dot-stuffing, no line end added.
+    assert m["data"] == body and m["raw"] == body
+    assert m["mail_params"] == "SIZE=%d BODY=BINARYMIME" % len(body)
+    assert "BDAT %d LAST" % len(body) in b.commands()
+    assert "DATA" not in b.commands()
+    assert b.connections() == 1
+
+
+def test_client_defers_a_malformed_reply(tmp_path, backends):
+    b = backends(rcpt={"*": "hello, I am not SMTP"})
+    r = send(str(tmp_path), [smtp_route(b)], [MSG], args=plain())
+    assert (r.rcpts[0]["code"], r.rcpts[0]["dsn"]) == (0, "4.5.0")
+    assert r.rcpts[0]["text"].startswith(
+        "malformed reply from 127.0.0.1[127.0.0.1] while sending RCPT TO")
+    assert r.end["dsn"] == "4.5.0"
+    assert b.messages() == []
+
+
+def test_client_delivers_to_mxspoold(tmp_path, daemon):
+    from smtphelp import spool_body, split_received
+
+    d = daemon().start()
+    body = MSG + b".leading dot\r\n"
+    r = send(str(tmp_path), ["smtp:[127.0.0.1]:%d" % d.port], [body],
+             args=plain(["--8bit"]))
+    x = r.rcpts[0]
+    assert (x["code"], x["dsn"]) == (250, "2.0.0"), x
+    qid = x["text"].rsplit(" ", 1)[1]
+    assert d.stop() == 0
+    _, rest = split_received(spool_body(d, qid))
+    assert rest == body
