@@ -189,6 +189,7 @@ smtp_message_end(struct smtp_sess *s)
 	s->env = NULL;
 	t.helo = s->helo[0] != '\0' ? s->helo : NULL;
 	t.addr = s->addr;
+	t.name = s->name[0] != '\0' ? s->name : NULL;
 	t.by = cf->hostname;
 	if (env->flags & ENV_SMTPUTF8)
 		t.protocol = s->tls ? "UTF8SMTPS" : "UTF8SMTP";

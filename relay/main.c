@@ -193,6 +193,7 @@ main(int argc, char **argv)
 		fatal("cannot start the DNS resolver");
 	d.sched = sched_new(d.base, d.cf, d.q, d.dns);
 	d.srv = server_new(d.base, d.cf, d.q);
+	server_set_dns(d.srv, d.dns);
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);

@@ -129,6 +129,7 @@ unsigned parse_count_received(const char *msg, size_t len);
 struct parse_trace {
 	const char *helo;     /* as the client gave it, or NULL */
 	const char *addr;     /* client address, "192.0.2.1" or "2001:db8::1" */
+	const char *name;     /* its verified PTR name, or NULL: "unknown" */
 	const char *by;       /* our host name */
 	const char *protocol; /* "ESMTP", "ESMTPS", "SMTP", "UTF8SMTPS", ... */
 	const char *qid;

@@ -260,12 +260,13 @@ trace_clean(char *out, size_t outlen, const char *s)
 char *
 parse_received(const struct parse_trace *t, size_t *len)
 {
-	char helo[PARSE_HELO_MAX + 1], date[64], lit[80], tls[200];
+	char helo[PARSE_HELO_MAX + 1], date[64], lit[80], tls[200], name[256];
 	char rcpt[PARSE_ADDR_SIZE + 16];
 	struct tm tm;
 	char *h;
 
 	trace_clean(helo, sizeof(helo), t->helo ? t->helo : "unknown");
+	trace_clean(name, sizeof(name), t->name ? t->name : "unknown");
 	if (strchr(t->addr, ':') != NULL)
 		snprintf(lit, sizeof(lit), "[IPv6:%s]", t->addr);
 	else
@@ -278,10 +279,10 @@ parse_received(const struct parse_trace *t, size_t *len)
 	rcpt[0] = '\0';
 	if (t->rcpt != NULL)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", t->rcpt);
-	h = xasprintf("Received: from %s (%s)\r\n"
+	h = xasprintf("Received: from %s (%s %s)\r\n"
 		      "\tby %s (mxspool) with %s id %s%s%s;\r\n"
 		      "\t%s\r\n",
-	    helo, lit, t->by, t->protocol, t->qid, tls, rcpt, date);
+	    helo, name, lit, t->by, t->protocol, t->qid, tls, rcpt, date);
 	*len = strlen(h);
 	return h;
 }

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "dns/dns.h"
 #include "common/xmem.h"
 #include "relay/listen.h"
 #include "relay/server_int.h"
@@ -280,6 +281,7 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	env = envelope_new();
 	env->sender = xstrdup(m.addr);
 	env->client_addr = xstrdup(s->addr);
+	env->client_name = s->name[0] != '\0' ? xstrdup(s->name) : NULL;
 	env->helo = s->helo[0] != '\0' ? xstrdup(s->helo) : NULL;
 	env->body = m.body;
 	env->ret = m.ret;
@@ -715,6 +717,8 @@ smtp_sess_free(struct smtp_sess *s)
 	    s->peer, s->ncmds, s->nmsgs, s->nerrors);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
+	if (srv->dns != NULL)
+		dns_cancel(srv->dns, s->ptr_id);
 	envelope_free(s->env);
 	parse_data_fini(&s->data);
 	bufferevent_free(s->bev);
@@ -734,6 +738,26 @@ smtp_on_reap(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	smtp_sess_free(arg);
+}
+
+/* The client's name: known for the Received header if it comes in time.
+ * The lookup is cancelled when the session goes, so s is alive here. */
+static void
+smtp_on_ptr(void *arg, enum dns_status st, const char *name)
+{
+	struct smtp_sess *s = arg;
+
+	s->ptr_id = 0;
+	if (st == DNS_OK && name != NULL) {
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		log_debug("%s: client name %s", s->id, s->name);
+	}
+}
+
+void
+server_set_dns(struct server *srv, struct dns *dns)
+{
+	srv->dns = dns;
 }
 
 struct smtp_sess *
@@ -793,6 +817,11 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
 	log_event(s->id, "connect from %s", s->peer);
+	if (srv->dns != NULL)
+		s->ptr_id = dns_ptr(srv->dns, sa,
+		    (unsigned)(cf->dns_ptr_timeout_ms ? cf->dns_ptr_timeout_ms
+						      : 3000),
+		    smtp_on_ptr, s);
 	if (srv->nsessions > or_default(cf->max_connections, SMTP_DEF_CONNS)) {
 		log_event(s->id, "reject: too many connections (%zu)",
 		    srv->nsessions - 1);

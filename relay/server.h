@@ -8,6 +8,7 @@
 #include "common/conf.h"
 #include "queue/queue.h"
 
+struct dns;
 struct server;
 typedef void server_done_cb(void *arg);
 
@@ -22,6 +23,9 @@ struct server *server_new(
  * address; on failure says what in err.
  */
 int server_listen(struct server *srv, char *err, size_t errlen);
+/* Look up each client's name (PTR, confirmed forward) with dns, for the
+ * log and the Received header; it never delays a session. */
+void server_set_dns(struct server *srv, struct dns *dns);
 /*
  * Every decision from now on, in new and open sessions, uses cf. A TLS
  * certificate that no longer loads keeps the old one (and says so).

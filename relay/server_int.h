@@ -45,6 +45,8 @@ struct smtp_sess {
 	char id[16];                     /* "C%08x" */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "[addr]:port" */
 	char addr[INET6_ADDRSTRLEN];
+	char name[256];	 /* verified PTR name, "" while unknown */
+	uint64_t ptr_id; /* the PTR lookup in flight, or 0 */
 	enum smtp_state state;
 	char helo[PARSE_HELO_MAX + 1];
 	bool esmtp;
@@ -68,6 +70,7 @@ struct server {
 	struct event_base *base;
 	const struct conf *cf;
 	struct queue *q;
+	struct dns *dns; /* for client names; NULL: none looked up */
 	struct tls_ctx *tls;
 	struct listen_set *listeners;
 	struct event *accept_pause;

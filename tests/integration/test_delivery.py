@@ -330,3 +330,20 @@ def test_an_mx_pointing_back_at_this_host_defers_as_a_loop(daemon, store, tmp_pa
         assert d.stop() == 0
     finally:
         dns.stop()
+
+
+def test_received_header_names_a_client_whose_ptr_resolves_back(daemon, store, tmp_path):
+    from dnsmasq import Dnsmasq
+    b = store()
+    dns = Dnsmasq(tmp_path, ["--host-record=client.test,127.0.0.1"],
+                  local=("test", "in-addr.arpa")).start()
+    try:
+        d = daemon(extra=config(b) + 'dns_servers = {"127.0.0.1:%d"}\n' % dns.port).start()
+        time.sleep(0.2)
+        send(d, 1)
+        b.wait_for(lambda: len(b.messages()) == 1, what="delivery")
+        first = b.messages()[0]["data"].split(b"\r\n")[0]
+        assert first.endswith(b"(client.test [127.0.0.1])"), first
+        assert d.stop() == 0
+    finally:
+        dns.stop()

@@ -606,7 +606,7 @@ test_received_header_has_every_field(void **state)
 	setenv("TZ", "UTC", 1);
 	h = parse_received(&t, &len);
 	assert_string_equal(h,
-	    "Received: from client.example ([192.0.2.1])\r\n"
+	    "Received: from client.example (unknown [192.0.2.1])\r\n"
 	    "\tby mx.example.net (mxspool) with ESMTPS id 0ABCDEFGHJKM\r\n"
 	    "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 "
 	    "bits))\r\n"
@@ -621,7 +621,17 @@ test_received_header_has_every_field(void **state)
 	t.protocol = "ESMTP";
 	h = parse_received(&t, &len);
 	assert_string_equal(h,
-	    "Received: from evil???X:?y ([IPv6:2001:db8::1])\r\n"
+	    "Received: from evil???X:?y (unknown [IPv6:2001:db8::1])\r\n"
+	    "\tby mx.example.net (mxspool) with ESMTP id 0ABCDEFGHJKM;\r\n"
+	    "\tTue, 14 Nov 2023 22:13:20 +0000\r\n");
+	free(h);
+	/* A verified PTR name stands where "unknown" did. */
+	t.helo = "client.example";
+	t.addr = "192.0.2.1";
+	t.name = "mail.client.example";
+	h = parse_received(&t, &len);
+	assert_string_equal(h,
+	    "Received: from client.example (mail.client.example [192.0.2.1])\r\n"
 	    "\tby mx.example.net (mxspool) with ESMTP id 0ABCDEFGHJKM;\r\n"
 	    "\tTue, 14 Nov 2023 22:13:20 +0000\r\n");
 	free(h);
