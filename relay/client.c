@@ -562,6 +562,8 @@ client_session_new(struct event_base *base, const struct client_target *t,
 void
 client_session_wake(struct client_session *cs)
 {
+	/* From inside next() too: the NULL it is about to return is stale. */
+	cs->woken = true;
 	if (cs->st == CS_IDLE)
 		event_active(cs->ev_work, EV_TIMEOUT, 1);
 }

@@ -135,6 +135,7 @@ struct client_session {
 	struct client_reply reply;
 	unsigned nmsgs;
 	bool quit_req;
+	bool woken;    /* a wake came while the owner was asked */
 	bool in_owner; /* inside next() or done() */
 
 	/* The transaction. */

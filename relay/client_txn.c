@@ -6,6 +6,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,11 +327,15 @@ client_ready(struct client_session *cs)
 			client_set_state(cs, CS_QUIT);
 			return;
 		}
+		cs->woken = false;
 		cs->in_owner = true;
 		m = cs->cbs.next(cs->arg, cs);
 		cs->in_owner = false;
 		if (m == NULL) {
 			client_set_state(cs, CS_IDLE);
+			/* Woken meanwhile: ask again, from the loop. */
+			if (cs->woken && cs->st == CS_IDLE)
+				event_active(cs->ev_work, EV_TIMEOUT, 1);
 			return;
 		}
 		if (m->nrcpts == 0) {

@@ -491,3 +491,16 @@ def test_client_delivers_to_mxspoold(tmp_path, daemon):
     assert d.stop() == 0
     _, rest = split_received(spool_body(d, qid))
     assert rest == body
+
+
+def test_client_keeps_a_wake_that_comes_from_inside_next(tmp_path, backends):
+    b = backends()
+    r = send(str(tmp_path), [smtp_route(b)], [MSG],
+             args=plain(["--idle-first", "0", "--idle", "3"]))
+    assert r.rcpts[0]["code"] == 250
+    ev = b.events()
+    t_connect = next(e["t"] for e in ev if e["ev"] == "connect")
+    t_msg = next(e["t"] for e in ev if e["ev"] == "message")
+    # Not after an idle timeout: at once.
+    assert t_msg - t_connect < 2
+    assert b.connections() == 1

@@ -14,8 +14,9 @@
  *
  * Options: --name NAME (the hosts' name, for texts and TLS checks),
  * --ca FILE, --max-msgs N, --idle SECS, --idle-first MS (the first next()
- * returns NULL and a wake follows after MS), --quit-after N (quit once N
- * messages are done), --8bit, --binary, --smtputf8, --ret FULL|HDRS,
+ * returns NULL and a wake follows after MS; 0: from inside next()),
+ * --quit-after N (quit once N messages are done), --8bit, --binary, --smtputf8,
+ * --ret FULL|HDRS,
  * --envid X, --notify SUCCESS,FAILURE,DELAY|NEVER, --orcpt X, --helo NAME.
  * Each FILE is one message, sent as is (CRLF lines, not dot-stuffed).
  */
@@ -94,6 +95,12 @@ cb_next(void *arg, struct client_session *cs)
 		struct timeval tv = {.tv_sec = idle_first_ms / 1000,
 		    .tv_usec = (idle_first_ms % 1000) * 1000};
 
+		if (idle_first_ms == 0) {
+			/* A wake from inside next(): must not be lost. */
+			idle_first_ms = -1;
+			client_session_wake(cs);
+			return NULL;
+		}
 		idle_first_ms = -1;
 		wake_ev = evtimer_new(base, on_wake, cs);
 		evtimer_add(wake_ev, &tv);
