@@ -132,6 +132,7 @@ install: all
 		sed -e 's|^listen = .*|listen = {"0.0.0.0:25", "[::]:25"}|' \
 		    -e 's|^spool_dir = .*|spool_dir = "/var/spool/mxspool"|' \
 		    -e 's|^control_socket = .*|control_socket = "/run/mxspool/control.sock"|' \
+		    -e 's|^dns_servers = .*|#dns_servers = {"127.0.0.1:53"}|' \
 		    etc/mxspool.conf > "$$conf" && chmod 0644 "$$conf"; \
 	fi
 	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 "$$m" \
