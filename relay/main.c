@@ -11,10 +11,13 @@
 
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
+#include "relay/ctl.h"
+#include "relay/httpd.h"
 #include "relay/server.h"
 #include "relay/tls.h"
 
@@ -27,8 +30,15 @@ struct daemon {
 	struct queue *q;
 	struct dns *dns;
 	struct sched *sched;
-	struct event *sig_term, *sig_int;
+	struct ctl *ctl;
+	struct httpd *httpd;
+	struct event *sig_term, *sig_int, *sig_hup;
 	int stopping;
+	const char *path;
+	/* Configs replaced by a reload: kept until exit, because a session
+	 * or delivery in progress may still hold pointers into them. */
+	struct conf **retired;
+	size_t nretired, capretired;
 };
 
 static void
@@ -110,6 +120,61 @@ check_tls(const struct conf *cf, const char *path)
 	return 0;
 }
 
+/*
+ * Reads the config again. An invalid one is refused (its errors logged and
+ * returned) and the old one stays; a valid one is handed to every part,
+ * which use it for new sessions and later decisions.
+ */
+static int
+daemon_reload(void *arg, char **errors)
+{
+	struct daemon *d = arg;
+	struct conf *cf;
+	char err[512];
+
+	log_info("reload: reading %s", d->path);
+	if (conf_load(&cf, d->path, errors) < 0) {
+		for (char *p = *errors, *nl; p != NULL && *p; p = nl + 1) {
+			nl = strchr(p, '\n');
+			if (nl == NULL)
+				nl = p + strlen(p) - 1;
+			log_err("reload refused: %.*s", (int)(nl - p), p);
+		}
+		metrics_count(MF_RELOADS, "failed");
+		return -1;
+	}
+	if (strcmp(cf->spool_dir, d->cf->spool_dir) != 0)
+		log_warn("reload: spool_dir %s takes effect at the next start",
+		    cf->spool_dir);
+	log_set_level(cf->log_level);
+	server_set_conf(d->srv, cf);
+	if (dns_set_conf(d->dns, cf) < 0)
+		log_err("reload: the resolver keeps its previous settings");
+	sched_set_conf(d->sched, cf);
+	if (ctl_set_conf(d->ctl, cf, err, sizeof(err)) < 0)
+		log_err("reload: %s", err);
+	if (httpd_set_conf(d->httpd, cf, err, sizeof(err)) < 0)
+		log_err("reload: %s", err);
+	d->retired = xgrow(d->retired, &d->capretired, d->nretired + 1,
+	    sizeof(*d->retired));
+	d->retired[d->nretired++] = d->cf;
+	d->cf = cf;
+	metrics_count(MF_RELOADS, "ok");
+	log_info("reload: %s in force", d->path);
+	return 0;
+}
+
+static void
+daemon_on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	char *errors = NULL;
+
+	(void)sig;
+	(void)what;
+	daemon_reload(arg, &errors);
+	free(errors);
+}
+
 static void
 daemon_on_stopped(void *arg)
 {
@@ -130,6 +195,8 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("%s: no longer accepting connections", strsignal((int)sig));
+	ctl_free(d->ctl); /* mxspoolctl now says the daemon is not running */
+	d->ctl = NULL;
 	server_shutdown(d->srv, daemon_on_stopped, d);
 }
 
@@ -165,6 +232,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	d.path = path;
 	if (conf_load(&d.cf, path, &errors) < 0) {
 		fputs(errors, stderr);
 		free(errors);
@@ -196,6 +264,21 @@ main(int argc, char **argv)
 	server_set_dns(d.srv, d.dns);
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	{
+		struct ctl_deps deps = {.q = d.q, .sched = d.sched,
+		    .dns = d.dns, .srv = d.srv};
+
+		d.ctl = ctl_new(d.base, d.cf, &deps, daemon_reload, &d);
+		if (ctl_listen(d.ctl, err, sizeof(err)) < 0)
+			fatal("%s", err);
+		d.httpd = httpd_new(d.base, d.cf, &deps);
+		/* Mail matters more than metrics: a port in use is logged,
+		 * and a reload with a free one turns them on. */
+		if (httpd_listen(d.httpd, err, sizeof(err)) < 0)
+			log_err("%s: metrics are off", err);
+	}
+	d.sig_hup = evsignal_new(d.base, SIGHUP, daemon_on_hup, &d);
+	evsignal_add(d.sig_hup, NULL);
 	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
 	d.sig_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
 	evsignal_add(d.sig_term, NULL);
@@ -209,13 +292,19 @@ main(int argc, char **argv)
 	event_base_dispatch(d.base);
 
 	log_info("mxspoold stopped");
+	ctl_free(d.ctl);
+	httpd_free(d.httpd);
 	server_free(d.srv);
 	sched_free(d.sched);
 	dns_free(d.dns);
 	queue_close(d.q);
 	event_free(d.sig_term);
 	event_free(d.sig_int);
+	event_free(d.sig_hup);
 	event_base_free(d.base);
 	conf_free(d.cf);
+	for (size_t i = 0; i < d.nretired; i++)
+		conf_free(d.retired[i]);
+	free(d.retired);
 	return 0;
 }

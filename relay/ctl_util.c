@@ -1,0 +1,179 @@
+/*
+ * Pure helpers for the control protocol, shared by the daemon (relay/ctl.c)
+ * and mxspoolctl: age buckets, human sizes and ages, and a message as JSON.
+ * No libevent, no RocksDB.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "relay/ctl.h"
+
+static const char *const age_labels[CTL_AGE_BUCKETS] = {"5m", "10m", "20m",
+    "40m", "80m", "160m", "320m", "640m", "1280m", "1280m+"};
+
+int
+ctl_age_bucket(int64_t age)
+{
+	int64_t bound = 5 * 60;
+
+	for (int i = 0; i < CTL_AGE_BUCKETS - 1; i++, bound *= 2)
+		if (age < bound)
+			return i;
+	return CTL_AGE_BUCKETS - 1;
+}
+
+const char *
+ctl_age_bucket_label(int i)
+{
+	if (i < 0 || i >= CTL_AGE_BUCKETS)
+		return "?";
+	return age_labels[i];
+}
+
+void
+ctl_fmt_age(int64_t secs, char *buf, size_t len)
+{
+	if (secs < 0)
+		secs = 0;
+	if (secs < 60)
+		snprintf(buf, len, "%" PRId64 "s", secs);
+	else if (secs < 3600)
+		snprintf(buf, len, "%" PRId64 "m", secs / 60);
+	else if (secs < 86400)
+		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", secs / 3600,
+		    secs % 3600 / 60);
+	else
+		snprintf(buf, len, "%" PRId64 "d%02" PRId64 "h", secs / 86400,
+		    secs % 86400 / 3600);
+}
+
+void
+ctl_fmt_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "KMGT";
+	double v = (double)bytes;
+	int u = -1;
+
+	if (bytes < 1024) {
+		snprintf(buf, len, "%" PRIu64, bytes);
+		return;
+	}
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%.1f%c", v, units[u]);
+}
+
+static const char *
+rcpt_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : addr;
+}
+
+/* XXX: repeats queue/sched.c's dest_get() rule; a sched_dest_key() there
+ * would keep the two from drifting apart. */
+const char *
+ctl_dest_key(const struct conf *cf, const struct envelope *env,
+    const char *rcpt, char *buf, size_t len)
+{
+	const char *domain = rcpt_domain(rcpt);
+	const struct conf_route *rt =
+	    (env->flags & ENV_DSN) && cf->bounce_route.kind != ROUTE_MX
+		? &cf->bounce_route
+		: conf_route_for(cf, domain);
+
+	if (rt->kind != ROUTE_MX) {
+		snprintf(buf, len, "%s", rt->text);
+		return buf;
+	}
+	snprintf(buf, len, "%s", domain);
+	for (char *p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return buf;
+}
+
+bool
+ctl_msg_matches(
+    const struct conf *cf, const struct envelope *env, const char *domain)
+{
+	char key[512];
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+
+		if (r->state != RCPT_PENDING)
+			continue;
+		if (strcasecmp(rcpt_domain(r->addr), domain) == 0)
+			return true;
+		if (strcasecmp(ctl_dest_key(cf, env, r->addr, key, sizeof(key)),
+			domain) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A string that may hold bytes that are not UTF-8 (8BITMIME senders,
+ * remote replies): jansson refuses those, so they become '?'. */
+json_t *
+ctl_json_str(const char *s)
+{
+	json_t *j;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	j = json_string(s);
+	if (j != NULL)
+		return j;
+	copy = strdup(s);
+	if (copy == NULL)
+		return json_null();
+	for (unsigned char *p = (unsigned char *)copy; *p; p++)
+		if (*p >= 0x80 || *p < 0x20)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j ? j : json_null();
+}
+
+json_t *
+ctl_msg_json(const struct conf *cf, const struct envelope *env)
+{
+	json_t *o = json_object(), *rcpts = json_array();
+	char key[512];
+
+	json_object_set_new(o, "id", json_string(env->qid));
+	json_object_set_new(o, "arrival", json_integer(env->arrival / 1000000));
+	json_object_set_new(o, "size", json_integer((json_int_t)env->size));
+	json_object_set_new(o, "sender", ctl_json_str(env->sender));
+	json_object_set_new(o, "client", ctl_json_str(env->client_addr));
+	json_object_set_new(o, "held", json_boolean(env->flags & ENV_HELD));
+	json_object_set_new(o, "attempts", json_integer(env->attempts));
+	json_object_set_new(o, "last_attempt",
+	    env->last_attempt ? json_integer(env->last_attempt) : json_null());
+	json_object_set_new(o, "next_attempt",
+	    env->next_attempt ? json_integer(env->next_attempt) : json_null());
+	json_object_set_new(o, "last_error", ctl_json_str(env->last_error));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+
+		json_array_append_new(rcpts,
+		    json_pack("{s:o,s:s,s:o,s:o,s:o}", "address",
+			ctl_json_str(r->addr), "state",
+			rcpt_state_str(r->state), "dsn",
+			ctl_json_str(r->dsn_status), "last_error",
+			ctl_json_str(r->last_error), "destination",
+			ctl_json_str(
+			    ctl_dest_key(cf, env, r->addr, key, sizeof(key)))));
+	}
+	json_object_set_new(o, "recipients", rcpts);
+	return o;
+}

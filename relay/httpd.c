@@ -1,0 +1,329 @@
+/*
+ * /metrics and /healthz (see httpd.h). The counters come from
+ * common/metrics; the gauges are read live from the queue, the scheduler
+ * and the server when Prometheus scrapes, so nothing has to keep them
+ * up to date in between.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/xmem.h"
+#include "queue/queue.h"
+#include "queue/sched.h"
+#include "relay/httpd.h"
+#include "relay/server.h"
+
+#define HTTPD_TIMEOUT 10 /* seconds per request */
+
+struct httpd {
+	struct event_base *base;
+	const struct conf *cf;
+	struct ctl_deps deps;
+	struct evhttp *http;
+	struct conf_addr addr; /* where it listens, when http is set */
+};
+
+struct gauge_dest {
+	char *name;
+	size_t messages;
+	uint64_t bytes;
+	int64_t oldest; /* unix seconds */
+	int backoff;    /* -1 unknown to the scheduler */
+	size_t connections;
+};
+
+struct gauges {
+	const struct conf *cf;
+	struct hmap *dests;
+};
+
+static struct gauge_dest *
+gauge_dest_get(struct gauges *g, const char *name)
+{
+	struct gauge_dest *d = hmap_get(g->dests, name);
+
+	if (d == NULL) {
+		d = xcalloc(1, sizeof(*d));
+		d->name = xstrdup(name);
+		d->backoff = -1;
+		hmap_put(g->dests, d->name, d);
+	}
+	return d;
+}
+
+static void
+gauges_on_msg(void *arg, struct envelope *env)
+{
+	struct gauges *g = arg;
+	struct gauge_dest *last = NULL;
+	char key[512];
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct gauge_dest *d;
+
+		if (env->rcpts[i].state != RCPT_PENDING)
+			continue;
+		d = gauge_dest_get(
+		    g, ctl_dest_key(
+			   g->cf, env, env->rcpts[i].addr, key, sizeof(key)));
+		if (d ==
+		    last) /* recipients of one domain are usually together */
+			continue;
+		last = d;
+		d->messages++;
+		d->bytes += env->size;
+		if (d->oldest == 0 || env->arrival / 1000000 < d->oldest)
+			d->oldest = env->arrival / 1000000;
+	}
+}
+
+static void
+gauges_on_dest(void *arg, const struct sched_dest_info *in)
+{
+	struct gauge_dest *d = gauge_dest_get(arg, in->name);
+
+	d->backoff = strcmp(in->state, "backing off") == 0;
+	d->connections = in->connections;
+}
+
+enum gauge_kind { G_MESSAGES, G_BYTES, G_AGE, G_BACKOFF, G_CONNS, G_N };
+
+static const struct {
+	const char *name, *help;
+} gauge_desc[G_N] = {
+    [G_MESSAGES] = {"mxspool_queue_messages",
+	"Messages queued, by destination."},
+    [G_BYTES] = {"mxspool_queue_bytes",
+	"Bytes of queued messages, by destination."},
+    [G_AGE] = {"mxspool_queue_oldest_age_seconds",
+	"Age of the oldest queued message, by destination."},
+    [G_BACKOFF] = {"mxspool_destination_backing_off",
+	"1 while a destination fails and is only probed."},
+    [G_CONNS] = {"mxspool_outbound_connections",
+	"Delivery connections open, by destination."},
+};
+
+/* A gauge's value for d; false when it has none. */
+static bool
+gauge_value(
+    const struct gauge_dest *d, enum gauge_kind k, int64_t now, double *v)
+{
+	switch (k) {
+	case G_MESSAGES:
+		*v = (double)d->messages;
+		return true;
+	case G_BYTES:
+		*v = (double)d->bytes;
+		return true;
+	case G_AGE:
+		*v = (double)(now - d->oldest);
+		return d->messages > 0;
+	case G_BACKOFF:
+		*v = d->backoff;
+		return d->backoff >= 0;
+	case G_CONNS:
+		*v = (double)d->connections;
+		return d->backoff >= 0;
+	case G_N:
+		break;
+	}
+	return false;
+}
+
+/* The per-destination gauges, one family after the other. */
+static void
+httpd_write_gauges(struct httpd *h, FILE *fp)
+{
+	struct gauges g = {.cf = h->cf, .dests = hmap_new()};
+	int64_t now = (int64_t)time(NULL);
+	size_t pos = 0, n = 0;
+	struct gauge_dest **v;
+	const char *key;
+	void *val;
+	double x;
+
+	queue_foreach(h->deps.q, gauges_on_msg, &g);
+	sched_foreach_dest(h->deps.sched, gauges_on_dest, &g);
+	v = xcalloc(hmap_count(g.dests) + 1, sizeof(*v));
+	while (hmap_next(g.dests, &pos, &key, &val))
+		v[n++] = val;
+	for (int k = 0; k < G_N; k++) {
+		metrics_write_head(
+		    fp, gauge_desc[k].name, "gauge", gauge_desc[k].help);
+		for (size_t i = 0; i < n; i++)
+			if (gauge_value(v[i], (enum gauge_kind)k, now, &x))
+				metrics_write_sample(fp, gauge_desc[k].name,
+				    "destination", v[i]->name, x);
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(v[i]->name);
+		free(v[i]);
+	}
+	free(v);
+	hmap_free(g.dests);
+}
+
+static void
+httpd_on_metrics(struct evhttp_request *req, void *arg)
+{
+	struct httpd *h = arg;
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+
+	if (fp == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+		return;
+	}
+	metrics_write(fp);
+	httpd_write_gauges(h, fp);
+	metrics_write_head(
+	    fp, "mxspool_spool_messages", "gauge", "Messages in the spool.");
+	metrics_write_sample(fp, "mxspool_spool_messages", NULL, NULL,
+	    (double)queue_count(h->deps.q));
+	metrics_write_head(fp, "mxspool_connections_open", "gauge",
+	    "Inbound SMTP sessions open.");
+	metrics_write_sample(fp, "mxspool_connections_open", NULL, NULL,
+	    (double)server_nsessions(h->deps.srv));
+	fclose(fp);
+	evbuffer_add(out, text, len);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+}
+
+static void
+httpd_on_healthz(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evbuffer_add_printf(evhttp_request_get_output_buffer(req), "ok\n");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+}
+
+static void
+httpd_on_other(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	evhttp_send_error(req, HTTP_NOTFOUND, "try /metrics or /healthz");
+}
+
+struct httpd *
+httpd_new(
+    struct event_base *base, const struct conf *cf, const struct ctl_deps *deps)
+{
+	struct httpd *h = xcalloc(1, sizeof(*h));
+
+	h->base = base;
+	h->cf = cf;
+	h->deps = *deps;
+	return h;
+}
+
+/* A new evhttp listening on addr. */
+static struct evhttp *
+httpd_open(
+    struct httpd *h, const struct conf_addr *addr, char *err, size_t errlen)
+{
+	struct evhttp *http;
+	int fd, one = 1;
+
+	fd = socket(
+	    addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, (const struct sockaddr *)&addr->sa, addr->salen) < 0 ||
+	    listen(fd, 64) < 0) {
+		snprintf(err, errlen, "metrics_listen %s: %s", addr->text,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	http = evhttp_new(h->base);
+	if (http == NULL ||
+	    evhttp_accept_socket_with_handle(http, fd) == NULL) {
+		snprintf(err, errlen, "metrics_listen %s: cannot serve HTTP",
+		    addr->text);
+		if (http != NULL)
+			evhttp_free(http);
+		close(fd);
+		return NULL;
+	}
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+	evhttp_set_timeout(http, HTTPD_TIMEOUT);
+	evhttp_set_cb(http, "/metrics", httpd_on_metrics, h);
+	evhttp_set_cb(http, "/healthz", httpd_on_healthz, h);
+	evhttp_set_gencb(http, httpd_on_other, h);
+	return http;
+}
+
+int
+httpd_listen(struct httpd *h, char *err, size_t errlen)
+{
+	if (h->cf->metrics_listen == NULL)
+		return 0;
+	h->http = httpd_open(h, h->cf->metrics_listen, err, errlen);
+	if (h->http == NULL)
+		return -1;
+	h->addr = *h->cf->metrics_listen;
+	log_info("metrics on http://%s/metrics", h->addr.text);
+	return 0;
+}
+
+int
+httpd_set_conf(struct httpd *h, const struct conf *cf, char *err, size_t errlen)
+{
+	const struct conf_addr *a = cf->metrics_listen;
+	struct evhttp *http = NULL;
+
+	h->cf = cf;
+	if (h->http != NULL && a != NULL && strcmp(a->text, h->addr.text) == 0)
+		return 0;
+	if (h->http == NULL && a == NULL)
+		return 0;
+	/* The same port under another address would clash: free first,
+	 * and if the new one fails, say so (metrics are off then). */
+	if (h->http != NULL) {
+		evhttp_free(h->http);
+		h->http = NULL;
+		log_info("metrics on %s: closed", h->addr.text);
+	}
+	if (a == NULL)
+		return 0;
+	http = httpd_open(h, a, err, errlen);
+	if (http == NULL)
+		return -1;
+	h->http = http;
+	h->addr = *a;
+	log_info("metrics on http://%s/metrics", h->addr.text);
+	return 0;
+}
+
+void
+httpd_free(struct httpd *h)
+{
+	if (h == NULL)
+		return;
+	if (h->http != NULL)
+		evhttp_free(h->http);
+	free(h);
+}
