@@ -112,6 +112,8 @@ struct sched {
 
 static void dest_dispatch(struct dest *d);
 static void dest_wake(struct dest *d);
+static void sched_note_failure(struct dest *d, const char *dsn,
+    const char *why);
 static void sched_settle(struct sched *s, struct smsg *m);
 
 static int64_t
@@ -885,10 +887,9 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
  * reason stored), as the probe's message; the others wait untouched.
  */
 static void
-sched_note_failure(struct dest *d, const struct client_end *end)
+sched_note_failure(struct dest *d, const char *dsn, const char *why)
 {
 	struct job *j = TAILQ_FIRST(&d->ready);
-	const char *why = end->text[0] ? end->text : "session ended early";
 	struct envelope *env;
 
 	if (j == NULL)
@@ -898,7 +899,7 @@ sched_note_failure(struct dest *d, const struct client_end *end)
 		struct env_rcpt *r = &env->rcpts[j->ridx[i]];
 
 		free(r->dsn_status);
-		r->dsn_status = xstrdup(end->dsn[0] ? end->dsn : "4.4.1");
+		r->dsn_status = xstrdup(dsn[0] ? dsn : "4.4.1");
 		free(r->last_error);
 		r->last_error = xstrdup(why);
 		sched_log(j->m, r->addr, "none", r->dsn_status, "deferred", why);
@@ -923,7 +924,8 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 	if (d->pol.state != DEST_BACKOFF &&
 	    (!end->connected || d->pol.state == DEST_PROBING)) {
 		if (ss->nmsgs == 0)
-			sched_note_failure(d, end);
+			sched_note_failure(d, end->dsn,
+			    end->text[0] ? end->text : "session ended early");
 		dest_failed(d, end->text[0] ? end->text : "probe ended early");
 	}
 	client_session_free(cs);
@@ -1010,6 +1012,7 @@ dest_on_dns(void *arg, const struct dns_answer *ans)
 	case DNS_TEMPFAIL:
 		if (ans->loop)
 			log_warn("%s: %s", d->key, ans->reason);
+		sched_note_failure(d, ans->dsn, ans->reason);
 		dest_failed(d, ans->reason);
 		return;
 	case DNS_PERMFAIL:

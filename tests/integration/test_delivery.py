@@ -324,6 +324,8 @@ def test_an_mx_pointing_back_at_this_host_defers_as_a_loop(daemon, store, tmp_pa
         d = daemon(extra=extra).start()
         send(d, 1)
         wait_for(lambda: log_lines(d, "loops back to myself"), what="the loop")
+        deferred = log_lines(d, "status=deferred")
+        assert deferred and "loops back to myself" in deferred[0]
         time.sleep(1)
         assert not log_lines(d, "status=bounced")
         assert rec.messages() == []
