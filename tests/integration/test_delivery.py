@@ -349,3 +349,35 @@ def test_received_header_names_a_client_whose_ptr_resolves_back(daemon, store, t
         assert d.stop() == 0
     finally:
         dns.stop()
+
+
+def concurrency_over_time(events):
+    """(t, open connections) after each connect/close event."""
+    out, n = [], 0
+    for e in events:
+        if e["ev"] == "connect":
+            n += 1
+        elif e["ev"] == "close":
+            n -= 1
+        else:
+            continue
+        out.append((e["t"], n))
+    return out
+
+
+def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
+    b = store(greeting="421 4.3.2 store is down")
+    d = daemon(extra=config(b, retry="recovery_connections = 2\n max_connections = 8\n"
+                                     " max_msgs_per_connection = 1000")).start()
+    send(d, 150)
+    wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
+    b.update(greeting="220 store ready", stall={"eod": 0.05})
+    b.wait_for(lambda: len(b.messages()) == 150, timeout=60, what="the drain")
+    back = [e for e in b.events() if e["ev"] == "message"][0]["t"]
+    series = [(t, n) for t, n in concurrency_over_time(b.events()) if t >= back - 1]
+    early = max(n for t, n in series if t < back + 0.8)
+    peak = max(n for t, n in series)
+    assert early <= 2, series[:10]
+    assert peak > 2, "concurrency never widened"
+    assert peak <= 8
+    assert d.stop() == 0
