@@ -28,6 +28,8 @@ What Dovecot 2.3 (Debian 12) insists on, found by trying:
   Maildirs live in a short private directory made under /tmp (mode 0755,
   mail/ owned by the mail user), removed by close(). The config, the
   passwd-file, state_dir and the log stay in the test's directory.
+- Run by another user than root, Dovecot works too, but anvil must not
+  chroot.
 """
 
 import grp
@@ -125,6 +127,10 @@ userdb {{
   driver = passwd-file
   args = {userdb}
   default_fields = home={mail}/%n
+}}
+# anvil chroots by default, which only root may do.
+service anvil {{
+  chroot =
 }}
 service lmtp {{
   inet_listener lmtp {{
