@@ -569,7 +569,7 @@ cmd_show(struct ctl_conn *k, json_t *req)
 	struct envelope *env;
 	struct show_state *ss;
 
-	if (ctl_get_str(k, req, "id", &id) < 0 ||
+	if (ctl_get_str(k, req, "qid", &id) < 0 ||
 	    ctl_get_str(k, req, "part", &part) < 0)
 		return;
 	if (id == NULL || !qid_valid(id)) {
