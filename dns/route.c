@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "dns/dns_int.h"
 
@@ -141,9 +142,10 @@ dns_on_done(int fd, short what, void *arg)
 	while ((r = TAILQ_FIRST(&d->done)) != NULL) {
 		TAILQ_REMOVE(&d->done, r, entry);
 		d->st.requests--;
-		if (r->kind == REQ_ROUTE)
+		if (r->kind == REQ_ROUTE) {
+			metrics_dns(dns_status_str(r->ans.status));
 			r->cb(r->arg, &r->ans);
-		else
+		} else
 			r->pcb(r->arg, r->pst, r->pname);
 		dns_req_free(r);
 	}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/commit.h"
 #include "queue/queue.h"
@@ -113,7 +114,11 @@ commit_write(struct commit *c, struct commit_list *ops)
 		}
 	}
 	if (spool_batch_count(b) > 0) {
+		int64_t t0 = commit_now_ns();
+
 		st = spool_write(c->sp, b, sync, err, sizeof(err));
+		if (sync && st == QUEUE_OK)
+			metrics_observe_commit((commit_now_ns() - t0) / 1e9);
 		if (st != QUEUE_OK) {
 			/*
 			 * XXX RocksDB 7.8 (as Debian builds it) aborts on an

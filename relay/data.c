@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "relay/server_int.h"
 
@@ -166,6 +167,7 @@ smtp_message_end(struct smtp_sess *s)
 		log_event(smtp_logid(s),
 		    "reject: message from %s too big (%llu bytes)", s->peer,
 		    (unsigned long long)d->total);
+		metrics_reject("size");
 		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		smtp_reset_txn(s);
 		return;
@@ -177,6 +179,7 @@ smtp_message_end(struct smtp_sess *s)
 		    "reject: mail loop from %s (%u Received headers)", s->peer,
 		    hops);
 		free(body);
+		metrics_reject("hops");
 		smtp_reply(s, "554 5.4.6 Too many hops");
 		smtp_reset_txn(s);
 		return;
@@ -245,6 +248,7 @@ smtp_on_queued(void *arg, int status, const char *qid)
 	switch (status) {
 	case QUEUE_OK:
 		s->nmsgs++;
+		metrics_inc(M_ACCEPTED);
 		log_event(qid, "queued in %.3fs",
 		    (double)(now_us() - tk->start_us) / 1e6);
 		smtp_reply(s, "250 2.0.0 Ok: queued as %s", qid);

@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "dns/dns.h"
 #include "common/xmem.h"
 #include "relay/listen.h"
@@ -275,6 +276,7 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 		return -1;
 	}
 	if (m.has_size && m.size > smtp_size_limit(s->srv->cf)) {
+		metrics_reject("size");
 		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		return -1;
 	}
@@ -317,6 +319,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		return -1;
 	}
 	if (s->env->nrcpts >= or_default(cf->max_recipients, SMTP_DEF_RCPTS)) {
+		metrics_reject("recipients");
 		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return -1;
 	}
@@ -324,6 +327,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 554 5.7.1 <%s>: Relay access denied",
 		    s->peer, r.addr);
+		metrics_reject("relay");
 		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
 	}
@@ -331,6 +335,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 550 5.1.1 <%s>: unknown recipient",
 		    s->peer, r.addr);
+		metrics_reject("unknown_recipient");
 		smtp_reply(s,
 		    "550 5.1.1 <%s>: Recipient address rejected: User unknown "
 		    "in relay recipient table",
@@ -565,6 +570,7 @@ smtp_process_input(struct smtp_sess *s)
 		if (!s->closing && s->nerrors >= max_errors) {
 			log_event(
 			    smtp_logid(s), "too many errors from %s", s->peer);
+			metrics_reject("errors");
 			smtp_reply(s, "421 4.7.0 %s Error: too many errors",
 			    s->srv->cf->hostname);
 			smtp_close_after(s);
@@ -816,6 +822,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	smtp_set_timeouts(s);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
+	metrics_inc(M_CONNECTIONS);
 	log_event(s->id, "connect from %s", s->peer);
 	if (srv->dns != NULL)
 		s->ptr_id = dns_ptr(srv->dns, sa,
@@ -825,6 +832,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	if (srv->nsessions > or_default(cf->max_connections, SMTP_DEF_CONNS)) {
 		log_event(s->id, "reject: too many connections (%zu)",
 		    srv->nsessions - 1);
+		metrics_reject("connections");
 		smtp_reply(s, "421 4.7.0 %s Error: too many connections",
 		    cf->hostname);
 		smtp_close_after(s);
@@ -834,6 +842,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	    or_default(cf->max_connections_per_ip, SMTP_DEF_CONNS_IP)) {
 		log_event(
 		    s->id, "reject: too many connections from %s", s->addr);
+		metrics_reject("connections_per_ip");
 		smtp_reply(s,
 		    "421 4.7.0 %s Error: too many connections from %s",
 		    cf->hostname, s->addr);
