@@ -88,6 +88,35 @@ static void __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* The control_socket line of a config that does not load, or NULL. */
+static char *
+socket_from_text(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char line[1024], *found = NULL;
+
+	if (fp == NULL)
+		return NULL;
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		char *p = line + strspn(line, " \t"), *q;
+
+		if (strncmp(p, "control_socket", 14) != 0)
+			continue;
+		p += 14 + strspn(p + 14, " \t");
+		if (*p++ != '=')
+			continue;
+		p += strspn(p, " \t");
+		if (*p++ != '"' || (q = strchr(p, '"')) == NULL)
+			continue;
+		free(found);
+		found = strndup(p, (size_t)(q - p));
+	}
+	fclose(fp);
+	if (found == NULL)
+		found = strdup("/run/mxspool/control.sock");
+	return found;
+}
+
 /* The control socket's path: -s, else the config's control_socket. */
 static char *
 socket_path(void)
@@ -99,14 +128,12 @@ socket_path(void)
 	if (opt.socket != NULL)
 		return strdup(opt.socket);
 	if (conf_load(&cf, path, &errors) < 0) {
-		char *nl = errors ? strchr(errors, '\n') : NULL;
-
-		if (nl != NULL)
-			*nl = '\0';
-		fail("cannot read the configuration: %s (or give the socket "
-		     "with -s)",
-		    errors ? errors : path);
+		/* A broken file still names the socket, and `reload` must
+		 * reach the daemon to report what is broken. */
 		free(errors);
+		if ((s = socket_from_text(path)) != NULL)
+			return s;
+		fail("cannot read %s; give the socket with -s", path);
 		return NULL;
 	}
 	s = strdup(cf->control_socket);
