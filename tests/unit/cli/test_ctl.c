@@ -1,0 +1,171 @@
+/* Unit tests for relay/ctl_util.c: the pure helpers mxspoolctl and the
+ * control socket share (age buckets, human sizes, destinations, JSON). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "common/conf.h"
+#include "queue/envelope.h"
+#include "relay/ctl.h"
+
+static struct conf *
+load(const char *text)
+{
+	char path[] = "/tmp/test_ctl_XXXXXX";
+	int fd = mkstemp(path);
+	struct conf *cf = NULL;
+	char *errors = NULL;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	if (conf_load(&cf, path, &errors) < 0)
+		fail_msg("config: %s", errors);
+	unlink(path);
+	return cf;
+}
+
+static void
+test_age_buckets_double_from_five_minutes(void **state)
+{
+	(void)state;
+	assert_int_equal(ctl_age_bucket(-5), 0);
+	assert_int_equal(ctl_age_bucket(0), 0);
+	assert_int_equal(ctl_age_bucket(299), 0);
+	assert_int_equal(ctl_age_bucket(300), 1);
+	assert_int_equal(ctl_age_bucket(599), 1);
+	assert_int_equal(ctl_age_bucket(600), 2);
+	assert_int_equal(ctl_age_bucket(1280 * 60 - 1), 8);
+	assert_int_equal(ctl_age_bucket(1280 * 60), 9);
+	assert_int_equal(ctl_age_bucket(INT64_MAX), 9);
+	assert_string_equal(ctl_age_bucket_label(0), "5m");
+	assert_string_equal(ctl_age_bucket_label(8), "1280m");
+	assert_string_equal(ctl_age_bucket_label(9), "1280m+");
+	assert_string_equal(ctl_age_bucket_label(10), "?");
+	assert_string_equal(ctl_age_bucket_label(-1), "?");
+}
+
+static void
+test_ages_and_sizes_read_short(void **state)
+{
+	char b[32];
+
+	(void)state;
+	ctl_fmt_age(-3, b, sizeof(b));
+	assert_string_equal(b, "0s");
+	ctl_fmt_age(42, b, sizeof(b));
+	assert_string_equal(b, "42s");
+	ctl_fmt_age(12 * 60 + 5, b, sizeof(b));
+	assert_string_equal(b, "12m");
+	ctl_fmt_age(3 * 3600 + 5 * 60, b, sizeof(b));
+	assert_string_equal(b, "3h05m");
+	ctl_fmt_age(2 * 86400 + 4 * 3600, b, sizeof(b));
+	assert_string_equal(b, "2d04h");
+	ctl_fmt_size(512, b, sizeof(b));
+	assert_string_equal(b, "512");
+	ctl_fmt_size(10445, b, sizeof(b));
+	assert_string_equal(b, "10.2K");
+	ctl_fmt_size(3565158, b, sizeof(b));
+	assert_string_equal(b, "3.4M");
+	ctl_fmt_size(UINT64_MAX, b, sizeof(b));
+	assert_non_null(strchr(b, 'T'));
+}
+
+static struct envelope *
+msg(const char *r1, const char *r2)
+{
+	struct envelope *env = envelope_new();
+
+	memcpy(env->qid, "1HFQAQS4MNR0", QID_SIZE);
+	env->sender = strdup("a@sender.test");
+	env->arrival = 1700000000LL * 1000000;
+	env->size = 99;
+	envelope_add_rcpt(env, r1, NULL, 0);
+	if (r2 != NULL)
+		envelope_add_rcpt(env, r2, NULL, 0);
+	return env;
+}
+
+static void
+test_destination_is_the_route_or_the_lower_case_domain(void **state)
+{
+	struct conf *cf = load("relay_domains = {\"example.com\", "
+			       "\"example.org\"}\n"
+			       "domain \"example.com\" { route = "
+			       "\"lmtp:[127.0.0.1]:24\" }\n");
+	struct envelope *env = msg("U@Example.COM", "v@EXAMPLE.org");
+	char b[256];
+
+	(void)state;
+	assert_string_equal(
+	    ctl_dest_key(cf, env, env->rcpts[0].addr, b, sizeof(b)),
+	    "lmtp:[127.0.0.1]:24");
+	assert_string_equal(
+	    ctl_dest_key(cf, env, env->rcpts[1].addr, b, sizeof(b)),
+	    "example.org");
+	assert_true(ctl_msg_matches(cf, env, "EXAMPLE.ORG"));
+	assert_true(ctl_msg_matches(cf, env, "lmtp:[127.0.0.1]:24"));
+	assert_false(ctl_msg_matches(cf, env, "example.net"));
+	/* A recipient already delivered no longer counts. */
+	env->rcpts[1].state = RCPT_DELIVERED;
+	assert_false(ctl_msg_matches(cf, env, "example.org"));
+	envelope_free(env);
+	conf_free(cf);
+}
+
+static void
+test_message_json_survives_bytes_that_are_not_utf8(void **state)
+{
+	struct conf *cf = load("relay_domains = {\"example.com\"}\n");
+	struct envelope *env = msg("u@example.com", NULL);
+	json_t *o, *r;
+
+	(void)state;
+	env->flags |= ENV_HELD;
+	env->rcpts[0].last_error = strdup("451 caf\xe9 closed");
+	env->rcpts[0].dsn_status = strdup("4.3.0");
+	o = ctl_msg_json(cf, env);
+	assert_string_equal(
+	    json_string_value(json_object_get(o, "id")), "1HFQAQS4MNR0");
+	assert_int_equal(
+	    json_integer_value(json_object_get(o, "arrival")), 1700000000);
+	assert_true(json_is_true(json_object_get(o, "held")));
+	assert_true(json_is_null(json_object_get(o, "next_attempt")));
+	r = json_array_get(json_object_get(o, "recipients"), 0);
+	assert_string_equal(
+	    json_string_value(json_object_get(r, "state")), "pending");
+	assert_string_equal(json_string_value(json_object_get(r, "last_error")),
+	    "451 caf? closed");
+	assert_string_equal(
+	    json_string_value(json_object_get(r, "destination")),
+	    "example.com");
+	json_decref(o);
+	o = ctl_json_str(NULL);
+	assert_true(json_is_null(o));
+	json_decref(o);
+	envelope_free(env);
+	conf_free(cf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_age_buckets_double_from_five_minutes),
+	    cmocka_unit_test(test_ages_and_sizes_read_short),
+	    cmocka_unit_test(
+		test_destination_is_the_route_or_the_lower_case_domain),
+	    cmocka_unit_test(
+		test_message_json_survives_bytes_that_are_not_utf8),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
