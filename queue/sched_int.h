@@ -1,0 +1,127 @@
+/*
+ * The scheduler's private structures, shared by queue/sched.c (jobs,
+ * destinations, the timer), queue/sched_run.c (delivery sessions) and
+ * queue/sched_notify.c (notifications, max_age and warn_after).
+ */
+#ifndef MXSPOOL_SCHED_INT_H
+#define MXSPOOL_SCHED_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "dns/dns.h"
+#include "queue/dsn.h"
+#include "queue/queue.h"
+#include "queue/retry.h"
+#include "queue/sched.h"
+#include "relay/client.h"
+
+#define SCHED_LOADS 8        /* bodies read at once per destination */
+#define SCHED_SCAN 64        /* ready jobs a session looks through */
+#define SCHED_IDLE 5         /* seconds an idle connection waits */
+#define SCHED_TICK_MS 1000   /* the longest the timer sleeps */
+#define SCHED_SWEEP_MS 60000 /* max_age / warn_after checks, at most */
+#define NO_POS ((size_t)-1)
+
+struct dest;
+struct smsg;
+
+struct job {
+	struct smsg *m;
+	struct dest *d;
+	size_t *ridx; /* indices of env->rcpts this job delivers */
+	size_t nridx;
+	int64_t due; /* unix ms */
+	size_t hpos; /* place in the deferred heap, or NO_POS */
+	bool ready;  /* on d->ready */
+	bool in_flight;
+	TAILQ_ENTRY(job) link;
+	struct client_msg cm; /* while in flight */
+};
+
+TAILQ_HEAD(job_list, job);
+
+struct smsg {
+	char qid[QID_SIZE];
+	struct envelope *env; /* the queue's; valid while the message is */
+	struct job **jobs;
+	size_t njobs, capjobs;
+	char *body;
+	size_t len;
+	bool loading;
+	struct dest *load_dest;
+	unsigned in_flight;
+	unsigned dsn_pending; /* notifications being queued */
+};
+
+struct sess {
+	TAILQ_ENTRY(sess) link;
+	struct dest *d;
+	struct client_session *cs;
+	struct dns_answer *ans;
+	struct client_target target;
+	bool idle;
+	unsigned nmsgs;
+};
+
+struct dest {
+	struct sched *s;
+	char *key;    /* the route text, or the domain */
+	char *domain; /* a domain routed here, for dns/ */
+	bool bounce;  /* along cf->bounce_route */
+	struct dest_policy pol;
+	struct job_list ready;
+	size_t nready, njobs;
+	TAILQ_HEAD(, sess) sessions;
+	unsigned nsessions;
+	uint64_t dns_id;
+	unsigned loading;
+	char *last_error;
+};
+
+struct sched {
+	struct event_base *base;
+	const struct conf *cf;
+	struct queue *q;
+	struct dns *dns;
+	struct hmap *dests; /* key -> struct dest */
+	struct hmap *msgs;  /* qid -> struct smsg */
+	struct job **heap;  /* deferred jobs, earliest first */
+	size_t nheap, capheap;
+	unsigned nsessions;
+	struct event *timer;
+	int64_t next_sweep;
+	uint64_t rng;
+};
+
+/* sched.c: time, jobs, destinations, planning. */
+int64_t sched_now_ms(void);
+double sched_rand(struct sched *s);
+const char *sched_rcpt_domain(const char *addr);
+void job_unready(struct job *j);
+void job_ready(struct job *j);
+void job_defer(struct job *j, int64_t due);
+void job_free(struct job *j);
+void job_drop_rcpt(struct smsg *m, size_t idx);
+const struct conf_retry *dest_retry(const struct dest *d);
+void dest_set_error(struct dest *d, const char *why);
+void dest_failed(struct dest *d, const char *why);
+void dest_release(struct dest *d);
+void sched_plan(struct sched *s, struct smsg *m, int64_t due);
+void smsg_free(struct sched *s, struct smsg *m);
+void sched_log(const struct smsg *m, const char *rcpt, const char *relay,
+    const char *dsn, const char *status, const char *text);
+/* sched_notify.c */
+void sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
+    const struct dsn_rcpt *list, size_t n);
+void sched_settle(struct sched *s, struct smsg *m);
+/* sched_run.c */
+void dest_wake(struct dest *d);
+void dest_dispatch(struct dest *d);
+/* sched_notify.c: max_age and warn_after for every message, and the next
+ * time either comes for env (ms; INT64_MAX for never). */
+void sched_sweep(struct sched *s, int64_t now);
+int64_t sched_age_next(const struct sched *s, const struct envelope *env);
+
+#endif

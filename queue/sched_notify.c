@@ -1,0 +1,296 @@
+/*
+ * Telling senders: delivery status notifications queued from the null
+ * sender before a failed recipient is settled, delay notices after
+ * warn_after, and returns after max_age.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/xmem.h"
+#include "queue/sched_int.h"
+
+/* Notifications. */
+struct dsn_req {
+	struct sched *s;
+	char qid[QID_SIZE];
+	enum dsn_action action;
+	struct dsn_rcpt *rcpts; /* status etc. copied */
+	size_t nrcpts;
+};
+
+static void
+dsn_req_free(struct dsn_req *r)
+{
+	for (size_t i = 0; i < r->nrcpts; i++) {
+		free((char *)(uintptr_t)r->rcpts[i].status);
+		free((char *)(uintptr_t)r->rcpts[i].remote_mta);
+		free((char *)(uintptr_t)r->rcpts[i].diagnostic);
+	}
+	free(r->rcpts);
+	free(r);
+}
+
+static void
+sched_on_dsn_queued(void *arg, int status, const char *dsnqid)
+{
+	struct dsn_req *r = arg;
+	struct sched *s = r->s;
+	struct smsg *m = hmap_get(s->msgs, r->qid);
+
+	if (m == NULL) {
+		dsn_req_free(r);
+		return;
+	}
+	m->dsn_pending--;
+	if (status == QUEUE_OK) {
+		log_event(r->qid, "sender %s notification: %s",
+		    dsn_action_str(r->action), dsnqid);
+		for (size_t i = 0; i < r->nrcpts; i++)
+			if (r->action == DSN_FAILED)
+				m->env->rcpts[r->rcpts[i].idx].state =
+				    RCPT_FAILED;
+		if (r->action == DSN_DELAYED)
+			m->env->flags |= ENV_DELAY_SENT;
+	} else if (r->action == DSN_FAILED) {
+		/* Not returned: the recipients stay pending and are tried
+		 * again, so the sender still hears of them later. */
+		log_warn("%s: cannot queue a notification: %s", r->qid,
+		    queue_status_str(status));
+		sched_plan(s, m, sched_now_ms() + 60000);
+	}
+	dsn_req_free(r);
+	sched_settle(s, m);
+}
+
+static void
+sched_send_dsn(struct sched *s, struct smsg *m, struct dsn_req *r)
+{
+	struct envelope *env = m->env, *n;
+	struct dsn_info info = {
+	    .reporting_mta = s->cf->hostname,
+	    .env = env,
+	    .body = m->body,
+	    .len = m->len,
+	    .action = r->action,
+	    .rcpts = r->rcpts,
+	    .nrcpts = r->nrcpts,
+	    .now = sched_now_ms() / 1000,
+	};
+	size_t len;
+	char *text;
+
+	if (r->action == DSN_DELAYED) {
+		const struct conf_retry *rp = conf_retry_for(
+		    s->cf, sched_rcpt_domain(env->rcpts[0].addr));
+		if (rp->max_age > 0)
+			info.will_retry_until =
+			    env->arrival / 1000000 + rp->max_age;
+	}
+	text = dsn_build(&info, &len);
+	n = envelope_new();
+	queue_new_qid(s->q, n->qid);
+	n->arrival = (int64_t)sched_now_ms() * 1000;
+	n->client_addr = xstrdup("127.0.0.1");
+	n->helo = xstrdup(s->cf->hostname);
+	n->sender = xstrdup("");
+	n->body = env->body == BODY_7BIT ? BODY_7BIT : BODY_8BITMIME;
+	n->flags = ENV_DSN | (env->flags & ENV_SMTPUTF8);
+	envelope_add_rcpt(n, env->sender, NULL, NOTIFY_NEVER);
+	m->dsn_pending++;
+	queue_submit(s->q, n, text, len, sched_on_dsn_queued, r);
+}
+
+static void
+sched_on_dsn_body(void *arg, int status, char *body, size_t len)
+{
+	struct dsn_req *r = arg;
+	struct smsg *m = hmap_get(r->s->msgs, r->qid);
+
+	if (m == NULL) {
+		free(body);
+		dsn_req_free(r);
+		return;
+	}
+	m->dsn_pending--;
+	if (status != QUEUE_OK) {
+		/* Without the original, say what is known. */
+		body = NULL;
+		len = 0;
+	}
+	if (m->body == NULL && body != NULL) {
+		m->body = body;
+		m->len = len;
+		body = NULL;
+	}
+	sched_send_dsn(r->s, m, r);
+	if (m->in_flight == 0 && !m->loading) {
+		free(m->body);
+		m->body = NULL;
+	}
+	free(body);
+}
+
+/*
+ * Tells the sender about recipients (indices in `list` with their status,
+ * remote MTA and reply). Recipients whose NOTIFY says not to are settled at
+ * once; the others once the notification is durably queued.
+ */
+void
+sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
+    const struct dsn_rcpt *list, size_t n)
+{
+	struct dsn_req *r = xcalloc(1, sizeof(*r));
+
+	r->s = s;
+	memcpy(r->qid, m->qid, QID_SIZE);
+	r->action = action;
+	r->rcpts = xcalloc(n ? n : 1, sizeof(*r->rcpts));
+	for (size_t i = 0; i < n; i++) {
+		const struct env_rcpt *rc = &m->env->rcpts[list[i].idx];
+
+		if (!dsn_wanted(m->env, rc, action)) {
+			if (action == DSN_FAILED)
+				m->env->rcpts[list[i].idx].state = RCPT_FAILED;
+			continue;
+		}
+		r->rcpts[r->nrcpts].idx = list[i].idx;
+		r->rcpts[r->nrcpts].status =
+		    xstrdup(list[i].status ? list[i].status : "5.0.0");
+		r->rcpts[r->nrcpts].remote_mta =
+		    list[i].remote_mta ? xstrdup(list[i].remote_mta) : NULL;
+		r->rcpts[r->nrcpts].diagnostic =
+		    list[i].diagnostic ? xstrdup(list[i].diagnostic) : NULL;
+		r->nrcpts++;
+	}
+	if (r->nrcpts == 0) {
+		dsn_req_free(r);
+		if (action == DSN_DELAYED)
+			m->env->flags |= ENV_DELAY_SENT;
+		return;
+	}
+	if (m->body != NULL) {
+		sched_send_dsn(s, m, r);
+		return;
+	}
+	m->dsn_pending++;
+	queue_read_body(s->q, m->qid, sched_on_dsn_body, r);
+}
+
+/* max_age and warn_after. */
+/*
+ * When recipient r of a message born at `born` (ms) passes warn_after
+ * (*warn) and max_age (*expire), in ms; INT64_MAX for never.
+ */
+static void
+age_limits(const struct sched *s, const struct envelope *env,
+    const struct env_rcpt *r, int64_t *warn, int64_t *expire)
+{
+	const struct conf_retry *rp =
+	    conf_retry_for(s->cf, sched_rcpt_domain(r->addr));
+	int64_t born = env->arrival / 1000;
+
+	*expire = rp->max_age > 0 ? born + rp->max_age * 1000 : INT64_MAX;
+	*warn = rp->warn_after > 0 && !(env->flags & ENV_DELAY_SENT)
+		    ? born + rp->warn_after * 1000
+		    : INT64_MAX;
+}
+
+int64_t
+sched_age_next(const struct sched *s, const struct envelope *env)
+{
+	int64_t next = INT64_MAX, warn, expire;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != RCPT_PENDING)
+			continue;
+		age_limits(s, env, &env->rcpts[i], &warn, &expire);
+		if (warn < next)
+			next = warn;
+		if (expire < next)
+			next = expire;
+	}
+	return next;
+}
+
+static void
+age_entry(
+    struct dsn_rcpt *list, size_t *n, size_t idx, const struct env_rcpt *r)
+{
+	list[*n].idx = idx;
+	list[*n].status = r->dsn_status ? r->dsn_status : "4.4.7";
+	list[*n].diagnostic = r->last_error;
+	(*n)++;
+}
+
+/* Returns m's expired recipients and sends its notices. */
+static void
+sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
+{
+	struct envelope *env = m->env;
+	struct dsn_rcpt *expired = xcalloc(env->nrcpts, sizeof(*expired));
+	struct dsn_rcpt *late = xcalloc(env->nrcpts, sizeof(*late));
+	size_t nexp = 0, nlate = 0;
+	int64_t warn, expire;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct env_rcpt *r = &env->rcpts[i];
+
+		if (r->state != RCPT_PENDING)
+			continue;
+		age_limits(s, env, r, &warn, &expire);
+		if (now >= expire)
+			age_entry(expired, &nexp, i, r);
+		else if (now >= warn)
+			age_entry(late, &nlate, i, r);
+	}
+	for (size_t i = 0; i < nexp; i++) {
+		sched_log(m, env->rcpts[expired[i].idx].addr, "none",
+		    expired[i].status, "expired",
+		    "returned to sender: max_age reached");
+		job_drop_rcpt(m, expired[i].idx);
+	}
+	if (nexp > 0)
+		sched_notify(s, m, DSN_FAILED, expired, nexp);
+	else if (nlate > 0)
+		sched_notify(s, m, DSN_DELAYED, late, nlate);
+	if (nexp > 0 || nlate > 0)
+		sched_settle(s, m);
+	free(expired);
+	free(late);
+}
+
+void
+sched_sweep(struct sched *s, int64_t now)
+{
+	char(*qids)[QID_SIZE] = xcalloc(hmap_count(s->msgs) + 1, QID_SIZE);
+	size_t n = 0, pos = 0;
+	int64_t next = now + SCHED_SWEEP_MS;
+	const char *key;
+	void *val;
+
+	/* Ids first: notices may change the map. */
+	while (hmap_next(s->msgs, &pos, &key, &val))
+		memcpy(qids[n++], key, QID_SIZE);
+	for (size_t k = 0; k < n; k++) {
+		struct smsg *m = hmap_get(s->msgs, qids[k]);
+		int64_t t;
+
+		if (m == NULL || (m->env->flags & ENV_HELD))
+			continue;
+		if (m->in_flight == 0)
+			sched_age_msg(s, m, now);
+		m = hmap_get(s->msgs, qids[k]);
+		if (m != NULL && (t = sched_age_next(s, m->env)) < next)
+			next = t > now ? t : now + 1000;
+	}
+	free(qids);
+	s->next_sweep = next;
+}

@@ -1,0 +1,422 @@
+/*
+ * Delivery sessions for the scheduler: finding where a destination's mail
+ * goes (dns/), opening sessions (relay/client) within its limits, handing
+ * them ready jobs whose bodies were read ahead, and acting on the result
+ * for each recipient.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/xmem.h"
+#include "queue/sched_int.h"
+
+/* Bodies are read ahead of the sessions that need them. */
+struct body_req {
+	struct sched *s;
+	struct dest *d;
+	char qid[QID_SIZE];
+};
+
+static void
+sched_on_loaded(void *arg, int status, char *body, size_t len)
+{
+	struct body_req *br = arg;
+	struct smsg *m = hmap_get(br->s->msgs, br->qid);
+
+	if (m != NULL) {
+		m->loading = false;
+		if (status == QUEUE_OK && m->body == NULL) {
+			m->body = body;
+			m->len = len;
+			body = NULL;
+		}
+	}
+	free(body);
+	br->d->loading--;
+	dest_wake(br->d);
+	free(br);
+}
+
+/* Wakes the idle sessions of d: there may be work for them now. */
+void
+dest_wake(struct dest *d)
+{
+	struct sess *ss;
+
+	TAILQ_FOREACH(ss, &d->sessions, link)
+	if (ss->idle) {
+		ss->idle = false;
+		client_session_wake(ss->cs);
+	}
+}
+
+static void
+sched_load(struct sched *s, struct dest *d, struct smsg *m)
+{
+	struct body_req *br = xcalloc(1, sizeof(*br));
+
+	br->s = s;
+	br->d = d;
+	memcpy(br->qid, m->qid, QID_SIZE);
+	m->loading = true;
+	d->loading++;
+	queue_read_body(s->q, m->qid, sched_on_loaded, br);
+}
+
+/* Session callbacks. */
+static struct client_msg *
+sched_next(void *arg, struct client_session *cs)
+{
+	struct sess *ss = arg;
+	struct dest *d = ss->d;
+	struct job *j;
+	int scanned = 0;
+
+	(void)cs;
+	if (d->pol.state != DEST_UP && ss->nmsgs > 0) {
+		/* A probe that did not succeed carries no more mail. */
+		client_session_quit(ss->cs);
+		return NULL;
+	}
+	TAILQ_FOREACH(j, &d->ready, link)
+	{
+		struct smsg *m = j->m;
+
+		if (m->body != NULL)
+			break;
+		if (!m->loading && m->body == NULL && d->loading < SCHED_LOADS)
+			sched_load(d->s, d, m);
+		if (++scanned >= SCHED_SCAN) {
+			j = NULL;
+			break;
+		}
+	}
+	if (j == NULL) {
+		ss->idle = true;
+		return NULL;
+	}
+	job_unready(j);
+	j->in_flight = true;
+	j->m->in_flight++;
+	ss->nmsgs++;
+	memset(&j->cm, 0, sizeof(j->cm));
+	j->cm.qid = j->m->qid;
+	j->cm.sender = j->m->env->sender;
+	j->cm.body = j->m->env->body;
+	j->cm.smtputf8 = (j->m->env->flags & ENV_SMTPUTF8) != 0;
+	j->cm.ret = j->m->env->ret;
+	j->cm.envid = j->m->env->envid;
+	j->cm.rcpts = xcalloc(j->nridx, sizeof(*j->cm.rcpts));
+	j->cm.nrcpts = j->nridx;
+	for (size_t i = 0; i < j->nridx; i++) {
+		const struct env_rcpt *r = &j->m->env->rcpts[j->ridx[i]];
+
+		j->cm.rcpts[i].addr = r->addr;
+		j->cm.rcpts[i].orcpt = r->orcpt;
+		j->cm.rcpts[i].notify = r->notify;
+	}
+	j->cm.data = j->m->body;
+	j->cm.len = j->m->len;
+	j->cm.owner = j;
+	return &j->cm;
+}
+
+static bool
+code_is(int code, int klass)
+{
+	return code / 100 == klass;
+}
+
+static void
+sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
+{
+	struct sess *ss = arg;
+	struct job *j = cm->owner;
+	struct smsg *m = j->m;
+	struct dest *d = j->d;
+	struct sched *s = d->s;
+	struct envelope *env = m->env;
+	const char *relay = client_session_relay(cs);
+	struct dsn_rcpt *failed = xcalloc(cm->nrcpts, sizeof(*failed));
+	struct dsn_rcpt *sent = xcalloc(cm->nrcpts, sizeof(*sent));
+	size_t nfailed = 0, nsent = 0, keep = 0;
+	bool definite = false, temp = false;
+	const char *why = NULL;
+	int64_t now = sched_now_ms();
+
+	for (size_t k = 0; k < cm->nrcpts; k++) {
+		struct client_rcpt *cr = &cm->rcpts[k];
+		size_t idx = j->ridx[k];
+		struct env_rcpt *r = &env->rcpts[idx];
+		const char *text = cr->text ? cr->text : "no reply";
+
+		free(r->dsn_status);
+		r->dsn_status = xstrdup(cr->dsn[0] ? cr->dsn : "4.0.0");
+		if (code_is(cr->code, 2)) {
+			definite = true;
+			r->state = RCPT_DELIVERED;
+			free(r->last_error);
+			r->last_error = NULL;
+			sched_log(
+			    m, r->addr, relay, r->dsn_status, "sent", text);
+			sent[nsent].idx = idx;
+			sent[nsent].status = r->dsn_status;
+			sent[nsent].remote_mta = relay;
+			sent[nsent].diagnostic = text;
+			nsent++;
+		} else if (code_is(cr->code, 5)) {
+			definite = true;
+			free(r->last_error);
+			r->last_error = xstrdup(text);
+			sched_log(
+			    m, r->addr, relay, r->dsn_status, "bounced", text);
+			failed[nfailed].idx = idx;
+			failed[nfailed].status = r->dsn_status;
+			failed[nfailed].remote_mta = relay;
+			failed[nfailed].diagnostic = text;
+			nfailed++;
+		} else {
+			temp = true;
+			free(r->last_error);
+			r->last_error = xstrdup(text);
+			if (why == NULL)
+				why = r->last_error;
+			sched_log(
+			    m, r->addr, relay, r->dsn_status, "deferred", text);
+			j->ridx[keep++] = idx;
+		}
+	}
+	j->nridx = keep;
+	j->in_flight = false;
+	m->in_flight--;
+	env->attempts++;
+	env->last_attempt = now / 1000;
+	free(env->last_error);
+	env->last_error = why ? xstrdup(why) : NULL;
+
+	if (definite) {
+		if (retry_dest_succeeded(&d->pol, dest_retry(d), now))
+			dest_release(d);
+	} else if (temp) {
+		if (d->pol.state == DEST_PROBING)
+			dest_failed(d, why);
+		else {
+			retry_dest_trouble(&d->pol, now);
+			dest_set_error(d, why);
+		}
+	}
+	if (nfailed > 0)
+		sched_notify(s, m, DSN_FAILED, failed, nfailed);
+	if (nsent > 0)
+		sched_notify(s, m,
+		    ss->target.lmtp ? DSN_DELIVERED : DSN_RELAYED, sent, nsent);
+	for (size_t k = 0; k < cm->nrcpts; k++)
+		free(cm->rcpts[k].text);
+	free(cm->rcpts);
+	free(failed);
+	free(sent);
+
+	if (j->nridx == 0)
+		job_free(j);
+	else {
+		int64_t due = now + retry_backoff_ms(dest_retry(d),
+					env->attempts, sched_rand(s));
+		env->next_attempt = due / 1000;
+		job_defer(j, due);
+	}
+	if (m->in_flight == 0 && !m->loading && m->dsn_pending == 0) {
+		free(m->body);
+		m->body = NULL;
+	}
+	sched_settle(s, m);
+	dest_dispatch(d);
+}
+
+/*
+ * A session that never reached the point of sending mail: the oldest
+ * message waiting for the destination counts as attempted (logged, its
+ * reason stored), as the probe's message; the others wait untouched.
+ */
+static void
+sched_note_failure(struct dest *d, const char *dsn, const char *why)
+{
+	struct job *j = TAILQ_FIRST(&d->ready);
+	struct envelope *env;
+
+	if (j == NULL)
+		return;
+	env = j->m->env;
+	for (size_t i = 0; i < j->nridx; i++) {
+		struct env_rcpt *r = &env->rcpts[j->ridx[i]];
+
+		free(r->dsn_status);
+		r->dsn_status = xstrdup(dsn[0] ? dsn : "4.4.1");
+		free(r->last_error);
+		r->last_error = xstrdup(why);
+		sched_log(
+		    j->m, r->addr, "none", r->dsn_status, "deferred", why);
+	}
+	env->attempts++;
+	env->last_attempt = sched_now_ms() / 1000;
+	free(env->last_error);
+	env->last_error = xstrdup(why);
+	queue_update(d->s->q, j->m->qid);
+}
+
+static void
+sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
+{
+	struct sess *ss = arg;
+	struct dest *d = ss->d;
+	struct sched *s = d->s;
+
+	TAILQ_REMOVE(&d->sessions, ss, link);
+	d->nsessions--;
+	s->nsessions--;
+	if (d->pol.state != DEST_BACKOFF &&
+	    (!end->connected || d->pol.state == DEST_PROBING)) {
+		if (ss->nmsgs == 0)
+			sched_note_failure(d, end->dsn,
+			    end->text[0] ? end->text : "session ended early");
+		dest_failed(d, end->text[0] ? end->text : "probe ended early");
+	}
+	client_session_free(cs);
+	dns_answer_free(ss->ans);
+	free(ss);
+	dest_dispatch(d);
+}
+
+static const struct client_cbs sched_cbs = {
+    .next = sched_next,
+    .done = sched_done,
+    .closed = sched_closed,
+};
+
+static void
+sess_start(struct dest *d, const struct dns_answer *ans)
+{
+	struct sched *s = d->s;
+	const struct conf *cf = s->cf;
+	struct sess *ss = xcalloc(1, sizeof(*ss));
+
+	ss->d = d;
+	ss->ans = dns_answer_dup(ans);
+	ss->target.ans = ss->ans;
+	ss->target.lmtp =
+	    ans->kind == ROUTE_LMTP || ans->kind == ROUTE_LMTP_UNIX;
+	ss->target.tls = conf_tls_for(cf, d->domain);
+	ss->target.tls_ca_file = cf->tls_ca_file;
+	ss->target.helo_name = cf->hostname;
+	ss->target.max_msgs = dest_retry(d)->max_msgs_per_connection;
+	ss->target.connect_timeout = cf->connect_timeout;
+	ss->target.command_timeout = cf->client_command_timeout;
+	ss->target.data_timeout = cf->client_data_timeout;
+	ss->target.final_timeout = cf->client_final_timeout;
+	ss->target.idle_timeout = SCHED_IDLE;
+	TAILQ_INSERT_TAIL(&d->sessions, ss, link);
+	d->nsessions++;
+	s->nsessions++;
+	ss->cs = client_session_new(s->base, &ss->target, &sched_cbs, ss);
+}
+
+/* DNS said the destination does not exist: its recipients fail. */
+static void
+dest_permfail(struct dest *d, const struct dns_answer *ans)
+{
+	struct sched *s = d->s;
+	struct job *j, *next;
+
+	for (j = TAILQ_FIRST(&d->ready); j != NULL; j = next) {
+		struct smsg *m = j->m;
+		struct dsn_rcpt *list = xcalloc(j->nridx, sizeof(*list));
+		size_t n = j->nridx;
+
+		next = TAILQ_NEXT(j, link);
+		for (size_t i = 0; i < n; i++) {
+			struct env_rcpt *r = &m->env->rcpts[j->ridx[i]];
+
+			free(r->dsn_status);
+			r->dsn_status = xstrdup(ans->dsn);
+			free(r->last_error);
+			r->last_error = xstrdup(ans->reason);
+			sched_log(m, r->addr, "none", ans->dsn, "bounced",
+			    ans->reason);
+			list[i].idx = j->ridx[i];
+			list[i].status = ans->dsn;
+			list[i].diagnostic = ans->reason;
+		}
+		job_free(j);
+		sched_notify(s, m, DSN_FAILED, list, n);
+		free(list);
+		sched_settle(s, m);
+	}
+}
+
+static void
+dest_on_dns(void *arg, const struct dns_answer *ans)
+{
+	struct dest *d = arg;
+
+	d->dns_id = 0;
+	switch (ans->status) {
+	case DNS_OK:
+		break;
+	case DNS_TEMPFAIL:
+		if (ans->loop)
+			log_warn("%s: %s", d->key, ans->reason);
+		sched_note_failure(d, ans->dsn, ans->reason);
+		dest_failed(d, ans->reason);
+		return;
+	case DNS_PERMFAIL:
+		dest_permfail(d, ans);
+		return;
+	}
+	/* One session now; more follow as the first ones prove the way. */
+	sess_start(d, ans);
+	dest_dispatch(d);
+}
+
+void
+dest_dispatch(struct dest *d)
+{
+	struct sched *s = d->s;
+	unsigned slots = retry_dest_slots(&d->pol);
+	size_t want = d->nready;
+	struct sess *ss;
+
+	/*
+	 * Ready jobs go first to idle sessions, then to sessions still
+	 * connecting (they will ask soon); only what is left opens new
+	 * connections, up to the destination's and the global limits.
+	 */
+	TAILQ_FOREACH(ss, &d->sessions, link)
+	{
+		if (want == 0)
+			break;
+		if (ss->idle) {
+			ss->idle = false;
+			client_session_wake(ss->cs);
+			want--;
+		} else if (ss->nmsgs == 0)
+			want--;
+	}
+	if (want == 0 || d->dns_id != 0 || d->nsessions >= slots ||
+	    s->nsessions >= s->cf->max_outbound_connections)
+		return;
+	if (!TAILQ_EMPTY(&d->sessions)) {
+		/* Reuse the answer a running session got. */
+		sess_start(d, TAILQ_FIRST(&d->sessions)->ans);
+		dest_dispatch(d);
+		return;
+	}
+	d->dns_id = dns_route_via(s->dns, d->domain,
+	    d->bounce ? &s->cf->bounce_route : NULL, dest_on_dns, d);
+}
