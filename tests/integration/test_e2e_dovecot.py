@@ -9,6 +9,7 @@ import email
 import email.parser
 import email.policy
 import random
+import re
 import smtplib
 import threading
 import time
@@ -172,31 +173,39 @@ def check_stored(stored, body, user):
     assert b"by " + HOSTNAME.encode() in added[2], added[2]
 
 
+def sent_pairs(d):
+    """(qid, recipient) of every status=sent line."""
+    out = []
+    for l in log_lines(d, "status=sent"):
+        m = re.search(r" (\w+): to=<([^>]*)>", l)
+        assert m, l
+        out.append(m.groups())
+    return out
+
+
 def message_id(data):
     h = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
     return h["Message-ID"]
 
 
-def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_returns(
-        daemon, store, recorder):
-    dc = store(users=USERS)
-    d = daemon(extra=config(dc, recorder)).start()
-    # The store goes down before any mail comes in.
-    dc.stop()
-
-    rnd = random.Random(6)
+def make_plan(dc, seed):
+    """CLIENTS x PER_CLIENT messages, each for 1-3 of USERS: the plan for
+    send_all() and {mid: (body, sorted users)}."""
+    rnd = random.Random(seed)
     plan = {}
-    expect = {}  # mid -> (body, recipients' users)
+    expect = {}
     for c in range(CLIENTS):
         plan[c] = []
         for n in range(PER_CLIENT):
             mid, body = make_message(c, n, rnd)
             users = rnd.sample(USERS, rnd.randint(1, 3))
-            rcpts = [dc.address(u) for u in users]
-            plan[c].append((mid, body, rcpts))
+            plan[c].append((mid, body, [dc.address(u) for u in users]))
             expect[mid] = (body, sorted(users))
     assert len(expect) == CLIENTS * PER_CLIENT == 200
+    return plan, expect
 
+
+def send_and_check_queued(d, plan):
     replies, errors = send_all(d, plan)
     assert errors == []
     assert len(replies) == 200
@@ -206,8 +215,10 @@ def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_ret
     qids = {r[1].rsplit(" ", 1)[1] for r in replies.values()}
     assert len(qids) == 200
 
-    # Held: probes fail (connection refused) on a short backoff; nobody
-    # hears of it, nothing is in any Maildir.
+
+def check_held(d, dc, recorder):
+    """Mail is held for the down store: probes fail on a short backoff,
+    each failure is a 4xx deferral, and nobody hears of it."""
     wait_for(lambda: len(log_lines(d, "probing")) >= 2, timeout=20,
              what="two probes")
     time.sleep(1)
@@ -215,12 +226,37 @@ def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_ret
     deferred = log_lines(d, "status=deferred")
     assert deferred
     assert all("dsn=4." in l for l in deferred), deferred
-    assert not log_lines(d, "status=sent")
     assert not log_lines(d, "status=bounced")
     assert not log_lines(d, "notification")
     assert recorder.messages() == [], "a down store caused a notification"
-    assert dc.count() == 0
     assert d.proc.poll() is None
+
+
+def stored_copies(dc, expect):
+    """{(user, mid): [paths]}, checking every copy byte for byte."""
+    seen = {}
+    for u in USERS:
+        for path, data in dc.messages(u):
+            mid = message_id(data)
+            assert mid in expect, "unexpected message %s in %s" % (mid, path)
+            seen.setdefault((u, mid), []).append(path)
+            check_stored(data, expect[mid][0], u)
+    want = {(u, mid) for mid, (_, users) in expect.items() for u in users}
+    assert set(seen) == want
+    return seen
+
+
+def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_returns(
+        daemon, store, recorder):
+    dc = store(users=USERS)
+    d = daemon(extra=config(dc, recorder)).start()
+    # The store goes down before any mail comes in.
+    dc.stop()
+    plan, expect = make_plan(dc, 6)
+    send_and_check_queued(d, plan)
+    check_held(d, dc, recorder)
+    assert not log_lines(d, "status=sent")
+    assert dc.count() == 0
 
     # The store comes back on the same port.
     dc.start()
@@ -237,19 +273,13 @@ def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_ret
     time.sleep(2)  # time for a duplicate to show up
 
     # Exactly once per recipient, byte for byte.
-    seen = {}
-    for u in USERS:
-        for path, data in dc.messages(u):
-            mid = message_id(data)
-            assert mid in expect, "unexpected message %s in %s" % (mid, path)
-            seen.setdefault((u, mid), []).append(path)
-            check_stored(data, expect[mid][0], u)
+    seen = stored_copies(dc, expect)
     dups = {k: v for k, v in seen.items() if len(v) > 1}
     assert dups == {}
-    want_pairs = {(u, mid) for mid, (_, users) in expect.items() for u in users}
-    assert set(seen) == want_pairs
 
-    assert len(log_lines(d, "status=sent")) == want
+    sent = sent_pairs(d)
+    assert len(sent) == want
+    assert len(set(sent)) == want
     assert len(log_lines(d, "destination is back")) == 1
     assert not log_lines(d, "status=bounced")
     assert not log_lines(d, "notification")
@@ -259,6 +289,56 @@ def test_two_hundred_messages_held_while_dovecot_is_down_arrive_once_when_it_ret
     assert spool_envelopes(d) == {}
     for word in ("Fatal:", "Panic:", "Error:"):
         assert word not in dc.log(), dc.log()
+
+
+def test_dovecot_stopping_in_the_middle_of_the_drain_loses_and_bounces_nothing(
+        daemon, store, recorder):
+    dc = store(users=USERS)
+    d = daemon(extra=config(dc, recorder)).start()
+    dc.stop()
+    plan, expect = make_plan(dc, 7)
+    want = sum(len(u) for _, u in expect.values())
+    send_and_check_queued(d, plan)
+    check_held(d, dc, recorder)
+
+    # Back, and gone again part way through the drain.
+    dc.start()
+    wait_for(lambda: dc.count() >= want // 4, timeout=30, what="some deliveries")
+    probes = len(log_lines(d, "probing"))
+    dc.stop()
+    before = dc.count()
+    print("\nstopped dovecot after %d of %d deliveries" % (before, want))
+    assert before < want, "the drain finished before the store went down"
+    wait_for(lambda: len(log_lines(d, "probing")) > probes, timeout=20,
+             what="a probe after the second outage")
+    assert not log_lines(d, "status=bounced")
+    assert recorder.messages() == []
+
+    dc.start()
+    wait_for(lambda: len(log_lines(d, ": removed")) >= 200, timeout=60,
+             what="the spool to empty (%d deliveries of %d)"
+             % (dc.count(), want))
+    time.sleep(2)
+    seen = stored_copies(dc, expect)
+    # At least once: a message can arrive twice only if Dovecot saved it
+    # and went away before mxspool read the reply, and each connection has
+    # one message in flight at a time (max_connections is 20).
+    dups = {k: len(v) for k, v in seen.items() if len(v) > 1}
+    dup_msgs = {mid for (_, mid) in dups}
+    print("duplicates after the interrupted drain: %d extra copies of %d "
+          "messages"
+          % (sum(dups.values()) - len(dups), len(dup_msgs)))
+    assert all(n == 2 for n in dups.values()), dups
+    assert len(dup_msgs) <= 20, dups
+    # mxspool itself took each recipient's 250 once and only once.
+    sent = sent_pairs(d)
+    assert len(sent) == want
+    assert len(set(sent)) == want
+    assert not log_lines(d, "status=bounced")
+    assert not log_lines(d, "notification")
+    assert recorder.messages() == []
+    assert d.stop() == 0
+    assert spool_envelopes(d) == {}
 
 
 def test_a_user_dovecot_does_not_know_gets_one_dsn_and_the_other_recipient_the_mail(
