@@ -6,7 +6,8 @@ set -eu
 
 pkgs="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
 libc-ares-dev libconfuse-dev libjansson-dev libcmocka-dev openssl
-python3 python3-pytest python3-aiosmtpd swaks dnsmasq"
+python3 python3-pytest python3-aiosmtpd swaks dnsmasq prometheus mandoc
+dovecot-lmtpd"
 if [ "${1:-}" = bench ]; then
 	pkgs="$pkgs postfix"
 fi

@@ -13,6 +13,7 @@
  * the null sender); anything else defers it. A message whose recipients
  * are all done leaves the spool.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/sched_int.h"
 
@@ -176,34 +178,44 @@ job_drop_rcpt(struct smsg *m, size_t idx)
 	}
 }
 
+static bool
+is_own_notice(const struct conf *cf, const struct envelope *env)
+{
+	return (env->flags & ENV_DSN) && cf->bounce_route.kind != ROUTE_MX;
+}
+
+const char *
+sched_dest_key(const struct conf *cf, const struct envelope *env,
+    const char *rcpt, char *buf, size_t len)
+{
+	const char *domain = sched_rcpt_domain(rcpt);
+	const struct conf_route *rt = is_own_notice(cf, env)
+					  ? &cf->bounce_route
+					  : conf_route_for(cf, domain);
+
+	snprintf(buf, len, "%s", rt->kind != ROUTE_MX ? rt->text : domain);
+	if (rt->kind == ROUTE_MX)
+		for (char *p = buf; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	return buf;
+}
+
 static struct dest *
 dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 {
 	const char *domain = sched_rcpt_domain(rcpt);
-	bool bounce =
-	    (env->flags & ENV_DSN) && s->cf->bounce_route.kind != ROUTE_MX;
-	const struct conf_route *rt =
-	    bounce ? &s->cf->bounce_route : conf_route_for(s->cf, domain);
-	char *key;
+	char key[512];
 	struct dest *d;
 
-	if (rt->kind != ROUTE_MX)
-		key = xstrdup(rt->text);
-	else {
-		key = xstrdup(domain);
-		for (char *p = key; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-	}
+	sched_dest_key(s->cf, env, rcpt, key, sizeof(key));
 	d = hmap_get(s->dests, key);
-	if (d != NULL) {
-		free(key);
+	if (d != NULL)
 		return d;
-	}
 	d = xcalloc(1, sizeof(*d));
 	d->s = s;
-	d->key = key;
+	d->key = xstrdup(key);
 	d->domain = xstrdup(domain);
-	d->bounce = bounce;
+	d->bounce = is_own_notice(s->cf, env);
 	TAILQ_INIT(&d->ready);
 	TAILQ_INIT(&d->sessions);
 	retry_dest_init(&d->pol, conf_retry_for(s->cf, domain), sched_now_ms());
@@ -320,6 +332,7 @@ smsg_free(struct sched *s, struct smsg *m)
 	hmap_del(s->msgs, m->qid);
 	free(m->jobs);
 	free(m->body);
+	free(m->doom_why);
 	free(m);
 }
 
@@ -641,4 +654,91 @@ sched_hold(struct sched *s, const char *qid, bool hold)
 	}
 	queue_update(s->q, qid);
 	return 0;
+}
+
+static void
+sched_delete_now(struct sched *s, struct smsg *m)
+{
+	char qid[QID_SIZE];
+
+	memcpy(qid, m->qid, QID_SIZE);
+	smsg_free(s, m);
+	log_event(qid, "removed by the operator");
+	queue_remove(s->q, qid);
+}
+
+static void
+sched_bounce_now(struct sched *s, struct smsg *m, const char *why)
+{
+	struct envelope *env = m->env;
+	struct dsn_rcpt *list = xcalloc(env->nrcpts, sizeof(*list));
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct env_rcpt *r = &env->rcpts[i];
+
+		if (r->state != RCPT_PENDING)
+			continue;
+		job_drop_rcpt(m, i);
+		free(r->dsn_status);
+		r->dsn_status = xstrdup("5.0.0");
+		free(r->last_error);
+		r->last_error = xstrdup(why);
+		sched_log(m, r->addr, "none", r->dsn_status, "bounced", why);
+		metrics_inc(M_BOUNCED);
+		list[n].idx = i;
+		list[n].status = r->dsn_status;
+		list[n].diagnostic = r->last_error;
+		n++;
+	}
+	if (n > 0)
+		sched_notify(s, m, DSN_FAILED, list, n);
+	free(list);
+	sched_settle(s, m);
+}
+
+void
+sched_apply_doom(struct sched *s, struct smsg *m)
+{
+	if (m->in_flight > 0 || m->doom == DOOM_NONE)
+		return;
+	if (m->doom == DOOM_DELETE)
+		sched_delete_now(s, m);
+	else {
+		char *why = m->doom_why;
+
+		m->doom = DOOM_NONE;
+		m->doom_why = NULL;
+		sched_bounce_now(s, m, why);
+		free(why);
+	}
+}
+
+static int
+sched_doom(struct sched *s, const char *qid, int doom, const char *why)
+{
+	struct envelope *env = queue_find(s->q, qid);
+	struct smsg *m;
+
+	if (env == NULL)
+		return -1;
+	m = sched_track(s, env);
+	m->doom = doom;
+	free(m->doom_why);
+	m->doom_why = why ? xstrdup(why) : NULL;
+	sched_apply_doom(s, m);
+	return 0;
+}
+
+int
+sched_delete(struct sched *s, const char *qid)
+{
+	return sched_doom(s, qid, DOOM_DELETE, NULL);
+}
+
+int
+sched_bounce(struct sched *s, const char *qid, const char *why)
+{
+	return sched_doom(s, qid, DOOM_BOUNCE,
+	    why && *why ? why : "returned to sender by the operator");
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/conf.h"
+#include "queue/envelope.h"
 
 struct event_base;
 struct queue;
@@ -51,5 +52,20 @@ size_t sched_flush(struct sched *s, const char *domain);
 int sched_flush_msg(struct sched *s, const char *qid);
 /* Hold (stop scheduling) or release a message; the flag is stored. */
 int sched_hold(struct sched *s, const char *qid, bool hold);
+/*
+ * Takes a message out of the queue (delete), or returns it to its sender
+ * with a DSN saying why (bounce; no DSN for the null sender). A message in
+ * flight goes once its attempt ends. Returns -1 if it is not queued.
+ */
+int sched_delete(struct sched *s, const char *qid);
+int sched_bounce(struct sched *s, const char *qid, const char *why);
+
+/*
+ * The destination a recipient of env belongs to: the route as written for
+ * a static route (or the bounce_route for mxspool's own notifications),
+ * else the recipient's domain in lower case. Written into buf.
+ */
+const char *sched_dest_key(const struct conf *cf, const struct envelope *env,
+    const char *rcpt, char *buf, size_t len);
 
 #endif

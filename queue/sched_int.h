@@ -53,6 +53,8 @@ struct smsg {
 	struct dest *load_dest;
 	unsigned in_flight;
 	unsigned dsn_pending; /* notifications being queued */
+	enum { DOOM_NONE, DOOM_DELETE, DOOM_BOUNCE } doom; /* after flight */
+	char *doom_why;
 };
 
 struct sess {
@@ -110,6 +112,8 @@ void dest_failed(struct dest *d, const char *why);
 void dest_release(struct dest *d);
 void sched_plan(struct sched *s, struct smsg *m, int64_t due);
 void smsg_free(struct sched *s, struct smsg *m);
+/* An operator's delete or bounce that waited for the message's attempt. */
+void sched_apply_doom(struct sched *s, struct smsg *m);
 void sched_log(const struct smsg *m, const char *rcpt, const char *relay,
     const char *dsn, const char *status, const char *text);
 /* sched_notify.c */

@@ -14,6 +14,7 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/sched_int.h"
 
@@ -256,6 +257,7 @@ sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
 		    expired[i].status, "expired",
 		    "returned to sender: max_age reached");
 		job_drop_rcpt(m, expired[i].idx);
+		metrics_inc(M_BOUNCED);
 	}
 	if (nexp > 0)
 		sched_notify(s, m, DSN_FAILED, expired, nexp);

@@ -15,6 +15,7 @@
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/sched_int.h"
 
@@ -167,6 +168,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			r->last_error = NULL;
 			sched_log(
 			    m, r->addr, relay, r->dsn_status, "sent", text);
+			metrics_inc(M_DELIVERED);
 			sent[nsent].idx = idx;
 			sent[nsent].status = r->dsn_status;
 			sent[nsent].remote_mta = relay;
@@ -178,6 +180,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			r->last_error = xstrdup(text);
 			sched_log(
 			    m, r->addr, relay, r->dsn_status, "bounced", text);
+			metrics_inc(M_BOUNCED);
 			failed[nfailed].idx = idx;
 			failed[nfailed].status = r->dsn_status;
 			failed[nfailed].remote_mta = relay;
@@ -191,6 +194,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 				why = r->last_error;
 			sched_log(
 			    m, r->addr, relay, r->dsn_status, "deferred", text);
+			metrics_inc(M_DEFERRED);
 			j->ridx[keep++] = idx;
 		}
 	}
@@ -236,7 +240,11 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		free(m->body);
 		m->body = NULL;
 	}
-	sched_settle(s, m);
+	metrics_attempt(temp ? "deferred" : nfailed > 0 ? "failed" : "sent");
+	if (m->doom != DOOM_NONE)
+		sched_apply_doom(s, m);
+	else
+		sched_settle(s, m);
 	dest_dispatch(d);
 }
 
@@ -263,11 +271,13 @@ sched_note_failure(struct dest *d, const char *dsn, const char *why)
 		r->last_error = xstrdup(why);
 		sched_log(
 		    j->m, r->addr, "none", r->dsn_status, "deferred", why);
+		metrics_inc(M_DEFERRED);
 	}
 	env->attempts++;
 	env->last_attempt = sched_now_ms() / 1000;
 	free(env->last_error);
 	env->last_error = xstrdup(why);
+	metrics_attempt("error");
 	queue_update(d->s->q, j->m->qid);
 }
 
@@ -349,6 +359,7 @@ dest_permfail(struct dest *d, const struct dns_answer *ans)
 			r->last_error = xstrdup(ans->reason);
 			sched_log(m, r->addr, "none", ans->dsn, "bounced",
 			    ans->reason);
+			metrics_inc(M_BOUNCED);
 			list[i].idx = j->ridx[i];
 			list[i].status = ans->dsn;
 			list[i].diagnostic = ans->reason;

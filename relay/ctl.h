@@ -81,13 +81,6 @@ const char *ctl_age_bucket_label(int i);
 void ctl_fmt_age(int64_t secs, char *buf, size_t len);
 /* A short human size: "512", "10.2K", "3.4M", "1.1G". */
 void ctl_fmt_size(uint64_t bytes, char *buf, size_t len);
-/*
- * The destination the scheduler files a recipient of env under: the static
- * route as written, or the lower-case recipient domain (bounces follow
- * bounce_route). Written into buf.
- */
-const char *ctl_dest_key(const struct conf *cf, const struct envelope *env,
-    const char *rcpt, char *buf, size_t len);
 /* Whether any pending recipient of env goes to domain, or to a destination
  * named domain (any case). */
 bool ctl_msg_matches(

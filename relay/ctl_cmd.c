@@ -22,18 +22,6 @@
 #define CTL_CHUNK (16 * 1024) /* bytes of a body per streamed line */
 #define CTL_BATCH 64          /* listing items per pump call */
 
-/*
- * XXX: asked of the lead for queue/sched.h (the scheduler tracks every
- * message, so only it may take one out of the queue):
- *   int sched_delete(struct sched *s, const char *qid);
- *   int sched_bounce(struct sched *s, const char *qid, const char *why);
- * Both return -1 if the message is not queued. Declared weak until they
- * exist, so that delete and bounce answer "not supported" meanwhile.
- */
-int sched_delete(struct sched *s, const char *qid) __attribute__((weak));
-int sched_bounce(struct sched *s, const char *qid, const char *why)
-    __attribute__((weak));
-
 static int64_t
 now_s(void)
 {
@@ -227,7 +215,7 @@ sum_on_msg(void *arg, struct envelope *env)
 		if (r->state != RCPT_PENDING)
 			continue;
 		d = sum_dest_get(
-		    s, ctl_dest_key(s->cf, env, r->addr, key, sizeof(key)));
+		    s, sched_dest_key(s->cf, env, r->addr, key, sizeof(key)));
 		if (r->last_error != NULL &&
 		    env->last_attempt >= d->last_error_at) {
 			free(d->last_error);
@@ -679,10 +667,6 @@ ctl_remove(struct ctl_conn *k, json_t *req, bool bounce)
 	if (!json_is_true(json_object_get(req, "yes"))) {
 		ctl_error(k, CTL_E_CONFIRM,
 		    "%s cannot be undone: confirm with \"yes\": true", verb);
-		return;
-	}
-	if (bounce ? sched_bounce == NULL : sched_delete == NULL) {
-		ctl_error(k, CTL_E_FAILED, "%s is not supported yet", verb);
 		return;
 	}
 	if (bounce && json_object_get(req, "domain") != NULL) {

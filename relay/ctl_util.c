@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "queue/sched.h"
 #include "relay/ctl.h"
 
 static const char *const age_labels[CTL_AGE_BUCKETS] = {"5m", "10m", "20m",
@@ -78,28 +79,6 @@ rcpt_domain(const char *addr)
 	return at ? at + 1 : addr;
 }
 
-/* XXX: repeats queue/sched.c's dest_get() rule; a sched_dest_key() there
- * would keep the two from drifting apart. */
-const char *
-ctl_dest_key(const struct conf *cf, const struct envelope *env,
-    const char *rcpt, char *buf, size_t len)
-{
-	const char *domain = rcpt_domain(rcpt);
-	const struct conf_route *rt =
-	    (env->flags & ENV_DSN) && cf->bounce_route.kind != ROUTE_MX
-		? &cf->bounce_route
-		: conf_route_for(cf, domain);
-
-	if (rt->kind != ROUTE_MX) {
-		snprintf(buf, len, "%s", rt->text);
-		return buf;
-	}
-	snprintf(buf, len, "%s", domain);
-	for (char *p = buf; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return buf;
-}
-
 bool
 ctl_msg_matches(
     const struct conf *cf, const struct envelope *env, const char *domain)
@@ -113,7 +92,8 @@ ctl_msg_matches(
 			continue;
 		if (strcasecmp(rcpt_domain(r->addr), domain) == 0)
 			return true;
-		if (strcasecmp(ctl_dest_key(cf, env, r->addr, key, sizeof(key)),
+		if (strcasecmp(
+			sched_dest_key(cf, env, r->addr, key, sizeof(key)),
 			domain) == 0)
 			return true;
 	}
@@ -165,14 +145,14 @@ ctl_msg_json(const struct conf *cf, const struct envelope *env)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct env_rcpt *r = &env->rcpts[i];
 
-		json_array_append_new(rcpts,
-		    json_pack("{s:o,s:s,s:o,s:o,s:o}", "address",
-			ctl_json_str(r->addr), "state",
-			rcpt_state_str(r->state), "dsn",
-			ctl_json_str(r->dsn_status), "last_error",
-			ctl_json_str(r->last_error), "destination",
-			ctl_json_str(
-			    ctl_dest_key(cf, env, r->addr, key, sizeof(key)))));
+		json_array_append_new(
+		    rcpts, json_pack("{s:o,s:s,s:o,s:o,s:o}", "address",
+			       ctl_json_str(r->addr), "state",
+			       rcpt_state_str(r->state), "dsn",
+			       ctl_json_str(r->dsn_status), "last_error",
+			       ctl_json_str(r->last_error), "destination",
+			       ctl_json_str(sched_dest_key(
+				   cf, env, r->addr, key, sizeof(key)))));
 	}
 	json_object_set_new(o, "recipients", rcpts);
 	return o;

@@ -79,7 +79,7 @@ gauges_on_msg(void *arg, struct envelope *env)
 		if (env->rcpts[i].state != RCPT_PENDING)
 			continue;
 		d = gauge_dest_get(
-		    g, ctl_dest_key(
+		    g, sched_dest_key(
 			   g->cf, env, env->rcpts[i].addr, key, sizeof(key)));
 		if (d ==
 		    last) /* recipients of one domain are usually together */

@@ -12,7 +12,9 @@
 
 struct listen_set {
 	struct evconnlistener **l;
+	struct conf_addr *addrs; /* what each listener is bound to */
 	size_t n;
+	evconnlistener_errorcb errcb;
 };
 
 static evutil_socket_t
@@ -40,34 +42,104 @@ listen_socket(const struct conf_addr *a)
 	return fd;
 }
 
-struct listen_set *
-listen_open(struct event_base *base, const struct conf_addr *addrs,
-    size_t naddrs, evconnlistener_cb cb, void *arg, char *err, size_t errlen)
+static struct evconnlistener *
+listen_one(struct event_base *base, const struct conf_addr *a,
+    evconnlistener_cb cb, void *arg, char *err, size_t errlen)
+{
+	evutil_socket_t fd = listen_socket(a);
+	struct evconnlistener *l;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", a->text,
+		    strerror(errno));
+		return NULL;
+	}
+	l = evconnlistener_new(base, cb, arg,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l == NULL) {
+		snprintf(err, errlen, "cannot listen on %s: %s", a->text,
+		    strerror(errno));
+		close(fd);
+	}
+	return l;
+}
+
+/* The index of a in ls, or -1. */
+static long
+listen_find(const struct listen_set *ls, const struct conf_addr *a)
+{
+	for (size_t i = 0; i < ls->n; i++)
+		if (ls->l[i] != NULL && ls->addrs[i].salen == a->salen &&
+		    memcmp(&ls->addrs[i].sa, &a->sa, a->salen) == 0)
+			return (long)i;
+	return -1;
+}
+
+/*
+ * Builds a set for addrs, taking over the listeners `old` already has for
+ * any of them (so their sockets never close) and opening the others.
+ */
+static struct listen_set *
+listen_build(struct listen_set *old, struct event_base *base,
+    const struct conf_addr *addrs, size_t naddrs, evconnlistener_cb cb,
+    void *arg, char *err, size_t errlen)
 {
 	struct listen_set *ls = xcalloc(1, sizeof(*ls));
 
 	ls->l = xcalloc(naddrs, sizeof(*ls->l));
+	ls->addrs = xcalloc(naddrs, sizeof(*ls->addrs));
+	ls->errcb = old != NULL ? old->errcb : NULL;
 	for (size_t i = 0; i < naddrs; i++) {
-		evutil_socket_t fd = listen_socket(&addrs[i]);
+		long k = old != NULL ? listen_find(old, &addrs[i]) : -1;
 
-		if (fd < 0) {
-			snprintf(err, errlen, "cannot listen on %s: %s",
-			    addrs[i].text, strerror(errno));
-			listen_close(ls);
-			return NULL;
-		}
-		ls->l[i] = evconnlistener_new(base, cb, arg,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
-		if (ls->l[i] == NULL) {
-			snprintf(err, errlen, "cannot listen on %s: %s",
-			    addrs[i].text, strerror(errno));
-			close(fd);
-			listen_close(ls);
-			return NULL;
-		}
+		ls->addrs[i] = addrs[i];
 		ls->n = i + 1;
+		if (k >= 0) {
+			ls->l[i] = old->l[k];
+			continue;
+		}
+		ls->l[i] = listen_one(base, &addrs[i], cb, arg, err, errlen);
+		if (ls->l[i] == NULL) {
+			/* Give back nothing of old's; close what is new. */
+			for (size_t j = 0; j < i; j++)
+				if (old == NULL || listen_find(old, &addrs[j]) < 0)
+					evconnlistener_free(ls->l[j]);
+			free(ls->l);
+			free(ls->addrs);
+			free(ls);
+			return NULL;
+		}
+		if (ls->errcb != NULL)
+			evconnlistener_set_error_cb(ls->l[i], ls->errcb);
 	}
 	return ls;
+}
+
+struct listen_set *
+listen_open(struct event_base *base, const struct conf_addr *addrs,
+    size_t naddrs, evconnlistener_cb cb, void *arg, char *err, size_t errlen)
+{
+	return listen_build(NULL, base, addrs, naddrs, cb, arg, err, errlen);
+}
+
+struct listen_set *
+listen_update(struct listen_set *ls, struct event_base *base,
+    const struct conf_addr *addrs, size_t naddrs, evconnlistener_cb cb,
+    void *arg, char *err, size_t errlen)
+{
+	struct listen_set *nls =
+	    listen_build(ls, base, addrs, naddrs, cb, arg, err, errlen);
+
+	if (nls == NULL)
+		return NULL;
+	/* Close what is no longer listed; the rest moved to nls. */
+	for (size_t i = 0; i < ls->n; i++)
+		if (listen_find(nls, &ls->addrs[i]) < 0)
+			evconnlistener_free(ls->l[i]);
+	free(ls->l);
+	free(ls->addrs);
+	free(ls);
+	return nls;
 }
 
 void
@@ -76,8 +148,10 @@ listen_close(struct listen_set *ls)
 	if (ls == NULL)
 		return;
 	for (size_t i = 0; i < ls->n; i++)
-		evconnlistener_free(ls->l[i]);
+		if (ls->l[i] != NULL)
+			evconnlistener_free(ls->l[i]);
 	free(ls->l);
+	free(ls->addrs);
 	free(ls);
 }
 
@@ -94,6 +168,7 @@ listen_enable(struct listen_set *ls, bool on)
 void
 listen_set_error_cb(struct listen_set *ls, evconnlistener_errorcb cb)
 {
+	ls->errcb = cb;
 	for (size_t i = 0; i < ls->n; i++)
 		evconnlistener_set_error_cb(ls->l[i], cb);
 }

@@ -18,6 +18,14 @@ struct listen_set;
 struct listen_set *listen_open(struct event_base *base,
     const struct conf_addr *addrs, size_t naddrs, evconnlistener_cb cb,
     void *arg, char *err, size_t errlen);
+/*
+ * Makes ls listen on exactly addrs: listeners for addresses still listed
+ * keep their sockets, new ones are opened, the rest closed. Returns the
+ * new set (ls is gone), or NULL with err and ls unchanged.
+ */
+struct listen_set *listen_update(struct listen_set *ls,
+    struct event_base *base, const struct conf_addr *addrs, size_t naddrs,
+    evconnlistener_cb cb, void *arg, char *err, size_t errlen);
 /* Pauses or resumes accepting on every address. */
 void listen_enable(struct listen_set *ls, bool on);
 void listen_set_error_cb(struct listen_set *ls, evconnlistener_errorcb cb);

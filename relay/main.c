@@ -143,6 +143,13 @@ daemon_reload(void *arg, char **errors)
 		metrics_count(MF_RELOADS, "failed");
 		return -1;
 	}
+	if (server_set_listen(d->srv, cf, err, sizeof(err)) < 0) {
+		log_err("reload refused: %s", err);
+		*errors = xasprintf("%s\n", err);
+		conf_free(cf);
+		metrics_count(MF_RELOADS, "failed");
+		return -1;
+	}
 	if (strcmp(cf->spool_dir, d->cf->spool_dir) != 0)
 		log_warn("reload: spool_dir %s takes effect at the next start",
 		    cf->spool_dir);

@@ -932,6 +932,22 @@ server_listen(struct server *srv, char *err, size_t errlen)
 	return 0;
 }
 
+int
+server_set_listen(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen)
+{
+	struct listen_set *ls;
+
+	if (srv->listeners == NULL) /* shutting down */
+		return 0;
+	ls = listen_update(srv->listeners, srv->base, cf->listen, cf->nlisten,
+	    server_on_accept, srv, err, errlen);
+	if (ls == NULL)
+		return -1;
+	srv->listeners = ls;
+	return 0;
+}
+
 void
 server_set_conf(struct server *srv, const struct conf *cf)
 {

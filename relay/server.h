@@ -27,6 +27,13 @@ int server_listen(struct server *srv, char *err, size_t errlen);
  * log and the Received header; it never delays a session. */
 void server_set_dns(struct server *srv, struct dns *dns);
 /*
+ * Listens on exactly cf's addresses: those still listed keep their
+ * sockets (no connection is refused meanwhile), new ones open, the rest
+ * close. On failure nothing changes and err says which address.
+ */
+int server_set_listen(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen);
+/*
  * Every decision from now on, in new and open sessions, uses cf. A TLS
  * certificate that no longer loads keeps the old one (and says so).
  */

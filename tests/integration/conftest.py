@@ -48,6 +48,7 @@ class Daemon:
             # the test names its own server (a later line wins).
             f.write('dns_servers = {"127.0.0.1:%d"}\n' % free_port())
             f.write('dns_timeout = 1s\ndns_tries = 1\n')
+            f.write('metrics_listen = ""\n')  # tests that want it set it
             f.write(extra)
 
     def start(self, wait=True):

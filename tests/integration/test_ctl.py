@@ -258,8 +258,6 @@ def test_delete_needs_yes_and_removes_the_message(outage):
     assert rc == 2 and "add --yes" in err
     assert len(ctl_json(d, "list")) == 4
     rc, out, err = ctl(d, "delete", carol, "--yes")
-    if "not supported yet" in err:
-        pytest.skip("the scheduler has no sched_delete() yet")
     assert rc == 0 and out.strip() == "deleted 1 message"
     assert carol not in [m["id"] for m in ctl_json(d, "list")]
     rc, out, err = ctl(d, "show", carol)
@@ -274,9 +272,16 @@ def test_bounce_needs_yes_and_ids(outage):
     rc, out, err = ctl(d, "bounce", "--yes")
     assert rc == 2
     rc, out, err = ctl(d, "bounce", alice, "--yes")
-    if "not supported yet" in err:
-        pytest.skip("the scheduler has no sched_bounce() yet")
     assert rc == 0 and out.strip() == "bounced 1 message"
+    # Gone, replaced by a notification from <> to its sender.
+    wait_for(lambda: alice not in [m["id"] for m in ctl_json(d, "list")],
+             what="the bounced message to leave")
+    notices = [m for m in ctl_json(d, "list") if m["sender"] == ""]
+    assert len(notices) == 1
+    assert [r["address"] for r in notices[0]["recipients"]] == ["alice@sender.test"]
+    assert "returned to sender by the operator" in d.log()
+    rc, out, err = ctl(d, "bounce", "0000000000AA", "--yes")
+    assert rc == 1
 
 
 def test_route_shows_the_static_route(outage):

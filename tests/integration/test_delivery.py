@@ -157,7 +157,7 @@ def test_refused_connections_hold_mail_without_spending_attempts(daemon, store, 
     deferred = log_lines(d, "status=deferred")
     probes = log_lines(d, "destination not reachable")
     assert 2 <= len(deferred) <= 4, deferred
-    assert len(deferred) == len(probes)
+    assert len(deferred) <= len(probes)
     qids = set(l.split(": ")[1] for l in deferred)
     assert len(qids) == 1, "more than one message spent attempts"
     assert "Connection refused" in deferred[0]

@@ -106,3 +106,49 @@ def test_sighup_reloads_and_turns_metrics_on(daemon):
     wait_log(d, "reload refused")
     assert d.proc.poll() is None
     assert rcpt_code(d, "u@example.com") == 250
+
+
+def test_reload_adds_and_removes_listeners_without_touching_kept_ones(daemon):
+    d = make(daemon)
+    extra_port = free_port()
+    kept = smtplib.SMTP("127.0.0.1", d.port, timeout=10)
+    kept.noop()
+    rewrite(d, 'listen = {"127.0.0.1:%d"}' % d.port,
+            'listen = {"127.0.0.1:%d", "127.0.0.1:%d"}' % (d.port, extra_port))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, err
+    with smtplib.SMTP("127.0.0.1", extra_port, timeout=10) as s:
+        assert s.noop()[0] == 250
+    assert kept.noop()[0] == 250          # the open session was not dropped
+    # Drop the first address: it stops accepting; the new one goes on.
+    rewrite(d, 'listen = {"127.0.0.1:%d", "127.0.0.1:%d"}' % (d.port, extra_port),
+            'listen = {"127.0.0.1:%d"}' % extra_port)
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, err
+    try:
+        smtplib.SMTP("127.0.0.1", d.port, timeout=3)
+        refused = False
+    except OSError:
+        refused = True
+    assert refused
+    assert kept.noop()[0] == 250
+    kept.quit()
+    with smtplib.SMTP("127.0.0.1", extra_port, timeout=10) as s:
+        assert s.noop()[0] == 250
+
+
+def test_reload_with_an_address_in_use_is_refused_and_changes_nothing(daemon):
+    import socket
+    d = make(daemon)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    rewrite(d, 'listen = {"127.0.0.1:%d"}' % d.port,
+            'listen = {"127.0.0.1:%d", "127.0.0.1:%d"}' % (d.port, port))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1
+    assert "cannot listen on 127.0.0.1:%d: Address already in use" % port in err
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        assert s.noop()[0] == 250
+    busy.close()

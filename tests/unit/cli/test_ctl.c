@@ -14,6 +14,7 @@
 
 #include "common/conf.h"
 #include "queue/envelope.h"
+#include "queue/sched.h"
 #include "relay/ctl.h"
 
 static struct conf *
@@ -106,10 +107,10 @@ test_destination_is_the_route_or_the_lower_case_domain(void **state)
 
 	(void)state;
 	assert_string_equal(
-	    ctl_dest_key(cf, env, env->rcpts[0].addr, b, sizeof(b)),
+	    sched_dest_key(cf, env, env->rcpts[0].addr, b, sizeof(b)),
 	    "lmtp:[127.0.0.1]:24");
 	assert_string_equal(
-	    ctl_dest_key(cf, env, env->rcpts[1].addr, b, sizeof(b)),
+	    sched_dest_key(cf, env, env->rcpts[1].addr, b, sizeof(b)),
 	    "example.org");
 	assert_true(ctl_msg_matches(cf, env, "EXAMPLE.ORG"));
 	assert_true(ctl_msg_matches(cf, env, "lmtp:[127.0.0.1]:24"));
