@@ -1,24 +1,31 @@
 #!/bin/sh
 # bench/lib/postfix.sh: a throwaway Postfix instance, set up as a backup MX
 # for one domain whose backend is down, for bench/accept.sh to compare
-# against. (It lives in lib/ because make bench runs every bench/*.sh.)
+# against, and for bench/drain.sh to drain. (It lives in lib/ because
+# make bench runs every bench/*.sh.)
 #
-#   postfix.sh start DIR PORT BACKEND_PORT DOMAIN [IN_FLOW_DELAY]
+#   postfix.sh start DIR PORT BACKEND_PORT DOMAIN [IN_FLOW_DELAY [NAME=VALUE...]]
 #   postfix.sh stop DIR
-#   postfix.sh count DIR     messages in the stopped instance's queue
+#   postfix.sh count DIR [QUEUE...]
+#                            messages in the stopped (or quiet) instance's
+#                            queues: all of them, or only those named
+#                            (incoming, active, deferred, maildrop, hold)
+#   postfix.sh flush DIR     postqueue -f: deliver everything queued now
 #
 # Everything lives under DIR (config, queue, data, log); nothing in
 # /etc/postfix is read or changed but the stock postfix-files (meta
 # directory). No chroot, one loopback listener, no DNS. Durability is left
 # stock: Postfix fsyncs each queue file before it answers 250. The relay
 # domain is routed to BACKEND_PORT, where nothing listens, so mail stays
-# queued as it would while the mailbox store is down. IN_FLOW_DELAY unset
-# keeps Postfix's default (1s).
+# queued as it would while the mailbox store is down (until the caller
+# starts one there). IN_FLOW_DELAY unset or empty keeps Postfix's default
+# (1s). Each NAME=VALUE is one more main.cf setting, such as
+# minimal_backoff_time=30s.
 set -eu
 
 usage() {
-	echo "usage: postfix.sh start DIR PORT BACKEND_PORT DOMAIN [IN_FLOW_DELAY]" >&2
-	echo "       postfix.sh stop DIR | count DIR" >&2
+	echo "usage: postfix.sh start DIR PORT BACKEND_PORT DOMAIN [IN_FLOW_DELAY [NAME=VALUE...]]" >&2
+	echo "       postfix.sh stop DIR | count DIR [QUEUE...] | flush DIR" >&2
 	exit 2
 }
 
@@ -104,6 +111,16 @@ start)
 	chown postfix "$dir/data"
 	write_main_cf "$dir" "$3" "$4" "$5" "${6:-}"
 	write_master_cf "$dir" "$3"
+	shift 5
+	if [ $# -gt 0 ]; then
+		shift
+	fi
+	for kv in "$@"; do
+		case "$kv" in
+		*=*) echo "${kv%%=*} = ${kv#*=}" >> "$dir/etc/main.cf" ;;
+		*) usage ;;
+		esac
+	done
 	postfix -c "$dir/etc" start > "$dir/log/start.out" 2>&1 || {
 		cat "$dir/log/start.out" >&2
 		exit 1
@@ -125,13 +142,18 @@ stop)
 	fi
 	;;
 count)
+	shift 2
+	queues=${*:-maildrop incoming active deferred hold}
 	n=0
-	for q in maildrop incoming active deferred hold; do
+	for q in $queues; do
 		[ -d "$dir/queue/$q" ] || continue
 		c=$(find "$dir/queue/$q" -type f | wc -l)
 		n=$((n + c))
 	done
 	echo "$n"
+	;;
+flush)
+	postqueue -c "$dir/etc" -f
 	;;
 *)
 	usage
