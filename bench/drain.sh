@@ -344,7 +344,7 @@ ratio() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN {
 	if (a == "" || b == "" || b <= 0) print "-";
 	else if (a < 0) printf "> %.2f", c / b; else printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN {
-	print v == "-" ? "not run" : v + 0 >= g ? "met" : "MISSED" }'; }
+	print (v == "-" ? "not run" : (v + 0 >= g ? "met" : "MISSED")) }'; }
 drain_med() { # the median of empty_s - first_s over a relay's runs
 	[ -s "$WORK/res.$1" ] || return 0
 	awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
