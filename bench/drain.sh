@@ -11,6 +11,8 @@
 # backoff would show there). Relays, all in the same run on 127.0.0.1:
 #
 #   mxspoold, stock retry policy (30s, x2, up to 10m, jitter 0.1)
+#   mxspoold, stock policy, `mxspoolctl flush --all` the moment the
+#	backend listens (the counterpart of Postfix's postqueue -f)
 #   mxspoold, retry initial = 1s, multiplier = 1 (it probes every second:
 #	what mxspoold drains in when its probe comes at once, to set beside
 #	Postfix's postqueue -f)
@@ -29,7 +31,7 @@
 #
 #   RUNS=3 MSGS=20000 SESSIONS=50 CAP=600 STOCK_RUNS=1    the defaults
 #   MSGS=2000 RUNS=1 CAP=400 sh bench/drain.sh           a quick run
-#   RELAYS="mx mx1 flush pf30 stock"   the relays above, in that order
+#   RELAYS="mx mxflush mx1 flush pf30 stock"   the relays above
 #   KEEP=1                       keep the logs, spools and queues
 #
 # Needs root (Postfix) and the postfix package (make bench installs it).
@@ -42,12 +44,13 @@ MSGS=${MSGS:-20000}
 SESSIONS=${SESSIONS:-50}
 CAP=${CAP:-600}
 STOCK_RUNS=${STOCK_RUNS:-1}
-RELAYS=${RELAYS:-mx mx1 flush pf30 stock}
+RELAYS=${RELAYS:-mx mxflush mx1 flush pf30 stock}
 SIZE=10240
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOOL=$BUILD/bench/accept
 DRAIN=$BUILD/bench/drain
 MXSPOOLD=$BUILD/mxspoold
+MXSPOOLCTL=$BUILD/mxspoolctl
 SMTPDUMP=$BUILD/tests/tools/smtpdump
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
@@ -60,7 +63,7 @@ die() {
 	exit 1
 }
 
-for f in "$TOOL" "$DRAIN" "$MXSPOOLD" "$SOURCE" "$SINK" /usr/sbin/postfix; do
+for f in "$TOOL" "$DRAIN" "$MXSPOOLD" "$MXSPOOLCTL" "$SOURCE" "$SINK" /usr/sbin/postfix; do
 	[ -x "$f" ] || die "$f is missing (run it through make bench)"
 done
 [ "$(id -u)" -eq 0 ] || die "needs root, to run a Postfix instance"
@@ -127,7 +130,6 @@ load() {
 # and t0 (when it was seen listening).
 start_sink() {
 	dir=$1 port=$2
-	# shellcheck disable=SC2086
 	"$SINK" -u nobody -c -m 300 "127.0.0.1:$port" 1024 > "$dir/sink.out" 2>&1 &
 	sink_pid=$!
 	pids="$pids $sink_pid"
@@ -163,10 +165,17 @@ EOF
 	fi
 }
 
+# A failed mxspoold run: its directory stays for a look.
+mx_die() {
+	KEEP=1
+	die "$@"
+}
+
 # One mxspoold drain. TAG names the results; RETRY is the retry block's
-# body ("" for the stock policy).
+# body ("" for the stock policy); HOW is flush (mxspoolctl flush at the
+# backend's start) or wait (for the next probe).
 run_mxspoold() {
-	tag=$1 retry=$2 dir=$WORK/mx-$1-$3
+	tag=$1 retry=$2 how=$3 dir=$WORK/mx-$1-$4
 	port=$("$TOOL" freeport) backend=$("$TOOL" freeport)
 	mkdir -p "$dir"
 	mx_conf "$port" "$dir/spool" "$backend" "$retry" > "$dir/mxspool.conf"
@@ -186,28 +195,32 @@ run_mxspoold() {
 	interval=$(sed -n 's/.*next probe in \([0-9]*\)s$/\1/p' "$log" | tail -1)
 	deferred=$(grep -c 'status=deferred' "$log" || true)
 	start_sink "$dir" "$backend"
+	if [ "$how" = flush ]; then
+		"$MXSPOOLCTL" -s "$dir/spool.ctl" flush --all > "$dir/flush.out" 2>&1 ||
+		    mx_die "mxspoold ($tag): mxspoolctl flush failed: $(cat "$dir/flush.out")"
+	fi
 	if ! "$DRAIN" watch "$t0" "$dir/sink.out" "$MSGS" "$DRAIN_LIMIT" mx "$log" \
 	    > "$dir/watch.out"; then
 		cat "$dir/watch.out" >&2
 		grep -v 'queued in\|client=\|from=<\|connect from\|status=sent\|: removed$' \
 		    "$log" | tail -20 >&2
-		die "mxspoold ($tag): no empty queue ${DRAIN_LIMIT}s after the backend came back (kept $dir)"
+		mx_die "mxspoold ($tag): no empty queue ${DRAIN_LIMIT}s after the backend came back (see $dir)"
 	fi
 	w=$(cat "$dir/watch.out")
 	sunk=$(finish_sink "$dir")
 	stop_pid "$mx_pid"
-	[ "$sunk" = "$MSGS" ] || die "mxspoold ($tag): the backend received $sunk of $MSGS messages"
+	[ "$sunk" = "$MSGS" ] || mx_die "mxspoold ($tag): the backend received $sunk of $MSGS messages (see $dir)"
 	removed=$(grep -c ': removed$' "$log" || true)
-	[ "$removed" = "$MSGS" ] || die "mxspoold ($tag): $removed of $MSGS removed"
+	[ "$removed" = "$MSGS" ] || mx_die "mxspoold ($tag): $removed of $MSGS removed (see $dir)"
 	redeferred=$(($(grep -c 'status=deferred' "$log" || true) - deferred))
 	# Anything logged as a warning or worse is a finding; so is mail
 	# left in the stopped spool.
-	bad=$(grep -c 'warning:\|error:\|fatal:\|panic' "$log" || true)
+	bad=$(grep -c 'warning:\|error:\|fatal:\|panic\|Sanitizer\|runtime error' "$log" || true)
 	left=0
 	if [ -x "$SMTPDUMP" ]; then
 		left=$("$SMTPDUMP" env "$dir/spool" | grep -c . || true)
 	fi
-	[ "$bad" = 0 ] || grep 'warning:\|error:\|fatal:\|panic' "$log" | head -5 >&2
+	[ "$bad" = 0 ] || grep 'warning:\|error:\|fatal:\|panic\|Sanitizer\|runtime error' "$log" | head -5 >&2
 	echo "$w interval_s=${interval:-0} redeferred=$redeferred logged_bad=$bad left=$left" \
 	    >> "$WORK/res.$tag"
 	if [ "$bad" = 0 ] && [ "$left" = 0 ] && [ "$redeferred" = 0 ]; then
@@ -275,8 +288,9 @@ order=$(printf '%s\n' $RELAYS | grep -vx stock | tr '\n' ' ' || true)
 for r in $(seq "$RUNS"); do
 	for s in $order; do
 		case $s in
-		mx) run_mxspoold mx "" "$r" ;;
-		mx1) run_mxspoold mx1 "initial = 1s multiplier = 1 max_interval = 1s jitter = 0" "$r" ;;
+		mx) run_mxspoold mx "" wait "$r" ;;
+		mxflush) run_mxspoold mxflush "" flush "$r" ;;
+		mx1) run_mxspoold mx1 "initial = 1s multiplier = 1 max_interval = 1s jitter = 0" wait "$r" ;;
 		flush) run_postfix flush flush "$DRAIN_LIMIT" "$r" ;;
 		pf30) run_postfix pf30 wait "$DRAIN_LIMIT" "$r" minimal_backoff_time=30s \
 		    queue_run_delay=30s maximal_backoff_time=600s ;;
@@ -309,19 +323,26 @@ fmt_time() { awk -v t="$1" -v c="$2" 'BEGIN {
 	if (t == "") print "-"; else if (t < 0) printf "> %d", c;
 	else printf "%.2f", t }'; }
 
+drain_med() { # the median of empty_s - first_s over a relay's runs
+	[ -s "$WORK/res.$1" ] || return 0
+	awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+	    f = v["first_s"]; e = v["empty_s"]
+	    if (f < 0 || e < 0) print -1; else printf "%.2f\n", e - f }' \
+	    "$WORK/res.$1" | median
+}
+
 printf '  %-46s %8s %8s %9s %9s\n' relay wait_s drain_s total_s max_gap_s
 row() {
 	tag=$1 label=$2 cap=$3
 	first=$(med "$tag" first_s)
 	empty=$(med "$tag" empty_s)
-	drain=$(awk -v f="$first" -v e="$empty" 'BEGIN {
-		if (f == "") print ""; else if (f < 0 || e < 0) print -1;
-		else printf "%.2f", e - f }')
+	drain=$(drain_med "$tag")
 	printf '  %-46s %8s %8s %9s %9s\n' "$label" "$(fmt_time "$first" "$cap")" \
 	    "$(fmt_time "$drain" "$cap")" "$(fmt_time "$empty" "$cap")" \
 	    "$(fmt_time "$(med "$tag" max_gap_s)" "$cap")"
 }
 row mx "mxspoold, stock retry" "$DRAIN_LIMIT"
+row mxflush "mxspoold, mxspoolctl flush at backend start" "$DRAIN_LIMIT"
 row mx1 "mxspoold, retry initial = 1s, multiplier = 1" "$DRAIN_LIMIT"
 row flush "postfix, postqueue -f at backend start" "$DRAIN_LIMIT"
 row pf30 "postfix, backoff 30s, queue_run_delay 30s" "$DRAIN_LIMIT"
@@ -345,19 +366,16 @@ ratio() { awk -v a="$1" -v b="$2" -v c="${3:-0}" 'BEGIN {
 	else if (a < 0) printf "> %.2f", c / b; else printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN {
 	print (v == "-" ? "not run" : (v + 0 >= g ? "met" : "MISSED")) }'; }
-drain_med() { # the median of empty_s - first_s over a relay's runs
-	[ -s "$WORK/res.$1" ] || return 0
-	awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-	    print v["empty_s"] - v["first_s"] }' "$WORK/res.$1" | median
-}
 mx=$(med mx empty_s)
 flush=$(med flush empty_s)
+r0=$(ratio "$flush" "$(med mxflush empty_s)")
 r1=$(ratio "$flush" "$mx")
 r2=$(ratio "$flush" "$(med mx1 empty_s)")
 r3=$(ratio "$(drain_med flush)" "$(drain_med mx)")
 r4=$(ratio "$(med pf30 empty_s)" "$mx" "$DRAIN_LIMIT")
 r5=$(ratio "$(med stock empty_s)" "$mx" "$CAP")
 line() { printf '  %-54s %9s%s\n' "$1" "$2$([ "$2" = - ] || echo x)" "${3:-}"; }
+line "postfix -f / mxspoold mxspoolctl flush, total:" "$r0" "  goal >= 2x: $(verdict "$r0" 2)"
 line "postfix -f / mxspoold stock, total:" "$r1" "  goal >= 2x: $(verdict "$r1" 2)"
 line "postfix -f / mxspoold probing every 1s, total:" "$r2" "  goal >= 2x: $(verdict "$r2" 2)"
 line "postfix -f / mxspoold stock, drain after 1st message:" "$r3"
@@ -370,7 +388,7 @@ line "postfix stock backoff / mxspoold stock, total:" "$r5"
 # backend's count never stood still for GAP seconds (a sixth of the
 # stock policy's first backoff).
 GAP=5
-nowait=$(cat "$WORK/res.mx" "$WORK/res.mx1" 2>/dev/null | awk -v lim="$GAP" '{
+nowait=$(cat "$WORK/res.mx" "$WORK/res.mxflush" "$WORK/res.mx1" 2>/dev/null | awk -v lim="$GAP" '{
 	for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 	if (v["first_s"] > v["interval_s"] + 1) bad++
 	if (v["redeferred"] != 0 || v["max_gap_s"] >= lim) bad++
