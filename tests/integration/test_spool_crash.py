@@ -157,3 +157,18 @@ def test_low_disk_space_refuses_with_enospc_and_recovers_by_itself(tmp_path):
         assert "write failed" not in open(errp).read()
     finally:
         subprocess.run(["umount", "-l", mnt])
+
+
+def test_a_second_daemon_on_the_same_spool_exits_with_one_clear_line(daemon):
+    first = daemon().start()
+    second = daemon()
+    with open(second.conf) as f:
+        text = f.read().replace(second.spool, first.spool)
+    with open(second.conf, "w") as f:
+        f.write(text)
+    second.start(wait=False)
+    assert second.proc.wait(20) == 1
+    fatal = [l for l in second.log().splitlines() if "fatal:" in l]
+    assert len(fatal) == 1
+    assert fatal[0].endswith("fatal: spool %s is in use by another process" % first.spool)
+    assert first.stop() == 0
