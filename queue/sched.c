@@ -214,8 +214,13 @@ dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 	d = xcalloc(1, sizeof(*d));
 	d->s = s;
 	d->key = xstrdup(key);
+	/* Its own copy: a reload must not change where its jobs go. */
+	if (conf_parse_route(is_own_notice(s->cf, env)
+				 ? s->cf->bounce_route.text
+				 : conf_route_for(s->cf, domain)->text,
+		&d->route) < 0)
+		PANIC("a configured route does not parse");
 	d->domain = xstrdup(domain);
-	d->bounce = is_own_notice(s->cf, env);
 	TAILQ_INIT(&d->ready);
 	TAILQ_INIT(&d->sessions);
 	retry_dest_init(&d->pol, conf_retry_for(s->cf, domain), sched_now_ms());
@@ -279,7 +284,8 @@ sched_plan(struct sched *s, struct smsg *m, int64_t due)
 		struct job *j = NULL;
 		bool covered = false;
 
-		if (env->rcpts[i].state != RCPT_PENDING)
+		if (env->rcpts[i].state != RCPT_PENDING ||
+		    (m->notifying != NULL && m->notifying[i]))
 			continue;
 		for (size_t k = 0; k < m->njobs && !covered; k++)
 			for (size_t r = 0; r < m->jobs[k]->nridx; r++)
@@ -333,6 +339,7 @@ smsg_free(struct sched *s, struct smsg *m)
 	free(m->jobs);
 	free(m->body);
 	free(m->doom_why);
+	free(m->notifying);
 	free(m);
 }
 
@@ -482,6 +489,7 @@ sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
 	s->rng =
 	    (uint64_t)sched_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b9;
 	s->timer = evtimer_new(base, sched_on_timer, s);
+	LIST_INIT(&s->calls);
 	queue_foreach(q, sched_on_existing, s);
 	queue_set_arrival_cb(q, sched_on_arrival, s);
 	s->next_sweep = 0;
@@ -499,6 +507,12 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	queue_set_arrival_cb(s->q, NULL, NULL);
+	while (!LIST_EMPTY(&s->calls)) {
+		struct sched_call *c = LIST_FIRST(&s->calls);
+
+		LIST_REMOVE(c, link);
+		c->s = NULL;
+	}
 	while (hmap_next(s->dests, &pos, &key, &val)) {
 		struct dest *d = val;
 		struct sess *ss;
@@ -536,6 +550,7 @@ sched_free(struct sched *s)
 
 		free(d->key);
 		free(d->domain);
+		conf_route_fini(&d->route);
 		free(d->last_error);
 		free(d);
 	}
@@ -549,7 +564,50 @@ sched_free(struct sched *s)
 void
 sched_set_conf(struct sched *s, const struct conf *cf)
 {
+	size_t n = 0, pos = 0;
+	const char *key;
+	void *val;
+	char(*qids)[QID_SIZE] = xcalloc(hmap_count(s->msgs) + 1, QID_SIZE);
+
 	s->cf = cf;
+	/*
+	 * Routes may have changed: every job not in flight is planned again,
+	 * so that it joins the destination its recipients now belong to.
+	 * Destinations keep their state, so a store that is down is not
+	 * hammered because of a reload.
+	 */
+	while (hmap_next(s->msgs, &pos, &key, &val))
+		memcpy(qids[n++], key, QID_SIZE);
+	for (size_t k = 0; k < n; k++) {
+		struct smsg *m = hmap_get(s->msgs, qids[k]);
+
+		for (size_t j = 0; j < m->njobs;)
+			if (m->jobs[j]->in_flight)
+				j++;
+			else
+				job_free(m->jobs[j]);
+		sched_plan(s, m, 0);
+	}
+	free(qids);
+	sched_dispatch_all(s);
+}
+
+void
+sched_call_begin(struct sched *s, struct sched_call *c)
+{
+	c->s = s;
+	LIST_INSERT_HEAD(&s->calls, c, link);
+}
+
+struct sched *
+sched_call_end(struct sched_call *c)
+{
+	struct sched *s = c->s;
+
+	if (s != NULL)
+		LIST_REMOVE(c, link);
+	c->s = NULL;
+	return s;
 }
 
 void
@@ -677,7 +735,8 @@ sched_bounce_now(struct sched *s, struct smsg *m, const char *why)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		struct env_rcpt *r = &env->rcpts[i];
 
-		if (r->state != RCPT_PENDING)
+		if (r->state != RCPT_PENDING ||
+		    (m->notifying != NULL && m->notifying[i]))
 			continue;
 		job_drop_rcpt(m, i);
 		free(r->dsn_status);

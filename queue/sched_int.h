@@ -26,6 +26,21 @@
 
 struct dest;
 struct smsg;
+struct sched;
+
+/*
+ * An asynchronous call (a body read, a notification being queued) whose
+ * answer may come after sched_free(): sched_free orphans them (s = NULL),
+ * and the answer then only frees its request.
+ */
+struct sched_call {
+	LIST_ENTRY(sched_call) link;
+	struct sched *s;
+};
+LIST_HEAD(sched_call_list, sched_call);
+void sched_call_begin(struct sched *s, struct sched_call *c);
+/* The scheduler the answer belongs to, or NULL if it is gone. */
+struct sched *sched_call_end(struct sched_call *c);
 
 struct job {
 	struct smsg *m;
@@ -54,6 +69,8 @@ struct smsg {
 	unsigned in_flight;
 	unsigned dsn_pending; /* notifications being queued */
 	enum { DOOM_NONE, DOOM_DELETE, DOOM_BOUNCE } doom; /* after flight */
+	bool *notifying; /* per recipient: a failure notice is being queued,
+			    so it is neither planned nor returned again */
 	char *doom_why;
 };
 
@@ -69,9 +86,9 @@ struct sess {
 
 struct dest {
 	struct sched *s;
-	char *key;    /* the route text, or the domain */
-	char *domain; /* a domain routed here, for dns/ */
-	bool bounce;  /* along cf->bounce_route */
+	char *key;               /* the route text, or the domain */
+	char *domain;            /* a domain routed here, for dns/ */
+	struct conf_route route; /* its route, as when the destination began */
 	struct dest_policy pol;
 	struct job_list ready;
 	size_t nready, njobs;
@@ -95,6 +112,7 @@ struct sched {
 	struct event *timer;
 	int64_t next_sweep;
 	uint64_t rng;
+	struct sched_call_list calls; /* answers still to come */
 };
 
 /* sched.c: time, jobs, destinations, planning. */

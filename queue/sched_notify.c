@@ -20,7 +20,7 @@
 
 /* Notifications. */
 struct dsn_req {
-	struct sched *s;
+	struct sched_call call;
 	char qid[QID_SIZE];
 	enum dsn_action action;
 	struct dsn_rcpt *rcpts; /* status etc. copied */
@@ -43,14 +43,17 @@ static void
 sched_on_dsn_queued(void *arg, int status, const char *dsnqid)
 {
 	struct dsn_req *r = arg;
-	struct sched *s = r->s;
-	struct smsg *m = hmap_get(s->msgs, r->qid);
+	struct sched *s = sched_call_end(&r->call);
+	struct smsg *m = s != NULL ? hmap_get(s->msgs, r->qid) : NULL;
 
 	if (m == NULL) {
 		dsn_req_free(r);
 		return;
 	}
 	m->dsn_pending--;
+	if (r->action == DSN_FAILED)
+		for (size_t i = 0; i < r->nrcpts; i++)
+			m->notifying[r->rcpts[i].idx] = false;
 	if (status == QUEUE_OK) {
 		log_event(r->qid, "sender %s notification: %s",
 		    dsn_action_str(r->action), dsnqid);
@@ -106,6 +109,7 @@ sched_send_dsn(struct sched *s, struct smsg *m, struct dsn_req *r)
 	n->flags = ENV_DSN | (env->flags & ENV_SMTPUTF8);
 	envelope_add_rcpt(n, env->sender, NULL, NOTIFY_NEVER);
 	m->dsn_pending++;
+	sched_call_begin(s, &r->call);
 	queue_submit(s->q, n, text, len, sched_on_dsn_queued, r);
 }
 
@@ -113,7 +117,8 @@ static void
 sched_on_dsn_body(void *arg, int status, char *body, size_t len)
 {
 	struct dsn_req *r = arg;
-	struct smsg *m = hmap_get(r->s->msgs, r->qid);
+	struct sched *s = sched_call_end(&r->call);
+	struct smsg *m = s != NULL ? hmap_get(s->msgs, r->qid) : NULL;
 
 	if (m == NULL) {
 		free(body);
@@ -131,7 +136,7 @@ sched_on_dsn_body(void *arg, int status, char *body, size_t len)
 		m->len = len;
 		body = NULL;
 	}
-	sched_send_dsn(r->s, m, r);
+	sched_send_dsn(s, m, r);
 	if (m->in_flight == 0 && !m->loading) {
 		free(m->body);
 		m->body = NULL;
@@ -150,7 +155,6 @@ sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
 {
 	struct dsn_req *r = xcalloc(1, sizeof(*r));
 
-	r->s = s;
 	memcpy(r->qid, m->qid, QID_SIZE);
 	r->action = action;
 	r->rcpts = xcalloc(n ? n : 1, sizeof(*r->rcpts));
@@ -161,6 +165,12 @@ sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
 			if (action == DSN_FAILED)
 				m->env->rcpts[list[i].idx].state = RCPT_FAILED;
 			continue;
+		}
+		if (action == DSN_FAILED) {
+			if (m->notifying == NULL)
+				m->notifying = xcalloc(
+				    m->env->nrcpts, sizeof(*m->notifying));
+			m->notifying[list[i].idx] = true;
 		}
 		r->rcpts[r->nrcpts].idx = list[i].idx;
 		r->rcpts[r->nrcpts].status =
@@ -182,10 +192,10 @@ sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
 		return;
 	}
 	m->dsn_pending++;
+	sched_call_begin(s, &r->call);
 	queue_read_body(s->q, m->qid, sched_on_dsn_body, r);
 }
 
-/* max_age and warn_after. */
 /*
  * When recipient r of a message born at `born` (ms) passes warn_after
  * (*warn) and max_age (*expire), in ms; INT64_MAX for never.
@@ -244,7 +254,8 @@ sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct env_rcpt *r = &env->rcpts[i];
 
-		if (r->state != RCPT_PENDING)
+		if (r->state != RCPT_PENDING ||
+		    (m->notifying != NULL && m->notifying[i]))
 			continue;
 		age_limits(s, env, r, &warn, &expire);
 		if (now >= expire)
@@ -287,7 +298,8 @@ sched_sweep(struct sched *s, int64_t now)
 
 		if (m == NULL || (m->env->flags & ENV_HELD))
 			continue;
-		if (m->in_flight == 0)
+		/* Not while a notice about it is being queued: no twins. */
+		if (m->in_flight == 0 && m->dsn_pending == 0)
 			sched_age_msg(s, m, now);
 		m = hmap_get(s->msgs, qids[k]);
 		if (m != NULL && (t = sched_age_next(s, m->env)) < next)

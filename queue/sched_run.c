@@ -21,7 +21,7 @@
 
 /* Bodies are read ahead of the sessions that need them. */
 struct body_req {
-	struct sched *s;
+	struct sched_call call;
 	struct dest *d;
 	char qid[QID_SIZE];
 };
@@ -30,18 +30,36 @@ static void
 sched_on_loaded(void *arg, int status, char *body, size_t len)
 {
 	struct body_req *br = arg;
-	struct smsg *m = hmap_get(br->s->msgs, br->qid);
+	struct sched *s = sched_call_end(&br->call);
+	struct smsg *m = s != NULL ? hmap_get(s->msgs, br->qid) : NULL;
 
+	if (s == NULL) {
+		free(body);
+		free(br);
+		return;
+	}
+	br->d->loading--;
 	if (m != NULL) {
 		m->loading = false;
 		if (status == QUEUE_OK && m->body == NULL) {
 			m->body = body;
 			m->len = len;
 			body = NULL;
+		} else if (status != QUEUE_OK) {
+			/* Unreadable now: try it later, not in a loop. */
+			for (size_t k = 0; k < m->njobs; k++)
+				if (!m->jobs[k]->in_flight)
+					job_defer(m->jobs[k],
+					    sched_now_ms() +
+						retry_backoff_ms(
+						    dest_retry(br->d),
+						    m->env->attempts + 1,
+						    sched_rand(s)));
+			free(body);
+			free(br);
+			return;
 		}
 	}
-	free(body);
-	br->d->loading--;
 	dest_wake(br->d);
 	free(br);
 }
@@ -64,7 +82,7 @@ sched_load(struct sched *s, struct dest *d, struct smsg *m)
 {
 	struct body_req *br = xcalloc(1, sizeof(*br));
 
-	br->s = s;
+	sched_call_begin(s, &br->call);
 	br->d = d;
 	memcpy(br->qid, m->qid, QID_SIZE);
 	m->loading = true;
@@ -228,8 +246,8 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	free(failed);
 	free(sent);
 
-	if (j->nridx == 0)
-		job_free(j);
+	if (j->nridx == 0 || (env->flags & ENV_HELD))
+		job_free(j); /* held meanwhile: release plans it again */
 	else {
 		int64_t due = now + retry_backoff_ms(dest_retry(d),
 					env->attempts, sched_rand(s));
@@ -291,8 +309,15 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 	TAILQ_REMOVE(&d->sessions, ss, link);
 	d->nsessions--;
 	s->nsessions--;
+	/*
+	 * A session that carried no mail and did not end in a normal QUIT
+	 * (no connection, greeting or EHLO refused, TLS required but not to
+	 * be had) is a failure of the destination: back off, rather than
+	 * reconnect at once in a loop.
+	 */
 	if (d->pol.state != DEST_BACKOFF &&
-	    (!end->connected || d->pol.state == DEST_PROBING)) {
+	    (!end->connected || d->pol.state == DEST_PROBING ||
+		(ss->nmsgs == 0 && end->dsn[0] != '2'))) {
 		if (ss->nmsgs == 0)
 			sched_note_failure(d, end->dsn,
 			    end->text[0] ? end->text : "session ended early");
@@ -428,6 +453,5 @@ dest_dispatch(struct dest *d)
 		dest_dispatch(d);
 		return;
 	}
-	d->dns_id = dns_route_via(s->dns, d->domain,
-	    d->bounce ? &s->cf->bounce_route : NULL, dest_on_dns, d);
+	d->dns_id = dns_route_via(s->dns, d->domain, &d->route, dest_on_dns, d);
 }

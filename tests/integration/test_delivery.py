@@ -381,3 +381,44 @@ def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
     assert peak > 2, "concurrency never widened"
     assert peak <= 8
     assert d.stop() == 0
+
+
+def test_a_session_refused_after_the_greeting_backs_off_instead_of_looping(daemon, store):
+    """tls = encrypt and a store without STARTTLS: every session ends
+    before any mail. That is a failed destination (backoff and probes), not
+    a reason to reconnect at once."""
+    b = store()
+    d = daemon(extra=config(b, domain_extra='tls = "encrypt"')).start()
+    send(d, 3)
+    time.sleep(3)
+    assert b.connections() <= 4, "reconnecting in a loop"
+    assert log_lines(d, "destination not reachable")
+    assert "4.7.4" in log_lines(d, "status=deferred")[0]
+    assert b.messages() == []
+    assert d.stop() == 0
+
+
+def test_reload_moves_held_mail_to_a_domains_new_route(daemon, store):
+    import subprocess
+    from conftest import BUILD
+    b = store()
+    dead = free_port()
+    extra = ('domain "example.com" { route = "smtp:[127.0.0.1]:%d" }\n'
+             'domain "example.org" { route = "smtp:[127.0.0.1]:%d" }\n'
+             'retry { initial = 1h }\n' % (dead, dead))
+    d = daemon(relay_domains=("example.com", "example.org"), extra=extra).start()
+    send(d, 2, rcpts=("a@example.com",))
+    send(d, 3, rcpts=("b@example.org",))
+    wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace('domain "example.org" { route = "smtp:[127.0.0.1]:%d" }' % dead,
+                             'domain "example.org" { route = "smtp:[127.0.0.1]:%d" }' % b.port))
+    r = subprocess.run([BUILD + "/mxspoolctl", "-c", d.conf, "reload"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    b.wait_for(lambda: len(b.messages()) == 3, what="example.org's mail")
+    time.sleep(1)
+    assert all(m["rcpts"] == ["b@example.org"] for m in b.messages())
+    assert d.stop() == 0
