@@ -224,7 +224,7 @@ mx_rank(struct dns_answer *out, const char *domain, const struct mx_in *in,
     size_t n, const struct mx_rank_opts *o)
 {
 	size_t *idx = xcalloc(n, sizeof(*idx));
-	int self_pref = INT_MAX;
+	int self_pref = INT_MAX, unsure_pref = INT_MAX, cut;
 	size_t nbetter = 0, ntemp = 0;
 	char why[128];
 
@@ -239,7 +239,16 @@ mx_rank(struct dns_answer *out, const char *domain, const struct mx_in *in,
 		if (h->name[0] != '\0' && h->pref < self_pref &&
 		    mx_self_why(o->self, h, why, sizeof(why)) != NULL)
 			self_pref = h->pref;
+		/*
+		 * A host whose addresses are unknown for now may be this host
+		 * (known by address only): nothing of its preference or worse
+		 * is safe to hand mail to (RFC 5321 5.1), or two backups could
+		 * pass mail back and forth.
+		 */
+		if (h->rc == DNS_RC_TEMP && h->pref < unsure_pref)
+			unsure_pref = h->pref;
 	}
+	cut = self_pref < unsure_pref ? self_pref : unsure_pref;
 
 	for (size_t i = 0; i < n; i++) {
 		const struct mx_in *h = &in[idx[i]];
@@ -248,6 +257,18 @@ mx_rank(struct dns_answer *out, const char *domain, const struct mx_in *in,
 		if (h->name[0] == '\0' || strcmp(h->name, ".") == 0) {
 			dns_answer_add_drop(out, ".", h->pref,
 			    "null MX among other MX records (RFC 7505)");
+			continue;
+		}
+		if (h->pref >= cut && h->pref < self_pref) {
+			ntemp++;
+			if (h->rc == DNS_RC_TEMP)
+				dns_answer_add_drop(out, h->name, h->pref,
+				    "address lookup failed (%s)",
+				    h->why ? h->why : "temporary failure");
+			else
+				dns_answer_add_drop(out, h->name, h->pref,
+				    "not better than an MX whose address is "
+				    "unknown (it may be this host)");
 			continue;
 		}
 		if (h->pref >= self_pref) {

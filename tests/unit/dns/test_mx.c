@@ -287,6 +287,38 @@ test_rank_defers_when_address_lookups_fail(void **state)
 }
 
 static void
+test_rank_keeps_nothing_behind_an_mx_that_may_be_this_host(void **state)
+{
+	/* 20 may be this host (its address is unknown for now): 30, a peer
+	 * backup, must not get the mail, or two backups could loop it. */
+	struct mx_in in[] = {host("best.example.test", 10, "203.0.113.1"),
+	    host("maybe-me.example.test", 20, NULL),
+	    host("peer.example.test", 30, "203.0.113.3")};
+	struct mx_rank_opts o = {.port = 25};
+	struct dns_answer a = {0};
+
+	(void)state;
+	in[1].rc = DNS_RC_TEMP;
+	in[1].why = "A: timeout";
+	assert_int_equal(mx_rank(&a, "example.test", in, 3, &o), DNS_OK);
+	assert_int_equal(a.nhosts, 1);
+	assert_string_equal(a.hosts[0].name, "best.example.test");
+	assert_string_equal(drop_why(&a, "peer.example.test"),
+	    "not better than an MX whose address is unknown (it may be this "
+	    "host)");
+	dns_answer_fini(&a);
+	/* And with the best one unknown, nothing is safe: defer. */
+	in[0].rc = DNS_RC_TEMP;
+	in[0].why = "A: timeout";
+	memset(&a, 0, sizeof(a));
+	assert_int_equal(mx_rank(&a, "example.test", in, 3, &o), DNS_TEMPFAIL);
+	assert_int_equal(a.nhosts, 0);
+	assert_string_equal(a.dsn, "4.4.3");
+	dns_answer_fini(&a);
+	hosts_free(in, 3);
+}
+
+static void
 test_rank_bounces_when_no_host_has_an_address(void **state)
 {
 	struct mx_in in[] = {host("gone.example.test", 10, NULL)};
@@ -440,6 +472,8 @@ main(void)
 	    cmocka_unit_test(test_rank_ignores_self_without_loop_detection),
 	    cmocka_unit_test(test_rank_drops_hosts_without_addresses),
 	    cmocka_unit_test(test_rank_defers_when_address_lookups_fail),
+	    cmocka_unit_test(
+		test_rank_keeps_nothing_behind_an_mx_that_may_be_this_host),
 	    cmocka_unit_test(test_rank_bounces_when_no_host_has_an_address),
 	    cmocka_unit_test(
 		test_rank_as_backup_defers_when_better_mxes_have_no_address),
