@@ -75,6 +75,7 @@ commit_write(struct commit *c, struct commit_list *ops)
 {
 	struct spool_batch *b = spool_batch_new();
 	struct commit_op *op;
+	size_t batch_bytes = 0;
 	bool sync = false;
 	char err[200];
 	int st;
@@ -90,7 +91,10 @@ commit_write(struct commit *c, struct commit_list *ops)
 		}
 		switch (op->kind) {
 		case COMMIT_SUBMIT:
-			if (!commit_has_room(c, op->metalen + op->bodylen)) {
+			/* Room for this and the rest of the batch. */
+			batch_bytes += op->metalen + op->bodylen;
+			if (!commit_has_room(c, batch_bytes)) {
+				batch_bytes -= op->metalen + op->bodylen;
 				op->status = QUEUE_ENOSPC;
 				snprintf(op->err, sizeof(op->err),
 				    "less than spool_min_free left on %s",
