@@ -269,6 +269,17 @@ main(int argc, char **argv)
 	d.sched = sched_new(d.base, d.cf, d.q, d.dns);
 	d.srv = server_new(d.base, d.cf, d.q);
 	server_set_dns(d.srv, d.dns);
+	/*
+	 * Signals are caught before anyone can connect: a client that sees
+	 * the port open may stop the daemon at once, and must get a clean
+	 * exit, not the default action. They are handled once the loop runs.
+	 */
+	d.sig_hup = evsignal_new(d.base, SIGHUP, daemon_on_hup, &d);
+	evsignal_add(d.sig_hup, NULL);
+	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
+	d.sig_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
+	evsignal_add(d.sig_term, NULL);
+	evsignal_add(d.sig_int, NULL);
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	{
@@ -284,12 +295,6 @@ main(int argc, char **argv)
 		if (httpd_listen(d.httpd, err, sizeof(err)) < 0)
 			log_err("%s: metrics are off", err);
 	}
-	d.sig_hup = evsignal_new(d.base, SIGHUP, daemon_on_hup, &d);
-	evsignal_add(d.sig_hup, NULL);
-	d.sig_term = evsignal_new(d.base, SIGTERM, daemon_on_signal, &d);
-	d.sig_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
-	evsignal_add(d.sig_term, NULL);
-	evsignal_add(d.sig_int, NULL);
 
 	for (size_t i = 0; i < d.cf->nlisten; i++)
 		log_info("listening on %s", d.cf->listen[i].text);
