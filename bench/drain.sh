@@ -10,7 +10,7 @@
 # is the longest time the backend's count stood still (a per-message
 # backoff would show there). Relays, all in the same run on 127.0.0.1:
 #
-#   mxspoold, stock retry policy (30s, x2, up to 10m, jitter 0.1)
+#   mxspoold, stock retry policy (5s, x2, up to 10s, jitter 0.1)
 #   mxspoold, stock policy, `mxspoolctl flush --all` the moment the
 #	backend listens (the counterpart of Postfix's postqueue -f)
 #   mxspoold, retry initial = 1s, multiplier = 1 (it probes every second:
@@ -19,7 +19,7 @@
 #   Postfix as a backup MX, `postqueue -f` the moment the backend listens
 #	(Postfix's best case)
 #   Postfix with minimal_backoff_time = queue_run_delay = 30s and
-#	maximal_backoff_time = 10m (mxspoold's first and longest intervals)
+#	maximal_backoff_time = 10m (a tighter Postfix than stock)
 #   Postfix left to its stock backoff (300s), capped at CAP seconds
 #
 # Postfix takes mail in with in_flow_delay = 0 (intake is not what is timed

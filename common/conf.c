@@ -412,9 +412,9 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
  */
 #define CONF_RETRY_OPTS(F)                                                     \
 	{                                                                      \
-		CFG_INT_CB("initial", 30, F, conf_cb_duration),                \
+		CFG_INT_CB("initial", 5, F, conf_cb_duration),                 \
 		    CFG_FLOAT_CB("multiplier", 2.0, F, conf_cb_multiplier),    \
-		    CFG_INT_CB("max_interval", 600, F, conf_cb_duration),      \
+		    CFG_INT_CB("max_interval", 10, F, conf_cb_duration),       \
 		    CFG_FLOAT_CB("jitter", 0.1, F, conf_cb_fraction),          \
 		    CFG_INT_CB("max_age", 14 * 86400, F, conf_cb_duration),    \
 		    CFG_INT_CB("warn_after", 86400, F, conf_cb_duration),      \
