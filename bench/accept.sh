@@ -34,10 +34,9 @@ SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
 LIMIT=600 # seconds: any one load, or a server's start, may take no longer
 
-die() {
-	echo "bench/accept: $*" >&2
-	exit 1
-}
+BENCH=accept # shellcheck disable=SC2034
+# shellcheck source=bench/lib/common.sh disable=SC2034
+. "$HERE/lib/common.sh"
 
 for f in "$TOOL" "$MXSPOOLD" "$SOURCE" "$SINK" /usr/sbin/postfix; do
 	[ -x "$f" ] || die "$f is missing (run it through make bench)"
@@ -59,49 +58,7 @@ if [ $((want - 1000)) -lt "$IDLE" ]; then
 	IDLE=$((want - 1000))
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mxspool-bench-accept.XXXXXX")
-chmod 755 "$WORK" # Postfix's processes reach their queue through it
-pids=""
-
-cleanup() {
-	st=$?
-	trap - EXIT INT TERM
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for d in "$WORK"/pf-*; do
-		[ -d "$d" ] && sh "$HERE/lib/postfix.sh" stop "$d"
-	done
-	for p in $pids; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${KEEP:-0}" = 1 ]; then
-		echo "bench/accept: kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$st"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A finished server's directory: its spool, queue and log.
-discard() {
-	[ "${KEEP:-0}" = 1 ] || rm -rf "$1"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-now() { date +%s.%N; }
-forget() { pids=$(echo "$pids" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' '); }
-
-# Stops one process started here (by its pid) and waits for it.
-stop_pid() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-	forget "$1"
-}
+bench_start
 
 # mxspool.conf for a benchmark daemon: PORT SPOOL BACKEND MAXCONN.
 # Every client comes from 127.0.0.1, so the per-address limit is raised

@@ -58,57 +58,16 @@ LIMIT=600 # seconds: any one load, settling or drain but the capped one
 # The longest a drain may take when nothing waits out a 5-minute backoff.
 DRAIN_LIMIT=$((CAP < LIMIT ? CAP : LIMIT))
 
-die() {
-	echo "bench/drain: $*" >&2
-	exit 1
-}
+BENCH=drain # shellcheck disable=SC2034
+# shellcheck source=bench/lib/common.sh disable=SC2034
+. "$HERE/lib/common.sh"
 
 for f in "$TOOL" "$DRAIN" "$MXSPOOLD" "$MXSPOOLCTL" "$SOURCE" "$SINK" /usr/sbin/postfix; do
 	[ -x "$f" ] || die "$f is missing (run it through make bench)"
 done
 [ "$(id -u)" -eq 0 ] || die "needs root, to run a Postfix instance"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mxspool-bench-drain.XXXXXX")
-chmod 755 "$WORK" # Postfix's processes reach their queue through it
-pids=""
-
-cleanup() {
-	st=$?
-	trap - EXIT INT TERM
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for d in "$WORK"/pf-*; do
-		[ -d "$d" ] && sh "$HERE/lib/postfix.sh" stop "$d"
-	done
-	for p in $pids; do
-		wait "$p" 2>/dev/null || true
-	done
-	if [ "${KEEP:-0}" = 1 ]; then
-		echo "bench/drain: kept $WORK" >&2
-	else
-		rm -rf "$WORK"
-	fi
-	exit "$st"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-discard() {
-	[ "${KEEP:-0}" = 1 ] || rm -rf "$1"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
-now() { date +%s.%N; }
-forget() { pids=$(echo "$pids" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' '); }
-
-stop_pid() {
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-	forget "$1"
-}
+bench_start
 
 # The messages smtp-sink has received, from its counters (-c).
 sink_count() {

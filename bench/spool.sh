@@ -9,8 +9,10 @@ BIN=$BUILD/bench/spool
 DIR=${BENCH_DIR:-var/bench}
 rm -rf "$DIR" && mkdir -p "$DIR"
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+BENCH=spool # shellcheck disable=SC2034
+# shellcheck source=bench/lib/common.sh disable=SC2034
+. "$HERE/lib/common.sh"
 
 fs=$(df -T "$DIR" | awk 'NR==2 {print $2 " on " $7}')
 echo "bench/spool: 10 KiB messages; spool in $DIR ($fs); medians of $RUNS runs"
