@@ -34,8 +34,9 @@ SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
 LIMIT=600 # seconds: any one load, or a server's start, may take no longer
 
-BENCH=accept # shellcheck disable=SC2034
-# shellcheck source=bench/lib/common.sh disable=SC2034
+# shellcheck disable=SC2034 # read by lib/common.sh
+BENCH=accept
+# shellcheck source=bench/lib/common.sh
 . "$HERE/lib/common.sh"
 
 for f in "$TOOL" "$MXSPOOLD" "$SOURCE" "$SINK" /usr/sbin/postfix; do

@@ -58,8 +58,9 @@ LIMIT=600 # seconds: any one load, settling or drain but the capped one
 # The longest a drain may take when nothing waits out a 5-minute backoff.
 DRAIN_LIMIT=$((CAP < LIMIT ? CAP : LIMIT))
 
-BENCH=drain # shellcheck disable=SC2034
-# shellcheck source=bench/lib/common.sh disable=SC2034
+# shellcheck disable=SC2034 # read by lib/common.sh
+BENCH=drain
+# shellcheck source=bench/lib/common.sh
 . "$HERE/lib/common.sh"
 
 for f in "$TOOL" "$DRAIN" "$MXSPOOLD" "$MXSPOOLCTL" "$SOURCE" "$SINK" /usr/sbin/postfix; do

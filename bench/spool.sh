@@ -10,8 +10,9 @@ DIR=${BENCH_DIR:-var/bench}
 rm -rf "$DIR" && mkdir -p "$DIR"
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-BENCH=spool # shellcheck disable=SC2034
-# shellcheck source=bench/lib/common.sh disable=SC2034
+# shellcheck disable=SC2034 # read by lib/common.sh
+BENCH=spool
+# shellcheck source=bench/lib/common.sh
 . "$HERE/lib/common.sh"
 
 fs=$(df -T "$DIR" | awk 'NR==2 {print $2 " on " $7}')
