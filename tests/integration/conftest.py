@@ -22,6 +22,22 @@ def free_port(family=socket.AF_INET, host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=30, what="condition"):
+    """Polls pred until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def log_lines(d, needle):
+    """The lines of d's log that contain needle."""
+    return [l for l in d.log().splitlines() if needle in l]
+
+
 class Daemon:
     """One mxspoold process with a config of its own."""
 

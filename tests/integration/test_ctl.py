@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, free_port
+from conftest import BUILD, free_port, wait_for
 
 MXSPOOLCTL = os.path.join(BUILD, "mxspoolctl")
 QID_CHARS = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -38,14 +38,6 @@ def send(d, sender, rcpts, body):
         s.sendmail(sender, rcpts, body)
 
 
-def wait_for(pred, timeout=15, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def dest(summary, name):

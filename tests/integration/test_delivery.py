@@ -11,7 +11,7 @@ import time
 import pytest
 
 from backend import Backend
-from conftest import free_port
+from conftest import free_port, wait_for, log_lines
 
 
 def route(b):
@@ -42,17 +42,8 @@ def send(d, n=1, rcpts=("user@example.com",), sender="alice@sender.test",
     return n
 
 
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
-def log_lines(d, needle):
-    return [l for l in d.log().splitlines() if needle in l]
 
 
 def parse_dsn(raw):

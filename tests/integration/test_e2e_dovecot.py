@@ -18,6 +18,7 @@ import pytest
 
 import dovecot
 from backend import Backend
+from conftest import log_lines, wait_for
 from smtphelp import spool_envelopes
 
 pytestmark = pytest.mark.skipif(not dovecot.available(),
@@ -60,17 +61,8 @@ def config(dc, rec):
             'bounce_route = "smtp:[127.0.0.1]:%d"\n' % (dc.route(), rec.port))
 
 
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
-def log_lines(d, needle):
-    return [l for l in d.log().splitlines() if needle in l]
 
 
 def make_message(client, n, rnd):
