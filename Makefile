@@ -2,10 +2,29 @@
 #
 #   make run     build and start mxspoold on 127.0.0.1:2525 (spool in ./var)
 #   make test    unit tests (cmocka), then integration tests (pytest)
-#   make test-asan, make bench, make install, make clean, make fmt
+#   make test-asan, make bench, make install, make check-fresh, make clean,
+#   make fmt, make deps (deps-test, deps-bench)
 
+# Installation directories, after the GNU conventions. The three state
+# and config directories are compiled into the programs as their defaults
+# (mxspoold -h shows them), so give the same values to `make` and to
+# `make install`. PREFIX=/usr lays out the system as Debian does: /etc,
+# /var, /run.
 PREFIX  ?= /usr/local
 DESTDIR ?=
+ifeq ($(PREFIX),/usr)
+sysconfdir    ?= /etc
+localstatedir ?= /var
+runstatedir   ?= /run
+else
+sysconfdir    ?= $(PREFIX)/etc
+localstatedir ?= $(PREFIX)/var
+runstatedir   ?= $(localstatedir)/run
+endif
+sbindir ?= $(PREFIX)/sbin
+mandir  ?= $(PREFIX)/share/man
+# `make install INSTALL_STRIP=` keeps the symbols (for a -dbg package).
+INSTALL_STRIP ?= -s
 BUILD   ?= build
 ASAN_BUILD ?= build-asan
 PYTHON  ?= /usr/bin/python3
@@ -24,7 +43,8 @@ SAN  = -fsanitize=address,undefined -fno-sanitize-recover=all \
 CFLAGS  ?= -g -O2
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. $(PKG_CFLAGS) $(CFLAGS)
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -I. -I$(BUILD)/gen $(PKG_CFLAGS) \
+	     $(CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lpthread -lm
 LINK     = $(CC) $(CFLAGS) $(LDFLAGS)
 
@@ -47,15 +67,31 @@ BENCH_BINS = $(BENCH_SRCS:%.c=$(BUILD)/%)
 
 .SECONDARY:
 
-.PHONY: all deps run test test-unit test-integration test-asan bench \
-	install clean fmt
+.PHONY: all deps deps-test deps-bench run test test-unit test-integration \
+	test-asan bench install check-fresh clean fmt FORCE
 
 all: $(PROGS)
 
+# The Debian packages each target needs (mk/deps.sh lists them).
 deps:
-	@sh mk/deps.sh
+	@sh mk/deps.sh build
+deps-test:
+	@sh mk/deps.sh build test
+deps-bench:
+	@sh mk/deps.sh build bench
 
-$(BUILD)/%.o: %.c
+# The directories compiled in, rewritten only when they change, so that a
+# new PREFIX rebuilds what uses them and nothing else.
+PATHS_H = $(BUILD)/gen/mxspool_paths.h
+$(PATHS_H): FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' '/* Made by the Makefile from its directory variables. */' \
+	    '#define MXSPOOL_SYSCONFDIR "$(sysconfdir)"' \
+	    '#define MXSPOOL_LOCALSTATEDIR "$(localstatedir)"' \
+	    '#define MXSPOOL_RUNSTATEDIR "$(runstatedir)"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+
+$(BUILD)/%.o: %.c | $(PATHS_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -77,7 +113,7 @@ $(BUILD)/tests/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 
 # The crash test's proof that it can fail: the spool writer built with a
 # deliberate bug (acknowledging before writing), see queue/commit.c.
-$(BUILD)/queue/commit-mutant.o: queue/commit.c
+$(BUILD)/queue/commit-mutant.o: queue/commit.c | $(PATHS_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -DCOMMIT_MUTANT_ACK_EARLY -c -o $@ $<
 
@@ -88,16 +124,19 @@ $(BUILD)/tests/tools/spoolcrash-mutant: $(BUILD)/tests/tools/spoolcrash.o \
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS)
 
+DEV_CONF = etc/mxspool-dev.conf
+
 run: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p var/spool
 	@echo "mxspoold: listening on 127.0.0.1:2525, spool in ./var/spool"
 	@echo "  send a test message:  swaks --server 127.0.0.1:2525 --to user@example.com"
-	@echo "  look at the queue:    $(BUILD)/mxspoolctl -c etc/mxspool.conf summary"
+	@echo "                        (swaks: apt-get install swaks, or make deps-test)"
+	@echo "  look at the queue:    $(BUILD)/mxspoolctl -c $(DEV_CONF) summary"
 	@echo "  stop:                 Ctrl-C"
-	exec $(BUILD)/mxspoold -c etc/mxspool.conf
+	exec $(BUILD)/mxspoold -c $(DEV_CONF)
 
-test: deps
+test: deps-test
 	@$(MAKE) --no-print-directory test-unit test-integration
 
 test-unit: $(UNIT_BINS)
@@ -110,38 +149,51 @@ test-integration: $(PROGS) $(TOOL_BINS)
 
 # The same suite built with ASan+UBSan in a build directory of its own.
 # RocksDB's own threads are not instrumented; leak checks stay on.
-test-asan: deps
+test-asan: deps-test
 	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
 		CFLAGS="-g -O1 $(SAN)" LDFLAGS="$(SAN)" \
 		test-unit test-integration
 
-bench: deps
-	@sh mk/deps.sh bench
+bench: deps-bench
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@for b in bench/*.sh; do [ -f "$$b" ] && BUILD=$(BUILD) sh "$$b"; done; true
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/etc/mxspool \
-		$(DESTDIR)$(PREFIX)/share/man/man8 \
-		$(DESTDIR)$(PREFIX)/share/man/man5
-	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/sbin/
-	@conf=$(DESTDIR)$(PREFIX)/etc/mxspool/mxspool.conf; \
-	if [ -e "$$conf" ]; then \
-		echo "install: keeping existing $$conf"; \
-	else \
-		sed -e 's|^listen = .*|listen = {"0.0.0.0:25", "[::]:25"}|' \
-		    -e 's|^spool_dir = .*|spool_dir = "/var/spool/mxspool"|' \
-		    -e 's|^control_socket = .*|control_socket = "/run/mxspool/control.sock"|' \
-		    -e 's|^dns_servers = .*|#dns_servers = {"127.0.0.1:53"}|' \
-		    etc/mxspool.conf > "$$conf" && chmod 0644 "$$conf"; \
-	fi
-	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 "$$m" \
-		$(DESTDIR)$(PREFIX)/share/man/man8/; done; true
-	for m in docs/*.5; do [ -f "$$m" ] && install -m 0644 "$$m" \
-		$(DESTDIR)$(PREFIX)/share/man/man5/; done; true
+# The FHS layout (with PREFIX=/usr): programs in /usr/sbin, the config
+# template in /etc/mxspool (an existing config is never overwritten), man
+# pages under /usr/share/man, the spool directory /var/spool/mxspool, 0700.
+# The control socket's directory ($(runstatedir)/mxspool) is made by
+# mxspoold at start, as /run is emptied at boot.
+CONF_DIR  = $(DESTDIR)$(sysconfdir)/mxspool
+SPOOL_DIR = $(localstatedir)/spool/mxspool
+SUBST_PATHS = sed -e 's|/etc/mxspool|$(sysconfdir)/mxspool|g' \
+	-e 's|/var/spool/mxspool|$(SPOOL_DIR)|g' \
+	-e 's|/run/mxspool|$(runstatedir)/mxspool|g'
 
+install: all
+	install -d $(DESTDIR)$(sbindir) $(CONF_DIR) \
+		$(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man8
+	install -d -m 0700 $(DESTDIR)$(SPOOL_DIR)
+	install -m 0755 $(INSTALL_STRIP) $(PROGS) $(DESTDIR)$(sbindir)/
+	@if [ -e $(CONF_DIR)/mxspool.conf ]; then \
+		echo "install: keeping $(CONF_DIR)/mxspool.conf"; \
+	else \
+		echo "install: $(CONF_DIR)/mxspool.conf"; \
+		$(SUBST_PATHS) etc/mxspool.conf > $(CONF_DIR)/mxspool.conf && \
+		chmod 0644 $(CONF_DIR)/mxspool.conf; \
+	fi
+	for m in docs/*.5 docs/*.8; do \
+		$(SUBST_PATHS) "$$m" > $(DESTDIR)$(mandir)/man$${m##*.}/$${m##*/} && \
+		chmod 0644 $(DESTDIR)$(mandir)/man$${m##*.}/$${m##*/} || exit 1; \
+	done
+
+# make test as root in a bare Debian 12 root, on a clean clone of HEAD:
+# proves that mk/deps.sh lists every package (mk/check-fresh.sh).
+check-fresh:
+	sh mk/check-fresh.sh test
+
+# Leaves build-fresh/, the cache of make check-fresh's Debian root.
 clean:
-	rm -rf build build-asan build-*
+	rm -rf $(filter-out build-fresh,$(wildcard build build-*))
 
 fmt:
 	clang-format -i $$(find common relay queue dns cli tests bench -name '*.[ch]')

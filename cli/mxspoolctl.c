@@ -113,7 +113,7 @@ socket_from_text(const char *path)
 	}
 	fclose(fp);
 	if (found == NULL)
-		found = strdup("/run/mxspool/control.sock");
+		found = strdup(CONF_DEFAULT_CONTROL_SOCKET);
 	return found;
 }
 

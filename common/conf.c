@@ -444,10 +444,10 @@ static cfg_opt_t conf_domain_opts[] = {
 static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
     CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
-    CFG_STR_CB("spool_dir", "/var/spool/mxspool", CFGF_NONE, conf_cb_path),
+    CFG_STR_CB("spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_path),
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB(
-	"control_socket", "/run/mxspool/control.sock", CFGF_NONE, conf_cb_path),
+	"control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE, conf_cb_path),
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
@@ -738,8 +738,8 @@ conf_check(cfg_t *cfg)
 {
 	if (cfg_size(cfg, "relay_domains") == 0)
 		cfg_error(cfg,
-		    "relay_domains: missing required value (the domains this "
-		    "relay holds mail for)");
+		    "relay_domains: not set (the domains this backup MX "
+		    "accepts mail for)");
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
 }

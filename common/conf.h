@@ -13,7 +13,12 @@
 
 #include "common/log.h"
 
-#define CONF_DEFAULT_PATH "/etc/mxspool/mxspool.conf"
+#include "mxspool_paths.h" /* made by the Makefile: PREFIX's directories */
+
+/* The defaults that depend on where mxspool is installed. */
+#define CONF_DEFAULT_PATH MXSPOOL_SYSCONFDIR "/mxspool/mxspool.conf"
+#define CONF_DEFAULT_SPOOL_DIR MXSPOOL_LOCALSTATEDIR "/spool/mxspool"
+#define CONF_DEFAULT_CONTROL_SOCKET MXSPOOL_RUNSTATEDIR "/mxspool/control.sock"
 
 /* A listening or connecting address, as given and as a sockaddr. */
 struct conf_addr {

@@ -1,15 +1,53 @@
 #!/bin/sh
-# Installs the Debian packages mxspool needs to build, run and test (and,
-# with the argument "bench", to run the benchmarks' peers), when any is
-# missing. Quiet and fast when everything is already there.
+# Installs the Debian 12 packages of the named sets that are missing, with
+# apt-get, as root or through sudo. Quiet and fast when all are there.
+#
+#   sh mk/deps.sh build [test] [bench] [fresh]
+#
+# Every program, library and Perl or Python module that the build, the
+# tests, `make run` and `make bench` use is listed here, in the set of the
+# first target that needs it: nothing may come from a machine's leftovers.
+# `make check-fresh` proves the lists on a bare Debian root.
 set -eu
 
-pkgs="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
-libc-ares-dev libconfuse-dev libjansson-dev libcmocka-dev openssl
-python3 python3-pytest python3-aiosmtpd swaks dnsmasq prometheus mandoc
-dovecot-lmtpd"
-if [ "${1:-}" = bench ]; then
-	pkgs="$pkgs postfix"
+# Building and running mxspoold and mxspoolctl (`make`, `make run`).
+build="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
+libc-ares-dev libconfuse-dev libjansson-dev"
+
+# `make test`: unit tests (cmocka), the integration tests' Python and
+# their peers. swaks speaks TLS only with Net::SSLeay; dnsmasq-base is the
+# binary without the system-wide resolver service of package dnsmasq; the
+# tests run their own Dovecot (dovecot-core, dovecot-lmtpd) and promtool
+# (prometheus); mandoc lints the man pages; openssl makes certificates.
+# tests/integration/test_deps.py checks that what the tests run is here.
+test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
+libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
+mandoc"
+
+# `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
+bench="postfix"
+
+# `make check-fresh`: builds the bare Debian root.
+fresh="debootstrap"
+
+[ $# -gt 0 ] || set -- build
+pkgs=""
+for set in "$@"; do
+	case "$set" in
+	build) pkgs="$pkgs $build" ;;
+	test) pkgs="$pkgs $test" ;;
+	bench) pkgs="$pkgs $bench" ;;
+	fresh) pkgs="$pkgs $fresh" ;;
+	--list) list=1 ;;
+	*)
+		echo "deps: unknown package set '$set' (build, test, bench, fresh)" >&2
+		exit 2
+		;;
+	esac
+done
+if [ "${list:-0}" = 1 ]; then
+	echo $pkgs
+	exit 0
 fi
 
 missing=""
@@ -41,6 +79,16 @@ case "$missing" in
 esac
 # An install from a stale or empty package list fails; update first.
 $SUDO apt-get update -q
-# dnsmasq's package starts a system-wide instance where systemd runs; the
-# tests start their own on loopback ports, so the system one is not needed.
+# The peers (Dovecot, Prometheus, Postfix) come as packages with system
+# services; the tests and benchmarks start their own instances on loopback
+# ports, so none of the system ones is started while installing: a
+# policy-rc.d that refuses starts is put in place for the install, unless
+# the machine has one of its own.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+	trap '$SUDO rm -f "$policy"' EXIT
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+	$SUDO chmod 0755 "$policy"
+fi
+# shellcheck disable=SC2086 # the list is meant to split into words
 $SUDO apt-get install -y -q --no-install-recommends $missing

@@ -50,7 +50,10 @@ usage(FILE *fp)
 	    "  -t       check the configuration, print its errors as\n"
 	    "           FILE:LINE: message, and exit (0 if it is valid)\n"
 	    "  -v       print the version and exit\n"
-	    "  -h       print this help and exit\n");
+	    "  -h       print this help and exit\n"
+	    "built-in defaults (see mxspool.conf(5)):\n"
+	    "  spool_dir       " CONF_DEFAULT_SPOOL_DIR "\n"
+	    "  control_socket  " CONF_DEFAULT_CONTROL_SOCKET "\n");
 }
 
 /* mkdir -p, mode 0700 for what it creates. */

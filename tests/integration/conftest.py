@@ -3,6 +3,7 @@ on a random free loopback port, in its own temporary directory, and stops it
 afterwards."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,17 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("MXSPOOL_BUILD", os.path.join(ROOT, "build"))
 MXSPOOLD = os.path.join(BUILD, "mxspoold")
+
+
+def need(program, package):
+    """The path of a program the tests run. A missing one fails the test:
+    make test installed every package mk/deps.sh lists, so it is missing
+    from there (a skip would hide that on a machine that has it)."""
+    path = shutil.which(program) if "/" not in program else program
+    if path is None or not os.access(path, os.X_OK):
+        pytest.fail("%s is not installed: add Debian package %s to the "
+                    "test set in mk/deps.sh" % (program, package))
+    return path
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):

@@ -4,7 +4,7 @@ port, with a configuration of its own (no system-wide file is read).
 
 Use from a test:
 
-    from dovecot import Dovecot, available
+    from dovecot import Dovecot
 
     dc = Dovecot(str(tmp_path), users=("alice", "bob")).start()
     ... deliver to "lmtp:[127.0.0.1]:%d" % dc.port
@@ -42,15 +42,10 @@ import subprocess
 import tempfile
 import time
 
-from conftest import free_port
+from conftest import free_port, need
 
 DOVECOT = "/usr/sbin/dovecot"
 LMTP = "/usr/lib/dovecot/lmtp"
-
-
-def available():
-    """Whether Dovecot's master and LMTP server (dovecot-lmtpd) are here."""
-    return os.access(DOVECOT, os.X_OK) and os.access(LMTP, os.X_OK)
 
 
 def _mail_owner():
@@ -66,6 +61,8 @@ class Dovecot:
 
     def __init__(self, dirpath, users=("alice", "bob"), domain="example.com",
                  hostname="store.test.example"):
+        need(DOVECOT, "dovecot-core")
+        need(LMTP, "dovecot-lmtpd")
         self.dir = os.path.join(dirpath, "dovecot")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()

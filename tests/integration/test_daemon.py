@@ -101,9 +101,9 @@ def test_listens_on_several_addresses_ipv4_and_ipv6(daemon, tmp_path):
     assert d.stop() == 0
 
 
-def test_check_accepts_the_shipped_config():
+def test_check_accepts_the_development_config():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    r = subprocess.run([MXSPOOLD, "-t", "-c", os.path.join(root, "etc/mxspool.conf")],
+    r = subprocess.run([MXSPOOLD, "-t", "-c", os.path.join(root, "etc/mxspool-dev.conf")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""

@@ -3,20 +3,18 @@ programs actually offer."""
 
 import glob
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, need
 
 PAGES = sorted(glob.glob(os.path.join(ROOT, "docs", "*.[58]")))
 
 
-@pytest.mark.skipif(shutil.which("mandoc") is None, reason="mandoc is not installed")
 @pytest.mark.parametrize("page", PAGES, ids=os.path.basename)
 def test_man_page_is_clean_under_mandoc_lint(page):
-    r = subprocess.run(["mandoc", "-T", "lint", "-W", "warning", page],
+    r = subprocess.run([need("mandoc", "mandoc"), "-T", "lint", "-W", "warning", page],
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
 

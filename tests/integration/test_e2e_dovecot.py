@@ -21,8 +21,6 @@ from backend import Backend
 from conftest import log_lines, wait_for
 from smtphelp import spool_envelopes
 
-pytestmark = pytest.mark.skipif(not dovecot.available(),
-                                reason="dovecot-lmtpd is not installed")
 
 USERS = ("alice", "bob", "carol", "dave")
 HOSTNAME = "mx.test.example"

@@ -2,7 +2,6 @@
 /healthz; the counters move with the mail."""
 
 import os
-import shutil
 import smtplib
 import subprocess
 import urllib.error
@@ -10,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, need
 
 
 def get(port, path):
@@ -61,9 +60,7 @@ def test_metrics_pass_promtool_and_the_counters_move(served):
     assert sample(after, 'mxspool_queue_oldest_age_seconds{destination="%s"}'
                   % d.dead) >= 0
     assert sample(after, "mxspool_connections_open") is not None
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (Debian package prometheus) is not installed")
+    promtool = need("promtool", "prometheus")
     for text in (before, after):
         p = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                            capture_output=True, timeout=30)
@@ -72,9 +69,7 @@ def test_metrics_pass_promtool_and_the_counters_move(served):
 
 def test_promtool_catches_broken_text(served):
     """The check above can fail: promtool refuses a malformed exposition."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool (Debian package prometheus) is not installed")
+    promtool = need("promtool", "prometheus")
     _, _, text = get(served.mport, "/metrics")
     broken = text.replace("mxspool_spool_messages 0",
                           "mxspool_spool_messages zero")

@@ -217,7 +217,7 @@ test_load_accepts_minimal_and_fills_defaults(void **state)
 	unlink(conf_path);
 	assert_int_equal(cf->nlisten, 1);
 	assert_string_equal(cf->listen[0].text, "0.0.0.0:25");
-	assert_string_equal(cf->spool_dir, "/var/spool/mxspool");
+	assert_string_equal(cf->spool_dir, CONF_DEFAULT_SPOOL_DIR);
 	assert_int_equal(cf->shutdown_timeout, 10);
 	assert_int_equal(cf->log_level, LOG_LV_INFO);
 	assert_int_equal(cf->log_dest, LOG_TO_STDERR);
@@ -307,9 +307,8 @@ test_load_reports_missing_required_value(void **state)
 {
 	(void)state;
 	assert_errors("hostname = \"mx.example.net\"\n",
-	    "F:2: relay_domains: missing required value (the domains this "
-	    "relay "
-	    "holds mail for)\n");
+	    "F:2: relay_domains: not set (the domains this backup MX "
+	    "accepts mail for)\n");
 	assert_errors(GOOD "spool_dir = \"\"\n",
 	    "F:2: spool_dir: missing required value\n");
 }
@@ -347,16 +346,35 @@ test_load_reports_unreadable_file(void **state)
 }
 
 static void
-test_shipped_config_is_valid(void **state)
+test_development_config_is_valid(void **state)
 {
 	char *errs = NULL;
 	struct conf *cf = NULL;
 
 	(void)state;
-	assert_int_equal(conf_load(&cf, "etc/mxspool.conf", &errs), 0);
+	assert_int_equal(conf_load(&cf, "etc/mxspool-dev.conf", &errs), 0);
 	assert_string_equal(cf->listen[0].text, "127.0.0.1:2525");
 	assert_true(conf_is_relay_domain(cf, "example.com"));
 	conf_free(cf);
+}
+
+/* The template sets nothing: every default is its own, and it refuses to
+ * run until relay_domains is set. */
+static void
+test_template_config_wants_relay_domains_and_nothing_else(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf = NULL;
+
+	(void)state;
+	assert_int_equal(conf_load(&cf, "etc/mxspool.conf", &errs), -1);
+	assert_non_null(strstr(errs,
+	    ": relay_domains: not set (the domains this backup MX accepts mail "
+	    "for)\n"));
+	assert_int_equal(strncmp(errs, "etc/mxspool.conf:", 17), 0);
+	/* One line: no other error. */
+	assert_ptr_equal(strchr(errs, '\n'), errs + strlen(errs) - 1);
+	free(errs);
 }
 
 static void
@@ -566,7 +584,8 @@ main(void)
 	    cmocka_unit_test(test_load_reports_missing_required_value),
 	    cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
 	    cmocka_unit_test(test_load_reports_unreadable_file),
-	    cmocka_unit_test(test_shipped_config_is_valid),
+	    cmocka_unit_test(test_development_config_is_valid),
+	    cmocka_unit_test(test_template_config_wants_relay_domains_and_nothing_else),
 	    cmocka_unit_test(test_route_parses_every_form),
 	    cmocka_unit_test(test_route_rejects_bad_forms),
 	    cmocka_unit_test(test_domain_sections_override_global_policy),

@@ -1,0 +1,102 @@
+"""make install lays out the file system as Debian does (FHS) with
+PREFIX=/usr, and the installed programs look where it put things."""
+
+import os
+import re
+import stat
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def make_install(dest, *args):
+    """make install into DESTDIR dest, PREFIX=/usr, from a build directory
+    of its own beside it (so the suite's build keeps its defaults), with
+    none of the calling make's variables (make test-asan's CFLAGS)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    r = subprocess.run(["make", "-s", "-j2", "install", "PREFIX=/usr",
+                        "DESTDIR=%s" % dest, "BUILD=%s" % (dest.parent / "build"),
+                        *args],
+                       cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    dest = tmp_path_factory.mktemp("install") / "root"
+    make_install(dest)
+    return dest
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_every_file_is_where_debian_puts_it(installed):
+    for prog in ("mxspoold", "mxspoolctl"):
+        assert mode(installed / "usr/sbin" / prog) == 0o755
+    assert mode(installed / "etc/mxspool/mxspool.conf") == 0o644
+    assert (installed / "usr/share/man/man8/mxspoold.8").is_file()
+    assert (installed / "usr/share/man/man8/mxspoolctl.8").is_file()
+    assert (installed / "usr/share/man/man5/mxspool.conf.5").is_file()
+    spool = installed / "var/spool/mxspool"
+    assert spool.is_dir() and mode(spool) == 0o700
+    assert not (installed / "usr/etc").exists()
+    assert not (installed / "usr/var").exists()
+
+
+def test_programs_are_stripped(installed):
+    for prog in ("mxspoold", "mxspoolctl"):
+        r = subprocess.run(["nm", installed / "usr/sbin" / prog],
+                           capture_output=True, text=True)
+        assert "no symbols" in r.stderr, r.stdout[:200]
+    # INSTALL_STRIP= keeps them (for a debug package).
+    dest = installed.parent / "unstripped"
+    make_install(dest, "INSTALL_STRIP=")
+    r = subprocess.run(["nm", dest / "usr/sbin/mxspoold"],
+                       capture_output=True, text=True)
+    assert " T main\n" in r.stdout
+
+
+def test_the_installed_daemon_defaults_to_the_installed_paths(installed):
+    r = subprocess.run([installed / "usr/sbin/mxspoold", "-h"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0
+    assert "(default /etc/mxspool/mxspool.conf)" in r.stdout
+    assert re.search(r"spool_dir +/var/spool/mxspool\n", r.stdout)
+    assert re.search(r"control_socket +/run/mxspool/control.sock\n", r.stdout)
+    # The man pages name the same files.
+    page = (installed / "usr/share/man/man8/mxspoold.8").read_text()
+    assert "/etc/mxspool/mxspool.conf" in page
+
+
+def test_the_template_refuses_to_run_until_relay_domains_is_set(installed):
+    conf = installed / "etc/mxspool/mxspool.conf"
+    text = conf.read_text()
+    assert "example.com\"}\n" not in re.sub(r"(?m)^#.*\n", "", text)
+    assert "127.0.0.1:2526" not in text
+    daemon = installed / "usr/sbin/mxspoold"
+    r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert re.fullmatch(re.escape(str(conf)) + r":\d+: relay_domains: not set "
+                        r"\(the domains this backup MX accepts mail for\)\n",
+                        r.stderr), r.stderr
+    # With the one required option set, the rest of the template is valid.
+    conf.write_text(text + '\nrelay_domains = {"example.org"}\n')
+    r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_a_second_install_keeps_the_operators_config(installed):
+    conf = installed / "etc/mxspool/mxspool.conf"
+    conf.write_text('relay_domains = {"mine.example"}\n')
+    r = make_install(installed)
+    assert "keeping" in r.stdout
+    assert conf.read_text() == 'relay_domains = {"mine.example"}\n'
