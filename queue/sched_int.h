@@ -90,6 +90,7 @@ struct dest {
 	char *domain;            /* a domain routed here, for dns/ */
 	struct conf_route route; /* its route, as when the destination began */
 	struct dest_policy pol;
+	int64_t last_healthy; /* ms of its last answer about an address */
 	struct job_list ready;
 	size_t nready, njobs;
 	TAILQ_HEAD(, sess) sessions;

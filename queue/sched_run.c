@@ -148,12 +148,14 @@ sched_next(void *arg, struct client_session *cs)
 	return &j->cm;
 }
 
-static bool
-code_is(int code, int klass)
-{
-	return code / 100 == klass;
-}
-
+/*
+ * A message's transaction is over. Each recipient's reply gets a verdict
+ * (queue/verdict.c); together they say whether the destination answered
+ * (an outage is over), is slowing down, or is failing: a protocol error,
+ * or a temporary failure that no recipient escaped, is the store's own
+ * trouble and puts the destination into probing, like a refused
+ * connection (DESIGN.md, contract 2).
+ */
 static void
 sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 {
@@ -166,8 +168,11 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	const char *relay = client_session_relay(cs);
 	struct dsn_rcpt *failed = xcalloc(cm->nrcpts, sizeof(*failed));
 	struct dsn_rcpt *sent = xcalloc(cm->nrcpts, sizeof(*sent));
+	enum verdict *v = xcalloc(cm->nrcpts, sizeof(*v));
+	bool *retried = xcalloc(cm->nrcpts, sizeof(*retried));
+	struct verdict_sum sum;
 	size_t nfailed = 0, nsent = 0, keep = 0;
-	bool definite = false, temp = false;
+	bool temp = false;
 	const char *why = NULL;
 	int64_t now = sched_now_ms();
 
@@ -177,10 +182,12 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		struct env_rcpt *r = &env->rcpts[idx];
 		const char *text = cr->text ? cr->text : "no reply";
 
+		v[k] = verdict_of(cr->stage, cr->code, cr->dsn[0] ? cr->dsn : NULL);
+		retried[k] = r->last_error != NULL;
 		free(r->dsn_status);
 		r->dsn_status = xstrdup(cr->dsn[0] ? cr->dsn : "4.0.0");
-		if (code_is(cr->code, 2)) {
-			definite = true;
+		switch (v[k]) {
+		case VERDICT_SENT:
 			r->state = RCPT_DELIVERED;
 			free(r->last_error);
 			r->last_error = NULL;
@@ -192,8 +199,8 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			sent[nsent].remote_mta = relay;
 			sent[nsent].diagnostic = text;
 			nsent++;
-		} else if (code_is(cr->code, 5)) {
-			definite = true;
+			break;
+		case VERDICT_FAIL:
 			free(r->last_error);
 			r->last_error = xstrdup(text);
 			sched_log(
@@ -204,7 +211,14 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			failed[nfailed].remote_mta = relay;
 			failed[nfailed].diagnostic = text;
 			nfailed++;
-		} else {
+			break;
+		case VERDICT_STORE:
+			/* Whatever its code, the recipient only waits. */
+			free(r->dsn_status);
+			r->dsn_status = xstrdup("4.3.0");
+			/* FALLTHROUGH */
+		case VERDICT_DEFER:
+		case VERDICT_TRANSIENT:
 			temp = true;
 			free(r->last_error);
 			r->last_error = xstrdup(text);
@@ -214,8 +228,15 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			    m, r->addr, relay, r->dsn_status, "deferred", text);
 			metrics_inc(M_DEFERRED);
 			j->ridx[keep++] = idx;
+			break;
 		}
 	}
+	sum = verdict_sum(v, retried, cm->nrcpts,
+	    now - d->last_healthy >= dest_retry(d)->probe_interval * 1000);
+	free(v);
+	free(retried);
+	if (sum.healthy)
+		d->last_healthy = now;
 	j->nridx = keep;
 	j->in_flight = false;
 	m->in_flight--;
@@ -224,13 +245,15 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	free(env->last_error);
 	env->last_error = why ? xstrdup(why) : NULL;
 
-	if (definite) {
-		if (retry_dest_succeeded(&d->pol, dest_retry(d), now))
-			dest_release(d);
-	} else if (temp) {
-		if (d->pol.state == DEST_PROBING)
+	if (sum.failing || (d->pol.state == DEST_PROBING && !sum.healthy)) {
+		/* Other sessions may have failed the destination already. */
+		if (d->pol.state != DEST_BACKOFF)
 			dest_failed(d, why);
-		else {
+	} else {
+		if (sum.healthy &&
+		    retry_dest_succeeded(&d->pol, dest_retry(d), now))
+			dest_release(d);
+		if (sum.trouble) {
 			retry_dest_trouble(&d->pol, now);
 			dest_set_error(d, why);
 		}

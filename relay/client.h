@@ -20,6 +20,7 @@
 #include "common/conf.h"
 #include "dns/dns.h"
 #include "queue/envelope.h"
+#include "queue/verdict.h"
 
 struct event_base;
 struct client_session;
@@ -30,6 +31,7 @@ struct client_rcpt {
 	const char *orcpt; /* in: RFC 3461 ORCPT as stored, or NULL */
 	unsigned notify;   /* in: NOTIFY_* bits, 0 if not given */
 	int code;	   /* out: reply code (250, 451, 550...); 0: none */
+	enum reply_stage stage; /* out: the command `code` answered */
 	char dsn[12];	   /* out: enhanced status, e.g. "2.0.0", "4.4.1" */
 	char *text; /* out: reply or failure text, or NULL; malloc'd: the
 		       client frees an old value when it sets a new one, the

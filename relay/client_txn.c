@@ -100,9 +100,41 @@ client_phase(const struct client_session *cs)
 
 /* ---- results ---------------------------------------------------------- */
 
-static void
-rcpt_set(struct client_rcpt *r, int code, const char *dsn, const char *text)
+/* The command whose reply is being read, for verdict_of(). */
+static enum reply_stage
+client_stage(const struct client_session *cs)
 {
+	switch (cs->st) {
+	case CS_MAIL:
+		return STAGE_MAIL;
+	case CS_RCPT:
+		return STAGE_RCPT;
+	case CS_DATA:
+		return STAGE_DATA;
+	case CS_DOT:
+	case CS_DOT_DISCARD:
+		return STAGE_DOT;
+	case CS_CONNECT:
+	case CS_GREETING:
+	case CS_EHLO:
+	case CS_HELO:
+	case CS_STARTTLS:
+	case CS_TLS:
+	case CS_READY:
+	case CS_IDLE:
+	case CS_RSET:
+	case CS_QUIT:
+	case CS_DONE:
+		break;
+	}
+	return STAGE_NONE;
+}
+
+static void
+rcpt_set(struct client_rcpt *r, enum reply_stage stage, int code,
+    const char *dsn, const char *text)
+{
+	r->stage = stage;
 	r->code = code;
 	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
 	free(r->text);
@@ -110,11 +142,13 @@ rcpt_set(struct client_rcpt *r, int code, const char *dsn, const char *text)
 }
 
 static void
-rcpt_set_reply(struct client_rcpt *r, const struct client_reply *rep)
+rcpt_set_reply(struct client_rcpt *r, enum reply_stage stage,
+    const struct client_reply *rep)
 {
 	char dsn[12];
 
 	client_reply_dsn(rep, dsn, sizeof(dsn));
+	r->stage = stage;
 	r->code = rep->code;
 	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
 	free(r->text);
@@ -130,9 +164,11 @@ client_set_pending(struct client_session *cs, int code, const char *dsn,
 		if (cs->final[i])
 			continue;
 		if (rep != NULL)
-			rcpt_set_reply(&cs->msg->rcpts[i], rep);
+			rcpt_set_reply(
+			    &cs->msg->rcpts[i], client_stage(cs), rep);
 		else
-			rcpt_set(&cs->msg->rcpts[i], code, dsn, text);
+			rcpt_set(&cs->msg->rcpts[i], client_stage(cs), code,
+			    dsn, text);
 		cs->final[i] = true;
 	}
 }
@@ -237,7 +273,7 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 	/* No reply came; the code is ours, of the dsn's class, so that the
 	 * owner sees a permanent failure. */
 	for (size_t i = 0; i < m->nrcpts; i++)
-		rcpt_set(&m->rcpts[i], code, dsn, text);
+		rcpt_set(&m->rcpts[i], STAGE_NONE, code, dsn, text);
 	log_info("%s: client %s: %s", m->qid, cs->relay, text);
 	cs->in_owner = true;
 	cs->cbs.done(cs->arg, cs, m);
@@ -478,7 +514,8 @@ client_step(struct client_session *cs, const struct client_reply *r)
 				cs->accepted[cs->rcpt_i] = true;
 				cs->naccepted++;
 			} else {
-				rcpt_set_reply(&m->rcpts[cs->rcpt_i], r);
+				rcpt_set_reply(
+				    &m->rcpts[cs->rcpt_i], STAGE_RCPT, r);
 				cs->final[cs->rcpt_i] = true;
 			}
 		}
@@ -504,7 +541,7 @@ client_step(struct client_session *cs, const struct client_reply *r)
 		if (cs->t->lmtp) {
 			/* One reply per accepted recipient, in order. */
 			cs->lmtp_i = next_accepted(cs, cs->lmtp_i);
-			rcpt_set_reply(&m->rcpts[cs->lmtp_i], r);
+			rcpt_set_reply(&m->rcpts[cs->lmtp_i], STAGE_DOT, r);
 			cs->final[cs->lmtp_i] = true;
 			cs->lmtp_i = next_accepted(cs, cs->lmtp_i + 1);
 			if (cs->lmtp_i < m->nrcpts)
