@@ -52,6 +52,10 @@ usage(FILE *fp)
 	    "  delete [ID... | --domain D] --yes  remove without notice\n"
 	    "  bounce ID... --yes                 return to sender with a DSN\n"
 	    "  route DOMAIN                       where mail for DOMAIN goes\n"
+	    "  trust DEST                         end DEST's suspect state "
+	    "(rejection guard)\n"
+	    "  bounce-suspect DEST --yes          return DEST's suspect "
+	    "recipients\n"
 	    "  stats                              counters since start\n"
 	    "  reload                             re-read the configuration\n"
 	    "options:\n"
@@ -540,6 +544,27 @@ action_result(json_t *r)
 
 static const struct handler action_handler = {.result = action_result};
 
+/* trust, bounce-suspect */
+static int
+guard_result(json_t *r)
+{
+	int64_t n;
+
+	if (json_object_get(r, "trusted") != NULL) {
+		n = int_of(r, "trusted");
+		printf("trusted %" PRId64 " destination%s again\n", n,
+		    n == 1 ? "" : "s");
+	} else {
+		n = int_of(r, "bounced");
+		printf("returned %" PRId64
+		       " suspect recipient%s to their senders\n",
+		    n, n == 1 ? "" : "s");
+	}
+	return EX_OK;
+}
+
+static const struct handler guard_handler = {.result = guard_result};
+
 static int
 route_result(json_t *r)
 {
@@ -692,6 +717,8 @@ static const struct {
     {"delete", B(O_DOMAIN) | B(O_YES), 0, -1, &action_handler},
     {"bounce", B(O_YES), 1, -1, &action_handler},
     {"route", 0, 1, 1, &route_handler},
+    {"trust", 0, 1, 1, &guard_handler},
+    {"bounce-suspect", B(O_YES), 1, 1, &guard_handler},
     {"stats", 0, 0, 0, &stats_handler},
     {"reload", 0, 0, 0, &reload_handler},
 };
@@ -772,12 +799,23 @@ run(int argc, char **argv)
 			    strcmp(cmd_name, "flush") == 0 ? ", --all" : "");
 	}
 	if ((strcmp(cmd_name, "delete") == 0 ||
-		strcmp(cmd_name, "bounce") == 0) &&
+		strcmp(cmd_name, "bounce") == 0 ||
+		strcmp(cmd_name, "bounce-suspect") == 0) &&
 	    !(given & B(O_YES)))
 		return usage_error("this cannot be undone: add --yes");
 
 	req = json_pack("{s:s}", "cmd", cmd_name);
-	if (strcmp(cmd_name, "route") == 0) {
+	if (strcmp(cmd_name, "trust") == 0 ||
+	    strcmp(cmd_name, "bounce-suspect") == 0) {
+		/* A domain, or a route as summary shows it. */
+		if (strpbrk(argv[optind], " \t") != NULL ||
+		    argv[optind][0] == '\0') {
+			json_decref(req);
+			return usage_error(
+			    "bad destination '%s'", argv[optind]);
+		}
+		json_object_set_new(req, "domain", json_string(argv[optind]));
+	} else if (strcmp(cmd_name, "route") == 0) {
 		if (!conf_valid_domain(argv[optind])) {
 			json_decref(req);
 			return usage_error("bad domain '%s'", argv[optind]);

@@ -423,6 +423,12 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 		    CFG_INT_CB("max_connections", 20, F, conf_cb_count),       \
 		    CFG_INT_CB(                                                \
 			"max_msgs_per_connection", 100, F, conf_cb_count),     \
+		    CFG_BOOL("rejection_guard", cfg_true, F),                  \
+		    CFG_FLOAT_CB("reject_storm_ratio", 0.5, F,                 \
+			conf_cb_fraction),                                     \
+		    CFG_INT_CB("reject_storm_min", 20, F, conf_cb_count),      \
+		    CFG_INT_CB("reject_storm_window", 600, F,                  \
+			conf_cb_duration),                                     \
 		    CFG_END()                                                  \
 	}
 
@@ -434,6 +440,7 @@ static cfg_opt_t conf_domain_opts[] = {
     CFG_STR_CB("tls", 0, CFGF_NODEFAULT, conf_cb_tls),
     CFG_STR_CB("recipients", "", CFGF_NONE, conf_cb_file),
     CFG_SEC("retry", conf_domain_retry_opts, CFGF_NONE),
+    CFG_BOOL("soft_bounce", cfg_false, CFGF_NODEFAULT),
     CFG_END(),
 };
 
@@ -482,6 +489,9 @@ static cfg_opt_t conf_opts[] = {
     CFG_INT_CB("dns_negative_ttl", 300, CFGF_NONE, conf_cb_duration),
     /* Delivery. */
     CFG_SEC("retry", conf_retry_opts, CFGF_NONE),
+    CFG_BOOL("soft_bounce", cfg_false, CFGF_NONE),
+    CFG_INT_CB("known_recipients_max_age", 90 * 86400, CFGF_NONE,
+	conf_cb_duration),
     CFG_STR_CB("tls", "may", CFGF_NONE, conf_cb_tls),
     CFG_STR_CB("tls_ca_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("bounce_route", "mx", CFGF_NONE, conf_cb_route),
@@ -570,6 +580,14 @@ conf_build_retry(struct conf_retry *r, cfg_t *sec)
 	if (cfg_size(sec, "max_msgs_per_connection"))
 		r->max_msgs_per_connection =
 		    (unsigned)cfg_getint(sec, "max_msgs_per_connection");
+	if (cfg_size(sec, "rejection_guard"))
+		r->rejection_guard = cfg_getbool(sec, "rejection_guard");
+	if (cfg_size(sec, "reject_storm_ratio"))
+		r->reject_storm_ratio = cfg_getfloat(sec, "reject_storm_ratio");
+	if (cfg_size(sec, "reject_storm_min"))
+		r->reject_storm_min = (unsigned)cfg_getint(sec, "reject_storm_min");
+	if (cfg_size(sec, "reject_storm_window"))
+		r->reject_storm_window = cfg_getint(sec, "reject_storm_window");
 }
 
 static int
@@ -638,6 +656,8 @@ conf_build_domain(struct conf *cf, struct conf_domain *d, cfg_t *sec)
 		(void)conf_tls_policy_parse(tls, &d->tls);
 	d->retry = cf->retry;
 	conf_build_retry(&d->retry, cfg_getsec(sec, "retry"));
+	if (cfg_size(sec, "soft_bounce"))
+		d->retry.soft_bounce = cfg_getbool(sec, "soft_bounce");
 	d->recipients_file = conf_opt_path(sec, "recipients");
 	if (d->recipients_file != NULL)
 		conf_load_recipients(d);
@@ -715,6 +735,9 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->dns_negative_ttl = cfg_getint(cfg, "dns_negative_ttl");
 
 	conf_build_retry(&cf->retry, cfg_getsec(cfg, "retry"));
+	cf->retry.soft_bounce = cfg_getbool(cfg, "soft_bounce");
+	cf->known_recipients_max_age =
+	    cfg_getint(cfg, "known_recipients_max_age");
 	(void)conf_tls_policy_parse(cfg_getstr(cfg, "tls"), &cf->tls);
 	cf->tls_ca_file = conf_opt_path(cfg, "tls_ca_file");
 	conf_build_route(&cf->bounce_route, cfg_getstr(cfg, "bounce_route"));
@@ -732,14 +755,44 @@ conf_build(struct conf *cf, cfg_t *cfg)
 		    cf, &cf->domains[i], cfg_getnsec(cfg, "domain", (unsigned)i));
 }
 
-/* Checks that need the whole file: required options, cross-references. */
-static void
-conf_check(cfg_t *cfg)
+/*
+ * The line where text shows option `name` commented out ("#name = ..."),
+ * as a template does, or 0: where an operator should set a missing one.
+ */
+static int
+conf_hint_line(const char *text, const char *name)
 {
-	if (cfg_size(cfg, "relay_domains") == 0)
+	size_t n = strlen(name);
+	int line = 1;
+
+	for (const char *p = text; *p != '\0'; line++) {
+		const char *q = p + strspn(p, " \t");
+
+		if (*q == '#') {
+			q += 1 + strspn(q + 1, " \t");
+			if (strncmp(q, name, n) == 0 &&
+			    q[n + strspn(q + n, " \t")] == '=')
+				return line;
+		}
+		if ((p = strchr(p, '\n')) == NULL)
+			break;
+		p++;
+	}
+	return 0;
+}
+
+/* Checks that need the whole file: required options, cross-references.
+ * hint: the line of a commented-out relay_domains, or 0. */
+static void
+conf_check(cfg_t *cfg, int hint)
+{
+	if (cfg_size(cfg, "relay_domains") == 0) {
+		if (hint > 0)
+			cfg->line = hint;
 		cfg_error(cfg,
 		    "relay_domains: not set (the domains this backup MX "
 		    "accepts mail for)");
+	}
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
 }
@@ -753,7 +806,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	struct conf *cf;
 	char *text;
 	cfg_t *cfg;
-	int rc;
+	int rc, hint;
 
 	*cfp = NULL;
 	*errors = NULL;
@@ -766,6 +819,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 		*errors = xasprintf("%s: cannot read: %s\n", path, why);
 		return -1;
 	}
+	hint = conf_hint_line(text, "relay_domains");
 	conf_strip_comments(text);
 	conf_cur_path = path;
 	cfg = cfg_init(conf_opts, CFGF_NONE);
@@ -774,7 +828,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	rc = cfg_parse_buf(cfg, text);
 	free(text);
 	if (rc == CFG_SUCCESS)
-		conf_check(cfg);
+		conf_check(cfg, hint);
 	if (rc != CFG_SUCCESS || conf_nerrs > 0) {
 		if (conf_errs == NULL)
 			conf_errs = xasprintf("%s: cannot parse\n", path);
@@ -906,6 +960,14 @@ static bool
 conf_list_has(char *const *v, size_t n, const char *key)
 {
 	return bsearch(&key, v, n, sizeof(char *), conf_strcmp) != NULL;
+}
+
+bool
+conf_has_recipients(const struct conf *cf, const char *domain)
+{
+	const struct conf_domain *d = conf_domain_find(cf, domain);
+
+	return d != NULL && d->recipients_file != NULL;
 }
 
 bool

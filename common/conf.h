@@ -59,6 +59,13 @@ struct conf_retry {
 	unsigned recovery_connections; /* concurrency right after recovery */
 	unsigned max_connections;      /* per destination */
 	unsigned max_msgs_per_connection;
+	/* The rejection guard: a 5xx for a recipient the store accepted
+	 * before, or in a storm of 5xx, is held, not bounced. */
+	bool rejection_guard;
+	double reject_storm_ratio;   /* of recipient verdicts that are 5xx */
+	unsigned reject_storm_min;   /* verdicts needed to judge */
+	int64_t reject_storm_window; /* seconds of verdicts counted */
+	bool soft_bounce;	     /* every 5xx defers (Postfix's switch) */
 };
 
 /* A `domain "name" { ... }` section. */
@@ -89,6 +96,7 @@ struct conf {
 	enum log_level log_level;
 	enum log_dest log_dest;
 	int64_t shutdown_timeout; /* seconds open sessions get at SIGTERM */
+	int64_t known_recipients_max_age; /* seconds a learned address counts */
 
 	/* Inbound SMTP (relay/server.c). */
 	uint64_t message_size_limit;	 /* bytes; SIZE and end of data */
@@ -165,6 +173,8 @@ const struct conf_retry *conf_retry_for(const struct conf *cf,
  */
 bool conf_recipient_known(const struct conf *cf, const char *local,
     const char *domain);
+/* Whether domain has a recipients file. */
+bool conf_has_recipients(const struct conf *cf, const char *domain);
 /* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path". */
 int conf_parse_route(const char *s, struct conf_route *out);
 void conf_route_fini(struct conf_route *r);

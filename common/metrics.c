@@ -36,6 +36,8 @@ static const struct {
 	"Recipient deliveries deferred for a later retry."},
     [M_BOUNCED] = {"mxspool_recipients_bounced_total",
 	"Recipients returned to their sender with a DSN."},
+    [M_SUSPECT] = {"mxspool_recipients_suspect_total",
+	"Recipient 5xx replies the rejection guard held instead of bouncing."},
     [M_CONNECTIONS] = {"mxspool_connections_total",
 	"Inbound SMTP connections accepted."},
 };
@@ -330,6 +332,7 @@ metrics_json(void)
 	    [M_DELIVERED] = "delivered",
 	    [M_DEFERRED] = "deferred",
 	    [M_BOUNCED] = "bounced",
+	    [M_SUSPECT] = "suspect",
 	    [M_CONNECTIONS] = "connections"};
 	json_t *o = json_object(), *commit;
 

@@ -19,6 +19,7 @@ enum metric {
 	M_DELIVERED,   /* recipients delivered (2xx) */
 	M_DEFERRED,    /* recipient deliveries deferred (4xx, no answer) */
 	M_BOUNCED,     /* recipients returned to their sender with a DSN */
+	M_SUSPECT,     /* 5xx held by the rejection guard, not bounced */
 	M_CONNECTIONS, /* inbound SMTP connections accepted */
 	M_NMETRICS
 };

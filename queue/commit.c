@@ -70,6 +70,29 @@ commit_has_room(struct commit *c, size_t bytes)
 	return (uint64_t)sv.f_bavail * sv.f_frsize >= c->min_free + bytes;
 }
 
+/* When the store last accepted each of op's addresses; an error there
+ * only means "not known". */
+static void
+commit_read_known(struct commit *c, struct commit_op *op)
+{
+	char err[200];
+
+	if (op->naddrs == 0)
+		return;
+	op->known = xcalloc(op->naddrs, sizeof(*op->known));
+	for (size_t i = 0; i < op->naddrs; i++) {
+		char *v;
+		size_t len;
+
+		if (spool_get_aux(c->sp, SPOOL_KNOWN, op->addrs[i],
+			strlen(op->addrs[i]), &v, &len, err,
+			sizeof(err)) == QUEUE_OK) {
+			op->known[i] = spool_time_decode(v, len);
+			free(v);
+		}
+	}
+}
+
 static void
 commit_write(struct commit *c, struct commit_list *ops)
 {
@@ -114,6 +137,11 @@ commit_write(struct commit *c, struct commit_list *ops)
 		case COMMIT_READ_BODY:
 			op->status = spool_get_body(c->sp, op->qid, &op->body,
 			    &op->bodylen, op->err, sizeof(op->err));
+			commit_read_known(c, op);
+			break;
+		case COMMIT_AUX:
+			spool_batch_put_aux(b, (enum spool_aux)op->aux, op->key,
+			    op->keylen, op->meta, op->metalen);
 			break;
 		}
 	}

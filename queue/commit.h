@@ -22,7 +22,9 @@ enum commit_kind {
 	COMMIT_SUBMIT,	  /* meta + body of a new message: synced */
 	COMMIT_UPDATE,	  /* meta after an attempt: not synced */
 	COMMIT_DELETE,	  /* a finished message: not synced */
-	COMMIT_READ_BODY, /* a body for delivery */
+	COMMIT_READ_BODY, /* a body for delivery, and what is known of its
+			     recipients */
+	COMMIT_AUX,	  /* a key of an aux family (spool.h): not synced */
 };
 
 /* Runs on the loop with op->status set; it owns op from then on. */
@@ -36,6 +38,15 @@ struct commit_op {
 	size_t metalen;
 	char *body; /* owned: to write (SUBMIT) or as read (READ_BODY) */
 	size_t bodylen;
+	/* AUX: the family, and the key (owned; meta is the value, NULL to
+	 * delete). READ_BODY: addresses to look up in the known family
+	 * (owned), and when each was last accepted (owned; 0: never). */
+	int aux;
+	char *key;
+	size_t keylen;
+	char **addrs;
+	size_t naddrs;
+	int64_t *known;
 	int status;	/* a queue_status; 1 for READ_BODY of a missing body */
 	char err[200];	/* why, when status is not QUEUE_OK */
 	int64_t queued_ns; /* monotonic, for commit latency */

@@ -2,6 +2,7 @@
  * The queue: the spool on disk (through the writer thread) and its index
  * in memory, rebuilt from the spool's meta records at start.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@ struct queue {
 	struct hmap *msgs; /* queue id -> struct envelope, owned */
 	void (*on_arrival)(void *arg, struct envelope *env);
 	void *arrival_arg;
+	struct spool *sp;	   /* the writer thread's; only for atomics */
+	char **dest_keys, **dest_vals; /* the dest family, read at open */
+	size_t ndests, capdests;
 };
 
 /* What an asynchronous call needs when its answer comes back. */
@@ -29,6 +33,7 @@ struct queue_call {
 	struct envelope *env;
 	queue_done_cb *done;
 	queue_body_cb *body;
+	queue_load_cb *load;
 	void *arg;
 };
 
@@ -120,6 +125,56 @@ queue_recover(struct queue *q, struct spool *sp, char *err, size_t errlen)
 	return QUEUE_OK;
 }
 
+static void
+queue_on_written(struct commit_op *op)
+{
+	if (op->status != QUEUE_OK)
+		log_err("%s%s: spool update failed: %s", op->qid,
+		    op->key != NULL ? op->key : "", op->err);
+	free(op->key);
+	free(op->meta);
+	free(op);
+}
+
+/* The dest family is small (one record per destination with a state to
+ * keep): read whole at open, for the scheduler to pick up. */
+static void
+queue_on_dest(void *arg, const char *key, size_t klen, const char *val,
+    size_t len)
+{
+	struct queue *q = arg;
+
+	q->dest_keys = xgrow(q->dest_keys, &q->capdests, q->ndests + 1,
+	    sizeof(char *));
+	q->dest_vals = xrealloc(q->dest_vals, q->capdests * sizeof(char *));
+	q->dest_keys[q->ndests] = xstrndup(key, klen);
+	q->dest_vals[q->ndests] = xstrndup(val, len);
+	q->ndests++;
+}
+
+static void
+queue_free_dests(struct queue *q)
+{
+	for (size_t i = 0; i < q->ndests; i++) {
+		free(q->dest_keys[i]);
+		free(q->dest_vals[i]);
+	}
+	free(q->dest_keys);
+	free(q->dest_vals);
+}
+
+/* The known family's key: the local part as given, the domain in lower
+ * case (RFC 5321 2.4: only the domain is case-insensitive). */
+static char *
+queue_known_key(const char *addr)
+{
+	char *k = xstrdup(addr), *at = strrchr(k, '@');
+
+	for (char *p = at; p != NULL && *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return k;
+}
+
 int
 queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
     char *err, size_t errlen)
@@ -140,9 +195,68 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 		free(q);
 		return -1;
 	}
+	if (spool_scan_aux(sp, SPOOL_DEST, queue_on_dest, q, err, errlen) !=
+	    QUEUE_OK) {
+		spool_close(sp);
+		queue_free_dests(q);
+		hmap_free(q->msgs);
+		free(q);
+		return -1;
+	}
+	q->sp = sp;
+	spool_set_known_max_age(sp, cf->known_recipients_max_age);
 	q->commit = commit_new(base, sp, cf->spool_dir, cf->spool_min_free);
 	*qp = q;
 	return 0;
+}
+
+void
+queue_set_conf(struct queue *q, const struct conf *cf)
+{
+	spool_set_known_max_age(q->sp, cf->known_recipients_max_age);
+}
+
+void
+queue_foreach_dest_state(const struct queue *q,
+    void (*cb)(void *arg, const char *key, const char *state), void *arg)
+{
+	for (size_t i = 0; i < q->ndests; i++)
+		cb(arg, q->dest_keys[i], q->dest_vals[i]);
+}
+
+/* Puts key (val NULL: deletes it) in an aux family, unsynced. Takes
+ * ownership of key and val. */
+static void
+queue_push_aux(struct queue *q, enum spool_aux aux, char *key, char *val,
+    size_t len)
+{
+	struct commit_op *op = xcalloc(1, sizeof(*op));
+
+	op->kind = COMMIT_AUX;
+	op->aux = aux;
+	op->key = key;
+	op->keylen = strlen(key);
+	op->meta = val;
+	op->metalen = len;
+	op->done = queue_on_written;
+	commit_push(q->commit, op);
+}
+
+void
+queue_put_dest_state(struct queue *q, const char *key, const char *state)
+{
+	queue_push_aux(q, SPOOL_DEST, xstrdup(key),
+	    state != NULL ? xstrdup(state) : NULL,
+	    state != NULL ? strlen(state) : 0);
+}
+
+void
+queue_learn_recipient(struct queue *q, const char *addr, int64_t when)
+{
+	char *v = xmalloc(8);
+
+	spool_time_encode(when, v);
+	queue_push_aux(q, SPOOL_KNOWN, queue_known_key(addr), v, 8);
 }
 
 void
@@ -155,6 +269,7 @@ queue_close(struct queue *q)
 	if (q == NULL)
 		return;
 	commit_free(q->commit);
+	queue_free_dests(q);
 	while (hmap_next(q->msgs, &pos, &key, &val))
 		envelope_free(val);
 	hmap_free(q->msgs);
@@ -226,12 +341,43 @@ queue_on_body(struct commit_op *op)
 		op->status = QUEUE_EIO;
 	} else if (op->status != QUEUE_OK)
 		log_err("%s: cannot read body: %s", op->qid, op->err);
-	call->body(call->arg, op->status, op->status == QUEUE_OK ? op->body : NULL,
-	    op->bodylen);
+	if (call->load != NULL) {
+		call->load(call->arg, op->status,
+		    op->status == QUEUE_OK ? op->body : NULL, op->bodylen,
+		    op->known);
+		op->known = NULL;
+	} else
+		call->body(call->arg, op->status,
+		    op->status == QUEUE_OK ? op->body : NULL, op->bodylen);
 	if (op->status != QUEUE_OK)
 		free(op->body);
+	for (size_t i = 0; i < op->naddrs; i++)
+		free(op->addrs[i]);
+	free(op->addrs);
+	free(op->known);
 	free(op);
 	free(call);
+}
+
+void
+queue_load(struct queue *q, const char *qid, const char *const *addrs,
+    size_t naddrs, queue_load_cb *cb, void *arg)
+{
+	struct commit_op *op = xcalloc(1, sizeof(*op));
+	struct queue_call *call = xcalloc(1, sizeof(*call));
+
+	call->q = q;
+	call->load = cb;
+	call->arg = arg;
+	op->kind = COMMIT_READ_BODY;
+	snprintf(op->qid, sizeof(op->qid), "%s", qid);
+	op->addrs = xcalloc(naddrs, sizeof(char *));
+	for (size_t i = 0; i < naddrs; i++)
+		op->addrs[i] = queue_known_key(addrs[i]);
+	op->naddrs = naddrs;
+	op->done = queue_on_body;
+	op->arg = call;
+	commit_push(q->commit, op);
 }
 
 void
@@ -257,14 +403,6 @@ queue_find(const struct queue *q, const char *qid)
 	return hmap_get(q->msgs, qid);
 }
 
-static void
-queue_on_written(struct commit_op *op)
-{
-	if (op->status != QUEUE_OK)
-		log_err("%s: spool update failed: %s", op->qid, op->err);
-	free(op->meta);
-	free(op);
-}
 
 static void
 queue_push(struct queue *q, enum commit_kind kind, const char *qid,

@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/conf.h"
 #include "queue/envelope.h"
@@ -51,6 +52,29 @@ typedef void queue_body_cb(void *arg, int status, char *body, size_t len);
 void queue_read_body(struct queue *q, const char *qid, queue_body_cb *cb,
     void *arg);
 
+/*
+ * Reads a message's body for delivery, and when the store last accepted
+ * each of addrs (unix seconds; 0: never, as far as the spool knows). cb
+ * owns body and known (naddrs entries, or NULL) from then on.
+ */
+typedef void queue_load_cb(void *arg, int status, char *body, size_t len,
+    int64_t *known);
+void queue_load(struct queue *q, const char *qid, const char *const *addrs,
+    size_t naddrs, queue_load_cb *cb, void *arg);
+/* Remembers that the store accepted addr (a 2xx to RCPT, or to the data
+ * over LMTP) at `when`, unix seconds; kept known_recipients_max_age. */
+void queue_learn_recipient(struct queue *q, const char *addr, int64_t when);
+/*
+ * A destination's state that must survive a restart (the rejection
+ * guard's), as one line of text; NULL forgets it. Not synced. The states
+ * stored are read at queue_open: queue_foreach_dest_state gives them.
+ */
+void queue_put_dest_state(struct queue *q, const char *key,
+    const char *state);
+void queue_foreach_dest_state(const struct queue *q,
+    void (*cb)(void *arg, const char *key, const char *state), void *arg);
+/* After a reload. */
+void queue_set_conf(struct queue *q, const struct conf *cf);
 /* The envelope of a queued message, or NULL. Borrowed: valid until the
  * message leaves the queue. The scheduler changes its delivery state and
  * then calls queue_update() to store it. */

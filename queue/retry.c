@@ -30,6 +30,7 @@ retry_dest_init(struct dest_policy *p, const struct conf_retry *r,
 	p->next_probe = 0;
 	p->last_change = now;
 	p->trouble = false;
+	p->refused = false;
 }
 
 void
@@ -41,6 +42,16 @@ retry_dest_failed(struct dest_policy *p, const struct conf_retry *r,
 	p->next_probe = now + p->interval_ms;
 	p->state = DEST_BACKOFF;
 	p->last_change = now;
+	p->refused = false;
+}
+
+void
+retry_dest_refused(struct dest_policy *p, int64_t now)
+{
+	p->next_probe = now + RETRY_REFUSED_PROBE_MS;
+	p->state = DEST_BACKOFF;
+	p->last_change = now;
+	p->refused = true;
 }
 
 bool

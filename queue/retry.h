@@ -26,7 +26,13 @@ struct dest_policy {
 	int64_t next_probe;    /* BACKOFF: when to probe, ms */
 	int64_t last_change;   /* when concurrency last changed, ms */
 	bool trouble;	       /* a 4xx or timeout since last_change */
+	bool refused;	       /* the last failure was a refused connection:
+				  probe every second, with a greeting only */
 };
+
+/* A refused connection costs the store nothing: such a destination is
+ * probed this often (ms), whatever its backoff. */
+#define RETRY_REFUSED_PROBE_MS 1000
 
 /* A backoff after `failures` (>= 1) failures: initial * multiplier^(n-1),
  * capped at max_interval, varied by +-jitter (rand01 in [0, 1)). */
@@ -41,6 +47,10 @@ void retry_dest_init(struct dest_policy *p, const struct conf_retry *r,
  * but temporary failures: back off (another probe later). */
 void retry_dest_failed(struct dest_policy *p, const struct conf_retry *r,
     int64_t now, double rand01);
+/* Every address refused the connection (nothing listens): probe again in
+ * RETRY_REFUSED_PROBE_MS with a connection and greeting only; the backoff
+ * of other failures is kept for when the store answers but is sick. */
+void retry_dest_refused(struct dest_policy *p, int64_t now);
 /* A delivery got a definite answer (2xx or 5xx). Returns true when this
  * ends an outage: every message held for the destination is due now. */
 bool retry_dest_succeeded(struct dest_policy *p, const struct conf_retry *r,

@@ -225,6 +225,7 @@ dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 	TAILQ_INIT(&d->sessions);
 	retry_dest_init(&d->pol, conf_retry_for(s->cf, domain), sched_now_ms());
 	hmap_put(s->dests, d->key, d);
+	dest_guard_restore(d);
 	return d;
 }
 
@@ -250,6 +251,22 @@ dest_failed(struct dest *d, const char *why)
 	log_info("%s: destination not reachable (%s): %zu messages held, "
 		 "next probe in %llds",
 	    d->key, why, d->njobs, (long long)(d->pol.interval_ms / 1000));
+}
+
+void
+dest_refused(struct dest *d, const char *why)
+{
+	bool news = d->pol.state == DEST_UP || !d->pol.refused;
+
+	dest_set_error(d, why);
+	retry_dest_refused(&d->pol, sched_now_ms());
+	/* Said once; the probes every second after it only at debug. */
+	if (news)
+		log_info("%s: destination not reachable (%s): %zu messages "
+			 "held, probing every second",
+		    d->key, why, d->njobs);
+	else
+		log_debug("%s: still refused (%s)", d->key, why);
 }
 
 /* After an outage: everything held for d is due now. */
@@ -340,6 +357,7 @@ smsg_free(struct sched *s, struct smsg *m)
 	free(m->body);
 	free(m->doom_why);
 	free(m->notifying);
+	free(m->known);
 	free(m);
 }
 
@@ -464,9 +482,14 @@ sched_on_timer(evutil_socket_t fd, short what, void *arg)
 		struct dest *d = val;
 
 		if (retry_dest_tick(&d->pol, dest_retry(d), now) &&
-		    d->pol.state == DEST_PROBING)
-			log_info("%s: probing (%zu messages held)", d->key,
-			    d->njobs);
+		    d->pol.state == DEST_PROBING) {
+			if (d->pol.refused)
+				log_debug("%s: probing (%zu messages held)",
+				    d->key, d->njobs);
+			else
+				log_info("%s: probing (%zu messages held)",
+				    d->key, d->njobs);
+		}
 	}
 	if (now >= s->next_sweep)
 		sched_sweep(s, now);
@@ -490,6 +513,7 @@ sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
 	    (uint64_t)sched_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b9;
 	s->timer = evtimer_new(base, sched_on_timer, s);
 	LIST_INIT(&s->calls);
+	sched_guard_load(s);
 	queue_foreach(q, sched_on_existing, s);
 	queue_set_arrival_cb(q, sched_on_arrival, s);
 	s->next_sweep = 0;
@@ -556,6 +580,7 @@ sched_free(struct sched *s)
 	}
 	hmap_free(s->dests);
 	hmap_free(s->msgs);
+	sched_guard_free(s);
 	free(s->heap);
 	event_free(s->timer);
 	free(s);
@@ -623,6 +648,7 @@ sched_foreach_dest(struct sched *s,
 		struct sched_dest_info in = {
 		    .name = d->key,
 		    .state = retry_dest_state_str(d->pol.state),
+		    .suspect = d->guard.suspect,
 		    .messages = d->njobs,
 		    .connections = d->nsessions,
 		    .concurrency = retry_dest_slots(&d->pol),

@@ -35,6 +35,7 @@ void sched_set_conf(struct sched *s, const struct conf *cf);
 struct sched_dest_info {
 	const char *name;  /* the route, or the recipient domain */
 	const char *state; /* "up", "backing off", "probing" */
+	bool suspect;	   /* the rejection guard holds its 5xx */
 	size_t messages;   /* jobs waiting or in flight */
 	size_t connections;
 	unsigned concurrency;
@@ -59,6 +60,17 @@ int sched_hold(struct sched *s, const char *qid, bool hold);
  */
 int sched_delete(struct sched *s, const char *qid);
 int sched_bounce(struct sched *s, const char *qid, const char *why);
+
+/*
+ * The rejection guard's way out for an operator. trust: the destinations
+ * named (a domain or a route) are no longer suspect, and their held mail
+ * is due now; returns how many were suspect. bounce_suspect: every
+ * recipient held after a suspect 5xx at the destination named is returned
+ * to its sender with a DSN, and the destination is trusted again; returns
+ * the recipients returned, or -1 if no destination has that name.
+ */
+int sched_trust(struct sched *s, const char *name);
+long sched_bounce_suspect(struct sched *s, const char *name);
 
 /*
  * The destination a recipient of env belongs to: the route as written for

@@ -12,6 +12,7 @@
 
 #include "dns/dns.h"
 #include "queue/dsn.h"
+#include "queue/guard.h"
 #include "queue/queue.h"
 #include "queue/retry.h"
 #include "queue/sched.h"
@@ -71,6 +72,8 @@ struct smsg {
 	enum { DOOM_NONE, DOOM_DELETE, DOOM_BOUNCE } doom; /* after flight */
 	bool *notifying; /* per recipient: a failure notice is being queued,
 			    so it is neither planned nor returned again */
+	int64_t *known; /* per recipient: when the store last accepted it
+			   (unix s; 0: never), read with the body; or NULL */
 	char *doom_why;
 };
 
@@ -81,6 +84,7 @@ struct sess {
 	struct dns_answer *ans;
 	struct client_target target;
 	bool idle;
+	bool greeting_probe; /* of a destination refusing connections */
 	unsigned nmsgs;
 };
 
@@ -90,6 +94,7 @@ struct dest {
 	char *domain;            /* a domain routed here, for dns/ */
 	struct conf_route route; /* its route, as when the destination began */
 	struct dest_policy pol;
+	struct guard guard;   /* recent verdicts, the suspect state */
 	int64_t last_healthy; /* ms of its last answer about an address */
 	struct job_list ready;
 	size_t nready, njobs;
@@ -107,6 +112,8 @@ struct sched {
 	struct dns *dns;
 	struct hmap *dests; /* key -> struct dest */
 	struct hmap *msgs;  /* qid -> struct smsg */
+	struct hmap *saved; /* key -> stored state of a destination not seen
+			       yet (sched_guard.c) */
 	struct job **heap;  /* deferred jobs, earliest first */
 	size_t nheap, capheap;
 	unsigned nsessions;
@@ -128,6 +135,8 @@ void job_drop_rcpt(struct smsg *m, size_t idx);
 const struct conf_retry *dest_retry(const struct dest *d);
 void dest_set_error(struct dest *d, const char *why);
 void dest_failed(struct dest *d, const char *why);
+/* Every address refused the connection: probe again in a second. */
+void dest_refused(struct dest *d, const char *why);
 void dest_release(struct dest *d);
 void sched_plan(struct sched *s, struct smsg *m, int64_t due);
 void smsg_free(struct sched *s, struct smsg *m);
@@ -139,6 +148,26 @@ void sched_log(const struct smsg *m, const char *rcpt, const char *relay,
 void sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
     const struct dsn_rcpt *list, size_t n);
 void sched_settle(struct sched *s, struct smsg *m);
+/* sched_guard.c: the rejection guard. */
+enum fail_fate {
+	FATE_BOUNCE,  /* returned to the sender */
+	FATE_SUSPECT, /* held: the store may have lost the user, not us */
+	FATE_SOFT,    /* held: soft_bounce */
+};
+void sched_guard_load(struct sched *s);
+void sched_guard_free(struct sched *s);
+void dest_guard_restore(struct dest *d);
+/* A recipient held after a suspect 5xx: pending, with its 5.x.x kept. */
+bool rcpt_held_as_suspect(const struct env_rcpt *r);
+/* A 5xx (VERDICT_FAIL) for recipient idx of m: what becomes of it. */
+enum fail_fate dest_judge_5xx(struct dest *d, struct smsg *m, size_t idx,
+    int64_t now);
+/* A 2xx: learned and counted. True when it ends d's suspect state (held:
+ * the recipient had been held as suspect). */
+bool dest_note_2xx(struct dest *d, struct smsg *m, size_t idx, bool held,
+    int64_t now);
+void dest_suspect_begin(struct dest *d, const char *why);
+void dest_suspect_end(struct dest *d, const char *why);
 /* sched_run.c */
 void dest_wake(struct dest *d);
 void dest_dispatch(struct dest *d);

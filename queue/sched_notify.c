@@ -232,11 +232,15 @@ sched_age_next(const struct sched *s, const struct envelope *env)
 }
 
 static void
-age_entry(
-    struct dsn_rcpt *list, size_t *n, size_t idx, const struct env_rcpt *r)
+age_entry(struct dsn_rcpt *list, size_t *n, size_t idx,
+    const struct env_rcpt *r, bool delayed)
 {
 	list[*n].idx = idx;
 	list[*n].status = r->dsn_status ? r->dsn_status : "4.4.7";
+	/* A recipient the rejection guard holds kept the store's 5.x.x;
+	 * while it waits, its status is temporary (RFC 3464 2.3.4). */
+	if (delayed && rcpt_held_as_suspect(r))
+		list[*n].status = "4.0.0";
 	list[*n].diagnostic = r->last_error;
 	(*n)++;
 }
@@ -259,9 +263,9 @@ sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
 			continue;
 		age_limits(s, env, r, &warn, &expire);
 		if (now >= expire)
-			age_entry(expired, &nexp, i, r);
+			age_entry(expired, &nexp, i, r, false);
 		else if (now >= warn)
-			age_entry(late, &nlate, i, r);
+			age_entry(late, &nlate, i, r, true);
 	}
 	for (size_t i = 0; i < nexp; i++) {
 		sched_log(m, env->rcpts[expired[i].idx].addr, "none",

@@ -27,7 +27,7 @@ struct body_req {
 };
 
 static void
-sched_on_loaded(void *arg, int status, char *body, size_t len)
+sched_on_loaded(void *arg, int status, char *body, size_t len, int64_t *known)
 {
 	struct body_req *br = arg;
 	struct sched *s = sched_call_end(&br->call);
@@ -35,6 +35,7 @@ sched_on_loaded(void *arg, int status, char *body, size_t len)
 
 	if (s == NULL) {
 		free(body);
+		free(known);
 		free(br);
 		return;
 	}
@@ -45,6 +46,9 @@ sched_on_loaded(void *arg, int status, char *body, size_t len)
 			m->body = body;
 			m->len = len;
 			body = NULL;
+			free(m->known);
+			m->known = known; /* as many as env->nrcpts */
+			known = NULL;
 		} else if (status != QUEUE_OK) {
 			/* Unreadable now: try it later, not in a loop. */
 			for (size_t k = 0; k < m->njobs; k++)
@@ -56,10 +60,13 @@ sched_on_loaded(void *arg, int status, char *body, size_t len)
 						    m->env->attempts + 1,
 						    sched_rand(s)));
 			free(body);
+			free(known);
 			free(br);
 			return;
 		}
 	}
+	free(body);
+	free(known);
 	dest_wake(br->d);
 	free(br);
 }
@@ -85,9 +92,16 @@ sched_load(struct sched *s, struct dest *d, struct smsg *m)
 	sched_call_begin(s, &br->call);
 	br->d = d;
 	memcpy(br->qid, m->qid, QID_SIZE);
+	const char **addrs = xcalloc(m->env->nrcpts, sizeof(*addrs));
+
+	for (size_t i = 0; i < m->env->nrcpts; i++)
+		addrs[i] = m->env->rcpts[i].addr;
 	m->loading = true;
 	d->loading++;
-	queue_read_body(s->q, m->qid, sched_on_loaded, br);
+	/* With the body, what the spool knows of its recipients, for the
+	 * rejection guard (sched_guard.c). */
+	queue_load(s->q, m->qid, addrs, m->env->nrcpts, sched_on_loaded, br);
+	free(addrs);
 }
 
 /* Session callbacks. */
@@ -99,7 +113,11 @@ sched_next(void *arg, struct client_session *cs)
 	struct job *j;
 	int scanned = 0;
 
-	(void)cs;
+	if (ss->greeting_probe) {
+		/* It greets: that is all a refusing store's probe asks. */
+		client_session_quit(cs);
+		return NULL;
+	}
 	if (d->pol.state != DEST_UP && ss->nmsgs > 0) {
 		/* A probe that did not succeed carries no more mail. */
 		client_session_quit(ss->cs);
@@ -172,17 +190,35 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	bool *retried = xcalloc(cm->nrcpts, sizeof(*retried));
 	struct verdict_sum sum;
 	size_t nfailed = 0, nsent = 0, keep = 0;
-	bool temp = false;
+	bool temp = false, suspect = false, trusted = false;
 	const char *why = NULL;
 	int64_t now = sched_now_ms();
 
+	/*
+	 * The 2xx first: one for a recipient the store had accepted or
+	 * rejected before ends a suspect state, and the 5xx beside it in
+	 * the same transaction are then judged as from a trusted store.
+	 */
+	for (size_t k = 0; k < cm->nrcpts; k++) {
+		struct client_rcpt *cr = &cm->rcpts[k];
+		size_t idx = j->ridx[k];
+
+		v[k] = verdict_of(cr->stage, cr->code, cr->dsn[0] ? cr->dsn : NULL);
+		if (v[k] == VERDICT_SENT &&
+		    dest_note_2xx(d, m, idx,
+			rcpt_held_as_suspect(&env->rcpts[idx]), now))
+			trusted = true;
+	}
+	if (trusted)
+		dest_suspect_end(
+		    d, "a recipient it had rejected or known was accepted");
 	for (size_t k = 0; k < cm->nrcpts; k++) {
 		struct client_rcpt *cr = &cm->rcpts[k];
 		size_t idx = j->ridx[k];
 		struct env_rcpt *r = &env->rcpts[idx];
 		const char *text = cr->text ? cr->text : "no reply";
+		const char *held = ""; /* why a 5xx only defers, for the log */
 
-		v[k] = verdict_of(cr->stage, cr->code, cr->dsn[0] ? cr->dsn : NULL);
 		retried[k] = r->last_error != NULL;
 		free(r->dsn_status);
 		r->dsn_status = xstrdup(cr->dsn[0] ? cr->dsn : "4.0.0");
@@ -203,15 +239,31 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		case VERDICT_FAIL:
 			free(r->last_error);
 			r->last_error = xstrdup(text);
-			sched_log(
-			    m, r->addr, relay, r->dsn_status, "bounced", text);
-			metrics_inc(M_BOUNCED);
-			failed[nfailed].idx = idx;
-			failed[nfailed].status = r->dsn_status;
-			failed[nfailed].remote_mta = relay;
-			failed[nfailed].diagnostic = text;
-			nfailed++;
-			break;
+			switch (dest_judge_5xx(d, m, idx, now)) {
+			case FATE_BOUNCE:
+				sched_log(m, r->addr, relay, r->dsn_status,
+				    "bounced", text);
+				metrics_inc(M_BOUNCED);
+				failed[nfailed].idx = idx;
+				failed[nfailed].status = r->dsn_status;
+				failed[nfailed].remote_mta = relay;
+				failed[nfailed].diagnostic = text;
+				nfailed++;
+				continue;
+			case FATE_SUSPECT:
+				/* Held with the store's words (5.x.x kept):
+				 * bounce-suspect can still return it. */
+				suspect = true;
+				v[k] = VERDICT_DEFER;
+				held = "suspect 5xx, held: ";
+				break;
+			case FATE_SOFT:
+				r->dsn_status[0] = '4';
+				v[k] = VERDICT_DEFER;
+				held = "soft_bounce: ";
+				break;
+			}
+			goto deferred;
 		case VERDICT_STORE:
 			/* Whatever its code, the recipient only waits. */
 			free(r->dsn_status);
@@ -219,13 +271,21 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			/* FALLTHROUGH */
 		case VERDICT_DEFER:
 		case VERDICT_TRANSIENT:
-			temp = true;
 			free(r->last_error);
 			r->last_error = xstrdup(text);
+		deferred:
+			temp = true;
 			if (why == NULL)
 				why = r->last_error;
-			sched_log(
-			    m, r->addr, relay, r->dsn_status, "deferred", text);
+			if (held[0] != '\0') {
+				char *t = xasprintf("%s%s", held, text);
+
+				sched_log(m, r->addr, relay, r->dsn_status,
+				    "deferred", t);
+				free(t);
+			} else
+				sched_log(m, r->addr, relay, r->dsn_status,
+				    "deferred", text);
 			metrics_inc(M_DEFERRED);
 			j->ridx[keep++] = idx;
 			break;
@@ -245,12 +305,19 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	free(env->last_error);
 	env->last_error = why ? xstrdup(why) : NULL;
 
-	if (sum.failing || (d->pol.state == DEST_PROBING && !sum.healthy)) {
+	if (suspect) {
+		/* A store that rejects users it had is down: probe it. */
+		if (!d->guard.suspect)
+			dest_suspect_begin(d, why);
+		if (d->pol.state != DEST_BACKOFF)
+			dest_failed(d, why);
+	} else if (sum.failing ||
+		   (d->pol.state == DEST_PROBING && !sum.healthy)) {
 		/* Other sessions may have failed the destination already. */
 		if (d->pol.state != DEST_BACKOFF)
 			dest_failed(d, why);
 	} else {
-		if (sum.healthy &&
+		if (sum.healthy && !d->guard.suspect &&
 		    retry_dest_succeeded(&d->pol, dest_retry(d), now))
 			dest_release(d);
 		if (sum.trouble) {
@@ -338,13 +405,26 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 	 * be had) is a failure of the destination: back off, rather than
 	 * reconnect at once in a loop.
 	 */
-	if (d->pol.state != DEST_BACKOFF &&
-	    (!end->connected || d->pol.state == DEST_PROBING ||
-		(ss->nmsgs == 0 && end->dsn[0] != '2'))) {
+	const char *why = end->text[0] ? end->text : "session ended early";
+
+	if (ss->greeting_probe) {
+		if (end->connected) {
+			if (retry_dest_succeeded(
+				&d->pol, dest_retry(d), sched_now_ms()))
+				dest_release(d);
+		} else if (end->refused)
+			dest_refused(d, why);
+		else
+			dest_failed(d, why);
+	} else if (d->pol.state != DEST_BACKOFF &&
+		   (!end->connected || d->pol.state == DEST_PROBING ||
+		       (ss->nmsgs == 0 && end->dsn[0] != '2'))) {
 		if (ss->nmsgs == 0)
-			sched_note_failure(d, end->dsn,
-			    end->text[0] ? end->text : "session ended early");
-		dest_failed(d, end->text[0] ? end->text : "probe ended early");
+			sched_note_failure(d, end->dsn, why);
+		if (!end->connected && end->refused)
+			dest_refused(d, why);
+		else
+			dest_failed(d, why);
 	}
 	client_session_free(cs);
 	dns_answer_free(ss->ans);
@@ -379,6 +459,14 @@ sess_start(struct dest *d, const struct dns_answer *ans)
 	ss->target.data_timeout = cf->client_data_timeout;
 	ss->target.final_timeout = cf->client_final_timeout;
 	ss->target.idle_timeout = SCHED_IDLE;
+	/*
+	 * A destination that refused connections is probed every second
+	 * with a connection and a greeting only, quietly; one that is
+	 * suspect is probed with held mail, as the greeting proves nothing.
+	 */
+	ss->greeting_probe = d->pol.state == DEST_PROBING && d->pol.refused &&
+			     !d->guard.suspect;
+	ss->target.quiet = ss->greeting_probe;
 	TAILQ_INSERT_TAIL(&d->sessions, ss, link);
 	d->nsessions++;
 	s->nsessions++;

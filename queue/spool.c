@@ -3,11 +3,18 @@
  *   meta  queue id -> envelope record (queue/envelope.c)
  *   body  queue id -> message bytes, kept in blob files (BlobDB)
  *   default  "quarantine/" + queue id -> records that did not decode
+ *   known    recipient address -> when the store last accepted it (8 bytes,
+ *            big-endian unix seconds); older than known_recipients_max_age
+ *            is dropped by compaction and ignored before that
+ *   dest     destination -> its rejection guard state (queue/sched.c)
  */
 #include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/xmem.h"
@@ -18,7 +25,7 @@
 #define SPOOL_QUARANTINE "quarantine/"
 #define SPOOL_KEY_MAX 64 /* longer keys (only from corruption) are cut */
 
-enum { CF_DEFAULT, CF_META, CF_BODY, CF_COUNT };
+enum { CF_DEFAULT, CF_META, CF_BODY, CF_KNOWN, CF_DEST, CF_COUNT };
 
 struct spool {
 	rocksdb_t *db;
@@ -27,6 +34,8 @@ struct spool {
 	rocksdb_column_family_handle_t *cf[CF_COUNT];
 	rocksdb_writeoptions_t *wsync, *wnosync;
 	rocksdb_readoptions_t *ropts;
+	rocksdb_compactionfilter_t *known_filter;
+	_Atomic int64_t known_max_age; /* seconds; 0: keep for ever */
 	char *dir;
 };
 
@@ -34,7 +43,7 @@ struct spool {
 struct spool_batch {
 	struct spool_op {
 		int cf;
-		char key[sizeof(SPOOL_QUARANTINE) + SPOOL_KEY_MAX];
+		char *key; /* owned */
 		size_t klen;
 		const char *val; /* borrowed; NULL: delete */
 		size_t len;
@@ -91,8 +100,57 @@ spool_db_options(void)
 	return o;
 }
 
+/* Big-endian unix seconds, as the known family stores them. */
+void
+spool_time_encode(int64_t t, char out[8])
+{
+	for (int i = 7; i >= 0; i--, t >>= 8)
+		out[i] = (char)(t & 0xff);
+}
+
+int64_t
+spool_time_decode(const char *v, size_t len)
+{
+	int64_t t = 0;
+
+	if (len != 8)
+		return 0;
+	for (int i = 0; i < 8; i++)
+		t = (t << 8) | (unsigned char)v[i];
+	return t;
+}
+
+/* Compaction drops learned addresses older than known_recipients_max_age,
+ * so the family is bounded by what the store accepted in that time. */
+static unsigned char
+spool_known_filter(void *state, int level, const char *key, size_t klen,
+    const char *val, size_t vlen, char **newval, size_t *newvlen,
+    unsigned char *changed)
+{
+	struct spool *sp = state;
+	int64_t max_age = atomic_load(&sp->known_max_age);
+
+	(void)level, (void)key, (void)klen, (void)newval, (void)newvlen;
+	*changed = 0;
+	return max_age > 0 &&
+	       spool_time_decode(val, vlen) < (int64_t)time(NULL) - max_age;
+}
+
+static void
+spool_known_filter_free(void *state)
+{
+	(void)state;
+}
+
+static const char *
+spool_known_filter_name(void *state)
+{
+	(void)state;
+	return "mxspool-known-max-age";
+}
+
 static rocksdb_options_t *
-spool_cf_options(int cf)
+spool_cf_options(struct spool *sp, int cf)
 {
 	rocksdb_options_t *o = rocksdb_options_create();
 
@@ -119,6 +177,14 @@ spool_cf_options(int cf)
 		rocksdb_options_set_enable_blob_gc(o, 1);
 		rocksdb_options_set_blob_gc_age_cutoff(o, 0.25);
 	}
+	if (cf == CF_KNOWN) {
+		sp->known_filter = rocksdb_compactionfilter_create(sp,
+		    spool_known_filter_free, spool_known_filter,
+		    spool_known_filter_name);
+		rocksdb_options_set_compaction_filter(o, sp->known_filter);
+	}
+	if (cf == CF_KNOWN || cf == CF_DEST)
+		rocksdb_options_set_write_buffer_size(o, 4 << 20);
 	rocksdb_options_set_compression(o, rocksdb_lz4_compression);
 	return o;
 }
@@ -126,7 +192,8 @@ spool_cf_options(int cf)
 int
 spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 {
-	static const char *names[CF_COUNT] = {"default", "meta", "body"};
+	static const char *names[CF_COUNT] = {
+	    "default", "meta", "body", "known", "dest"};
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 	char *rerr = NULL;
 
@@ -134,7 +201,7 @@ spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 	sp->dir = xstrdup(dir);
 	sp->opts = spool_db_options();
 	for (int i = 0; i < CF_COUNT; i++)
-		sp->cf_opts[i] = spool_cf_options(i);
+		sp->cf_opts[i] = spool_cf_options(sp, i);
 	sp->db = rocksdb_open_column_families(sp->opts, dir, CF_COUNT, names,
 	    (const rocksdb_options_t *const *)sp->cf_opts, sp->cf, &rerr);
 	if (sp->db == NULL) {
@@ -179,6 +246,8 @@ spool_close(struct spool *sp)
 		rocksdb_close(sp->db);
 	for (int i = 0; i < CF_COUNT; i++)
 		rocksdb_options_destroy(sp->cf_opts[i]);
+	if (sp->known_filter != NULL)
+		rocksdb_compactionfilter_destroy(sp->known_filter);
 	rocksdb_options_destroy(sp->opts);
 	if (sp->wsync != NULL)
 		rocksdb_writeoptions_destroy(sp->wsync);
@@ -201,6 +270,8 @@ spool_batch_free(struct spool_batch *b)
 {
 	if (b == NULL)
 		return;
+	for (size_t i = 0; i < b->nops; i++)
+		free(b->ops[i].key);
 	free(b->ops);
 	free(b);
 }
@@ -216,8 +287,9 @@ spool_batch_add(struct spool_batch *b, int cf, const char *prefix,
 	b->ops = xgrow(b->ops, &b->cap, b->nops + 1, sizeof(*b->ops));
 	op = &b->ops[b->nops++];
 	op->cf = cf;
-	if (klen > SPOOL_KEY_MAX)
+	if (klen > SPOOL_KEY_MAX && cf != CF_KNOWN && cf != CF_DEST)
 		klen = SPOOL_KEY_MAX;
+	op->key = xmalloc(plen + klen + 1);
 	memcpy(op->key, prefix, plen);
 	memcpy(op->key + plen, key, klen);
 	op->klen = plen + klen;
@@ -255,6 +327,19 @@ spool_batch_quarantine(struct spool_batch *b, const char *key, size_t klen,
 	spool_batch_add(b, CF_META, "", key, klen, NULL, 0);
 }
 
+static int
+spool_aux_cf(enum spool_aux aux)
+{
+	return aux == SPOOL_KNOWN ? CF_KNOWN : CF_DEST;
+}
+
+void
+spool_batch_put_aux(struct spool_batch *b, enum spool_aux aux,
+    const char *key, size_t klen, const char *val, size_t len)
+{
+	spool_batch_add(b, spool_aux_cf(aux), "", key, klen, val, len);
+}
+
 size_t
 spool_batch_count(const struct spool_batch *b)
 {
@@ -285,12 +370,13 @@ spool_write(struct spool *sp, struct spool_batch *b, bool sync, char *err,
 	return QUEUE_OK;
 }
 
-int
-spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
-    size_t errlen)
+/* Calls cb for every record of column family cf, in key order. */
+static int
+spool_scan_cf(struct spool *sp, int cf, spool_scan_cb *cb, void *arg,
+    char *err, size_t errlen)
 {
 	rocksdb_iterator_t *it =
-	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[CF_META]);
+	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[cf]);
 	char *rerr = NULL;
 
 	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
@@ -309,23 +395,39 @@ spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
 }
 
 int
-spool_get_body(struct spool *sp, const char *qid, char **body, size_t *len,
-    char *err, size_t errlen)
+spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
+    size_t errlen)
+{
+	return spool_scan_cf(sp, CF_META, cb, arg, err, errlen);
+}
+
+/* Reads key of cf into a malloc'd, NUL-terminated buffer; 1 if none. */
+static int
+spool_get_cf(struct spool *sp, int cf, const char *key, size_t klen,
+    char **val, size_t *len, char *err, size_t errlen)
 {
 	char *rerr = NULL;
-	char *v = rocksdb_get_cf(sp->db, sp->ropts, sp->cf[CF_BODY], qid,
-	    strlen(qid), len, &rerr);
+	char *v = rocksdb_get_cf(
+	    sp->db, sp->ropts, sp->cf[cf], key, klen, len, &rerr);
 
-	*body = NULL;
+	*val = NULL;
 	if (rerr != NULL)
 		return spool_fail(rerr, err, errlen);
 	if (v == NULL)
 		return 1;
-	*body = xmalloc(*len + 1);
-	memcpy(*body, v, *len);
-	(*body)[*len] = '\0';
+	*val = xmalloc(*len + 1);
+	memcpy(*val, v, *len);
+	(*val)[*len] = '\0';
 	rocksdb_free(v);
 	return QUEUE_OK;
+}
+
+int
+spool_get_body(struct spool *sp, const char *qid, char **body, size_t *len,
+    char *err, size_t errlen)
+{
+	return spool_get_cf(sp, CF_BODY, qid, strlen(qid), body, len, err,
+	    errlen);
 }
 
 size_t
@@ -347,4 +449,25 @@ spool_quarantined(struct spool *sp)
 	}
 	rocksdb_iter_destroy(it);
 	return n;
+}
+
+int
+spool_get_aux(struct spool *sp, enum spool_aux aux, const char *key,
+    size_t klen, char **val, size_t *len, char *err, size_t errlen)
+{
+	return spool_get_cf(
+	    sp, spool_aux_cf(aux), key, klen, val, len, err, errlen);
+}
+
+int
+spool_scan_aux(struct spool *sp, enum spool_aux aux, spool_scan_cb *cb,
+    void *arg, char *err, size_t errlen)
+{
+	return spool_scan_cf(sp, spool_aux_cf(aux), cb, arg, err, errlen);
+}
+
+void
+spool_set_known_max_age(struct spool *sp, int64_t seconds)
+{
+	atomic_store(&sp->known_max_age, seconds);
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct spool;
 struct spool_batch;
@@ -26,6 +27,11 @@ void spool_batch_delete(struct spool_batch *b, const char *qid);
 /* Moves a meta record that does not decode aside, out of the schedule. */
 void spool_batch_quarantine(struct spool_batch *b, const char *key,
     size_t klen, const char *meta, size_t len);
+/* The small families beside the queue: learned recipients and the
+ * destinations' guard state. val NULL deletes the key. */
+enum spool_aux { SPOOL_KNOWN, SPOOL_DEST };
+void spool_batch_put_aux(struct spool_batch *b, enum spool_aux aux,
+    const char *key, size_t klen, const char *val, size_t len);
 size_t spool_batch_count(const struct spool_batch *b);
 
 /*
@@ -45,6 +51,18 @@ int spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
  * there is no such body. */
 int spool_get_body(struct spool *sp, const char *qid, char **body,
     size_t *len, char *err, size_t errlen);
+/* Reads one key of an aux family into a malloc'd, NUL-terminated buffer.
+ * Returns a queue_status, or 1 if there is no such key. */
+int spool_get_aux(struct spool *sp, enum spool_aux aux, const char *key,
+    size_t klen, char **val, size_t *len, char *err, size_t errlen);
+/* Calls cb for every record of an aux family, in key order. */
+int spool_scan_aux(struct spool *sp, enum spool_aux aux, spool_scan_cb *cb,
+    void *arg, char *err, size_t errlen);
+/* Learned recipients older than this (seconds; 0: never) are dropped. */
+void spool_set_known_max_age(struct spool *sp, int64_t seconds);
+/* The known family's values: big-endian unix seconds. */
+void spool_time_encode(int64_t t, char out[8]);
+int64_t spool_time_decode(const char *v, size_t len);
 /* Number of quarantined records. */
 size_t spool_quarantined(struct spool *sp);
 

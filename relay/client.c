@@ -159,6 +159,27 @@ client_candidate(
 }
 
 /* Entering CS_CONNECT: tries candidates until a connect is under way. */
+/* Whether every candidate so far refused the connection (nothing
+ * listens: ECONNREFUSED, or no unix socket): err is the errno of one
+ * failure, -1 for another kind. */
+static void
+client_note_refused(struct client_session *cs, int err)
+{
+	if (err != ECONNREFUSED && err != ENOENT)
+		cs->not_refused = true;
+}
+
+/* A candidate failed: at info level, but a probe of a destination that
+ * refuses connections (every second) only at debug level. */
+static void
+client_log_failure(const struct client_session *cs)
+{
+	if (cs->t->quiet)
+		log_debug("%s: client: %s", cs->id, cs->end.text);
+	else
+		log_info("%s: client: %s", cs->id, cs->end.text);
+}
+
 static void
 client_connect(struct client_session *cs)
 {
@@ -175,9 +196,10 @@ client_connect(struct client_session *cs)
 		 * socket that is not there) keeps its errno for the text. */
 		if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, sslen) < 0 &&
 				  errno != EINPROGRESS)) {
+			client_note_refused(cs, fd < 0 ? -1 : errno);
 			client_set_end(cs, 0, "4.4.1", "connect to %s: %s",
 			    cs->relay, strerror(errno));
-			log_info("%s: client: %s", cs->id, cs->end.text);
+			client_log_failure(cs);
 			if (fd >= 0)
 				close(fd);
 			client_advance(cs);
@@ -186,6 +208,7 @@ client_connect(struct client_session *cs)
 		cs->bev =
 		    bufferevent_socket_new(cs->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		if (cs->bev == NULL) {
+			client_note_refused(cs, -1);
 			close(fd);
 			client_set_end(cs, 0, "4.4.1", "connect to %s: %s",
 			    cs->relay, "cannot make a bufferevent");
@@ -198,6 +221,7 @@ client_connect(struct client_session *cs)
 		    client_secs(cs->t->connect_timeout, CLIENT_DEF_CONNECT));
 		/* No address: wait for the connect() above to finish. */
 		if (bufferevent_socket_connect(cs->bev, NULL, 0) < 0) {
+			client_note_refused(cs, -1);
 			client_set_end(cs, 0, "4.4.1", "connect to %s: %s",
 			    cs->relay, strerror(errno));
 			client_drop_bev(cs);
@@ -214,6 +238,7 @@ client_connect(struct client_session *cs)
 		    cs->t->ans->reason != NULL ? ": " : "",
 		    cs->t->ans->reason != NULL ? cs->t->ans->reason : "");
 	/* Every candidate failed: the text of the last failure stays. */
+	cs->end.refused = cs->tried_any && !cs->not_refused;
 	cs->end.code = 0;
 	snprintf(cs->end.dsn, sizeof(cs->end.dsn), "4.4.1");
 	client_set_state(cs, CS_DONE);
@@ -223,7 +248,7 @@ client_connect(struct client_session *cs)
 enum cs_state
 client_next_candidate(struct client_session *cs)
 {
-	log_info("%s: client: %s", cs->id, cs->end.text);
+	client_log_failure(cs);
 	client_drop_bev(cs);
 	client_advance(cs);
 	return CS_CONNECT;
@@ -244,6 +269,7 @@ client_enter(struct client_session *cs)
 		client_connect(cs);
 		return;
 	case CS_GREETING:
+		cs->not_refused = true;
 		client_timeouts(cs, cmd_to, cmd_to);
 		bufferevent_enable(cs->bev, EV_READ | EV_WRITE);
 		return;
@@ -431,6 +457,8 @@ client_on_event(struct bufferevent *bev, short what, void *arg)
 			client_set_state(cs, CS_GREETING);
 			return;
 		}
+		client_note_refused(
+		    cs, (what & BEV_EVENT_TIMEOUT) ? ETIMEDOUT : err);
 		client_set_end(cs, 0, "4.4.1", "connect to %s: %s", cs->relay,
 		    (what & BEV_EVENT_TIMEOUT) ? "Connection timed out"
 		    : err != 0                 ? strerror(err)

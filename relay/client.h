@@ -67,11 +67,13 @@ struct client_target {
 	int64_t data_timeout;	 /* DATA reply and each write */
 	int64_t final_timeout;	 /* reply(ies) to the end of data */
 	int64_t idle_timeout;	 /* an idle session waits this long for work */
+	bool quiet;		 /* failures to connect at debug level only */
 };
 
 /* Why a session ended. */
 struct client_end {
 	bool connected; /* a greeting was accepted at some point */
+	bool refused;	/* never connected: every address refused it */
 	unsigned delivered_msgs;
 	int code;	/* the last reply code that ended it, or 0 */
 	char dsn[12];	/* "4.4.1" (no answer), "4.7.5" (TLS), ... */

@@ -122,6 +122,8 @@ struct client_session {
 	/* The candidate being tried. */
 	size_t host_i, addr_i;
 	bool tried_any;
+	bool not_refused; /* a candidate connected, or failed otherwise than
+			     by a refused connection */
 	bool plain_retry; /* TLS `may` failed here: again, without TLS */
 	char name[256];   /* "mx.example.com[192.0.2.1]" or the path */
 	char relay[300];  /* "mx.example.com[192.0.2.1]:25" or the path */

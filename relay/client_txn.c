@@ -367,6 +367,11 @@ client_ready(struct client_session *cs)
 		cs->in_owner = true;
 		m = cs->cbs.next(cs->arg, cs);
 		cs->in_owner = false;
+		if (m == NULL && cs->quit_req) {
+			/* Asked to quit from next(): now, not after idling. */
+			client_set_state(cs, CS_QUIT);
+			return;
+		}
 		if (m == NULL) {
 			client_set_state(cs, CS_IDLE);
 			/* Woken meanwhile: ask again, from the loop. */

@@ -250,7 +250,7 @@ sum_on_dest(void *arg, const struct sched_dest_info *in)
 
 	if (d == NULL)
 		return; /* jobs of messages that have just left */
-	d->state = in->state;
+	d->state = in->suspect ? "suspect" : in->state;
 	d->connections = in->connections;
 	if (in->next_probe > 0)
 		d->next_attempt = in->next_probe / 1000;
@@ -748,6 +748,66 @@ cmd_route(struct ctl_conn *k, json_t *req)
 	dns_route(x->deps->dns, domain, route_on_answer, r);
 }
 
+/* The destination a guard command names: a domain or a route's text. */
+static const char *
+ctl_dest_name(struct ctl_conn *k, json_t *req)
+{
+	const char *name;
+
+	if (ctl_get_str(k, req, "domain", &name) < 0)
+		return NULL;
+	if (name == NULL || name[0] == '\0' || strlen(name) > 255 ||
+	    strpbrk(name, " \t\r\n") != NULL) {
+		ctl_error(k, CTL_E_BAD, "bad destination '%s'",
+		    name ? name : "");
+		return NULL;
+	}
+	return name;
+}
+
+static void
+cmd_trust(struct ctl_conn *k, json_t *req)
+{
+	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	const char *name = ctl_dest_name(k, req);
+	int n;
+
+	if (name == NULL)
+		return;
+	n = sched_trust(x->deps->sched, name);
+	if (n == 0) {
+		ctl_error(k, CTL_E_NOT_FOUND, "no suspect destination %s", name);
+		return;
+	}
+	log_info("control: %s trusted again by the operator", name);
+	ctl_reply(k, json_pack("{s:i}", "trusted", n));
+}
+
+static void
+cmd_bounce_suspect(struct ctl_conn *k, json_t *req)
+{
+	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	const char *name = ctl_dest_name(k, req);
+	long n;
+
+	if (name == NULL)
+		return;
+	if (!json_is_true(json_object_get(req, "yes"))) {
+		ctl_error(k, CTL_E_CONFIRM,
+		    "bounce-suspect cannot be undone: confirm with \"yes\": "
+		    "true");
+		return;
+	}
+	n = sched_bounce_suspect(x->deps->sched, name);
+	if (n < 0) {
+		ctl_error(k, CTL_E_NOT_FOUND, "no destination %s", name);
+		return;
+	}
+	log_info("control: bounce-suspect %s: %ld recipients returned", name,
+	    n);
+	ctl_reply(k, json_pack("{s:I}", "bounced", (json_int_t)n));
+}
+
 static void
 stats_on_msg(void *arg, struct envelope *env)
 {
@@ -809,6 +869,8 @@ static const struct {
     {"delete", cmd_delete},
     {"bounce", cmd_bounce},
     {"route", cmd_route},
+    {"trust", cmd_trust},
+    {"bounce-suspect", cmd_bounce_suspect},
     {"stats", cmd_stats},
     {"reload", cmd_reload},
 };

@@ -44,6 +44,7 @@ struct gauge_dest {
 	uint64_t bytes;
 	int64_t oldest; /* unix seconds */
 	int backoff;    /* -1 unknown to the scheduler */
+	int suspect;
 	size_t connections;
 };
 
@@ -98,10 +99,19 @@ gauges_on_dest(void *arg, const struct sched_dest_info *in)
 	struct gauge_dest *d = gauge_dest_get(arg, in->name);
 
 	d->backoff = strcmp(in->state, "backing off") == 0;
+	d->suspect = in->suspect;
 	d->connections = in->connections;
 }
 
-enum gauge_kind { G_MESSAGES, G_BYTES, G_AGE, G_BACKOFF, G_CONNS, G_N };
+enum gauge_kind {
+	G_MESSAGES,
+	G_BYTES,
+	G_AGE,
+	G_BACKOFF,
+	G_SUSPECT,
+	G_CONNS,
+	G_N
+};
 
 static const struct {
 	const char *name, *help;
@@ -114,6 +124,8 @@ static const struct {
 	"Age of the oldest queued message, by destination."},
     [G_BACKOFF] = {"mxspool_destination_backing_off",
 	"1 while a destination fails and is only probed."},
+    [G_SUSPECT] = {"mxspool_destination_suspect",
+	"1 while the rejection guard holds a destination's 5xx replies."},
     [G_CONNS] = {"mxspool_outbound_connections",
 	"Delivery connections open, by destination."},
 };
@@ -135,6 +147,9 @@ gauge_value(
 		return d->messages > 0;
 	case G_BACKOFF:
 		*v = d->backoff;
+		return d->backoff >= 0;
+	case G_SUSPECT:
+		*v = d->suspect;
 		return d->backoff >= 0;
 	case G_CONNS:
 		*v = (double)d->connections;

@@ -160,6 +160,7 @@ daemon_reload(void *arg, char **errors)
 	server_set_conf(d->srv, cf);
 	if (dns_set_conf(d->dns, cf) < 0)
 		log_err("reload: the resolver keeps its previous settings");
+	queue_set_conf(d->q, cf);
 	sched_set_conf(d->sched, cf);
 	if (ctl_set_conf(d->ctl, cf, err, sizeof(err)) < 0)
 		log_err("reload: %s", err);

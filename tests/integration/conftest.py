@@ -192,3 +192,37 @@ def daemon(tmp_path):
     yield make
     for d in made:
         d.kill()
+
+
+@pytest.fixture
+def backend(tmp_path):
+    """A factory for scriptable stores (backend.py): backend(**rules)
+    starts one; all are stopped after the test."""
+    from backend import Backend
+    made = []
+
+    def make(**kw):
+        b = Backend(str(tmp_path), name="store%d" % len(made), **kw).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.stop()
+
+
+@pytest.fixture
+def dovecot_store(tmp_path):
+    """A factory for real Dovecot LMTP stores (dovecot.py):
+    dovecot_store(users=...) starts one; all are removed after the test."""
+    import dovecot
+    made = []
+
+    def make(**kw):
+        dc = dovecot.Dovecot(str(tmp_path), **kw)
+        made.append(dc)
+        return dc.start()
+
+    yield make
+    for dc in made:
+        dc.close()

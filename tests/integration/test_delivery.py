@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from backend import Backend
 from conftest import free_port, wait_for, log_lines
 
 
@@ -59,17 +58,8 @@ def parse_dsn(raw):
 
 
 @pytest.fixture
-def store(tmp_path):
-    made = []
-
-    def make(**kw):
-        b = Backend(str(tmp_path), name="store%d" % len(made), **kw).start()
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.stop()
+def store(backend):
+    return backend
 
 
 def test_backend_up_delivers_byte_exact_and_empties_the_spool(daemon, store):
@@ -142,19 +132,39 @@ def test_refused_connections_hold_mail_without_spending_attempts(daemon, store, 
     dead.port = port
     d = daemon(extra=config(dead, rec)).start()
     send(d, 10)
-    time.sleep(3)
-    # Only the probes' messages were attempted (one per probe: the oldest
-    # held message); the rest waited.
+    time.sleep(3.5)
+    # The first refusal deferred the oldest message, once; then the
+    # destination is probed every second with a connection only (a
+    # refused connection costs the store nothing), said once at info
+    # level and at debug level after that. No other message spent an
+    # attempt.
     deferred = log_lines(d, "status=deferred")
-    probes = log_lines(d, "destination not reachable")
-    assert 2 <= len(deferred) <= 4, deferred
-    assert len(deferred) <= len(probes)
-    qids = set(l.split(": ")[1] for l in deferred)
-    assert len(qids) == 1, "more than one message spent attempts"
+    assert len(deferred) == 1, deferred
     assert "Connection refused" in deferred[0]
     assert "dsn=4.4.1" in deferred[0]
-    assert log_lines(d, "destination not reachable")
+    assert len(log_lines(d, "destination not reachable")) == 1
+    assert "probing every second" in log_lines(d, "destination not reachable")[0]
+    probes = log_lines(d, "still refused")
+    assert 2 <= len(probes) <= 4, probes
+    assert all("debug:" in l for l in probes)
     assert rec.messages() == []
+    assert d.stop() == 0
+
+
+def test_a_refusing_store_is_noticed_within_a_second_of_its_return(daemon, store):
+    """Greeting probes every second, whatever the backoff: the store's
+    return is seen within about a second, and the held mail drains."""
+    b = store(listen=False)
+    d = daemon(extra=config(b, retry="initial = 30s\n max_interval = 60s")).start()
+    send(d, 5)
+    wait_for(lambda: log_lines(d, "still refused"), what="a second probe")
+    time.sleep(2)
+    t0 = time.monotonic()
+    b.update(listen=True)
+    b.wait_for(lambda: len(b.messages()) == 5, timeout=20, what="the drain")
+    assert time.monotonic() - t0 < 3.0
+    assert len(log_lines(d, "destination is back")) == 1
+    # A probe that connected asked nothing of the store but its greeting.
     assert d.stop() == 0
 
 
@@ -201,9 +211,13 @@ def test_one_recipient_5xx_one_2xx_gives_one_dsn_naming_the_failed_one(daemon, s
 
 
 def test_null_sender_mail_never_gets_a_dsn(daemon, store):
-    b = store(rcpt={"*": "550 5.1.1 no such user"})
+    b = store(rcpt={"*": "550 5.1.1 no such user", "ok@example.com": "250 2.1.5 Ok"})
     rec = store()
     d = daemon(extra=config(b, rec)).start()
+    # A store that has accepted someone: its 5xx for an unknown user is
+    # believed (the rejection guard holds 5xx from a store with no 2xx).
+    send(d, 1, rcpts=("ok@example.com",))
+    b.wait_for(lambda: len(b.messages()) == 1, what="a delivery")
     send(d, 1, sender="")
     wait_for(lambda: log_lines(d, "status=bounced"), what="the 5xx")
     wait_for(lambda: log_lines(d, ": removed"), what="removal")

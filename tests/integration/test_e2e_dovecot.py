@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-import dovecot
 from backend import Backend
 from conftest import log_lines, wait_for
 from smtphelp import spool_envelopes
@@ -29,18 +28,8 @@ PER_CLIENT = 25
 
 
 @pytest.fixture
-def store(tmp_path):
-    """A factory for one Dovecot per test; stopped and removed after."""
-    made = []
-
-    def make(**kw):
-        dc = dovecot.Dovecot(str(tmp_path), **kw)
-        made.append(dc)
-        return dc.start()
-
-    yield make
-    for dc in made:
-        dc.close()
+def store(dovecot_store):
+    return dovecot_store
 
 
 @pytest.fixture

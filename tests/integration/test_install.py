@@ -84,9 +84,13 @@ def test_the_template_refuses_to_run_until_relay_domains_is_set(installed):
     r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
                        text=True)
     assert r.returncode == 1
-    assert re.fullmatch(re.escape(str(conf)) + r":\d+: relay_domains: not set "
-                        r"\(the domains this backup MX accepts mail for\)\n",
-                        r.stderr), r.stderr
+    m = re.fullmatch(re.escape(str(conf)) + r":(\d+): relay_domains: not set "
+                     r"\(the domains this backup MX accepts mail for\)\n",
+                     r.stderr)
+    assert m, r.stderr
+    # The line is the template's commented-out relay_domains.
+    line = text.splitlines()[int(m.group(1)) - 1]
+    assert line.startswith("#relay_domains = "), line
     # With the one required option set, the rest of the template is valid.
     conf.write_text(text + '\nrelay_domains = {"example.org"}\n')
     r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,

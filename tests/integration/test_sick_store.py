@@ -7,7 +7,7 @@ or rejects only some recipients stays a healthy destination."""
 
 import time
 
-from test_delivery import concurrency_over_time, config, send, store  # noqa: F401
+from test_delivery import concurrency_over_time, config, send
 from conftest import log_lines, wait_for
 
 RETRY = "recovery_connections = 2\n max_connections = 8\n max_msgs_per_connection = 1000"
@@ -32,9 +32,9 @@ def assert_drains_slowly_from_recovery_width(b, n):
     assert max(early) <= 2, early
 
 
-def test_4xx_to_every_recipient_puts_the_store_into_probing(daemon, store):
-    b = store(rcpt={"*": "451 4.2.0 Temporary internal error"})
-    rec = store()
+def test_4xx_to_every_recipient_puts_the_store_into_probing(daemon, backend):
+    b = backend(rcpt={"*": "451 4.2.0 Temporary internal error"})
+    rec = backend()
     d = daemon(extra=config(b, rec, retry=RETRY)).start()
     send(d, 40, rcpts=("a@example.com", "b@example.com"))
     wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
@@ -53,8 +53,8 @@ def test_4xx_to_every_recipient_puts_the_store_into_probing(daemon, store):
     assert d.stop() == 0
 
 
-def test_4xx_to_mail_or_data_puts_the_store_into_probing(daemon, store):
-    b = store(mail="452 4.3.1 Insufficient system storage")
+def test_4xx_to_mail_or_data_puts_the_store_into_probing(daemon, backend):
+    b = backend(mail="452 4.3.1 Insufficient system storage")
     d = daemon(extra=config(b, retry=RETRY)).start()
     send(d, 20)
     wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
@@ -66,10 +66,10 @@ def test_4xx_to_mail_or_data_puts_the_store_into_probing(daemon, store):
     assert d.stop() == 0
 
 
-def test_a_store_that_defers_some_recipients_is_not_failing(daemon, store):
+def test_a_store_that_defers_some_recipients_is_not_failing(daemon, backend):
     """A recipient deferred again while the store served others within
     probe_interval is that user's trouble."""
-    b = store(rcpt={"full@example.com": "452 4.2.2 Mailbox full",
+    b = backend(rcpt={"full@example.com": "452 4.2.2 Mailbox full",
                     "busy@example.com": "451 4.3.0 try again"})
     d = daemon(extra=config(b, retry=RETRY + "\n probe_interval = 60s")).start()
     send(d, 10, rcpts=("ok@example.com", "full@example.com"))
@@ -84,12 +84,12 @@ def test_a_store_that_defers_some_recipients_is_not_failing(daemon, store):
     assert d.stop() == 0
 
 
-def test_protocol_errors_from_a_confused_store_defer_instead_of_bouncing(daemon, store):
+def test_protocol_errors_from_a_confused_store_defer_instead_of_bouncing(daemon, backend):
     """aiosmtpd without its mailbox directory: 500 at the end of every
     DATA, then 503 to the next MAIL. Nothing is bounced; the store is
     probed until it answers properly."""
-    b = store(eod={"*": "500 Error: (FileNotFoundError) [Errno 2] No such file"})
-    rec = store()
+    b = backend(eod={"*": "500 Error: (FileNotFoundError) [Errno 2] No such file"})
+    rec = backend()
     d = daemon(extra=config(b, rec, retry=RETRY)).start()
     send(d, 5, rcpts=["u%d@example.com" % i for i in range(13)])
     wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
@@ -106,9 +106,9 @@ def test_protocol_errors_from_a_confused_store_defer_instead_of_bouncing(daemon,
     assert d.stop() == 0
 
 
-def test_a_5xx_about_an_unknown_user_at_a_healthy_store_still_bounces(daemon, store):
-    b = store(rcpt={"nobody@example.com": "550 5.1.1 No such user"})
-    rec = store()
+def test_a_5xx_about_an_unknown_user_at_a_healthy_store_still_bounces(daemon, backend):
+    b = backend(rcpt={"nobody@example.com": "550 5.1.1 No such user"})
+    rec = backend()
     d = daemon(extra=config(b, rec, retry=RETRY)).start()
     send(d, 1, rcpts=("ok@example.com", "nobody@example.com"))
     rec.wait_for(lambda: len(rec.messages()) == 1, timeout=15, what="one DSN")

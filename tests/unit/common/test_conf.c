@@ -309,6 +309,12 @@ test_load_reports_missing_required_value(void **state)
 	assert_errors("hostname = \"mx.example.net\"\n",
 	    "F:2: relay_domains: not set (the domains this backup MX "
 	    "accepts mail for)\n");
+	/* A template's commented-out line is where to set it. */
+	assert_errors("# relay_domains (required)\n#relay_domainsx = 1\n"
+		      "  #  relay_domains = {\"a.example\"}\n"
+		      "hostname = \"mx.example.net\"\n",
+	    "F:3: relay_domains: not set (the domains this backup MX "
+	    "accepts mail for)\n");
 	assert_errors(GOOD "spool_dir = \"\"\n",
 	    "F:2: spool_dir: missing required value\n");
 }

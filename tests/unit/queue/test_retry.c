@@ -84,6 +84,37 @@ test_failed_destination_backs_off_then_probes_once(void **state)
 }
 
 static void
+test_a_refused_destination_is_probed_every_second_and_keeps_its_backoff(
+    void **state)
+{
+	struct dest_policy p;
+
+	(void)state;
+	retry_dest_init(&p, &R, 0);
+	retry_dest_failed(&p, &R, 0, 0.5); /* a timeout: 30 s */
+	assert_false(p.refused);
+	assert_int_equal(p.next_probe, 30000);
+	assert_true(retry_dest_tick(&p, &R, 30000));
+	/* The probe is refused: next second, whatever the backoff. */
+	retry_dest_refused(&p, 30500);
+	assert_true(p.refused);
+	assert_int_equal(p.state, DEST_BACKOFF);
+	assert_int_equal(p.next_probe, 30500 + RETRY_REFUSED_PROBE_MS);
+	assert_true(retry_dest_tick(&p, &R, 31500));
+	assert_int_equal(p.state, DEST_PROBING);
+	/* Then it answers but is sick: the backoff goes on from where it
+	 * was (the second failure: 60 s). */
+	retry_dest_failed(&p, &R, 32000, 0.5);
+	assert_false(p.refused);
+	assert_int_equal(p.next_probe, 32000 + 60000);
+	/* Recovery forgets all of it. */
+	assert_true(retry_dest_tick(&p, &R, 92000));
+	assert_true(retry_dest_succeeded(&p, &R, 93000));
+	assert_false(p.refused);
+	assert_int_equal(p.failures, 0);
+}
+
+static void
 test_recovery_releases_and_slow_starts(void **state)
 {
 	struct dest_policy p;
@@ -158,6 +189,8 @@ main(void)
 	    cmocka_unit_test(test_retry_jitter_stays_within_its_fraction),
 	    cmocka_unit_test(test_retry_never_backs_off_under_a_second),
 	    cmocka_unit_test(test_failed_destination_backs_off_then_probes_once),
+	    cmocka_unit_test(
+		test_a_refused_destination_is_probed_every_second_and_keeps_its_backoff),
 	    cmocka_unit_test(test_recovery_releases_and_slow_starts),
 	    cmocka_unit_test(test_trouble_halves_and_pauses_growth),
 	    cmocka_unit_test(test_recovery_width_is_capped_by_max_connections),

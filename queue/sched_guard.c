@@ -1,0 +1,299 @@
+/*
+ * The rejection guard in the scheduler (queue/guard.h has the rules):
+ * what a 5xx for a recipient becomes, the suspect state of a destination
+ * (logged once when it starts and once when it ends, kept in the spool
+ * across restarts), and the operator's way out: trust a destination again,
+ * or return its suspect recipients to their senders.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/hmap.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/xmem.h"
+#include "queue/guard.h"
+#include "queue/sched_int.h"
+
+/* A destination's stored state, waiting for the destination to exist. */
+struct saved_state {
+	char *key;
+	char *state;
+};
+
+static void
+sched_on_saved(void *arg, const char *key, const char *state)
+{
+	struct sched *s = arg;
+	struct saved_state *st = xcalloc(1, sizeof(*st));
+
+	st->key = xstrdup(key);
+	st->state = xstrdup(state);
+	free(hmap_put(s->saved, st->key, st));
+}
+
+void
+sched_guard_load(struct sched *s)
+{
+	s->saved = hmap_new();
+	queue_foreach_dest_state(s->q, sched_on_saved, s);
+}
+
+void
+sched_guard_free(struct sched *s)
+{
+	size_t pos = 0;
+	const char *key;
+	void *val;
+
+	while (hmap_next(s->saved, &pos, &key, &val)) {
+		struct saved_state *st = val;
+
+		free(st->state);
+		free(st->key);
+		free(st);
+	}
+	hmap_free(s->saved);
+}
+
+/* "suspect since=MS held=N", as dest_guard_save writes it. */
+void
+dest_guard_restore(struct dest *d)
+{
+	struct saved_state *st = hmap_del(d->s->saved, d->key);
+	long long since;
+	unsigned held;
+
+	if (st == NULL)
+		return;
+	if (sscanf(st->state, "suspect since=%lld held=%u", &since, &held) ==
+	    2) {
+		d->guard.suspect = true;
+		d->guard.since = since;
+		d->guard.held = held;
+		/* Probe it at once, with held mail, as before the restart. */
+		retry_dest_failed(&d->pol, dest_retry(d), sched_now_ms(),
+		    sched_rand(d->s));
+		d->pol.next_probe = sched_now_ms();
+		log_info("%s: destination still suspect since before the "
+			 "restart: %u suspect 5xx held",
+		    d->key, held);
+	} else
+		log_warn("%s: unknown stored destination state '%s': ignored",
+		    d->key, st->state);
+	free(st->state);
+	free(st->key);
+	free(st);
+}
+
+static void
+dest_guard_save(struct dest *d)
+{
+	char buf[128];
+
+	if (!d->guard.suspect) {
+		queue_put_dest_state(d->s->q, d->key, NULL);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "suspect since=%lld held=%u",
+	    (long long)d->guard.since, d->guard.held);
+	queue_put_dest_state(d->s->q, d->key, buf);
+}
+
+bool
+rcpt_held_as_suspect(const struct env_rcpt *r)
+{
+	return r->state == RCPT_PENDING && r->dsn_status != NULL &&
+	       r->dsn_status[0] == '5';
+}
+
+/* Whether the store accepted the recipient within known_recipients_max_age,
+ * or the domain's recipients file lists it. */
+static bool
+sched_rcpt_known(const struct sched *s, const struct smsg *m, size_t idx)
+{
+	const char *addr = m->env->rcpts[idx].addr;
+	const char *at = strrchr(addr, '@');
+	int64_t max_age = s->cf->known_recipients_max_age;
+
+	if (m->known != NULL && m->known[idx] > 0 &&
+	    (max_age == 0 || m->known[idx] >= sched_now_ms() / 1000 - max_age))
+		return true;
+	if (at == NULL || !conf_has_recipients(s->cf, at + 1))
+		return false;
+	char local[256];
+	snprintf(local, sizeof(local), "%.*s", (int)(at - addr), addr);
+	return conf_recipient_known(s->cf, local, at + 1);
+}
+
+enum fail_fate
+dest_judge_5xx(struct dest *d, struct smsg *m, size_t idx, int64_t now)
+{
+	const struct conf_retry *rp = dest_retry(d);
+
+	guard_note(&d->guard, rp, now, true);
+	if (rp->soft_bounce)
+		return FATE_SOFT;
+	if (!guard_suspect(&d->guard, rp, now, sched_rcpt_known(d->s, m, idx)))
+		return FATE_BOUNCE;
+	d->guard.held++;
+	metrics_inc(M_SUSPECT);
+	return FATE_SUSPECT;
+}
+
+bool
+dest_note_2xx(struct dest *d, struct smsg *m, size_t idx, bool held,
+    int64_t now)
+{
+	const struct conf_retry *rp = dest_retry(d);
+
+	guard_note(&d->guard, rp, now, false);
+	queue_learn_recipient(
+	    d->s->q, m->env->rcpts[idx].addr, (int64_t)(now / 1000));
+	return d->guard.suspect &&
+	       guard_trusts(&d->guard, rp, now,
+		   held || sched_rcpt_known(d->s, m, idx));
+}
+
+void
+dest_suspect_begin(struct dest *d, const char *why)
+{
+	const struct conf_retry *rp = dest_retry(d);
+	int64_t now = sched_now_ms();
+	unsigned total, rejected;
+
+	guard_counts(&d->guard, rp, now, &total, &rejected);
+	d->guard.suspect = true;
+	d->guard.since = now;
+	log_info("%s: destination is suspect: it rejects recipients it "
+		 "accepted before, or most of them (%u of %u verdicts in the "
+		 "last %llds were 5xx): holding its mail, not bouncing it "
+		 "(%s)",
+	    d->key, rejected, total, (long long)rp->reject_storm_window,
+	    why != NULL ? why : "");
+	dest_guard_save(d);
+}
+
+void
+dest_suspect_end(struct dest *d, const char *why)
+{
+	if (!d->guard.suspect)
+		return;
+	log_info("%s: destination is trusted again after %llds (%s): %u "
+		 "suspect 5xx were held",
+	    d->key, (long long)((sched_now_ms() - d->guard.since) / 1000), why,
+	    d->guard.held);
+	d->guard.suspect = false;
+	d->guard.held = 0;
+	dest_guard_save(d);
+}
+
+static bool
+dest_named(const struct dest *d, const char *name)
+{
+	return strcasecmp(d->domain, name) == 0 ||
+	       strcasecmp(d->key, name) == 0;
+}
+
+/* The operator's word: d's 5xx are true. Its held mail is due now, at the
+ * recovery width, and its 5xx are believed for one window. */
+static void
+dest_trust(struct dest *d, const char *why)
+{
+	dest_suspect_end(d, why);
+	guard_trust(&d->guard, dest_retry(d), sched_now_ms());
+	retry_dest_init(&d->pol, dest_retry(d), sched_now_ms());
+	dest_release(d);
+	dest_dispatch(d);
+}
+
+int
+sched_trust(struct sched *s, const char *name)
+{
+	size_t pos = 0;
+	const char *key;
+	void *val;
+	int n = 0;
+
+	while (hmap_next(s->dests, &pos, &key, &val)) {
+		struct dest *d = val;
+
+		if (!dest_named(d, name) || !d->guard.suspect)
+			continue;
+		dest_trust(d, "trusted by the operator");
+		n++;
+	}
+	return n;
+}
+
+/* Returns m's recipients for d that were held as suspect. */
+static size_t
+sched_bounce_suspect_msg(struct sched *s, struct smsg *m, struct dest *d)
+{
+	struct envelope *env = m->env;
+	struct dsn_rcpt *list = xcalloc(env->nrcpts, sizeof(*list));
+	char key[512];
+	size_t n = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct env_rcpt *r = &env->rcpts[i];
+
+		if (!rcpt_held_as_suspect(r) ||
+		    (m->notifying != NULL && m->notifying[i]) ||
+		    strcmp(sched_dest_key(s->cf, env, r->addr, key,
+			       sizeof(key)),
+			d->key) != 0)
+			continue;
+		job_drop_rcpt(m, i);
+		sched_log(m, r->addr, "none", r->dsn_status, "bounced",
+		    "returned by the operator (bounce-suspect)");
+		metrics_inc(M_BOUNCED);
+		list[n].idx = i;
+		list[n].status = r->dsn_status;
+		list[n].diagnostic = r->last_error;
+		n++;
+	}
+	if (n > 0) {
+		sched_notify(s, m, DSN_FAILED, list, n);
+		sched_settle(s, m);
+	}
+	free(list);
+	return n;
+}
+
+long
+sched_bounce_suspect(struct sched *s, const char *name)
+{
+	char(*qids)[QID_SIZE] = xcalloc(hmap_count(s->msgs) + 1, QID_SIZE);
+	size_t n = 0, pos = 0, returned = 0;
+	const char *key;
+	void *val;
+	struct dest *d = NULL;
+
+	while (hmap_next(s->dests, &pos, &key, &val))
+		if (dest_named(val, name)) {
+			d = val;
+			break;
+		}
+	if (d == NULL) {
+		free(qids);
+		return -1;
+	}
+	/* Ids first: notices change the map. Messages in flight are left
+	 * for their attempt to end. */
+	pos = 0;
+	while (hmap_next(s->msgs, &pos, &key, &val))
+		memcpy(qids[n++], key, QID_SIZE);
+	for (size_t k = 0; k < n; k++) {
+		struct smsg *m = hmap_get(s->msgs, qids[k]);
+
+		if (m != NULL && m->in_flight == 0 && m->doom == DOOM_NONE)
+			returned += sched_bounce_suspect_msg(s, m, d);
+	}
+	free(qids);
+	dest_trust(d, "its suspect recipients were returned by the operator");
+	return (long)returned;
+}
