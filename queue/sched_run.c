@@ -421,7 +421,9 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 		       (ss->nmsgs == 0 && end->dsn[0] != '2'))) {
 		if (ss->nmsgs == 0)
 			sched_note_failure(d, end->dsn, why);
-		if (!end->connected && end->refused)
+		/* A suspect destination is probed with mail: on its
+		 * backoff, even while it refuses connections. */
+		if (!end->connected && end->refused && !d->guard.suspect)
 			dest_refused(d, why);
 		else
 			dest_failed(d, why);

@@ -69,14 +69,18 @@ def test_the_crash_test_catches_a_relay_that_acks_before_writing(tmp_path):
     os.mkdir(spool)
     acks = []
     caught = 0
-    for cycle in range(6):
+    # A loss needs the kill to land between an early ack and its write:
+    # on a loaded machine that can take a few cycles, so up to 12.
+    for cycle in range(12):
         new, _ = run_cycle(MUTANT, spool, cycle + 1, 0.3)
         acks += new
         rc, out, _ = verify(spool, acks)
         if rc != 0:
             assert "missing" in out
             caught += 1
-    assert caught >= 3, "the mutant writer lost nothing in %d cycles" % 6
+            if caught >= 3:
+                break
+    assert caught >= 3, "the mutant writer lost nothing in 12 cycles"
 
 
 def test_corrupt_records_are_quarantined_not_dropped(tmp_path):
