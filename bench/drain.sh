@@ -97,12 +97,12 @@ load() {
 # every RCPT), waits until it listens; sets sink_pid and t0 (when it was
 # seen listening).
 start_sink() {
-	dir=$1 port=$2
+	sdir=$1 sport=$2
 	shift 2
-	"$SINK" -u nobody -c -m 300 "$@" "127.0.0.1:$port" 1024 > "$dir/sink.out" 2>&1 &
+	"$SINK" -u nobody -c -m 300 "$@" "127.0.0.1:$sport" 1024 > "$sdir/sink.out" 2>&1 &
 	sink_pid=$!
 	pids="$pids $sink_pid"
-	"$TOOL" waitport "$port" 30 || die "smtp-sink did not start"
+	"$TOOL" waitport "$sport" 30 || die "smtp-sink did not start"
 	t0=$(now)
 }
 
