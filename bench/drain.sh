@@ -169,7 +169,7 @@ run_mxspoold() {
 		sleep "$OUTAGE"
 		stop_pid "$sink_pid"
 		attempts=$(grep -c 'status=deferred' "$log" || true)
-		probes=$(grep -c 'destination not reachable' "$log" || true)
+		probes=$(grep -c 'destination failing' "$log" || true)
 		sick="outage_s=$(awk -v a="$sick_t0" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}') attempts=$attempts probes=$probes"
 	fi
 	# The backoff in force when the backend comes back: the wait for the

@@ -248,8 +248,8 @@ dest_failed(struct dest *d, const char *why)
 	dest_set_error(d, why);
 	retry_dest_failed(
 	    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
-	log_info("%s: destination not reachable (%s): %zu messages held, "
-		 "next probe in %llds",
+	log_info("%s: destination failing (%s): %zu messages held, next "
+		 "probe in %llds",
 	    d->key, why, d->njobs, (long long)(d->pol.interval_ms / 1000));
 }
 
@@ -262,8 +262,8 @@ dest_refused(struct dest *d, const char *why)
 	retry_dest_refused(&d->pol, sched_now_ms());
 	/* Said once; the probes every second after it only at debug. */
 	if (news)
-		log_info("%s: destination not reachable (%s): %zu messages "
-			 "held, probing every second",
+		log_info("%s: destination failing: not reachable (%s): %zu "
+			 "messages held, probing every second",
 		    d->key, why, d->njobs);
 	else
 		log_debug("%s: still refused (%s)", d->key, why);
@@ -521,6 +521,26 @@ sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
 	return s;
 }
 
+/*
+ * Frees every message in one pass: taken first, freed after, as
+ * smsg_free changes the map. (Restarting the walk from slot 0 for each
+ * message was quadratic: a million held messages never shut down.)
+ */
+static void
+sched_free_msgs(struct sched *s)
+{
+	struct smsg **all = xcalloc(hmap_count(s->msgs) + 1, sizeof(*all));
+	size_t n = 0, pos = 0;
+	const char *key;
+	void *val;
+
+	while (hmap_next(s->msgs, &pos, &key, &val))
+		all[n++] = val;
+	for (size_t i = 0; i < n; i++)
+		smsg_free(s, all[i]);
+	free(all);
+}
+
 void
 sched_free(struct sched *s)
 {
@@ -562,12 +582,7 @@ sched_free(struct sched *s)
 				free(m->jobs[k]->cm.rcpts);
 			}
 	}
-	while (s->msgs != NULL && hmap_count(s->msgs) > 0) {
-		pos = 0;
-		if (!hmap_next(s->msgs, &pos, &key, &val))
-			break;
-		smsg_free(s, val);
-	}
+	sched_free_msgs(s);
 	pos = 0;
 	while (hmap_next(s->dests, &pos, &key, &val)) {
 		struct dest *d = val;

@@ -142,8 +142,8 @@ def test_refused_connections_hold_mail_without_spending_attempts(daemon, store, 
     assert len(deferred) == 1, deferred
     assert "Connection refused" in deferred[0]
     assert "dsn=4.4.1" in deferred[0]
-    assert len(log_lines(d, "destination not reachable")) == 1
-    assert "probing every second" in log_lines(d, "destination not reachable")[0]
+    assert len(log_lines(d, "destination failing")) == 1
+    assert "probing every second" in log_lines(d, "destination failing")[0]
     probes = log_lines(d, "still refused")
     assert 2 <= len(probes) <= 4, probes
     assert all("debug:" in l for l in probes)
@@ -290,7 +290,7 @@ def test_mail_deferred_before_a_restart_is_delivered_after_it(daemon, store):
     b = store(greeting="421 4.3.2 down")
     d = daemon(extra=config(b)).start()
     send(d, 5)
-    wait_for(lambda: log_lines(d, "destination not reachable") or
+    wait_for(lambda: log_lines(d, "destination failing") or
              log_lines(d, "status=deferred"), what="a failure")
     assert d.stop() == 0
     b.update(greeting="220 store ready")
@@ -375,7 +375,7 @@ def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
     d = daemon(extra=config(b, retry="recovery_connections = 2\n max_connections = 8\n"
                                      " max_msgs_per_connection = 1000")).start()
     send(d, 150)
-    wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
+    wait_for(lambda: log_lines(d, "destination failing"), what="the outage")
     b.update(greeting="220 store ready", stall={"eod": 0.05})
     b.wait_for(lambda: len(b.messages()) == 150, timeout=60, what="the drain")
     back = [e for e in b.events() if e["ev"] == "message"][0]["t"]
@@ -397,7 +397,7 @@ def test_a_session_refused_after_the_greeting_backs_off_instead_of_looping(daemo
     send(d, 3)
     time.sleep(3)
     assert b.connections() <= 4, "reconnecting in a loop"
-    assert log_lines(d, "destination not reachable")
+    assert log_lines(d, "destination failing")
     assert "4.7.4" in log_lines(d, "status=deferred")[0]
     assert b.messages() == []
     assert d.stop() == 0
@@ -414,7 +414,7 @@ def test_reload_moves_held_mail_to_a_domains_new_route(daemon, store):
     d = daemon(relay_domains=("example.com", "example.org"), extra=extra).start()
     send(d, 2, rcpts=("a@example.com",))
     send(d, 3, rcpts=("b@example.org",))
-    wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
+    wait_for(lambda: log_lines(d, "destination failing"), what="the outage")
     with open(d.conf) as f:
         text = f.read()
     with open(d.conf, "w") as f:

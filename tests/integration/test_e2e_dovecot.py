@@ -201,7 +201,7 @@ def check_held(d, dc, recorder):
     wait_for(lambda: len(log_lines(d, "probing")) >= 2, timeout=20,
              what="two probes")
     time.sleep(1)
-    assert log_lines(d, "destination not reachable")
+    assert log_lines(d, "destination failing")
     deferred = log_lines(d, "status=deferred")
     assert deferred
     assert all("dsn=4." in l for l in deferred), deferred

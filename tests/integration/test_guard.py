@@ -69,7 +69,7 @@ def test_unwritable_maildirs_under_load_are_probed_then_drained(daemon, dovecot_
             os.chmod(dc.maildir(u) + sub, 0o500)
     before = connections(dc)
     send_each(d, each_user(30))
-    wait_for(lambda: log_lines(d, "destination not reachable"), what="the outage")
+    wait_for(lambda: log_lines(d, "destination failing"), what="the outage")
     time.sleep(5)
     # One probe at a time on a backoff of 1 s, then 2 s: a handful of
     # connections in 5 s, not one per held message and retry.
