@@ -14,8 +14,8 @@ guard_slot_ms(const struct conf_retry *r)
 }
 
 void
-guard_note(struct guard *g, const struct conf_retry *r, int64_t now,
-    bool rejected)
+guard_note(
+    struct guard *g, const struct conf_retry *r, int64_t now, bool rejected)
 {
 	int64_t w = guard_slot_ms(r), start = now - now % w;
 	int i = (int)((now / w) % GUARD_SLOTS);
@@ -33,8 +33,8 @@ void
 guard_counts(const struct guard *g, const struct conf_retry *r, int64_t now,
     unsigned *total, unsigned *rejected)
 {
-	int64_t w = guard_slot_ms(r), oldest = now - now % w -
-	    (GUARD_SLOTS - 1) * w;
+	int64_t w = guard_slot_ms(r),
+		oldest = now - now % w - (GUARD_SLOTS - 1) * w;
 
 	*total = *rejected = 0;
 	for (int i = 0; i < GUARD_SLOTS; i++) {
@@ -57,8 +57,8 @@ guard_storm(const struct guard *g, const struct conf_retry *r, int64_t now)
 }
 
 bool
-guard_suspect(const struct guard *g, const struct conf_retry *r,
-    int64_t now, bool known)
+guard_suspect(
+    const struct guard *g, const struct conf_retry *r, int64_t now, bool known)
 {
 	unsigned total, rejected;
 

@@ -23,28 +23,28 @@
 /* A destination's recent recipient verdicts and its suspect state. */
 struct guard {
 	int64_t slot_start[GUARD_SLOTS]; /* ms; the tenth a slot counts */
-	unsigned total[GUARD_SLOTS];	 /* 2xx and 5xx verdicts */
-	unsigned rejected[GUARD_SLOTS];	 /* of which 5xx */
+	unsigned total[GUARD_SLOTS];     /* 2xx and 5xx verdicts */
+	unsigned rejected[GUARD_SLOTS];  /* of which 5xx */
 	bool suspect;
-	int64_t since;	/* ms: when it became suspect */
-	unsigned held;	/* suspect 5xx held since then */
+	int64_t since;       /* ms: when it became suspect */
+	unsigned held;       /* suspect 5xx held since then */
 	int64_t trust_until; /* ms: the operator trusts its 5xx until then */
 };
 
 /* Counts one recipient verdict: a 2xx, or a 5xx (rejected). */
-void guard_note(struct guard *g, const struct conf_retry *r, int64_t now,
-    bool rejected);
+void guard_note(
+    struct guard *g, const struct conf_retry *r, int64_t now, bool rejected);
 /* Verdicts and 5xx in the window now. */
 void guard_counts(const struct guard *g, const struct conf_retry *r,
     int64_t now, unsigned *total, unsigned *rejected);
 /* Whether the window is a storm: enough verdicts, mostly 5xx. */
-bool guard_storm(const struct guard *g, const struct conf_retry *r,
-    int64_t now);
+bool guard_storm(
+    const struct guard *g, const struct conf_retry *r, int64_t now);
 /* Whether a 5xx for a recipient (known or not), already noted, is
  * suspect. Always false with rejection_guard off, and for one window
  * after the operator trusted the destination (guard_trust). */
-bool guard_suspect(const struct guard *g, const struct conf_retry *r,
-    int64_t now, bool known);
+bool guard_suspect(
+    const struct guard *g, const struct conf_retry *r, int64_t now, bool known);
 /* The operator says the store's 5xx are true: end the suspect state and
  * believe its 5xx for one reject_storm_window. */
 void guard_trust(struct guard *g, const struct conf_retry *r, int64_t now);

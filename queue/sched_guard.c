@@ -75,8 +75,8 @@ dest_guard_restore(struct dest *d)
 		d->guard.since = since;
 		d->guard.held = held;
 		/* Probe it at once, with held mail, as before the restart. */
-		retry_dest_failed(&d->pol, dest_retry(d), sched_now_ms(),
-		    sched_rand(d->s));
+		retry_dest_failed(
+		    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
 		d->pol.next_probe = sched_now_ms();
 		log_info("%s: destination still suspect since before the "
 			 "restart: %u suspect 5xx held",
@@ -145,17 +145,16 @@ dest_judge_5xx(struct dest *d, struct smsg *m, size_t idx, int64_t now)
 }
 
 bool
-dest_note_2xx(struct dest *d, struct smsg *m, size_t idx, bool held,
-    int64_t now)
+dest_note_2xx(
+    struct dest *d, struct smsg *m, size_t idx, bool held, int64_t now)
 {
 	const struct conf_retry *rp = dest_retry(d);
 
 	guard_note(&d->guard, rp, now, false);
 	queue_learn_recipient(
 	    d->s->q, m->env->rcpts[idx].addr, (int64_t)(now / 1000));
-	return d->guard.suspect &&
-	       guard_trusts(&d->guard, rp, now,
-		   held || sched_rcpt_known(d->s, m, idx));
+	return d->guard.suspect && guard_trusts(&d->guard, rp, now,
+				       held || sched_rcpt_known(d->s, m, idx));
 }
 
 void
@@ -243,8 +242,8 @@ sched_bounce_suspect_msg(struct sched *s, struct smsg *m, struct dest *d)
 
 		if (!rcpt_held_as_suspect(r) ||
 		    (m->notifying != NULL && m->notifying[i]) ||
-		    strcmp(sched_dest_key(s->cf, env, r->addr, key,
-			       sizeof(key)),
+		    strcmp(
+			sched_dest_key(s->cf, env, r->addr, key, sizeof(key)),
 			d->key) != 0)
 			continue;
 		job_drop_rcpt(m, i);

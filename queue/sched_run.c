@@ -203,10 +203,11 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		struct client_rcpt *cr = &cm->rcpts[k];
 		size_t idx = j->ridx[k];
 
-		v[k] = verdict_of(cr->stage, cr->code, cr->dsn[0] ? cr->dsn : NULL);
+		v[k] = verdict_of(
+		    cr->stage, cr->code, cr->dsn[0] ? cr->dsn : NULL);
 		if (v[k] == VERDICT_SENT &&
-		    dest_note_2xx(d, m, idx,
-			rcpt_held_as_suspect(&env->rcpts[idx]), now))
+		    dest_note_2xx(
+			d, m, idx, rcpt_held_as_suspect(&env->rcpts[idx]), now))
 			trusted = true;
 	}
 	if (trusted)
@@ -466,8 +467,8 @@ sess_start(struct dest *d, const struct dns_answer *ans)
 	 * with a connection and a greeting only, quietly; one that is
 	 * suspect is probed with held mail, as the greeting proves nothing.
 	 */
-	ss->greeting_probe = d->pol.state == DEST_PROBING && d->pol.refused &&
-			     !d->guard.suspect;
+	ss->greeting_probe =
+	    d->pol.state == DEST_PROBING && d->pol.refused && !d->guard.suspect;
 	ss->target.quiet = ss->greeting_probe;
 	TAILQ_INSERT_TAIL(&d->sessions, ss, link);
 	d->nsessions++;

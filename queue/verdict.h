@@ -22,17 +22,17 @@ enum reply_stage {
 };
 
 enum verdict {
-	VERDICT_SENT,	   /* 2xx: delivered */
-	VERDICT_DEFER,	   /* 4xx about this address (X.1.x, X.2.1, X.2.2:
+	VERDICT_SENT,      /* 2xx: delivered */
+	VERDICT_DEFER,     /* 4xx about this address (X.1.x, X.2.1, X.2.2:
 			      a full mailbox): defer it alone */
 	VERDICT_TRANSIENT, /* any other 4xx, or no reply: defer; when no
 			      recipient of the transaction fared better,
 			      the destination is failing */
-	VERDICT_STORE,	   /* a 5xx about the session, not the recipient
+	VERDICT_STORE,     /* a 5xx about the session, not the recipient
 			      (500-504, X.5.x, 5xx to MAIL or DATA without a
 			      recipient or message status): the store is
 			      confused; defer, and the destination is failing */
-	VERDICT_FAIL,	   /* a 5xx about the recipient or the message:
+	VERDICT_FAIL,      /* a 5xx about the recipient or the message:
 			      return it to the sender */
 };
 
@@ -41,7 +41,8 @@ enum verdict {
  * came), `dsn` its enhanced status code (RFC 3463) or NULL, `stage` the
  * command it answered. Permanent by enhanced status: X.1.x (address),
  * X.2.x (mailbox), X.3.4 (too big), X.6.x (content), X.7.x (policy); by
- * code: 550-554 to RCPT or to the end of data. The rest of 5xx is VERDICT_STORE.
+ * code: 550-554 to RCPT or to the end of data. The rest of 5xx is
+ * VERDICT_STORE.
  */
 enum verdict verdict_of(enum reply_stage stage, int code, const char *dsn);
 
@@ -61,8 +62,8 @@ struct verdict_sum {
 			 prove the store is failing */
 	bool trouble; /* TRANSIENT replies that do not: slow down */
 };
-struct verdict_sum verdict_sum(const enum verdict *v, const bool *retried,
-    size_t n, bool quiet);
+struct verdict_sum verdict_sum(
+    const enum verdict *v, const bool *retried, size_t n, bool quiet);
 
 const char *verdict_str(enum verdict v);
 const char *reply_stage_str(enum reply_stage st);

@@ -158,7 +158,6 @@ client_candidate(
 	return true;
 }
 
-/* Entering CS_CONNECT: tries candidates until a connect is under way. */
 /* Whether every candidate so far refused the connection (nothing
  * listens: ECONNREFUSED, or no unix socket): err is the errno of one
  * failure, -1 for another kind. */
@@ -180,6 +179,7 @@ client_log_failure(const struct client_session *cs)
 		log_info("%s: client: %s", cs->id, cs->end.text);
 }
 
+/* Entering CS_CONNECT: tries candidates until a connect is under way. */
 static void
 client_connect(struct client_session *cs)
 {

@@ -32,19 +32,18 @@ test_other_4xx_and_no_reply_are_transient(void **state)
 {
 	(void)state;
 	/* A sick store: "451 4.2.0", "451 4.3.0", no enhanced code. */
-	assert_int_equal(verdict_of(STAGE_RCPT, 451, "4.2.0"),
-	    VERDICT_TRANSIENT);
-	assert_int_equal(verdict_of(STAGE_DOT, 451, "4.3.0"),
-	    VERDICT_TRANSIENT);
-	assert_int_equal(verdict_of(STAGE_MAIL, 450, "4.0.0"),
-	    VERDICT_TRANSIENT);
-	assert_int_equal(verdict_of(STAGE_DATA, 421, "4.4.2"),
-	    VERDICT_TRANSIENT);
-	assert_int_equal(verdict_of(STAGE_NONE, 0, "4.4.1"),
-	    VERDICT_TRANSIENT);
+	assert_int_equal(
+	    verdict_of(STAGE_RCPT, 451, "4.2.0"), VERDICT_TRANSIENT);
+	assert_int_equal(
+	    verdict_of(STAGE_DOT, 451, "4.3.0"), VERDICT_TRANSIENT);
+	assert_int_equal(
+	    verdict_of(STAGE_MAIL, 450, "4.0.0"), VERDICT_TRANSIENT);
+	assert_int_equal(
+	    verdict_of(STAGE_DATA, 421, "4.4.2"), VERDICT_TRANSIENT);
+	assert_int_equal(verdict_of(STAGE_NONE, 0, "4.4.1"), VERDICT_TRANSIENT);
 	assert_int_equal(verdict_of(STAGE_RCPT, 0, NULL), VERDICT_TRANSIENT);
-	assert_int_equal(verdict_of(STAGE_RCPT, 999, "5.1.1"),
-	    VERDICT_TRANSIENT);
+	assert_int_equal(
+	    verdict_of(STAGE_RCPT, 999, "5.1.1"), VERDICT_TRANSIENT);
 }
 
 static void
@@ -90,8 +89,7 @@ test_5xx_about_the_session_is_the_stores_trouble(void **state)
 }
 
 static void
-test_a_transaction_fails_its_destination_only_when_nothing_escaped(
-    void **state)
+test_a_transaction_fails_its_destination_only_when_nothing_escaped(void **state)
 {
 	const enum verdict all_451[] = {VERDICT_TRANSIENT, VERDICT_TRANSIENT};
 	const enum verdict some_451[] = {VERDICT_TRANSIENT, VERDICT_SENT};
