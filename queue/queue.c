@@ -359,19 +359,22 @@ queue_on_body(struct commit_op *op)
 	free(call);
 }
 
-void
-queue_load(struct queue *q, const char *qid, const char *const *addrs,
-    size_t naddrs, queue_load_cb *cb, void *arg)
+/* A body read, with or without what is known of addrs; one of body_cb
+ * and load_cb is set. */
+static void
+queue_read(struct queue *q, const char *qid, const char *const *addrs,
+    size_t naddrs, queue_body_cb *body_cb, queue_load_cb *load_cb, void *arg)
 {
 	struct commit_op *op = xcalloc(1, sizeof(*op));
 	struct queue_call *call = xcalloc(1, sizeof(*call));
 
 	call->q = q;
-	call->load = cb;
+	call->body = body_cb;
+	call->load = load_cb;
 	call->arg = arg;
 	op->kind = COMMIT_READ_BODY;
 	snprintf(op->qid, sizeof(op->qid), "%s", qid);
-	op->addrs = xcalloc(naddrs, sizeof(char *));
+	op->addrs = naddrs > 0 ? xcalloc(naddrs, sizeof(char *)) : NULL;
 	for (size_t i = 0; i < naddrs; i++)
 		op->addrs[i] = queue_known_key(addrs[i]);
 	op->naddrs = naddrs;
@@ -381,20 +384,17 @@ queue_load(struct queue *q, const char *qid, const char *const *addrs,
 }
 
 void
+queue_load(struct queue *q, const char *qid, const char *const *addrs,
+    size_t naddrs, queue_load_cb *cb, void *arg)
+{
+	queue_read(q, qid, addrs, naddrs, NULL, cb, arg);
+}
+
+void
 queue_read_body(struct queue *q, const char *qid, queue_body_cb *cb,
     void *arg)
 {
-	struct commit_op *op = xcalloc(1, sizeof(*op));
-	struct queue_call *call = xcalloc(1, sizeof(*call));
-
-	call->q = q;
-	call->body = cb;
-	call->arg = arg;
-	op->kind = COMMIT_READ_BODY;
-	snprintf(op->qid, sizeof(op->qid), "%s", qid);
-	op->done = queue_on_body;
-	op->arg = call;
-	commit_push(q->commit, op);
+	queue_read(q, qid, NULL, 0, cb, NULL, arg);
 }
 
 struct envelope *
