@@ -151,7 +151,8 @@ bench_commit(const char *dir, int nsub, long count)
 	r.body = xmalloc(BODY_SIZE);
 	/* Text-like bytes, so compression does what it would on mail. */
 	for (int i = 0; i < BODY_SIZE; i++)
-		r.body[i] = (char)(i % 78 == 77 ? '\n' : 'a' + (i * 7 + i / 13) % 26);
+		r.body[i] =
+		    (char)(i % 78 == 77 ? '\n' : 'a' + (i * 7 + i / 13) % 26);
 	t0 = now_s();
 	for (int i = 0; i < nsub; i++) {
 		subs[i].r = &r;
@@ -167,13 +168,17 @@ bench_commit(const char *dir, int nsub, long count)
 	return 0;
 }
 
-/* Writes count small messages straight into the spool, in large batches. */
+/* Writes count small messages straight into the spool, in large batches,
+ * with their index entries and counters, as the queue would have. */
 static int
 bench_fill(const char *dir, long count)
 {
 	struct spool *sp;
 	struct qid_gen g;
-	char err[256];
+	struct lane_count lane = {0};
+	char err[256], key[LANE_SIZE + QID_SIZE], val[QINDEX_VAL];
+	char cnt[QINDEX_COUNT];
+	struct spool_batch *b;
 
 	if (spool_open(&sp, dir, err, sizeof(err)) != QUEUE_OK) {
 		fprintf(stderr, "bench: %s\n", err);
@@ -181,22 +186,32 @@ bench_fill(const char *dir, long count)
 	}
 	qid_gen_init(&g, NULL);
 	for (long i = 0; i < count;) {
-		struct spool_batch *b = spool_batch_new();
 		char **keep = xcalloc(10000, sizeof(char *));
 		int n = 0;
 
+		b = spool_batch_new();
 		for (; n < 10000 && i < count; n++, i++) {
 			struct envelope *env = envelope_new();
-			size_t len;
+			struct qindex qi;
+			size_t len, klen;
 
 			qid_next(&g, env->qid);
 			env->sender = xstrdup("bench@sender.example");
 			env->client_addr = xstrdup("192.0.2.1");
 			env->arrival = qid_time(env->qid);
+			env->size = 18;
 			envelope_add_rcpt(env, "user@example.com", NULL, 0);
 			keep[n] = envelope_encode(env, &len);
 			spool_batch_put_meta(b, env->qid, keep[n], len);
-			spool_batch_put_body(b, env->qid, "Subject: x\r\n\r\nhi\r\n", 18);
+			spool_batch_put_body(
+			    b, env->qid, "Subject: x\r\n\r\nhi\r\n", 18);
+			qindex_of(env, &qi);
+			klen = qindex_key(qi.lanes[0], env->qid, key);
+			qindex_val_encode(&qi, val); /* the same for all */
+			spool_batch_put_aux(
+			    b, SPOOL_INDEX, key, klen, val, QINDEX_VAL);
+			qindex_count_add(&lane, &qi, 1);
+			qindex_fini(&qi);
 			envelope_free(env);
 		}
 		if (spool_write(sp, b, false, err, sizeof(err)) != QUEUE_OK) {
@@ -208,6 +223,17 @@ bench_fill(const char *dir, long count)
 		free(keep);
 		spool_batch_free(b);
 	}
+	b = spool_batch_new();
+	qindex_count_encode(&lane, cnt);
+	spool_batch_put_aux(
+	    b, SPOOL_LANES, "example.com", 11, cnt, QINDEX_COUNT);
+	spool_batch_put_aux(b, SPOOL_LANES, "", 0, cnt, QINDEX_COUNT);
+	spool_batch_mark_indexed(b);
+	if (spool_write(sp, b, true, err, sizeof(err)) != QUEUE_OK) {
+		fprintf(stderr, "bench: %s\n", err);
+		return 1;
+	}
+	spool_batch_free(b);
 	spool_close(sp);
 	return 0;
 }
@@ -238,7 +264,8 @@ main(int argc, char **argv)
 		return bench_fill(argv[2], atol(argv[3]));
 	if (argc == 3 && strcmp(argv[1], "recover") == 0)
 		return bench_recover(argv[2]);
-	fprintf(stderr, "usage: spool fsync DIR SECONDS | commit DIR SUBMITTERS "
-			"COUNT | fill DIR COUNT | recover DIR\n");
+	fprintf(stderr,
+	    "usage: spool fsync DIR SECONDS | commit DIR SUBMITTERS "
+	    "COUNT | fill DIR COUNT | recover DIR\n");
 	return 2;
 }

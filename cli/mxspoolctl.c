@@ -858,6 +858,9 @@ run(int argc, char **argv)
 	if (limit > 0)
 		json_object_set_new(req, "limit", json_integer(limit));
 	summary_ages = given & B(O_AGES);
+	/* The age histogram reads the whole index: only when asked. */
+	if (summary_ages)
+		json_object_set_new(req, "ages", json_true());
 	if (opt.json && h != &list_handler && h != &show_handler) {
 		static struct handler raw;
 

@@ -63,7 +63,6 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
 }
 
-
 /*
  * Blanks out comments outside quoted strings: # and // to the end of the
  * line, and C-style blocks. Every newline stays, so line numbers stay true.
@@ -276,8 +275,10 @@ conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 	errno = 0;
 	n = strtol(value, &end, 10);
-	if (errno != 0 || end == value || *end != '\0' || n < 1 || n > 1000000) {
-		cfg_error(cfg, "%s: '%s' is not a whole number from 1 to 1000000",
+	if (errno != 0 || end == value || *end != '\0' || n < 1 ||
+	    n > 1000000) {
+		cfg_error(cfg,
+		    "%s: '%s' is not a whole number from 1 to 1000000",
 		    opt->name, value);
 		n = 1;
 	}
@@ -295,8 +296,8 @@ conf_cb_fraction(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	errno = 0;
 	d = strtod(value, &end);
 	if (errno != 0 || end == value || *end != '\0' || !(d >= 0 && d <= 1)) {
-		cfg_error(cfg, "%s: '%s' is not a number from 0 to 1", opt->name,
-		    value);
+		cfg_error(cfg, "%s: '%s' is not a number from 0 to 1",
+		    opt->name, value);
 		d = 0;
 	}
 	*(double *)result = d;
@@ -305,8 +306,7 @@ conf_cb_fraction(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 /* A backoff multiplier: 1 to 100. */
 static int
-conf_cb_multiplier(cfg_t *cfg, cfg_opt_t *opt, const char *value,
-    void *result)
+conf_cb_multiplier(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	char *end;
 	double d;
@@ -359,19 +359,19 @@ conf_cb_tls(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	enum tls_policy p;
 
 	if (conf_tls_policy_parse(value, &p) < 0)
-		cfg_error(cfg, "%s: '%s' is not one of none, may, encrypt, verify",
+		cfg_error(cfg,
+		    "%s: '%s' is not one of none, may, encrypt, verify",
 		    opt->name, value);
 	*(const char **)result = value;
 	return 0;
 }
 
 static int
-conf_cb_dns_prefer(cfg_t *cfg, cfg_opt_t *opt, const char *value,
-    void *result)
+conf_cb_dns_prefer(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	if (strcmp(value, "ipv4") != 0 && strcmp(value, "ipv6") != 0)
-		cfg_error(cfg, "%s: '%s' is not one of ipv4, ipv6", opt->name,
-		    value);
+		cfg_error(
+		    cfg, "%s: '%s' is not one of ipv4, ipv6", opt->name, value);
 	*(const char **)result = value;
 	return 0;
 }
@@ -424,11 +424,11 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 		    CFG_INT_CB(                                                \
 			"max_msgs_per_connection", 100, F, conf_cb_count),     \
 		    CFG_BOOL("rejection_guard", cfg_true, F),                  \
-		    CFG_FLOAT_CB("reject_storm_ratio", 0.5, F,                 \
-			conf_cb_fraction),                                     \
+		    CFG_FLOAT_CB(                                              \
+			"reject_storm_ratio", 0.5, F, conf_cb_fraction),       \
 		    CFG_INT_CB("reject_storm_min", 20, F, conf_cb_count),      \
-		    CFG_INT_CB("reject_storm_window", 600, F,                  \
-			conf_cb_duration),                                     \
+		    CFG_INT_CB(                                                \
+			"reject_storm_window", 600, F, conf_cb_duration),      \
 		    CFG_END()                                                  \
 	}
 
@@ -458,15 +458,13 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
-    CFG_STR_CB(
-	"metrics_listen", "127.0.0.1:9125", CFGF_NONE, conf_cb_opt_addr),
+    CFG_STR_CB("metrics_listen", "127.0.0.1:9125", CFGF_NONE, conf_cb_opt_addr),
     CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
     CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
     CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
     /* Inbound SMTP. */
-    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE,
-	conf_cb_size),
+    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_INT_CB("max_recipients", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections_per_ip", 50, CFGF_NONE, conf_cb_count),
@@ -490,12 +488,13 @@ static cfg_opt_t conf_opts[] = {
     /* Delivery. */
     CFG_SEC("retry", conf_retry_opts, CFGF_NONE),
     CFG_BOOL("soft_bounce", cfg_false, CFGF_NONE),
-    CFG_INT_CB("known_recipients_max_age", 90 * 86400, CFGF_NONE,
-	conf_cb_duration),
+    CFG_INT_CB(
+	"known_recipients_max_age", 90 * 86400, CFGF_NONE, conf_cb_duration),
     CFG_STR_CB("tls", "may", CFGF_NONE, conf_cb_tls),
     CFG_STR_CB("tls_ca_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("bounce_route", "mx", CFGF_NONE, conf_cb_route),
     CFG_INT_CB("max_outbound_connections", 100, CFGF_NONE, conf_cb_count),
+    CFG_INT_CB("active_limit", 20000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("connect_timeout", 30, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("client_command_timeout", 300, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("client_data_timeout", 180, CFGF_NONE, conf_cb_duration),
@@ -576,7 +575,8 @@ conf_build_retry(struct conf_retry *r, cfg_t *sec)
 		r->recovery_connections =
 		    (unsigned)cfg_getint(sec, "recovery_connections");
 	if (cfg_size(sec, "max_connections"))
-		r->max_connections = (unsigned)cfg_getint(sec, "max_connections");
+		r->max_connections =
+		    (unsigned)cfg_getint(sec, "max_connections");
 	if (cfg_size(sec, "max_msgs_per_connection"))
 		r->max_msgs_per_connection =
 		    (unsigned)cfg_getint(sec, "max_msgs_per_connection");
@@ -585,7 +585,8 @@ conf_build_retry(struct conf_retry *r, cfg_t *sec)
 	if (cfg_size(sec, "reject_storm_ratio"))
 		r->reject_storm_ratio = cfg_getfloat(sec, "reject_storm_ratio");
 	if (cfg_size(sec, "reject_storm_min"))
-		r->reject_storm_min = (unsigned)cfg_getint(sec, "reject_storm_min");
+		r->reject_storm_min =
+		    (unsigned)cfg_getint(sec, "reject_storm_min");
 	if (cfg_size(sec, "reject_storm_window"))
 		r->reject_storm_window = cfg_getint(sec, "reject_storm_window");
 }
@@ -636,8 +637,8 @@ conf_load_recipients(struct conf_domain *d)
 			    d->recipients_file, lineno, line);
 			continue;
 		}
-		d->recipients =
-		    xgrow(d->recipients, &cap, d->nrecipients + 1, sizeof(char *));
+		d->recipients = xgrow(
+		    d->recipients, &cap, d->nrecipients + 1, sizeof(char *));
 		d->recipients[d->nrecipients++] = conf_lower_dup(line);
 	}
 	free(text);
@@ -695,11 +696,12 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	if (log_level_parse(cfg_getstr(cfg, "log_level"), &cf->log_level) < 0)
 		PANIC("log_level passed its check but not parse");
 	cf->log_dest = strcmp(cfg_getstr(cfg, "log"), "syslog") == 0
-	    ? LOG_TO_SYSLOG
-	    : LOG_TO_STDERR;
+			   ? LOG_TO_SYSLOG
+			   : LOG_TO_STDERR;
 	cf->shutdown_timeout = cfg_getint(cfg, "shutdown_timeout");
 
-	cf->message_size_limit = (uint64_t)cfg_getint(cfg, "message_size_limit");
+	cf->message_size_limit =
+	    (uint64_t)cfg_getint(cfg, "message_size_limit");
 	cf->max_recipients = (unsigned)cfg_getint(cfg, "max_recipients");
 	cf->max_connections = (unsigned)cfg_getint(cfg, "max_connections");
 	cf->max_connections_per_ip =
@@ -714,18 +716,20 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->ndns_servers = cfg_size(cfg, "dns_servers");
 	cf->dns_servers = xcalloc(cf->ndns_servers, sizeof(*cf->dns_servers));
 	for (size_t i = 0; i < cf->ndns_servers; i++)
-		if (conf_parse_addr(cfg_getnstr(cfg, "dns_servers", (unsigned)i),
+		if (conf_parse_addr(
+			cfg_getnstr(cfg, "dns_servers", (unsigned)i),
 			&cf->dns_servers[i]) < 0)
 			PANIC("dns server passed its check but not parse");
 	cf->dns_timeout_ms = cfg_getint(cfg, "dns_timeout") * 1000;
 	cf->dns_tries = (unsigned)cfg_getint(cfg, "dns_tries");
 	cf->dns_ptr_timeout_ms = cfg_getint(cfg, "dns_ptr_timeout") * 1000;
-	cf->dns_prefer_ipv6 = strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
+	cf->dns_prefer_ipv6 =
+	    strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
 	cf->mx_self_names =
 	    conf_lower_list(cfg, "mx_self_names", &cf->nmx_self_names);
 	if (cf->nmx_self_names == 0) {
-		cf->mx_self_names = xgrow(cf->mx_self_names, &(size_t){0}, 1,
-		    sizeof(char *));
+		cf->mx_self_names =
+		    xgrow(cf->mx_self_names, &(size_t){0}, 1, sizeof(char *));
 		cf->mx_self_names[0] = conf_lower_dup(cf->hostname);
 		cf->nmx_self_names = 1;
 	}
@@ -743,6 +747,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	conf_build_route(&cf->bounce_route, cfg_getstr(cfg, "bounce_route"));
 	cf->max_outbound_connections =
 	    (unsigned)cfg_getint(cfg, "max_outbound_connections");
+	cf->active_limit = (unsigned)cfg_getint(cfg, "active_limit");
 	cf->connect_timeout = cfg_getint(cfg, "connect_timeout");
 	cf->client_command_timeout = cfg_getint(cfg, "client_command_timeout");
 	cf->client_data_timeout = cfg_getint(cfg, "client_data_timeout");
@@ -751,8 +756,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->ndomains = cfg_size(cfg, "domain");
 	cf->domains = xcalloc(cf->ndomains, sizeof(*cf->domains));
 	for (size_t i = 0; i < cf->ndomains; i++)
-		conf_build_domain(
-		    cf, &cf->domains[i], cfg_getnsec(cfg, "domain", (unsigned)i));
+		conf_build_domain(cf, &cf->domains[i],
+		    cfg_getnsec(cfg, "domain", (unsigned)i));
 }
 
 /*
@@ -796,8 +801,6 @@ conf_check(cfg_t *cfg, int hint)
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
 }
-
-
 
 int
 conf_load(struct conf **cfp, const char *path, char **errors)
@@ -891,7 +894,6 @@ conf_free(struct conf *cf)
 	free(cf);
 }
 
-
 /* Whether name matches a domain pattern ("a.b", or ".a.b" for below it). */
 static bool
 conf_domain_match(const char *pattern, const char *name)
@@ -971,8 +973,8 @@ conf_has_recipients(const struct conf *cf, const char *domain)
 }
 
 bool
-conf_recipient_known(const struct conf *cf, const char *local,
-    const char *domain)
+conf_recipient_known(
+    const struct conf *cf, const char *local, const char *domain)
 {
 	const struct conf_domain *d = conf_domain_find(cf, domain);
 	char *addr, *lp;
@@ -985,7 +987,7 @@ conf_recipient_known(const struct conf *cf, const char *local,
 	for (char *p = addr; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	known = conf_list_has(d->recipients, d->nrecipients, addr) ||
-	    conf_list_has(d->recipients, d->nrecipients, lp);
+		conf_list_has(d->recipients, d->nrecipients, lp);
 	free(addr);
 	free(lp);
 	return known;

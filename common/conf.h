@@ -29,19 +29,19 @@ struct conf_addr {
 
 /* Where mail for a domain goes (DESIGN.md, Routes). */
 enum route_kind {
-	ROUTE_MX,	  /* "mx": MX lookup of the recipient domain */
-	ROUTE_SMTP,	  /* "smtp:[host]:port" or "smtp:host:port" */
-	ROUTE_LMTP,	  /* "lmtp:[host]:port" or "lmtp:host:port" */
-	ROUTE_LMTP_UNIX,  /* "lmtp:unix:/path" */
+	ROUTE_MX,        /* "mx": MX lookup of the recipient domain */
+	ROUTE_SMTP,      /* "smtp:[host]:port" or "smtp:host:port" */
+	ROUTE_LMTP,      /* "lmtp:[host]:port" or "lmtp:host:port" */
+	ROUTE_LMTP_UNIX, /* "lmtp:unix:/path" */
 };
 
 struct conf_route {
 	enum route_kind kind;
-	char *host;	/* SMTP/LMTP: name or address, without brackets */
+	char *host;     /* SMTP/LMTP: name or address, without brackets */
 	bool bracketed; /* [host]: A/AAAA only; bare host: MX lookup first */
-	uint16_t port;	/* default 25 for smtp, 24 for lmtp */
-	char *path;	/* LMTP_UNIX: socket path */
-	char *text;	/* as written, for logs and the CLI */
+	uint16_t port;  /* default 25 for smtp, 24 for lmtp */
+	char *path;     /* LMTP_UNIX: socket path */
+	char *text;     /* as written, for logs and the CLI */
 };
 
 /* Outbound TLS policy (issue: delivery). */
@@ -49,12 +49,12 @@ enum tls_policy { TLS_NONE, TLS_MAY, TLS_ENCRYPT, TLS_VERIFY };
 
 /* The retry and drain policy, global or for one domain. */
 struct conf_retry {
-	int64_t initial;	/* first backoff, seconds */
-	double multiplier;	/* backoff growth per failed probe */
-	int64_t max_interval;	/* backoff cap, seconds */
-	double jitter;		/* 0..1: fraction of the interval randomised */
-	int64_t max_age;	/* then bounce; 0 = keep forever */
-	int64_t warn_after;	/* delay DSN once; 0 = never */
+	int64_t initial;        /* first backoff, seconds */
+	double multiplier;      /* backoff growth per failed probe */
+	int64_t max_interval;   /* backoff cap, seconds */
+	double jitter;          /* 0..1: fraction of the interval randomised */
+	int64_t max_age;        /* then bounce; 0 = keep forever */
+	int64_t warn_after;     /* delay DSN once; 0 = never */
 	int64_t probe_interval; /* slow-start step after recovery, seconds */
 	unsigned recovery_connections; /* concurrency right after recovery */
 	unsigned max_connections;      /* per destination */
@@ -65,7 +65,7 @@ struct conf_retry {
 	double reject_storm_ratio;   /* of recipient verdicts that are 5xx */
 	unsigned reject_storm_min;   /* verdicts needed to judge */
 	int64_t reject_storm_window; /* seconds of verdicts counted */
-	bool soft_bounce;	     /* every 5xx defers (Postfix's switch) */
+	bool soft_bounce;            /* every 5xx defers (Postfix's switch) */
 };
 
 /* A `domain "name" { ... }` section. */
@@ -74,8 +74,8 @@ struct conf_domain {
 	struct conf_route route;
 	enum tls_policy tls;
 	struct conf_retry retry; /* the global one, overridden per option */
-	char *recipients_file;	 /* NULL: any recipient is accepted */
-	char **recipients;	 /* sorted, lower case: "user@dom" or "user" */
+	char *recipients_file;   /* NULL: any recipient is accepted */
+	char **recipients;       /* sorted, lower case: "user@dom" or "user" */
 	size_t nrecipients;
 };
 
@@ -87,9 +87,9 @@ struct conf {
 	char *spool_dir;
 	uint64_t spool_min_free; /* refuse mail (452 4.3.1) below this */
 	char *control_socket;
-	unsigned control_socket_mode; /* permission bits, default 0660 */
-	char *control_socket_owner;   /* user name; NULL: the daemon's */
-	char *control_socket_group;   /* group name; NULL: the daemon's */
+	unsigned control_socket_mode;     /* permission bits, default 0660 */
+	char *control_socket_owner;       /* user name; NULL: the daemon's */
+	char *control_socket_group;       /* group name; NULL: the daemon's */
 	struct conf_addr *metrics_listen; /* /metrics, /healthz; NULL: off */
 	char **relay_domains; /* lower case; ".example.com" = subdomains */
 	size_t nrelay_domains;
@@ -99,15 +99,15 @@ struct conf {
 	int64_t known_recipients_max_age; /* seconds a learned address counts */
 
 	/* Inbound SMTP (relay/server.c). */
-	uint64_t message_size_limit;	 /* bytes; SIZE and end of data */
-	unsigned max_recipients;	 /* per message: 452 4.5.3 */
-	unsigned max_connections;	 /* in total: 421 4.7.0 */
+	uint64_t message_size_limit;     /* bytes; SIZE and end of data */
+	unsigned max_recipients;         /* per message: 452 4.5.3 */
+	unsigned max_connections;        /* in total: 421 4.7.0 */
 	unsigned max_connections_per_ip; /* per client address: 421 4.7.0 */
-	unsigned max_errors;		 /* then 421 and close */
-	int64_t command_timeout;	 /* seconds, waiting for a command */
-	int64_t data_timeout;		 /* seconds, waiting for data */
-	unsigned max_hops;		 /* Received headers: 554 5.4.6 */
-	char *tls_cert_file;		 /* NULL: no STARTTLS offered */
+	unsigned max_errors;             /* then 421 and close */
+	int64_t command_timeout;         /* seconds, waiting for a command */
+	int64_t data_timeout;            /* seconds, waiting for data */
+	unsigned max_hops;               /* Received headers: 554 5.4.6 */
+	char *tls_cert_file;             /* NULL: no STARTTLS offered */
 	char *tls_key_file;
 
 	/* DNS (dns/). */
@@ -115,25 +115,27 @@ struct conf {
 	size_t ndns_servers;
 	int64_t dns_timeout_ms; /* per try */
 	unsigned dns_tries;
-	int64_t dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
-	bool dns_prefer_ipv6;	/* address order within a host */
-	char **mx_self_names;	/* lower case; default: { hostname } */
+	int64_t
+	    dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
+	bool dns_prefer_ipv6;   /* address order within a host */
+	char **mx_self_names;   /* lower case; default: { hostname } */
 	size_t nmx_self_names;
-	unsigned dns_cache_size; /* entries */
-	int64_t dns_min_ttl;	 /* seconds: positive TTLs clamped to */
-	int64_t dns_max_ttl;	 /* [min, max]; negative ones to max */
+	unsigned dns_cache_size;  /* entries */
+	int64_t dns_min_ttl;      /* seconds: positive TTLs clamped to */
+	int64_t dns_max_ttl;      /* [min, max]; negative ones to max */
 	int64_t dns_negative_ttl; /* cap for RFC 2308 negative caching */
 
 	/* Delivery (relay/client.c, queue/sched.c). */
 	struct conf_retry retry; /* the global retry { } block */
-	enum tls_policy tls;	 /* default outbound TLS policy */
-	char *tls_ca_file;	 /* for tls = verify; NULL: system store */
+	enum tls_policy tls;     /* default outbound TLS policy */
+	char *tls_ca_file;       /* for tls = verify; NULL: system store */
 	struct conf_route bounce_route; /* where DSNs go; default mx */
 	unsigned max_outbound_connections;
-	int64_t connect_timeout;	/* seconds */
+	unsigned active_limit;   /* messages in memory (the active window) */
+	int64_t connect_timeout; /* seconds */
 	int64_t client_command_timeout; /* greeting, EHLO, MAIL, RCPT */
-	int64_t client_data_timeout;	/* DATA reply and each block */
-	int64_t client_final_timeout;	/* reply to the end of data */
+	int64_t client_data_timeout;    /* DATA reply and each block */
+	int64_t client_final_timeout;   /* reply to the end of data */
 	struct conf_domain *domains;
 	size_t ndomains;
 };
@@ -159,20 +161,20 @@ bool conf_valid_domain(const char *s);
 /* Whether mail for domain (any case) is ours to relay. */
 bool conf_is_relay_domain(const struct conf *cf, const char *domain);
 /* The `domain` section for domain (exact name first, then ".parent"). */
-const struct conf_domain *conf_domain_find(const struct conf *cf,
-    const char *domain);
+const struct conf_domain *conf_domain_find(
+    const struct conf *cf, const char *domain);
 /* The route, TLS policy and retry policy in force for domain. */
-const struct conf_route *conf_route_for(const struct conf *cf,
-    const char *domain);
+const struct conf_route *conf_route_for(
+    const struct conf *cf, const char *domain);
 enum tls_policy conf_tls_for(const struct conf *cf, const char *domain);
-const struct conf_retry *conf_retry_for(const struct conf *cf,
-    const char *domain);
+const struct conf_retry *conf_retry_for(
+    const struct conf *cf, const char *domain);
 /*
  * Whether rcpt (local@domain) may receive mail: true unless the domain has
  * a recipients file that lists neither the address nor its local part.
  */
-bool conf_recipient_known(const struct conf *cf, const char *local,
-    const char *domain);
+bool conf_recipient_known(
+    const struct conf *cf, const char *local, const char *domain);
 /* Whether domain has a recipients file. */
 bool conf_has_recipients(const struct conf *cf, const char *domain);
 /* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path". */

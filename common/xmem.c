@@ -77,6 +77,12 @@ xstrndup(const char *s, size_t n)
 }
 
 char *
+xmemdup(const void *p, size_t n)
+{
+	return xstrndup(p, n);
+}
+
+char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap;

@@ -11,6 +11,8 @@ void *xrealloc(void *p, size_t n);
 void *xgrow(void *p, size_t *nmemb, size_t need, size_t size);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* A copy of n bytes (NULs too), with a NUL after them. */
+char *xmemdup(const void *p, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

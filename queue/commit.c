@@ -35,7 +35,7 @@ struct commit {
 	struct spool *sp;
 	char *dir;
 	uint64_t min_free; /* bytes the disk keeps free: spool_min_free */
-	bool broken;	   /* a write failed: take no more (see commit_write) */
+	bool broken;       /* a write failed: take no more (see commit_write) */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -70,26 +70,42 @@ commit_has_room(struct commit *c, size_t bytes)
 	return (uint64_t)sv.f_bavail * sv.f_frsize >= c->min_free + bytes;
 }
 
-/* When the store last accepted each of op's addresses; an error there
- * only means "not known". */
-static void
-commit_read_known(struct commit *c, struct commit_op *op)
+void
+commit_op_edit(struct commit_op *op, int aux, char *key, size_t klen, char *val,
+    size_t len)
 {
-	char err[200];
+	struct commit_edit *e;
 
-	if (op->naddrs == 0)
-		return;
-	op->known = xcalloc(op->naddrs, sizeof(*op->known));
-	for (size_t i = 0; i < op->naddrs; i++) {
-		char *v;
-		size_t len;
+	op->edits = xrealloc(op->edits, (op->nedits + 1) * sizeof(*op->edits));
+	e = &op->edits[op->nedits++];
+	e->aux = aux;
+	e->key = key;
+	e->klen = klen;
+	e->val = val;
+	e->len = len;
+}
 
-		if (spool_get_aux(c->sp, SPOOL_KNOWN, op->addrs[i],
-			strlen(op->addrs[i]), &v, &len, err,
-			sizeof(err)) == QUEUE_OK) {
-			op->known[i] = spool_time_decode(v, len);
-			free(v);
-		}
+void
+commit_op_free(struct commit_op *op)
+{
+	for (size_t i = 0; i < op->nedits; i++) {
+		free(op->edits[i].key);
+		free(op->edits[i].val);
+	}
+	free(op->edits);
+	free(op->meta);
+	free(op->body);
+	free(op);
+}
+
+static void
+commit_add_edits(struct spool_batch *b, const struct commit_op *op)
+{
+	for (size_t i = 0; i < op->nedits; i++) {
+		const struct commit_edit *e = &op->edits[i];
+
+		spool_batch_put_aux(
+		    b, (enum spool_aux)e->aux, e->key, e->klen, e->val, e->len);
 	}
 }
 
@@ -106,10 +122,13 @@ commit_write(struct commit *c, struct commit_list *ops)
 	TAILQ_FOREACH(op, ops, entry)
 	{
 		op->status = QUEUE_OK;
-		if (c->broken && op->kind != COMMIT_READ_BODY) {
+		if (op->kind == COMMIT_READ)
+			continue; /* after the writes, below */
+		if (c->broken) {
 			op->status = QUEUE_EIO;
 			snprintf(op->err, sizeof(op->err),
-			    "the spool failed a write earlier: restart mxspoold");
+			    "the spool failed a write earlier: restart "
+			    "mxspoold");
 			continue;
 		}
 		switch (op->kind) {
@@ -134,16 +153,11 @@ commit_write(struct commit *c, struct commit_list *ops)
 		case COMMIT_DELETE:
 			spool_batch_delete(b, op->qid);
 			break;
-		case COMMIT_READ_BODY:
-			op->status = spool_get_body(c->sp, op->qid, &op->body,
-			    &op->bodylen, op->err, sizeof(op->err));
-			commit_read_known(c, op);
-			break;
-		case COMMIT_AUX:
-			spool_batch_put_aux(b, (enum spool_aux)op->aux, op->key,
-			    op->keylen, op->meta, op->metalen);
+		case COMMIT_EDIT:
+		case COMMIT_READ:
 			break;
 		}
+		commit_add_edits(b, op);
 	}
 	if (spool_batch_count(b) > 0) {
 		int64_t t0 = commit_now_ns();
@@ -164,7 +178,7 @@ commit_write(struct commit *c, struct commit_list *ops)
 				"restart: %s",
 			    c->dir, err);
 			TAILQ_FOREACH(op, ops, entry)
-			if (op->kind != COMMIT_READ_BODY && op->status == QUEUE_OK) {
+			if (op->kind != COMMIT_READ && op->status == QUEUE_OK) {
 				op->status = st;
 				snprintf(op->err, sizeof(op->err), "%s", err);
 			}
@@ -172,6 +186,10 @@ commit_write(struct commit *c, struct commit_list *ops)
 		}
 	}
 	spool_batch_free(b);
+	/* Reads see every write queued before them, this batch's too. */
+	TAILQ_FOREACH(op, ops, entry)
+	if (op->kind == COMMIT_READ)
+		op->read(c->sp, op);
 }
 
 static void
@@ -203,8 +221,14 @@ commit_mutant_ack_early(struct commit *c, struct commit_list *ops)
 
 	TAILQ_FOREACH(op, ops, entry)
 	{
+		if (op->kind == COMMIT_READ) {
+			op->read(c->sp, op);
+			continue;
+		}
 		copy = xcalloc(1, sizeof(*copy));
 		*copy = *op;
+		copy->edits = NULL; /* the index is not what it tests */
+		copy->nedits = 0;
 		copy->meta = xmalloc(op->metalen + 1);
 		memcpy(copy->meta, op->meta, op->metalen);
 		copy->body = xmalloc(op->bodylen + 1);
@@ -242,10 +266,13 @@ commit_main(void *arg)
 			return NULL;
 		}
 		while ((op = TAILQ_FIRST(&c->pending)) != NULL &&
-		    (bytes == 0 || bytes < COMMIT_BATCH_BYTES)) {
+		       (bytes == 0 || bytes < COMMIT_BATCH_BYTES) &&
+		       (!op->alone || bytes == 0)) {
 			TAILQ_REMOVE(&c->pending, op, entry);
 			TAILQ_INSERT_TAIL(&batch, op, entry);
 			bytes += op->metalen + op->bodylen + 1;
+			if (op->alone)
+				break;
 		}
 		pthread_mutex_unlock(&c->lock);
 #ifdef COMMIT_MUTANT_ACK_EARLY
@@ -301,8 +328,8 @@ commit_new(struct event_base *base, struct spool *sp, const char *dir,
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->efd < 0)
 		fatal("eventfd: %s", strerror(errno));
-	c->ev = event_new(base, c->efd, EV_READ | EV_PERSIST, commit_on_wake,
-	    c);
+	c->ev =
+	    event_new(base, c->efd, EV_READ | EV_PERSIST, commit_on_wake, c);
 	event_add(c->ev, NULL);
 	rc = pthread_create(&c->thread, NULL, commit_main, c);
 	if (rc != 0)

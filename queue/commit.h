@@ -19,12 +19,18 @@ struct commit;
 struct commit_op;
 
 enum commit_kind {
-	COMMIT_SUBMIT,	  /* meta + body of a new message: synced */
-	COMMIT_UPDATE,	  /* meta after an attempt: not synced */
-	COMMIT_DELETE,	  /* a finished message: not synced */
-	COMMIT_READ_BODY, /* a body for delivery, and what is known of its
-			     recipients */
-	COMMIT_AUX,	  /* a key of an aux family (spool.h): not synced */
+	COMMIT_SUBMIT, /* meta + body of a new message, and edits: synced */
+	COMMIT_UPDATE, /* meta after an attempt, and edits: not synced */
+	COMMIT_DELETE, /* a finished message, and edits: not synced */
+	COMMIT_EDIT,   /* edits alone: not synced */
+	COMMIT_READ,   /* op->read, after the batch it came with is written */
+};
+
+/* One key of a family (spool.h) to put, or to delete when val is NULL. */
+struct commit_edit {
+	int aux;         /* enum spool_aux */
+	char *key, *val; /* owned */
+	size_t klen, len;
 };
 
 /* Runs on the loop with op->status set; it owns op from then on. */
@@ -36,23 +42,28 @@ struct commit_op {
 	char qid[QID_SIZE];
 	char *meta; /* owned: the envelope record */
 	size_t metalen;
-	char *body; /* owned: to write (SUBMIT) or as read (READ_BODY) */
+	char *body; /* owned: to write (SUBMIT) or as read */
 	size_t bodylen;
-	/* AUX: the family, and the key (owned; meta is the value, NULL to
-	 * delete). READ_BODY: addresses to look up in the known family
-	 * (owned), and when each was last accepted (owned; 0: never). */
-	int aux;
-	char *key;
-	size_t keylen;
-	char **addrs;
-	size_t naddrs;
-	int64_t *known;
-	int status;	/* a queue_status; 1 for READ_BODY of a missing body */
-	char err[200];	/* why, when status is not QUEUE_OK */
+	struct commit_edit *edits; /* owned, with their keys and values */
+	size_t nedits;
+	/* READ: runs on the writer thread; it reads what it needs (never on
+	 * the loop) into ctx, and sets status and err. It sees every write
+	 * queued before it. */
+	void (*read)(struct spool *sp, struct commit_op *op);
+	void *ctx;
+	bool alone;    /* READ: in a batch of its own, before what follows */
+	int status;    /* a queue_status (READ: its own codes too) */
+	char err[200]; /* why, when status is not QUEUE_OK */
 	int64_t queued_ns; /* monotonic, for commit latency */
 	commit_done_cb *done;
-	void *arg, *arg2;
+	void *arg;
 };
+
+/* Adds an edit to op; takes ownership of key and val. */
+void commit_op_edit(struct commit_op *op, int aux, char *key, size_t klen,
+    char *val, size_t len);
+/* Frees op, its meta, body and edits (not ctx). */
+void commit_op_free(struct commit_op *op);
 
 TAILQ_HEAD(commit_list, commit_op);
 

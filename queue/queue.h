@@ -11,12 +11,13 @@
 
 #include "common/conf.h"
 #include "queue/envelope.h"
+#include "queue/qindex.h"
 
 struct queue;
 
 enum queue_status {
 	QUEUE_OK = 0,
-	QUEUE_EIO = -1,	   /* the spool could not take it: 451 4.3.0 */
+	QUEUE_EIO = -1,    /* the spool could not take it: 451 4.3.0 */
 	QUEUE_ENOSPC = -2, /* out of disk space: 452 4.3.1 */
 };
 
@@ -24,9 +25,10 @@ enum queue_status {
 typedef void queue_done_cb(void *arg, int status, const char *qid);
 
 /*
- * Opens (or creates) the spool at cf->spool_dir and rebuilds the in-memory
- * index from it. Blocks: call it before the loop runs. On failure returns
- * -1 with one line in err (e.g. "spool DIR is in use by another process").
+ * Opens (or creates) the spool at cf->spool_dir and reads its counters
+ * (not its messages: a start takes the same time at any spool size).
+ * Blocks: call it before the loop runs. On failure returns -1 with one
+ * line in err (e.g. "spool DIR is in use by another process").
  */
 int queue_open(struct queue **qp, const struct conf *cf,
     struct event_base *base, char *err, size_t errlen);
@@ -41,24 +43,24 @@ void queue_new_qid(struct queue *q, char out[QID_SIZE]);
  * cb runs once both are in the write-ahead log with fsync, or with the
  * error. Takes ownership of env and body, even on failure.
  */
-void queue_submit(struct queue *q, struct envelope *env, char *body,
-    size_t len, queue_done_cb *cb, void *arg);
+void queue_submit(struct queue *q, struct envelope *env, char *body, size_t len,
+    queue_done_cb *cb, void *arg);
 
 /*
  * Reads a message's body for delivery. cb gets QUEUE_OK and the body (which
  * it then owns and frees), or an error status and NULL.
  */
 typedef void queue_body_cb(void *arg, int status, char *body, size_t len);
-void queue_read_body(struct queue *q, const char *qid, queue_body_cb *cb,
-    void *arg);
+void queue_read_body(
+    struct queue *q, const char *qid, queue_body_cb *cb, void *arg);
 
 /*
  * Reads a message's body for delivery, and when the store last accepted
  * each of addrs (unix seconds; 0: never, as far as the spool knows). cb
  * owns body and known (naddrs entries, or NULL) from then on.
  */
-typedef void queue_load_cb(void *arg, int status, char *body, size_t len,
-    int64_t *known);
+typedef void queue_load_cb(
+    void *arg, int status, char *body, size_t len, int64_t *known);
 void queue_load(struct queue *q, const char *qid, const char *const *addrs,
     size_t naddrs, queue_load_cb *cb, void *arg);
 /* Remembers that the store accepted addr (a 2xx to RCPT, or to the data
@@ -69,34 +71,116 @@ void queue_learn_recipient(struct queue *q, const char *addr, int64_t when);
  * guard's), as one line of text; NULL forgets it. Not synced. The states
  * stored are read at queue_open: queue_foreach_dest_state gives them.
  */
-void queue_put_dest_state(struct queue *q, const char *key,
-    const char *state);
+void queue_put_dest_state(struct queue *q, const char *key, const char *state);
 void queue_foreach_dest_state(const struct queue *q,
     void (*cb)(void *arg, const char *key, const char *state), void *arg);
 /* After a reload. */
 void queue_set_conf(struct queue *q, const struct conf *cf);
-/* The envelope of a queued message, or NULL. Borrowed: valid until the
- * message leaves the queue. The scheduler changes its delivery state and
- * then calls queue_update() to store it. */
-struct envelope *queue_find(const struct queue *q, const char *qid);
+
 /*
- * Stores the envelope's new state (recipients done, attempts, errors).
- * Not synced on its own: losing it in a power cut only means a message is
- * delivered again.
+ * The active window: the messages held in memory, because the scheduler
+ * is delivering them or is about to. Every other message is only in the
+ * spool, reached through its index (queue/qindex.h) by queue_scan and
+ * queue_get. Memory grows with the window, never with the spool.
+ */
+
+/* The envelope of a message in the window, or NULL. Borrowed: valid
+ * until the message leaves the window. */
+struct envelope *queue_find(const struct queue *q, const char *qid);
+/* Like queue_find, and the message stays in the window: a queue_park
+ * of it still pending is forgotten. For the scheduler. */
+struct envelope *queue_take(struct queue *q, const char *qid);
+/*
+ * Stores the new state of a message in the window (recipients done,
+ * attempts, errors, flags), with its index entries and counters, in one
+ * batch. Not synced on its own: losing it in a power cut only means a
+ * message is delivered again.
  */
 void queue_update(struct queue *q, const char *qid);
-/* Deletes a finished message from the spool and the index. */
+/* Deletes a finished message from the spool, the index and the window. */
 void queue_remove(struct queue *q, const char *qid);
-/* Calls cb for every queued message (in no particular order). */
-void queue_foreach(const struct queue *q,
-    void (*cb)(void *arg, struct envelope *env), void *arg);
+/* The message leaves the window once every write of it queued so far is
+ * done (so a scan can never bring back a state older than the spool's).
+ * Its state must have been stored (queue_update). */
+void queue_park(struct queue *q, const char *qid);
+/* Messages in the window now. */
+size_t queue_window(const struct queue *q);
 /* cb runs for each message once it is durably queued (after the submit
- * callback), so the scheduler can pick it up. */
-void queue_set_arrival_cb(struct queue *q,
-    void (*cb)(void *arg, struct envelope *env), void *arg);
+ * callback), in the window; the scheduler takes it or parks it. */
+void queue_set_arrival_cb(
+    struct queue *q, void (*cb)(void *arg, struct envelope *env), void *arg);
+
+/* What queue_scan picks from a lane. */
+enum queue_pick {
+	QPICK_DUE,  /* not held, due now */
+	QPICK_ANY,  /* not held */
+	QPICK_AGED, /* not held, past expire_before, or past warn_before
+		       without its delay notice */
+	QPICK_ALL,  /* everything, held too */
+};
+
+struct queue_scan {
+	const char *lane;     /* NULL: every message, in arrival order */
+	char after[QID_SIZE]; /* start after this id; "" at the start */
+	enum queue_pick pick;
+	size_t limit;                       /* messages returned at most */
+	int64_t now_ms;                     /* QPICK_DUE */
+	int64_t warn_before, expire_before; /* QPICK_AGED: unix us */
+	bool admit;     /* they join the window (else: copies) */
+	bool keys_only; /* ids only (page.qids), no envelopes read */
+};
+
+struct queue_page {
+	int status;             /* a queue_status */
+	struct envelope **envs; /* admit: in the window, borrowed; else
+				   copies, freed after the callback */
+	char (*qids)[QID_SIZE]; /* keys_only: the ids picked */
+	size_t n;               /* envelopes, or ids */
+	char last[QID_SIZE];    /* the last id looked at: go on after it */
+	bool end;               /* nothing after last */
+	int64_t next_due;       /* QPICK_DUE: the earliest due passed over
+				   (unix ms), INT64_MAX if none */
+};
+
+/*
+ * Reads the next messages of a lane (or of the whole spool) from the
+ * spool, in arrival order, on the writer thread, a bounded slice at a
+ * time (at most limit messages, and a few thousand index entries looked
+ * at): the loop never walks the spool. cb gets the page, which is freed
+ * when it returns. A record that does not decode is moved to quarantine
+ * and logged, never dropped.
+ */
+typedef void queue_page_cb(void *arg, struct queue_page *page);
+void queue_scan(
+    struct queue *q, const struct queue_scan *sc, queue_page_cb *cb, void *arg);
+/* One message by id: env is NULL if it is not queued. With admit, it
+ * joins the window (env borrowed); else env is a copy the callback owns. */
+typedef void queue_get_cb(void *arg, struct envelope *env);
+void queue_get(
+    struct queue *q, const char *qid, bool admit, queue_get_cb *cb, void *arg);
+
+/*
+ * The counters, kept as the spool changes and stored with it, so they are
+ * read in O(lanes), never by walking messages. oldest is the arrival of
+ * the lane's oldest message (unix us; 0 if not known yet).
+ */
+typedef void queue_lane_cb(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest);
+void queue_foreach_lane(const struct queue *q, queue_lane_cb *cb, void *arg);
+/* One lane's counters (zero if it has no mail). */
+void queue_lane_count(const struct queue *q, const char *lane,
+    struct lane_count *c, int64_t *oldest);
+/* The whole spool: each message once. */
+void queue_totals(const struct queue *q, struct lane_count *c, int64_t *oldest);
+/* cb runs once the counters are complete: at once for a spool that keeps
+ * them, after the background indexing of an older one. */
+void queue_set_ready_cb(struct queue *q, void (*cb)(void *arg), void *arg);
 
 /* Messages in the spool now. */
 size_t queue_count(const struct queue *q);
+/* A spool from before the index is being indexed: the counters show only
+ * what has arrived since the start. */
+bool queue_indexing(const struct queue *q);
 
 const char *queue_status_str(int status);
 

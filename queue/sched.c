@@ -14,6 +14,7 @@
  * are all done leaves the spool.
  */
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,7 @@ job_defer(struct job *j, int64_t due)
 	j->hpos = s->nheap;
 	s->heap[s->nheap++] = j;
 	heap_up(s, j->hpos);
+	sched_wake_at(s, due);
 }
 
 void
@@ -178,36 +180,43 @@ job_drop_rcpt(struct smsg *m, size_t idx)
 	}
 }
 
-static bool
-is_own_notice(const struct conf *cf, const struct envelope *env)
+const char *
+sched_lane_dest_key(
+    const struct conf *cf, const char *lane, char *buf, size_t len)
 {
-	return (env->flags & ENV_DSN) && cf->bounce_route.kind != ROUTE_MX;
+	bool notices;
+	const char *domain = qindex_lane_domain(lane, &notices);
+	/* Notifications go by bounce_route, unless it says to go by MX:
+	 * then as any mail for the domain. */
+	const struct conf_route *rt =
+	    notices && cf->bounce_route.kind != ROUTE_MX
+		? &cf->bounce_route
+		: conf_route_for(cf, domain);
+
+	/* Lanes are in lower case already. */
+	snprintf(buf, len, "%s", rt->kind != ROUTE_MX ? rt->text : domain);
+	return buf;
 }
 
 const char *
 sched_dest_key(const struct conf *cf, const struct envelope *env,
     const char *rcpt, char *buf, size_t len)
 {
-	const char *domain = sched_rcpt_domain(rcpt);
-	const struct conf_route *rt = is_own_notice(cf, env)
-					  ? &cf->bounce_route
-					  : conf_route_for(cf, domain);
+	char lane[LANE_SIZE];
 
-	snprintf(buf, len, "%s", rt->kind != ROUTE_MX ? rt->text : domain);
-	if (rt->kind == ROUTE_MX)
-		for (char *p = buf; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-	return buf;
+	return sched_lane_dest_key(cf, qindex_lane(env, rcpt, lane), buf, len);
 }
 
+/* The destination a lane's mail goes to, made if it is new. */
 static struct dest *
-dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
+dest_for_lane(struct sched *s, const char *lane)
 {
-	const char *domain = sched_rcpt_domain(rcpt);
+	bool notices;
+	const char *domain = qindex_lane_domain(lane, &notices);
 	char key[512];
 	struct dest *d;
 
-	sched_dest_key(s->cf, env, rcpt, key, sizeof(key));
+	sched_lane_dest_key(s->cf, lane, key, sizeof(key));
 	d = hmap_get(s->dests, key);
 	if (d != NULL)
 		return d;
@@ -215,7 +224,7 @@ dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 	d->s = s;
 	d->key = xstrdup(key);
 	/* Its own copy: a reload must not change where its jobs go. */
-	if (conf_parse_route(is_own_notice(s->cf, env)
+	if (conf_parse_route(notices && s->cf->bounce_route.kind != ROUTE_MX
 				 ? s->cf->bounce_route.text
 				 : conf_route_for(s->cf, domain)->text,
 		&d->route) < 0)
@@ -223,10 +232,53 @@ dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 	d->domain = xstrdup(domain);
 	TAILQ_INIT(&d->ready);
 	TAILQ_INIT(&d->sessions);
+	TAILQ_INIT(&d->lanes);
 	retry_dest_init(&d->pol, conf_retry_for(s->cf, domain), sched_now_ms());
 	hmap_put(s->dests, d->key, d);
 	dest_guard_restore(d);
 	return d;
+}
+
+struct slane *
+sched_lane(struct sched *s, const char *lane)
+{
+	struct slane *l = hmap_get(s->lanes, lane);
+
+	if (l != NULL)
+		return l;
+	l = xcalloc(1, sizeof(*l));
+	snprintf(l->name, sizeof(l->name), "%s", lane);
+	l->w.wrap_at = INT64_MAX;
+	l->d = dest_for_lane(s, lane);
+	TAILQ_INSERT_TAIL(&l->d->lanes, l, link);
+	hmap_put(s->lanes, l->name, l);
+	return l;
+}
+
+static struct dest *
+dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
+{
+	char lane[LANE_SIZE];
+
+	return sched_lane(s, qindex_lane(env, rcpt, lane))->d;
+}
+
+/* Messages queued for d, in the spool and in memory. */
+static uint64_t
+dest_queued(const struct dest *d)
+{
+	const struct slane *l;
+	uint64_t n = 0;
+
+	TAILQ_FOREACH(l, &d->lanes, link)
+	{
+		struct lane_count c;
+		int64_t oldest;
+
+		queue_lane_count(d->s->q, l->name, &c, &oldest);
+		n += c.messages;
+	}
+	return n;
 }
 
 const struct conf_retry *
@@ -242,15 +294,45 @@ dest_set_error(struct dest *d, const char *why)
 	d->last_error = why ? xstrdup(why) : NULL;
 }
 
+/*
+ * A destination that fails keeps one ready job in memory, for its probe:
+ * the rest of its mail goes back to the spool, to be read again when it
+ * is back, so an outage costs no memory (DESIGN.md, contract 7).
+ */
+static void
+dest_shrink(struct dest *d)
+{
+	struct sched *s = d->s;
+	struct smsg **out;
+	struct job *j;
+	size_t n = 0, k = 0;
+
+	if (d->nready <= 1)
+		return;
+	out = xcalloc(d->nready, sizeof(*out));
+	TAILQ_FOREACH(j, &d->ready, link)
+	if (k++ > 0)
+		out[n++] = j->m;
+	for (size_t i = 0; i < n; i++) {
+		/* A message may have two jobs here: parked with the first. */
+		if (hmap_get(s->msgs, out[i]->qid) == out[i])
+			smsg_park_if_idle(s, out[i]);
+	}
+	free(out);
+}
+
 void
 dest_failed(struct dest *d, const char *why)
 {
 	dest_set_error(d, why);
 	retry_dest_failed(
 	    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
-	log_info("%s: destination failing (%s): %zu messages held, next "
-		 "probe in %llds",
-	    d->key, why, d->njobs, (long long)(d->pol.interval_ms / 1000));
+	log_info("%s: destination failing (%s): %" PRIu64 " messages held, "
+		 "next probe in %llds",
+	    d->key, why, dest_queued(d),
+	    (long long)(d->pol.interval_ms / 1000));
+	dest_shrink(d);
+	sched_wake_at(d->s, d->pol.next_probe);
 }
 
 void
@@ -262,14 +344,30 @@ dest_refused(struct dest *d, const char *why)
 	retry_dest_refused(&d->pol, sched_now_ms());
 	/* Said once; the probes every second after it only at debug. */
 	if (news)
-		log_info("%s: destination failing: not reachable (%s): %zu "
-			 "messages held, probing every second",
-		    d->key, why, d->njobs);
+		log_info("%s: destination failing: not reachable (%s): "
+			 "%" PRIu64 " messages held, probing every second",
+		    d->key, why, dest_queued(d));
 	else
 		log_debug("%s: still refused (%s)", d->key, why);
+	dest_shrink(d);
+	sched_wake_at(d->s, d->pol.next_probe);
 }
 
-/* After an outage: everything held for d is due now. */
+/* Its lanes are read again from the start, due or not. */
+static void
+dest_reread(struct dest *d)
+{
+	struct slane *l;
+
+	TAILQ_FOREACH(l, &d->lanes, link)
+	{
+		l->cursor[0] = '\0';
+		window_lane_reread(&l->w);
+	}
+}
+
+/* After an outage: everything held for d is due now, in memory and in
+ * the spool, streamed through the window. */
 void
 dest_release(struct dest *d)
 {
@@ -283,9 +381,162 @@ dest_release(struct dest *d)
 		else
 			i++;
 	}
-	log_info("%s: destination is back: releasing %zu messages", d->key,
-	    d->njobs);
+	dest_reread(d);
+	log_info("%s: destination is back: releasing %" PRIu64 " messages",
+	    d->key, dest_queued(d));
 	dest_set_error(d, NULL);
+}
+
+/* A page of a lane's mail being read for its destination. */
+struct lane_req {
+	struct sched_call call;
+	struct dest *d;
+	char lane[LANE_SIZE];
+	bool probe; /* one message for a probe: the lane's cursor stays */
+};
+
+static void
+sched_on_page(void *arg, struct queue_page *pg)
+{
+	struct lane_req *r = arg;
+	struct sched *s = sched_call_end(&r->call);
+	struct slane *l;
+
+	if (s == NULL) {
+		free(r);
+		return;
+	}
+	r->d->fetching = false;
+	l = hmap_get(s->lanes, r->lane);
+	l->fetching = false;
+	if (pg->status != QUEUE_OK) {
+		/* Tried again on the next turn of the timer. */
+		if (!r->probe) {
+			window_lane_later(&l->w, sched_now_ms() + 1000);
+			sched_wake_at(s, l->w.wrap_at);
+		}
+		free(r);
+		return;
+	}
+	if (r->probe) {
+		/* Probes take the lane's messages in turn: each is tried. */
+		if (pg->n > 0)
+			memcpy(l->cursor, pg->last, QID_SIZE);
+		else if (l->cursor[0] != '\0')
+			l->cursor[0] = '\0'; /* from the start, at once */
+		else {
+			r->d->probe_read_at = sched_now_ms() + 1000;
+			sched_wake_at(s, r->d->probe_read_at);
+		}
+	} else {
+		if (pg->last[0] != '\0')
+			memcpy(l->cursor, pg->last, QID_SIZE);
+		window_lane_page(&l->w, pg->end, pg->next_due);
+		sched_wake_at(s, l->w.wrap_at);
+	}
+	for (size_t i = 0; i < pg->n; i++) {
+		struct smsg *m = sched_track(s, pg->envs[i]);
+
+		if (m->in_flight == 0)
+			sched_plan(s, m, 0);
+		if (!smsg_park_if_idle(s, m))
+			for (size_t k = 0; k < m->njobs; k++)
+				if (m->jobs[k]->d != r->d)
+					dest_dispatch(m->jobs[k]->d);
+	}
+	free(r);
+	dest_dispatch(l->d);
+}
+
+/* The lane of d to read next, or NULL: round robin over those with
+ * reading to do. */
+static struct slane *
+dest_next_lane(struct dest *d, int64_t now)
+{
+	struct slane *l;
+	bool restart;
+
+	TAILQ_FOREACH(l, &d->lanes, link)
+	{
+		if (!window_lane_due(&l->w, now, &restart))
+			continue;
+		if (restart)
+			l->cursor[0] = '\0';
+		/* To the back of the line: the others go first next. */
+		TAILQ_REMOVE(&d->lanes, l, link);
+		TAILQ_INSERT_TAIL(&d->lanes, l, link);
+		return l;
+	}
+	return NULL;
+}
+
+/* A lane of d that has mail, for a probe's message. */
+static struct slane *
+dest_any_lane(struct dest *d)
+{
+	struct slane *l;
+
+	TAILQ_FOREACH(l, &d->lanes, link)
+	{
+		struct lane_count c;
+		int64_t oldest;
+
+		queue_lane_count(d->s->q, l->name, &c, &oldest);
+		if (c.messages > c.held)
+			return l;
+	}
+	return NULL;
+}
+
+/*
+ * Keeps d's ready jobs topped up from the spool, a page at a time, within
+ * the active window (active_limit messages in memory in all). A
+ * destination backing off reads nothing; one probing reads one message,
+ * for the probe.
+ */
+void
+dest_refill(struct dest *d)
+{
+	struct sched *s = d->s;
+	struct window_dest wd = {
+	    .state = d->pol.state,
+	    .nready = d->nready,
+	    .in_memory = queue_window(s->q),
+	    .limit = s->cf->active_limit,
+	    .now = sched_now_ms(),
+	    .probe_read_at = d->probe_read_at,
+	};
+	struct queue_scan sc = {.now_ms = wd.now, .admit = true};
+	struct lane_req *r;
+	struct slane *l = NULL;
+	size_t want;
+
+	if (d->fetching || !s->ready)
+		return;
+	switch (window_refill(&wd, &want)) {
+	case WINDOW_NONE:
+		return;
+	case WINDOW_PROBE:
+		if ((l = dest_any_lane(d)) == NULL)
+			return;
+		sc.pick = QPICK_ANY;
+		break;
+	case WINDOW_FILL:
+		if ((l = dest_next_lane(d, wd.now)) == NULL)
+			return;
+		sc.pick = l->w.all ? QPICK_ANY : QPICK_DUE;
+		break;
+	}
+	r = xcalloc(1, sizeof(*r));
+	r->d = d;
+	r->probe = sc.pick == QPICK_ANY && d->pol.state == DEST_PROBING;
+	memcpy(r->lane, l->name, LANE_SIZE);
+	memcpy(sc.after, l->cursor, QID_SIZE);
+	sc.lane = l->name;
+	sc.limit = want;
+	d->fetching = l->fetching = true;
+	sched_call_begin(s, &r->call);
+	queue_scan(s->q, &sc, sched_on_page, r);
 }
 
 /* Adds the recipients of m that are pending and not yet in a job. */
@@ -333,11 +584,12 @@ sched_plan(struct sched *s, struct smsg *m, int64_t due)
 	}
 }
 
-static struct smsg *
+struct smsg *
 sched_track(struct sched *s, struct envelope *env)
 {
 	struct smsg *m = hmap_get(s->msgs, env->qid);
 
+	queue_take(s->q, env->qid); /* no longer parked */
 	if (m != NULL)
 		return m;
 	m = xcalloc(1, sizeof(*m));
@@ -361,6 +613,51 @@ smsg_free(struct sched *s, struct smsg *m)
 	free(m);
 }
 
+/*
+ * Whether m can leave memory: nothing in flight or being read or queued
+ * for it, and no job that a session could take now (a job deferred, or
+ * waiting for a destination backing off, is read again from the spool).
+ */
+static bool
+smsg_idle(const struct smsg *m)
+{
+	if (m->in_flight > 0 || m->loading || m->dsn_pending > 0 ||
+	    m->doom != DOOM_NONE)
+		return false;
+	for (size_t k = 0; k < m->njobs; k++) {
+		const struct job *j = m->jobs[k];
+
+		if (j->ready && j->d->pol.state != DEST_BACKOFF)
+			return false;
+	}
+	return true;
+}
+
+bool
+smsg_park_if_idle(struct sched *s, struct smsg *m)
+{
+	char qid[QID_SIZE];
+	struct slane *l;
+
+	if (!smsg_idle(m))
+		return false;
+	/* A deferred job's lanes are read again from the start when it is
+	 * due; a job waiting for its destination's probe, when it is back. */
+	for (size_t k = 0; k < m->njobs; k++) {
+		const struct job *j = m->jobs[k];
+
+		if (j->hpos == NO_POS)
+			continue;
+		TAILQ_FOREACH(l, &j->d->lanes, link)
+		window_lane_later(&l->w, j->due);
+		sched_wake_at(s, j->due);
+	}
+	memcpy(qid, m->qid, QID_SIZE);
+	smsg_free(s, m);
+	queue_park(s->q, qid);
+	return true;
+}
+
 static void
 sched_dispatch_all(struct sched *s)
 {
@@ -372,29 +669,59 @@ sched_dispatch_all(struct sched *s)
 		dest_dispatch(val);
 }
 
+/* A new message: delivered at once if the window has room, else read
+ * in with the rest of its lanes' mail. */
 static void
 sched_on_arrival(void *arg, struct envelope *env)
 {
 	struct sched *s = arg;
-	struct smsg *m = sched_track(s, env);
+	struct smsg *m;
 	int64_t due = sched_age_next(s, env);
 
 	/* Bring the next max_age / warn_after check forward for it. */
-	if (due < s->next_sweep)
+	if (due < s->next_sweep) {
 		s->next_sweep = due;
+		sched_wake_at(s, due);
+	}
+	if (queue_window(s->q) >= s->cf->active_limit) {
+		for (size_t i = 0; i < env->nrcpts; i++) {
+			char lane[LANE_SIZE];
+
+			window_lane_arrived(&sched_lane(
+			    s, qindex_lane(env, env->rcpts[i].addr, lane))
+						 ->w);
+		}
+		queue_park(s->q, env->qid);
+		return;
+	}
+	m = sched_track(s, env);
 	sched_plan(s, m, 0);
 	for (size_t k = 0; k < m->njobs; k++)
 		dest_dispatch(m->jobs[k]->d);
+	smsg_park_if_idle(s, m);
 }
 
 static void
-sched_on_existing(void *arg, struct envelope *env)
+sched_on_lane(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest)
+{
+	struct slane *l = sched_lane(arg, lane);
+
+	(void)c, (void)oldest;
+	/* At start everything is due: mail that was in flight at a crash,
+	 * and mail whose backoff ran while mxspoold was down. */
+	window_lane_reread(&l->w);
+}
+
+/* The queue's counters are complete: its lanes are read from now on. */
+static void
+sched_on_ready(void *arg)
 {
 	struct sched *s = arg;
 
-	/* At start everything is due: mail that was in flight at a crash,
-	 * and mail whose backoff ran while mxspoold was down. */
-	sched_plan(s, sched_track(s, env), 0);
+	s->ready = true;
+	queue_foreach_lane(s->q, sched_on_lane, s);
+	sched_dispatch_all(s);
 }
 
 /* Logging, Postfix style, one line per recipient and attempt. */
@@ -431,30 +758,55 @@ sched_settle(struct sched *s, struct smsg *m)
 		return;
 	}
 	queue_update(s->q, m->qid);
+	smsg_park_if_idle(s, m);
 }
 
+/*
+ * The timer sleeps until the next thing to do: a deferred job, a probe, a
+ * lane to read again, a step of a destination's slow start, the next age
+ * check. Nothing to do, no wake-up.
+ */
 static void
 sched_arm(struct sched *s, int64_t now)
 {
-	int64_t when = now + SCHED_TICK_MS;
-	struct timeval tv;
-
+	int64_t when = s->next_sweep;
 	size_t pos = 0;
 	const char *key;
 	void *val;
 
 	if (s->nheap > 0 && s->heap[0]->due < when)
 		when = s->heap[0]->due;
-	if (s->next_sweep < when)
-		when = s->next_sweep;
 	while (hmap_next(s->dests, &pos, &key, &val)) {
 		const struct dest *d = val;
+		const struct slane *l;
 
 		if (d->pol.state == DEST_BACKOFF && d->pol.next_probe < when)
 			when = d->pol.next_probe;
+		if (d->pol.state == DEST_UP && d->nsessions > 0 &&
+		    d->pol.last_change + dest_retry(d)->probe_interval * 1000 <
+			when)
+			when = d->pol.last_change +
+			       dest_retry(d)->probe_interval * 1000;
+		TAILQ_FOREACH(l, &d->lanes, link)
+		if (l->w.wrap_at < when)
+			when = l->w.wrap_at;
 	}
+	s->armed_at = INT64_MAX;
+	sched_wake_at(
+	    s, when < now + SCHED_SWEEP_MS ? when : now + SCHED_SWEEP_MS);
+}
+
+void
+sched_wake_at(struct sched *s, int64_t when)
+{
+	int64_t now = sched_now_ms();
+	struct timeval tv;
+
+	if (when >= s->armed_at)
+		return;
 	if (when < now + 10)
 		when = now + 10;
+	s->armed_at = when;
 	tv.tv_sec = (when - now) / 1000;
 	tv.tv_usec = ((when - now) % 1000) * 1000;
 	evtimer_add(s->timer, &tv);
@@ -484,11 +836,13 @@ sched_on_timer(evutil_socket_t fd, short what, void *arg)
 		if (retry_dest_tick(&d->pol, dest_retry(d), now) &&
 		    d->pol.state == DEST_PROBING) {
 			if (d->pol.refused)
-				log_debug("%s: probing (%zu messages held)",
-				    d->key, d->njobs);
+				log_debug("%s: probing (%" PRIu64
+					  " messages held)",
+				    d->key, dest_queued(d));
 			else
-				log_info("%s: probing (%zu messages held)",
-				    d->key, d->njobs);
+				log_info("%s: probing (%" PRIu64
+					 " messages held)",
+				    d->key, dest_queued(d));
 		}
 	}
 	if (now >= s->next_sweep)
@@ -509,14 +863,16 @@ sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
 	s->dns = dns;
 	s->dests = hmap_new();
 	s->msgs = hmap_new();
+	s->lanes = hmap_new();
 	s->rng =
 	    (uint64_t)sched_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b9;
 	s->timer = evtimer_new(base, sched_on_timer, s);
+	s->armed_at = INT64_MAX;
 	LIST_INIT(&s->calls);
 	sched_guard_load(s);
-	queue_foreach(q, sched_on_existing, s);
 	queue_set_arrival_cb(q, sched_on_arrival, s);
 	s->next_sweep = 0;
+	queue_set_ready_cb(q, sched_on_ready, s);
 	sched_arm(s, sched_now_ms());
 	return s;
 }
@@ -551,6 +907,7 @@ sched_free(struct sched *s)
 	if (s == NULL)
 		return;
 	queue_set_arrival_cb(s->q, NULL, NULL);
+	queue_set_ready_cb(s->q, NULL, NULL);
 	while (!LIST_EMPTY(&s->calls)) {
 		struct sched_call *c = LIST_FIRST(&s->calls);
 
@@ -595,6 +952,10 @@ sched_free(struct sched *s)
 	}
 	hmap_free(s->dests);
 	hmap_free(s->msgs);
+	pos = 0;
+	while (hmap_next(s->lanes, &pos, &key, &val))
+		free(val);
+	hmap_free(s->lanes);
 	sched_guard_free(s);
 	free(s->heap);
 	event_free(s->timer);
@@ -610,6 +971,20 @@ sched_set_conf(struct sched *s, const struct conf *cf)
 	char(*qids)[QID_SIZE] = xcalloc(hmap_count(s->msgs) + 1, QID_SIZE);
 
 	s->cf = cf;
+	/* Lanes follow their routes to their destinations now. */
+	while (hmap_next(s->lanes, &pos, &key, &val)) {
+		struct slane *l = val;
+		struct dest *d = dest_for_lane(s, l->name);
+
+		if (d == l->d)
+			continue;
+		TAILQ_REMOVE(&l->d->lanes, l, link);
+		l->d = d;
+		TAILQ_INSERT_TAIL(&d->lanes, l, link);
+		l->cursor[0] = '\0';
+		window_lane_reread(&l->w);
+	}
+	pos = 0;
 	/*
 	 * Routes may have changed: every job not in flight is planned again,
 	 * so that it joins the destination its recipients now belong to.
@@ -664,7 +1039,7 @@ sched_foreach_dest(struct sched *s,
 		    .name = d->key,
 		    .state = retry_dest_state_str(d->pol.state),
 		    .suspect = d->guard.suspect,
-		    .messages = d->njobs,
+		    .messages = (size_t)dest_queued(d),
 		    .connections = d->nsessions,
 		    .concurrency = retry_dest_slots(&d->pol),
 		    .next_probe =
@@ -672,7 +1047,7 @@ sched_foreach_dest(struct sched *s,
 		    .last_error = d->last_error,
 		};
 
-		if (d->njobs > 0 || d->nsessions > 0)
+		if (in.messages > 0 || d->njobs > 0 || d->nsessions > 0)
 			cb(arg, &in);
 	}
 }
@@ -704,19 +1079,42 @@ sched_flush(struct sched *s, const char *domain)
 			else
 				i++;
 		}
-		n += d->njobs;
+		dest_reread(d);
+		n += (size_t)dest_queued(d);
 	}
 	sched_on_timer(-1, 0, s);
 	return n;
 }
 
-int
-sched_flush_msg(struct sched *s, const char *qid)
+/* A message of the window, tracked; NULL if it is not in the window. */
+static struct smsg *
+sched_msg(struct sched *s, const char *qid)
+{
+	struct envelope *env = queue_take(s->q, qid);
+
+	return env != NULL ? sched_track(s, env) : NULL;
+}
+
+void
+sched_tidy(struct sched *s, const char *qid)
 {
 	struct smsg *m = hmap_get(s->msgs, qid);
 
+	if (m != NULL)
+		smsg_park_if_idle(s, m);
+	else
+		queue_park(s->q, qid);
+}
+
+int
+sched_flush_msg(struct sched *s, const char *qid)
+{
+	struct smsg *m = sched_msg(s, qid);
+
 	if (m == NULL)
 		return -1;
+	if (!(m->env->flags & ENV_HELD))
+		sched_plan(s, m, 0);
 	for (size_t k = 0; k < m->njobs; k++) {
 		struct dest *d = m->jobs[k]->d;
 
@@ -731,12 +1129,12 @@ sched_flush_msg(struct sched *s, const char *qid)
 int
 sched_hold(struct sched *s, const char *qid, bool hold)
 {
-	struct envelope *env = queue_find(s->q, qid);
-	struct smsg *m;
+	struct smsg *m = sched_msg(s, qid);
+	struct envelope *env;
 
-	if (env == NULL)
+	if (m == NULL)
 		return -1;
-	m = sched_track(s, env);
+	env = m->env;
 	if (hold) {
 		env->flags |= ENV_HELD;
 		for (size_t k = 0; k < m->njobs;) {
@@ -752,6 +1150,7 @@ sched_hold(struct sched *s, const char *qid, bool hold)
 			dest_dispatch(m->jobs[k]->d);
 	}
 	queue_update(s->q, qid);
+	smsg_park_if_idle(s, m);
 	return 0;
 }
 
@@ -817,12 +1216,10 @@ sched_apply_doom(struct sched *s, struct smsg *m)
 static int
 sched_doom(struct sched *s, const char *qid, int doom, const char *why)
 {
-	struct envelope *env = queue_find(s->q, qid);
-	struct smsg *m;
+	struct smsg *m = sched_msg(s, qid);
 
-	if (env == NULL)
+	if (m == NULL)
 		return -1;
-	m = sched_track(s, env);
 	m->doom = doom;
 	free(m->doom_why);
 	m->doom_why = why ? xstrdup(why) : NULL;

@@ -47,7 +47,9 @@ void sched_foreach_dest(struct sched *s,
     void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);
 
 /* Everything for domain (NULL: every destination) is due now, and a
- * destination backing off is probed at once. Returns messages affected. */
+ * destination backing off is probed at once. Returns messages affected.
+ * The calls below act on a message in the window (queue_get admits one)
+ * and return -1 for any other. */
 size_t sched_flush(struct sched *s, const char *domain);
 /* One message is due now. Returns -1 if it is not queued. */
 int sched_flush_msg(struct sched *s, const char *qid);
@@ -70,7 +72,14 @@ int sched_bounce(struct sched *s, const char *qid, const char *why);
  * the recipients returned, or -1 if no destination has that name.
  */
 int sched_trust(struct sched *s, const char *name);
-long sched_bounce_suspect(struct sched *s, const char *name);
+/* Streams over the destination's mail in the spool, a page at a time:
+ * cb gets the count at the end (not if the scheduler is freed first).
+ * Returns -1 if no destination has that name. */
+int sched_bounce_suspect(struct sched *s, const char *name,
+    void (*cb)(void *arg, long returned), void *arg);
+/* A message read into the window for an operator's command goes back to
+ * the spool unless the scheduler has work for it now. */
+void sched_tidy(struct sched *s, const char *qid);
 
 /*
  * The destination a recipient of env belongs to: the route as written for
@@ -79,5 +88,8 @@ long sched_bounce_suspect(struct sched *s, const char *name);
  */
 const char *sched_dest_key(const struct conf *cf, const struct envelope *env,
     const char *rcpt, char *buf, size_t len);
+/* The destination of a lane's mail (queue/qindex.h), into buf. */
+const char *sched_lane_dest_key(const struct conf *cf, const char *lane,
+    char *buf, size_t len);
 
 #endif

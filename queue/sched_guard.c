@@ -78,6 +78,7 @@ dest_guard_restore(struct dest *d)
 		retry_dest_failed(
 		    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
 		d->pol.next_probe = sched_now_ms();
+		sched_wake_at(d->s, d->pol.next_probe);
 		log_info("%s: destination still suspect since before the "
 			 "restart: %u suspect 5xx held",
 		    d->key, held);
@@ -263,14 +264,85 @@ sched_bounce_suspect_msg(struct sched *s, struct smsg *m, struct dest *d)
 	return n;
 }
 
-long
-sched_bounce_suspect(struct sched *s, const char *name)
+/* bounce-suspect: the destination's lanes read through, a page at a
+ * time, and their suspect recipients returned; then it is trusted. */
+struct bs_walk {
+	struct sched_call call;
+	char key[512]; /* the destination */
+	char (*lanes)[LANE_SIZE];
+	size_t nlanes, li;
+	char after[QID_SIZE];
+	long returned;
+	void (*cb)(void *arg, long returned);
+	void *arg;
+};
+
+static void bs_next(struct sched *s, struct bs_walk *w);
+
+static void
+bs_on_page(void *arg, struct queue_page *pg)
+{
+	struct bs_walk *w = arg;
+	struct sched *s = sched_call_end(&w->call);
+	struct dest *d;
+
+	if (s == NULL) {
+		free(w->lanes);
+		free(w);
+		return;
+	}
+	d = hmap_get(s->dests, w->key);
+	for (size_t i = 0; i < pg->n; i++) {
+		struct smsg *m = sched_track(s, pg->envs[i]);
+		char qid[QID_SIZE];
+
+		memcpy(qid, m->qid, QID_SIZE);
+		if (m->in_flight == 0 && m->doom == DOOM_NONE)
+			w->returned += (long)sched_bounce_suspect_msg(s, m, d);
+		if ((m = hmap_get(s->msgs, qid)) != NULL)
+			smsg_park_if_idle(s, m);
+	}
+	if (pg->last[0] != '\0')
+		memcpy(w->after, pg->last, QID_SIZE);
+	if (pg->end || pg->status != QUEUE_OK) {
+		w->li++;
+		w->after[0] = '\0';
+	}
+	bs_next(s, w);
+}
+
+static void
+bs_next(struct sched *s, struct bs_walk *w)
+{
+	struct queue_scan sc = {
+	    .pick = QPICK_ANY, .limit = WINDOW_PAGE, .admit = true};
+	struct dest *d = hmap_get(s->dests, w->key);
+
+	if (w->li >= w->nlanes) {
+		dest_trust(d, "its suspect recipients were returned by the "
+			      "operator");
+		w->cb(w->arg, w->returned);
+		free(w->lanes);
+		free(w);
+		return;
+	}
+	sc.lane = w->lanes[w->li];
+	memcpy(sc.after, w->after, QID_SIZE);
+	sched_call_begin(s, &w->call);
+	queue_scan(s->q, &sc, bs_on_page, w);
+}
+
+int
+sched_bounce_suspect(struct sched *s, const char *name,
+    void (*cb)(void *arg, long returned), void *arg)
 {
 	char(*qids)[QID_SIZE] = xcalloc(hmap_count(s->msgs) + 1, QID_SIZE);
-	size_t n = 0, pos = 0, returned = 0;
+	size_t n = 0, pos = 0;
 	const char *key;
 	void *val;
 	struct dest *d = NULL;
+	struct bs_walk *w;
+	struct slane *l;
 
 	while (hmap_next(s->dests, &pos, &key, &val))
 		if (dest_named(val, name)) {
@@ -281,8 +353,12 @@ sched_bounce_suspect(struct sched *s, const char *name)
 		free(qids);
 		return -1;
 	}
-	/* Ids first: notices change the map. Messages in flight are left
-	 * for their attempt to end. */
+	w = xcalloc(1, sizeof(*w));
+	snprintf(w->key, sizeof(w->key), "%s", d->key);
+	w->cb = cb;
+	w->arg = arg;
+	/* The window first (ids first: notices change the map); messages in
+	 * flight are left for their attempt to end. */
 	pos = 0;
 	while (hmap_next(s->msgs, &pos, &key, &val))
 		memcpy(qids[n++], key, QID_SIZE);
@@ -290,9 +366,14 @@ sched_bounce_suspect(struct sched *s, const char *name)
 		struct smsg *m = hmap_get(s->msgs, qids[k]);
 
 		if (m != NULL && m->in_flight == 0 && m->doom == DOOM_NONE)
-			returned += sched_bounce_suspect_msg(s, m, d);
+			w->returned += (long)sched_bounce_suspect_msg(s, m, d);
 	}
 	free(qids);
-	dest_trust(d, "its suspect recipients were returned by the operator");
-	return (long)returned;
+	TAILQ_FOREACH(l, &d->lanes, link)
+	{
+		w->lanes = xrealloc(w->lanes, (w->nlanes + 1) * LANE_SIZE);
+		memcpy(w->lanes[w->nlanes++], l->name, LANE_SIZE);
+	}
+	bs_next(s, w);
+	return 0;
 }

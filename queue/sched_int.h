@@ -16,13 +16,14 @@
 #include "queue/queue.h"
 #include "queue/retry.h"
 #include "queue/sched.h"
+#include "queue/window.h"
 #include "relay/client.h"
 
 #define SCHED_LOADS 8        /* bodies read at once per destination */
 #define SCHED_SCAN 64        /* ready jobs a session looks through */
 #define SCHED_IDLE 5         /* seconds an idle connection waits */
-#define SCHED_TICK_MS 1000   /* the longest the timer sleeps */
 #define SCHED_SWEEP_MS 60000 /* max_age / warn_after checks, at most */
+
 #define NO_POS ((size_t)-1)
 
 struct dest;
@@ -72,8 +73,8 @@ struct smsg {
 	enum { DOOM_NONE, DOOM_DELETE, DOOM_BOUNCE } doom; /* after flight */
 	bool *notifying; /* per recipient: a failure notice is being queued,
 			    so it is neither planned nor returned again */
-	int64_t *known; /* per recipient: when the store last accepted it
-			   (unix s; 0: never), read with the body; or NULL */
+	int64_t *known;  /* per recipient: when the store last accepted it
+			    (unix s; 0: never), read with the body; or NULL */
 	char *doom_why;
 };
 
@@ -88,6 +89,20 @@ struct sess {
 	unsigned nmsgs;
 };
 
+/* A lane (queue/qindex.h) as the scheduler reads it: a cursor over its
+ * index entries in arrival order, moved as queue/window.h decides. */
+struct slane {
+	char name[LANE_SIZE];
+	struct dest *d;
+	TAILQ_ENTRY(slane) link; /* on d->lanes */
+	char cursor[QID_SIZE];   /* the last id read; "" at the start */
+	struct window_lane w;
+	bool fetching;
+	char aged[QID_SIZE]; /* max_age / warn_after: read up to here */
+	bool aging;
+};
+TAILQ_HEAD(slane_list, slane);
+
 struct dest {
 	struct sched *s;
 	char *key;               /* the route text, or the domain */
@@ -98,6 +113,9 @@ struct dest {
 	int64_t last_healthy; /* ms of its last answer about an address */
 	struct job_list ready;
 	size_t nready, njobs;
+	struct slane_list lanes; /* the lanes routed here */
+	bool fetching;           /* a page of its mail is being read */
+	int64_t probe_read_at;   /* unix ms: no probe message before */
 	TAILQ_HEAD(, sess) sessions;
 	unsigned nsessions;
 	uint64_t dns_id;
@@ -111,13 +129,16 @@ struct sched {
 	struct queue *q;
 	struct dns *dns;
 	struct hmap *dests; /* key -> struct dest */
-	struct hmap *msgs;  /* qid -> struct smsg */
+	struct hmap *msgs;  /* qid -> struct smsg: the active window */
+	struct hmap *lanes; /* lane -> struct slane */
+	bool ready;         /* the queue's counters are complete */
 	struct hmap *saved; /* key -> stored state of a destination not seen
 			       yet (sched_guard.c) */
 	struct job **heap;  /* deferred jobs, earliest first */
 	size_t nheap, capheap;
 	unsigned nsessions;
 	struct event *timer;
+	int64_t armed_at; /* unix ms the timer is set for */
 	int64_t next_sweep;
 	uint64_t rng;
 	struct sched_call_list calls; /* answers still to come */
@@ -125,6 +146,8 @@ struct sched {
 
 /* sched.c: time, jobs, destinations, planning. */
 int64_t sched_now_ms(void);
+/* Something is to be done at `when` (unix ms): the timer wakes by then. */
+void sched_wake_at(struct sched *s, int64_t when);
 double sched_rand(struct sched *s);
 const char *sched_rcpt_domain(const char *addr);
 void job_unready(struct job *j);
@@ -140,6 +163,13 @@ void dest_refused(struct dest *d, const char *why);
 void dest_release(struct dest *d);
 void sched_plan(struct sched *s, struct smsg *m, int64_t due);
 void smsg_free(struct sched *s, struct smsg *m);
+/* The message of the window env, tracked by the scheduler. */
+struct smsg *sched_track(struct sched *s, struct envelope *env);
+/* m leaves memory if nothing holds it there (its state is stored). */
+bool smsg_park_if_idle(struct sched *s, struct smsg *m);
+/* Reads more of d's mail from the spool if it can take it. */
+void dest_refill(struct dest *d);
+struct slane *sched_lane(struct sched *s, const char *lane);
 /* An operator's delete or bounce that waited for the message's attempt. */
 void sched_apply_doom(struct sched *s, struct smsg *m);
 void sched_log(const struct smsg *m, const char *rcpt, const char *relay,
@@ -160,12 +190,12 @@ void dest_guard_restore(struct dest *d);
 /* A recipient held after a suspect 5xx: pending, with its 5.x.x kept. */
 bool rcpt_held_as_suspect(const struct env_rcpt *r);
 /* A 5xx (VERDICT_FAIL) for recipient idx of m: what becomes of it. */
-enum fail_fate dest_judge_5xx(struct dest *d, struct smsg *m, size_t idx,
-    int64_t now);
+enum fail_fate dest_judge_5xx(
+    struct dest *d, struct smsg *m, size_t idx, int64_t now);
 /* A 2xx: learned and counted. True when it ends d's suspect state (held:
  * the recipient had been held as suspect). */
-bool dest_note_2xx(struct dest *d, struct smsg *m, size_t idx, bool held,
-    int64_t now);
+bool dest_note_2xx(
+    struct dest *d, struct smsg *m, size_t idx, bool held, int64_t now);
 void dest_suspect_begin(struct dest *d, const char *why);
 void dest_suspect_end(struct dest *d, const char *why);
 /* sched_run.c */

@@ -284,6 +284,79 @@ sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
 	free(late);
 }
 
+/* Reading a lane for max_age and warn_after: expired mail from its
+ * start, late mail from where the last sweep stopped. */
+struct age_req {
+	struct sched_call call;
+	char lane[LANE_SIZE];
+	bool expire; /* the expire pass; else the warn pass */
+	int64_t now; /* ms */
+};
+
+static void lane_age(
+    struct sched *s, struct slane *l, bool expire, int64_t now);
+
+static void
+sched_on_aged(void *arg, struct queue_page *pg)
+{
+	struct age_req *r = arg;
+	struct sched *s = sched_call_end(&r->call);
+	struct slane *l;
+
+	if (s == NULL) {
+		free(r);
+		return;
+	}
+	l = hmap_get(s->lanes, r->lane);
+	for (size_t i = 0; i < pg->n; i++) {
+		struct smsg *m = sched_track(s, pg->envs[i]);
+		char qid[QID_SIZE];
+
+		memcpy(qid, m->qid, QID_SIZE);
+		if (m->in_flight == 0 && m->dsn_pending == 0)
+			sched_age_msg(s, m, r->now);
+		if ((m = hmap_get(s->msgs, qid)) != NULL)
+			smsg_park_if_idle(s, m);
+	}
+	if (!r->expire && pg->last[0] != '\0')
+		memcpy(l->aged, pg->last, QID_SIZE);
+	if (pg->status == QUEUE_OK && !pg->end)
+		lane_age(s, l, r->expire, r->now); /* the next slice */
+	else if (r->expire)
+		lane_age(s, l, false, r->now);
+	else
+		l->aging = false;
+	free(r);
+}
+
+static void
+lane_age(struct sched *s, struct slane *l, bool expire, int64_t now)
+{
+	bool notices;
+	const struct conf_retry *rp =
+	    conf_retry_for(s->cf, qindex_lane_domain(l->name, &notices));
+	struct queue_scan sc = {
+	    .lane = l->name,
+	    .pick = QPICK_AGED,
+	    .limit = WINDOW_PAGE,
+	    .admit = true,
+	};
+	struct age_req *r = xcalloc(1, sizeof(*r));
+
+	if (expire && rp->max_age > 0)
+		sc.expire_before = (now - rp->max_age * 1000) * 1000;
+	if (!expire && rp->warn_after > 0) {
+		sc.warn_before = (now - rp->warn_after * 1000) * 1000;
+		memcpy(sc.after, l->aged, QID_SIZE);
+	}
+	l->aging = true;
+	memcpy(r->lane, l->name, LANE_SIZE);
+	r->expire = expire;
+	r->now = now;
+	sched_call_begin(s, &r->call);
+	queue_scan(s->q, &sc, sched_on_aged, r);
+}
+
 void
 sched_sweep(struct sched *s, int64_t now)
 {
@@ -310,5 +383,31 @@ sched_sweep(struct sched *s, int64_t now)
 			next = t > now ? t : now + 1000;
 	}
 	free(qids);
+	/* And the mail in the spool, lane by lane, in slices. */
+	pos = 0;
+	while (s->ready && hmap_next(s->lanes, &pos, &key, &val)) {
+		struct slane *l = val;
+		struct lane_count c;
+		int64_t oldest;
+
+		bool notices;
+		const struct conf_retry *rp = conf_retry_for(
+		    s->cf, qindex_lane_domain(l->name, &notices));
+		int64_t t;
+
+		queue_lane_count(s->q, l->name, &c, &oldest);
+		if (c.messages == c.held)
+			continue;
+		if (!l->aging)
+			lane_age(s, l, true, now);
+		/* The lane's oldest reaches a limit: a sweep then. */
+		oldest /= 1000;
+		if (rp->max_age > 0 &&
+		    (t = oldest + rp->max_age * 1000) > now && t < next)
+			next = t;
+		if (rp->warn_after > 0 &&
+		    (t = oldest + rp->warn_after * 1000) > now && t < next)
+			next = t;
+	}
 	s->next_sweep = next;
 }

@@ -473,6 +473,10 @@ sess_start(struct dest *d, const struct dns_answer *ans)
 	TAILQ_INSERT_TAIL(&d->sessions, ss, link);
 	d->nsessions++;
 	s->nsessions++;
+	/* Its slow start widens a step each probe_interval. */
+	if (d->pol.state == DEST_UP)
+		sched_wake_at(s,
+		    d->pol.last_change + dest_retry(d)->probe_interval * 1000);
 	ss->cs = client_session_new(s->base, &ss->target, &sched_cbs, ss);
 }
 
@@ -542,6 +546,7 @@ dest_dispatch(struct dest *d)
 	size_t want = d->nready;
 	struct sess *ss;
 
+	dest_refill(d);
 	/*
 	 * Ready jobs go first to idle sessions, then to sessions still
 	 * connecting (they will ask soon); only what is left opens new

@@ -7,6 +7,10 @@
  *            big-endian unix seconds); older than known_recipients_max_age
  *            is dropped by compaction and ignored before that
  *   dest     destination -> its rejection guard state (queue/sched.c)
+ *   index    lane NUL queue id -> when due, size, flags (queue/qindex.h)
+ *   lanes    lane -> its counters; "" -> the whole spool's
+ * and in default, "format" -> "2" once the index and the counters are
+ * kept (a spool from before them is indexed by one scan at start).
  */
 #include <rocksdb/c.h>
 #include <stdatomic.h>
@@ -25,7 +29,19 @@
 #define SPOOL_QUARANTINE "quarantine/"
 #define SPOOL_KEY_MAX 64 /* longer keys (only from corruption) are cut */
 
-enum { CF_DEFAULT, CF_META, CF_BODY, CF_KNOWN, CF_DEST, CF_COUNT };
+enum {
+	CF_DEFAULT,
+	CF_META,
+	CF_BODY,
+	CF_KNOWN,
+	CF_DEST,
+	CF_INDEX,
+	CF_LANES,
+	CF_COUNT
+};
+
+#define SPOOL_FORMAT_KEY "format"
+#define SPOOL_FORMAT "2"
 
 struct spool {
 	rocksdb_t *db;
@@ -47,9 +63,12 @@ struct spool_batch {
 		size_t klen;
 		const char *val; /* borrowed; NULL: delete */
 		size_t len;
-	} *ops;
+	} * ops;
 	size_t nops, cap;
 };
+
+static int spool_get_cf(struct spool *sp, int cf, const char *key, size_t klen,
+    char **val, size_t *len, char *err, size_t errlen);
 
 /* Errors RocksDB reports as text; tell a full disk from the rest. */
 static int
@@ -172,18 +191,18 @@ spool_cf_options(struct spool *sp, int cf)
 		rocksdb_options_set_enable_blob_files(o, 1);
 		rocksdb_options_set_min_blob_size(o, 2048);
 		rocksdb_options_set_blob_file_size(o, 256 << 20);
-		rocksdb_options_set_blob_compression_type(o,
-		    rocksdb_lz4_compression);
+		rocksdb_options_set_blob_compression_type(
+		    o, rocksdb_lz4_compression);
 		rocksdb_options_set_enable_blob_gc(o, 1);
 		rocksdb_options_set_blob_gc_age_cutoff(o, 0.25);
 	}
 	if (cf == CF_KNOWN) {
-		sp->known_filter = rocksdb_compactionfilter_create(sp,
-		    spool_known_filter_free, spool_known_filter,
-		    spool_known_filter_name);
+		sp->known_filter =
+		    rocksdb_compactionfilter_create(sp, spool_known_filter_free,
+			spool_known_filter, spool_known_filter_name);
 		rocksdb_options_set_compaction_filter(o, sp->known_filter);
 	}
-	if (cf == CF_KNOWN || cf == CF_DEST)
+	if (cf == CF_KNOWN || cf == CF_DEST || cf == CF_LANES)
 		rocksdb_options_set_write_buffer_size(o, 4 << 20);
 	rocksdb_options_set_compression(o, rocksdb_lz4_compression);
 	return o;
@@ -193,7 +212,7 @@ int
 spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 {
 	static const char *names[CF_COUNT] = {
-	    "default", "meta", "body", "known", "dest"};
+	    "default", "meta", "body", "known", "dest", "index", "lanes"};
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 	char *rerr = NULL;
 
@@ -287,7 +306,7 @@ spool_batch_add(struct spool_batch *b, int cf, const char *prefix,
 	b->ops = xgrow(b->ops, &b->cap, b->nops + 1, sizeof(*b->ops));
 	op = &b->ops[b->nops++];
 	op->cf = cf;
-	if (klen > SPOOL_KEY_MAX && cf != CF_KNOWN && cf != CF_DEST)
+	if (klen > SPOOL_KEY_MAX && (cf == CF_META || cf == CF_BODY))
 		klen = SPOOL_KEY_MAX;
 	op->key = xmalloc(plen + klen + 1);
 	memcpy(op->key, prefix, plen);
@@ -298,15 +317,15 @@ spool_batch_add(struct spool_batch *b, int cf, const char *prefix,
 }
 
 void
-spool_batch_put_meta(struct spool_batch *b, const char *qid, const char *meta,
-    size_t len)
+spool_batch_put_meta(
+    struct spool_batch *b, const char *qid, const char *meta, size_t len)
 {
 	spool_batch_add(b, CF_META, "", qid, strlen(qid), meta, len);
 }
 
 void
-spool_batch_put_body(struct spool_batch *b, const char *qid, const char *body,
-    size_t len)
+spool_batch_put_body(
+    struct spool_batch *b, const char *qid, const char *body, size_t len)
 {
 	spool_batch_add(b, CF_BODY, "", qid, strlen(qid), body, len);
 }
@@ -330,12 +349,90 @@ spool_batch_quarantine(struct spool_batch *b, const char *key, size_t klen,
 static int
 spool_aux_cf(enum spool_aux aux)
 {
-	return aux == SPOOL_KNOWN ? CF_KNOWN : CF_DEST;
+	switch (aux) {
+	case SPOOL_KNOWN:
+		return CF_KNOWN;
+	case SPOOL_DEST:
+		return CF_DEST;
+	case SPOOL_INDEX:
+		return CF_INDEX;
+	case SPOOL_LANES:
+		return CF_LANES;
+	case SPOOL_META:
+		return CF_META;
+	}
+	return CF_DEFAULT;
 }
 
 void
-spool_batch_put_aux(struct spool_batch *b, enum spool_aux aux,
-    const char *key, size_t klen, const char *val, size_t len)
+spool_batch_mark_indexed(struct spool_batch *b)
+{
+	spool_batch_add(b, CF_DEFAULT, "", SPOOL_FORMAT_KEY,
+	    strlen(SPOOL_FORMAT_KEY), SPOOL_FORMAT, strlen(SPOOL_FORMAT));
+}
+
+bool
+spool_indexed(struct spool *sp)
+{
+	char *v, err[200];
+	size_t len;
+	bool yes = false;
+
+	if (spool_get_cf(sp, CF_DEFAULT, SPOOL_FORMAT_KEY,
+		strlen(SPOOL_FORMAT_KEY), &v, &len, err,
+		sizeof(err)) == QUEUE_OK) {
+		yes = strcmp(v, SPOOL_FORMAT) == 0;
+		free(v);
+	}
+	return yes;
+}
+
+int
+spool_iterate(struct spool *sp, enum spool_aux aux, const char *from,
+    size_t fromlen, spool_iter_cb *cb, void *arg, char *err, size_t errlen)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+	    sp->db, sp->ropts, sp->cf[spool_aux_cf(aux)]);
+	char *rerr = NULL;
+
+	for (rocksdb_iter_seek(it, from, fromlen); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		if (cb(arg, k, klen, v, vlen) != 0)
+			break;
+	}
+	rocksdb_iter_get_error(it, &rerr);
+	rocksdb_iter_destroy(it);
+	if (rerr != NULL)
+		return spool_fail(rerr, err, errlen);
+	return QUEUE_OK;
+}
+
+bool
+spool_last_key(struct spool *sp, enum spool_aux aux, char *buf, size_t len)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+	    sp->db, sp->ropts, sp->cf[spool_aux_cf(aux)]);
+	bool found = false;
+
+	rocksdb_iter_seek_to_last(it);
+	if (rocksdb_iter_valid(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		snprintf(buf, len, "%.*s", (int)klen, k);
+		found = true;
+	}
+	rocksdb_iter_destroy(it);
+	return found;
+}
+
+void
+spool_batch_put_aux(struct spool_batch *b, enum spool_aux aux, const char *key,
+    size_t klen, const char *val, size_t len)
 {
 	spool_batch_add(b, spool_aux_cf(aux), "", key, klen, val, len);
 }
@@ -372,8 +469,8 @@ spool_write(struct spool *sp, struct spool_batch *b, bool sync, char *err,
 
 /* Calls cb for every record of column family cf, in key order. */
 static int
-spool_scan_cf(struct spool *sp, int cf, spool_scan_cb *cb, void *arg,
-    char *err, size_t errlen)
+spool_scan_cf(struct spool *sp, int cf, spool_scan_cb *cb, void *arg, char *err,
+    size_t errlen)
 {
 	rocksdb_iterator_t *it =
 	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[cf]);
@@ -395,16 +492,16 @@ spool_scan_cf(struct spool *sp, int cf, spool_scan_cb *cb, void *arg,
 }
 
 int
-spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
-    size_t errlen)
+spool_scan(
+    struct spool *sp, spool_scan_cb *cb, void *arg, char *err, size_t errlen)
 {
 	return spool_scan_cf(sp, CF_META, cb, arg, err, errlen);
 }
 
 /* Reads key of cf into a malloc'd, NUL-terminated buffer; 1 if none. */
 static int
-spool_get_cf(struct spool *sp, int cf, const char *key, size_t klen,
-    char **val, size_t *len, char *err, size_t errlen)
+spool_get_cf(struct spool *sp, int cf, const char *key, size_t klen, char **val,
+    size_t *len, char *err, size_t errlen)
 {
 	char *rerr = NULL;
 	char *v = rocksdb_get_cf(
@@ -426,8 +523,16 @@ int
 spool_get_body(struct spool *sp, const char *qid, char **body, size_t *len,
     char *err, size_t errlen)
 {
-	return spool_get_cf(sp, CF_BODY, qid, strlen(qid), body, len, err,
-	    errlen);
+	return spool_get_cf(
+	    sp, CF_BODY, qid, strlen(qid), body, len, err, errlen);
+}
+
+int
+spool_get_meta(struct spool *sp, const char *qid, char **meta, size_t *len,
+    char *err, size_t errlen)
+{
+	return spool_get_cf(
+	    sp, CF_META, qid, strlen(qid), meta, len, err, errlen);
 }
 
 size_t

@@ -19,17 +19,24 @@ void spool_close(struct spool *sp);
 
 struct spool_batch *spool_batch_new(void);
 void spool_batch_free(struct spool_batch *b);
-void spool_batch_put_meta(struct spool_batch *b, const char *qid,
-    const char *meta, size_t len);
-void spool_batch_put_body(struct spool_batch *b, const char *qid,
-    const char *body, size_t len);
+void spool_batch_put_meta(
+    struct spool_batch *b, const char *qid, const char *meta, size_t len);
+void spool_batch_put_body(
+    struct spool_batch *b, const char *qid, const char *body, size_t len);
 void spool_batch_delete(struct spool_batch *b, const char *qid);
 /* Moves a meta record that does not decode aside, out of the schedule. */
-void spool_batch_quarantine(struct spool_batch *b, const char *key,
-    size_t klen, const char *meta, size_t len);
-/* The small families beside the queue: learned recipients and the
- * destinations' guard state. val NULL deletes the key. */
-enum spool_aux { SPOOL_KNOWN, SPOOL_DEST };
+void spool_batch_quarantine(struct spool_batch *b, const char *key, size_t klen,
+    const char *meta, size_t len);
+/* The families beside the bodies: learned recipients, the destinations'
+ * guard state, the index and its counters (queue/qindex.h), and the
+ * envelopes. val NULL deletes the key. */
+enum spool_aux {
+	SPOOL_KNOWN,
+	SPOOL_DEST,
+	SPOOL_INDEX,
+	SPOOL_LANES,
+	SPOOL_META
+};
 void spool_batch_put_aux(struct spool_batch *b, enum spool_aux aux,
     const char *key, size_t klen, const char *val, size_t len);
 size_t spool_batch_count(const struct spool_batch *b);
@@ -38,19 +45,19 @@ size_t spool_batch_count(const struct spool_batch *b);
  * Applies b atomically; with sync, only after the write-ahead log is on
  * disk. Returns a queue_status (QUEUE_ENOSPC when the disk is full).
  */
-int spool_write(struct spool *sp, struct spool_batch *b, bool sync,
-    char *err, size_t errlen);
+int spool_write(struct spool *sp, struct spool_batch *b, bool sync, char *err,
+    size_t errlen);
 
 /* key is the raw key: normally a queue id, but corruption happens. */
-typedef void spool_scan_cb(void *arg, const char *key, size_t klen,
-    const char *meta, size_t len);
+typedef void spool_scan_cb(
+    void *arg, const char *key, size_t klen, const char *meta, size_t len);
 /* Calls cb for every meta record, in queue id (arrival) order. */
-int spool_scan(struct spool *sp, spool_scan_cb *cb, void *arg, char *err,
-    size_t errlen);
+int spool_scan(
+    struct spool *sp, spool_scan_cb *cb, void *arg, char *err, size_t errlen);
 /* Reads a body into a malloc'd buffer. Returns a queue_status, or 1 if
  * there is no such body. */
-int spool_get_body(struct spool *sp, const char *qid, char **body,
-    size_t *len, char *err, size_t errlen);
+int spool_get_body(struct spool *sp, const char *qid, char **body, size_t *len,
+    char *err, size_t errlen);
 /* Reads one key of an aux family into a malloc'd, NUL-terminated buffer.
  * Returns a queue_status, or 1 if there is no such key. */
 int spool_get_aux(struct spool *sp, enum spool_aux aux, const char *key,
@@ -58,6 +65,25 @@ int spool_get_aux(struct spool *sp, enum spool_aux aux, const char *key,
 /* Calls cb for every record of an aux family, in key order. */
 int spool_scan_aux(struct spool *sp, enum spool_aux aux, spool_scan_cb *cb,
     void *arg, char *err, size_t errlen);
+/* Reads a meta record (malloc'd, NUL-terminated); 1 if there is none. */
+int spool_get_meta(struct spool *sp, const char *qid, char **meta, size_t *len,
+    char *err, size_t errlen);
+/*
+ * Calls cb for the records of family aux from the first key at or after
+ * `from`, in key order, until cb returns non-zero.
+ */
+typedef int spool_iter_cb(
+    void *arg, const char *key, size_t klen, const char *val, size_t len);
+int spool_iterate(struct spool *sp, enum spool_aux aux, const char *from,
+    size_t fromlen, spool_iter_cb *cb, void *arg, char *err, size_t errlen);
+/* The last key of family aux, cut to len - 1 bytes; false if it is empty. */
+bool spool_last_key(
+    struct spool *sp, enum spool_aux aux, char *buf, size_t len);
+/* Whether the spool keeps the index and counters (else they must be
+ * built by a scan), and the mark that says so, set in the batch that
+ * completes them. */
+bool spool_indexed(struct spool *sp);
+void spool_batch_mark_indexed(struct spool_batch *b);
 /* Learned recipients older than this (seconds; 0: never) are dropped. */
 void spool_set_known_max_age(struct spool *sp, int64_t seconds);
 /* The known family's values: big-endian unix seconds. */

@@ -74,11 +74,23 @@ ctl_conn_id(const struct ctl_conn *k)
 	return k->id;
 }
 
+/* The control socket of this process, while it exists. */
+static struct ctl *ctl_live;
+
+bool
+ctl_is_live(const struct ctl *c)
+{
+	return c != NULL && c == ctl_live;
+}
+
 struct ctl_conn *
 ctl_conn_find(struct ctl *c, uint64_t id)
 {
 	struct ctl_conn *k;
 
+	/* An answer from the spool may come after ctl_free, at shutdown. */
+	if (c != ctl_live)
+		return NULL;
 	TAILQ_FOREACH(k, &c->conns, link)
 	if (k->id == id)
 		return k;
@@ -161,8 +173,14 @@ static void
 ctl_pump_run(struct ctl_conn *k)
 {
 	while (k->pump != NULL && !k->closing && ctl_conn_pending(k) < CTL_HIGH)
-		if (k->pump(k, k->pstate))
+		if (k->pump(k, k->pstate) != 0)
 			break;
+}
+
+void
+ctl_stream_kick(struct ctl_conn *k)
+{
+	ctl_pump_run(k);
 }
 
 void
@@ -339,6 +357,7 @@ ctl_new(struct event_base *base, const struct conf *cf,
 	c->ctx.reload = reload;
 	c->ctx.reload_arg = arg;
 	TAILQ_INIT(&c->conns);
+	ctl_live = c;
 	return c;
 }
 
@@ -559,6 +578,7 @@ ctl_free(struct ctl *c)
 		return;
 	while ((k = TAILQ_FIRST(&c->conns)) != NULL)
 		ctl_conn_free(k);
+	ctl_live = NULL;
 	if (c->lev != NULL) {
 		evconnlistener_free(c->lev);
 		unlink(c->path);

@@ -4,6 +4,8 @@
  * answers at once (ctl_reply, ctl_error), later from a callback that finds
  * the connection by id, or through a pump that streams the answer.
  */
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -80,105 +82,308 @@ ctl_get_str(struct ctl_conn *k, json_t *req, const char *name, const char **out)
 	return 0;
 }
 
-/* The messages a request names: ids, or every one matching domain. */
-struct sel {
-	char (*qids)[QID_SIZE];
-	size_t n, cap;
-	const struct conf *cf;
-	const char *domain;
-	int held; /* -1 any, 0 not held, 1 held */
-};
-
-static void
-sel_add(struct sel *s, const char *qid)
+/* Whether a lane is mail for domain: its domain, or its destination's
+ * name (a route as written). */
+static bool
+lane_matches(const struct conf *cf, const char *lane, const char *domain)
 {
-	s->qids = xgrow(s->qids, &s->cap, s->n + 1, QID_SIZE);
-	memcpy(s->qids[s->n++], qid, QID_SIZE);
-}
+	bool notices;
+	char key[512];
 
-static void
-sel_on_msg(void *arg, struct envelope *env)
-{
-	struct sel *s = arg;
-
-	if (s->held >= 0 && !!(env->flags & ENV_HELD) != s->held)
-		return;
-	if (s->domain == NULL || ctl_msg_matches(s->cf, env, s->domain))
-		sel_add(s, env->qid);
+	return strcasecmp(qindex_lane_domain(lane, &notices), domain) == 0 ||
+	       strcasecmp(sched_lane_dest_key(cf, lane, key, sizeof(key)),
+		   domain) == 0;
 }
 
 /*
- * Fills s from "ids" or "domain" (or, with all_ok, "all"); answers and
- * returns -1 on a bad request, an unknown id or a domain with no mail.
+ * Walking a selection of messages: given ids, or every message of the
+ * lanes a domain names, or every message. A page at a time is read from
+ * the spool (queue_scan, queue_get), and each message of it handed to
+ * `each`; the loop is never held longer than one page takes.
  */
-static int
-ctl_select(struct ctl_conn *k, json_t *req, struct sel *s, bool all_ok)
+struct walk {
+	struct ctl *c;
+	uint64_t cid;
+	const struct conf *cf;
+	struct sched *sched; /* to put back what its client left behind */
+	char (*ids)[QID_SIZE];
+	size_t nids, next;
+	char (*lanes)[LANE_SIZE];
+	size_t nlanes, capl, li;
+	bool everything; /* every message, in arrival order */
+	char after[QID_SIZE];
+	bool admit;              /* into the window, to be acted on */
+	uint64_t messages, held; /* the lanes' counters */
+	/* Per message (env NULL: an id that is not queued); then at the end,
+	 * which answers the request. */
+	void (*each)(struct walk *w, struct ctl_conn *k, struct envelope *env,
+	    const char *qid);
+	void (*end)(struct walk *w, struct ctl_conn *k);
+	bool fetching, done;
+	bool stream;  /* list: paced by the client's reading (ctl_stream) */
+	bool orphan;  /* its client left while a page was being read */
+	bool in_pump; /* list_pump is running */
+	void *cmd;    /* walk_new: the domain, while lanes are picked */
+	size_t n, nheld, missing;
+	int64_t before;  /* list: arrival earlier than this (unix s) */
+	int heldonly;    /* list: held messages only */
+	size_t limit;    /* list: at most this many */
+	const char *why; /* bounce */
+	bool hold;       /* hold or release */
+	bool bounce;     /* bounce or delete */
+};
+
+static void
+walk_free(void *arg)
+{
+	struct walk *w = arg;
+
+	free(w->ids);
+	free(w->lanes);
+	free(w);
+}
+
+/* A streamed walk's client left: freed now, or by the page being read. */
+static void
+walk_release(void *arg)
+{
+	struct walk *w = arg;
+
+	if (w->fetching)
+		w->orphan = true;
+	else
+		walk_free(w);
+}
+
+/* After a page: a walk that is a stream goes on as the client reads. */
+static void walk_next(struct walk *w);
+
+static void
+walk_go_on(struct walk *w, struct ctl_conn *k)
+{
+	if (w->stream)
+		ctl_stream_kick(k);
+	else
+		walk_next(w);
+}
+
+static void
+walk_on_lane(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest)
+{
+	struct walk *w = arg;
+
+	(void)oldest;
+	if (!lane_matches(w->cf, lane, w->cmd))
+		return;
+	w->lanes = xgrow(w->lanes, &w->capl, w->nlanes + 1, LANE_SIZE);
+	snprintf(w->lanes[w->nlanes++], LANE_SIZE, "%s", lane);
+	w->messages += c->messages;
+	w->held += c->held;
+}
+
+/* Puts back what a page brought into the window and no one kept (not at
+ * shutdown: the scheduler is gone then). */
+static void
+walk_tidy(struct walk *w, const char *qid)
+{
+	if (ctl_is_live(w->c))
+		sched_tidy(w->sched, qid);
+}
+
+static void walk_next(struct walk *w);
+
+static struct ctl_conn *
+walk_conn(struct walk *w)
+{
+	return ctl_conn_find(w->c, w->cid);
+}
+
+static void
+walk_on_get(void *arg, struct envelope *env)
+{
+	struct walk *w = arg;
+	struct ctl_conn *k = walk_conn(w);
+	char qid[QID_SIZE];
+
+	memcpy(qid, w->ids[w->next - 1], QID_SIZE);
+	w->fetching = false;
+	if (k == NULL) {
+		if (!w->admit)
+			envelope_free(env);
+		else if (env != NULL)
+			walk_tidy(w, qid);
+		if (!w->stream || w->orphan)
+			walk_free(w);
+		return;
+	}
+	w->each(w, k, env, qid);
+	if (!w->admit)
+		envelope_free(env);
+	else if (queue_find(ctl_conn_ctx(k)->deps->q, qid) != NULL)
+		walk_tidy(w, qid);
+	walk_go_on(w, k);
+}
+
+static void
+walk_on_page(void *arg, struct queue_page *pg)
+{
+	struct walk *w = arg;
+	struct ctl_conn *k = walk_conn(w);
+
+	w->fetching = false;
+	for (size_t i = 0; i < pg->n; i++) {
+		char qid[QID_SIZE];
+
+		memcpy(qid, pg->envs[i]->qid, QID_SIZE);
+		if (k != NULL)
+			w->each(w, k, pg->envs[i], qid);
+		if (w->admit &&
+		    (k == NULL ||
+			queue_find(ctl_conn_ctx(k)->deps->q, qid) != NULL))
+			walk_tidy(w, qid);
+	}
+	if (k == NULL) {
+		if (!w->stream || w->orphan)
+			walk_free(w);
+		return;
+	}
+	if (pg->last[0] != '\0')
+		memcpy(w->after, pg->last, QID_SIZE);
+	if (pg->status != QUEUE_OK || pg->end) {
+		w->after[0] = '\0';
+		w->li++;
+		if (w->everything || pg->status != QUEUE_OK)
+			w->done = true;
+	}
+	walk_go_on(w, k);
+}
+
+/* Reads the next page, or ends the walk. */
+static void
+walk_next(struct walk *w)
+{
+	struct ctl_conn *k = walk_conn(w);
+	const struct ctl_ctx *x;
+	struct queue_scan sc = {.pick = QPICK_ALL, .limit = 64};
+
+	if (k == NULL) {
+		if (!w->stream)
+			walk_free(w);
+		return;
+	}
+	x = ctl_conn_ctx(k);
+	if (w->limit > 0 && w->n >= w->limit)
+		w->done = true;
+	if (w->ids != NULL && w->next >= w->nids)
+		w->done = true;
+	if (w->ids == NULL && !w->everything && w->li >= w->nlanes)
+		w->done = true;
+	if (w->done) {
+		w->end(w, k); /* frees w, or leaves it to the stream */
+		return;
+	}
+	w->fetching = true;
+	if (w->ids != NULL) {
+		queue_get(
+		    x->deps->q, w->ids[w->next++], w->admit, walk_on_get, w);
+		return;
+	}
+	sc.lane = w->everything ? NULL : w->lanes[w->li];
+	sc.admit = w->admit;
+	memcpy(sc.after, w->after, QID_SIZE);
+	queue_scan(x->deps->q, &sc, walk_on_page, w);
+}
+
+/*
+ * A walk over what the request names: "ids", or "domain" (every message
+ * of its lanes), or with all_ok "all". Answers and returns NULL on a bad
+ * request or a domain with no mail.
+ */
+static struct walk *
+walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	const char **ids;
 	const char *domain;
 	bool all = json_is_true(json_object_get(req, "all"));
+	struct walk *w;
 	int n;
 
-	memset(s, 0, sizeof(*s));
-	s->cf = x->cf;
-	s->held = -1;
 	if ((n = ctl_get_ids(k, req, &ids)) < 0 ||
 	    ctl_get_str(k, req, "domain", &domain) < 0) {
 		free(ids);
-		return -1;
+		return NULL;
 	}
 	if ((n > 0) + (domain != NULL) + all != 1 || (all && !all_ok)) {
 		free(ids);
 		ctl_error(k, CTL_E_BAD, "give message ids%s or a domain",
 		    all_ok ? ", all" : "");
-		return -1;
+		return NULL;
 	}
-	for (int i = 0; i < n; i++) {
-		if (queue_find(x->deps->q, ids[i]) == NULL) {
-			ctl_error(k, CTL_E_NOT_FOUND,
-			    "no message %s in the queue", ids[i]);
-			free(ids);
-			free(s->qids);
-			s->qids = NULL;
-			return -1;
-		}
-		sel_add(s, ids[i]);
+	w = xcalloc(1, sizeof(*w));
+	w->c = x->c;
+	w->cid = ctl_conn_id(k);
+	w->cf = x->cf;
+	w->sched = x->deps->sched;
+	w->admit = true;
+	if (n > 0) {
+		w->ids = xcalloc((size_t)n, QID_SIZE);
+		for (int i = 0; i < n; i++)
+			memcpy(w->ids[i], ids[i], QID_SIZE);
+		w->nids = (size_t)n;
 	}
 	free(ids);
 	if (domain != NULL) {
-		s->domain = domain;
-		queue_foreach(x->deps->q, sel_on_msg, s);
-		if (s->n == 0) {
+		w->cmd = (void *)(uintptr_t)domain;
+		queue_foreach_lane(x->deps->q, walk_on_lane, w);
+		w->cmd = NULL;
+		if (w->messages == 0) {
 			ctl_error(k, CTL_E_NOT_FOUND, "no mail queued for %s",
 			    domain);
-			return -1;
+			walk_free(w);
+			return NULL;
 		}
 	}
-	return 0;
+	w->everything = all;
+	return w;
 }
 
-/* summary: per destination, from the queue and the scheduler. */
+/* An id that is not queued fails the whole request, as before any
+ * message is touched: the ids are looked up first. */
+static void
+walk_missing(struct walk *w, struct ctl_conn *k)
+{
+	ctl_error(k, CTL_E_NOT_FOUND, "no message %s in the queue",
+	    w->ids[w->missing - 1]);
+	walk_free(w);
+}
+
+/* summary: per destination, from the counters and the scheduler. */
 struct sum_dest {
 	char *name;
-	size_t messages, held;
+	uint64_t messages, held;
 	uint64_t bytes;
-	int64_t oldest;       /* unix seconds */
+	int64_t oldest;       /* unix seconds; 0 unknown */
 	int64_t next_attempt; /* unix seconds; 0 unknown */
 	char *last_error;
-	int64_t last_error_at;
 	uint64_t ages[CTL_AGE_BUCKETS];
 	const char *state;
 	size_t connections;
 };
 
 struct sum {
+	struct ctl *c;
+	uint64_t cid;
 	const struct conf *cf;
 	struct hmap *dests;
 	int64_t now;
-	size_t messages;
-	uint64_t bytes;
 	uint64_t ages[CTL_AGE_BUCKETS];
+	bool ages_wanted;
+	/* --ages: the lanes, each read through (ids only) */
+	char (*lanes)[LANE_SIZE];
+	size_t nlanes, capl, li;
+	char after[QID_SIZE];
 };
 
 static struct sum_dest *
@@ -195,50 +400,23 @@ sum_dest_get(struct sum *s, const char *name)
 }
 
 static void
-sum_on_msg(void *arg, struct envelope *env)
+sum_on_lane(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest)
 {
 	struct sum *s = arg;
-	int64_t arrival = env->arrival / 1000000;
-	int b = ctl_age_bucket(s->now - arrival);
 	char key[512];
-	struct sum_dest *seen[16];
-	size_t nseen = 0;
+	struct sum_dest *d =
+	    sum_dest_get(s, sched_lane_dest_key(s->cf, lane, key, sizeof(key)));
 
-	s->messages++;
-	s->bytes += env->size;
-	s->ages[b]++;
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const struct env_rcpt *r = &env->rcpts[i];
-		struct sum_dest *d;
-		bool dup = false;
-
-		if (r->state != RCPT_PENDING)
-			continue;
-		d = sum_dest_get(
-		    s, sched_dest_key(s->cf, env, r->addr, key, sizeof(key)));
-		if (r->last_error != NULL &&
-		    env->last_attempt >= d->last_error_at) {
-			free(d->last_error);
-			d->last_error = xstrdup(r->last_error);
-			d->last_error_at = env->last_attempt;
-		}
-		for (size_t j = 0; j < nseen && !dup; j++)
-			dup = seen[j] == d;
-		if (dup)
-			continue;
-		if (nseen < sizeof(seen) / sizeof(seen[0]))
-			seen[nseen++] = d;
-		d->messages++;
-		d->bytes += env->size;
-		if (d->oldest == 0 || arrival < d->oldest)
-			d->oldest = arrival;
-		d->ages[b]++;
-		if (env->flags & ENV_HELD)
-			d->held++;
-		else if (d->next_attempt == 0 ||
-			 env->next_attempt < d->next_attempt)
-			d->next_attempt =
-			    env->next_attempt > 0 ? env->next_attempt : s->now;
+	d->messages += c->messages;
+	d->held += c->held;
+	d->bytes += c->bytes;
+	oldest /= 1000000;
+	if (oldest > 0 && (d->oldest == 0 || oldest < d->oldest))
+		d->oldest = oldest;
+	if (s->ages_wanted) {
+		s->lanes = xgrow(s->lanes, &s->capl, s->nlanes + 1, LANE_SIZE);
+		snprintf(s->lanes[s->nlanes++], LANE_SIZE, "%s", lane);
 	}
 }
 
@@ -282,133 +460,212 @@ sum_cmp(const void *a, const void *b)
 }
 
 static void
-cmd_summary(struct ctl_conn *k, json_t *req)
+sum_free(struct sum *s)
+{
+	size_t pos = 0;
+	const char *key;
+	void *val;
+
+	while (hmap_next(s->dests, &pos, &key, &val)) {
+		struct sum_dest *d = val;
+
+		free(d->name);
+		free(d->last_error);
+		free(d);
+	}
+	hmap_free(s->dests);
+	free(s->lanes);
+	free(s);
+}
+
+static void
+sum_reply(struct sum *s, struct ctl_conn *k)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct sum s = {.cf = x->cf, .dests = hmap_new(), .now = now_s()};
-	json_t *res = json_object(), *arr = json_array(), *labels;
+	json_t *res = json_object(), *arr = json_array(), *labels, *tot;
 	struct sum_dest **v;
+	struct lane_count total;
+	int64_t oldest;
 	size_t n = 0, pos = 0;
 	const char *key;
 	void *val;
 
-	(void)req;
-	/* XXX: one pass over the whole queue on the loop; fine for the
-	 * hundreds of thousands of messages a node holds (tens of ms). */
-	queue_foreach(x->deps->q, sum_on_msg, &s);
-	sched_foreach_dest(x->deps->sched, sum_on_dest, &s);
-	v = xcalloc(hmap_count(s.dests) + 1, sizeof(*v));
-	while (hmap_next(s.dests, &pos, &key, &val))
+	sched_foreach_dest(x->deps->sched, sum_on_dest, s);
+	v = xcalloc(hmap_count(s->dests) + 1, sizeof(*v));
+	while (hmap_next(s->dests, &pos, &key, &val))
 		v[n++] = val;
 	qsort(v, n, sizeof(*v), sum_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct sum_dest *d = v[i];
 		const char *state = d->state;
+		json_t *o;
 
+		if (d->messages == 0)
+			continue;
 		if (d->held == d->messages)
 			state = "held";
 		else if (state == NULL)
 			state = "up";
-		json_array_append_new(arr,
-		    json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:s,s:o,s:o,s:I,s:o}",
-			"name", ctl_json_str(d->name), "messages",
-			(json_int_t)d->messages, "held", (json_int_t)d->held,
-			"bytes", (json_int_t)d->bytes, "oldest",
-			(json_int_t)d->oldest, "oldest_age",
-			(json_int_t)(s.now - d->oldest), "state", state,
-			"next_attempt",
-			d->held == d->messages || d->next_attempt == 0
-			    ? json_null()
-			    : json_integer(d->next_attempt),
-			"last_error", ctl_json_str(d->last_error),
-			"connections", (json_int_t)d->connections, "ages",
-			ctl_ages_json(d->ages)));
-		free(d->name);
-		free(d->last_error);
-		free(d);
+		if (d->next_attempt == 0 && strcmp(state, "up") == 0)
+			d->next_attempt = s->now;
+		o = json_pack("{s:o,s:I,s:I,s:I,s:I,s:I,s:s,s:o,s:o,s:I}",
+		    "name", ctl_json_str(d->name), "messages",
+		    (json_int_t)d->messages, "held", (json_int_t)d->held,
+		    "bytes", (json_int_t)d->bytes, "oldest",
+		    (json_int_t)d->oldest, "oldest_age",
+		    (json_int_t)(d->oldest ? s->now - d->oldest : 0), "state",
+		    state, "next_attempt",
+		    d->held == d->messages || d->next_attempt == 0
+			? json_null()
+			: json_integer(d->next_attempt),
+		    "last_error", ctl_json_str(d->last_error), "connections",
+		    (json_int_t)d->connections);
+		if (s->ages_wanted)
+			json_object_set_new(o, "ages", ctl_ages_json(d->ages));
+		json_array_append_new(arr, o);
 	}
 	free(v);
-	hmap_free(s.dests);
-	labels = json_array();
-	for (int i = 0; i < CTL_AGE_BUCKETS; i++)
-		json_array_append_new(
-		    labels, json_string(ctl_age_bucket_label(i)));
-	json_object_set_new(res, "now", json_integer(s.now));
+	queue_totals(x->deps->q, &total, &oldest);
+	json_object_set_new(res, "now", json_integer(s->now));
 	json_object_set_new(res, "destinations", arr);
-	json_object_set_new(res, "total",
-	    json_pack("{s:I,s:I,s:o}", "messages", (json_int_t)s.messages,
-		"bytes", (json_int_t)s.bytes, "ages", ctl_ages_json(s.ages)));
-	json_object_set_new(res, "age_buckets", labels);
+	tot = json_pack("{s:I,s:I,s:I}", "messages", (json_int_t)total.messages,
+	    "held", (json_int_t)total.held, "bytes", (json_int_t)total.bytes);
+	if (s->ages_wanted) {
+		json_object_set_new(tot, "ages", ctl_ages_json(s->ages));
+		labels = json_array();
+		for (int i = 0; i < CTL_AGE_BUCKETS; i++)
+			json_array_append_new(
+			    labels, json_string(ctl_age_bucket_label(i)));
+		json_object_set_new(res, "age_buckets", labels);
+	}
+	json_object_set_new(res, "total", tot);
+	if (queue_indexing(x->deps->q))
+		json_object_set_new(res, "indexing", json_true());
 	ctl_reply(k, res);
+	sum_free(s);
 }
 
-/* list: the matching messages' ids, then each one streamed as it is
- * written, read again from the queue (it may have left meanwhile). */
-struct list_state {
-	struct sel sel;
-	char *domain;
-	int64_t before; /* arrival earlier than this (unix s); 0 any */
-	size_t next, count, limit;
-};
+/* --ages: each lane's ids read through, a slice at a time. */
+static void sum_next(struct sum *s);
 
 static void
-list_free(void *arg)
+sum_on_ids(void *arg, struct queue_page *pg)
 {
-	struct list_state *ls = arg;
+	struct sum *s = arg;
+	struct ctl_conn *k = ctl_conn_find(s->c, s->cid);
+	char key[512];
+	struct sum_dest *d;
 
-	free(ls->sel.qids);
-	free(ls->domain);
-	free(ls);
+	if (k == NULL) {
+		sum_free(s);
+		return;
+	}
+	d = sum_dest_get(s, sched_lane_dest_key(ctl_conn_ctx(k)->cf,
+				s->lanes[s->li], key, sizeof(key)));
+	for (size_t i = 0; i < pg->n; i++) {
+		int b =
+		    ctl_age_bucket(s->now - qid_time(pg->qids[i]) / 1000000);
+
+		d->ages[b]++;
+		s->ages[b]++;
+	}
+	if (pg->last[0] != '\0')
+		memcpy(s->after, pg->last, QID_SIZE);
+	if (pg->end || pg->status != QUEUE_OK) {
+		s->li++;
+		s->after[0] = '\0';
+	}
+	sum_next(s);
 }
 
 static void
-list_on_msg(void *arg, struct envelope *env)
+sum_next(struct sum *s)
 {
-	sel_add(arg, env->qid);
+	struct ctl_conn *k = ctl_conn_find(s->c, s->cid);
+	struct queue_scan sc = {
+	    .pick = QPICK_ALL, .limit = 4096, .keys_only = true};
+
+	if (k == NULL) {
+		sum_free(s);
+		return;
+	}
+	if (s->li >= s->nlanes) {
+		sum_reply(s, k);
+		return;
+	}
+	sc.lane = s->lanes[s->li];
+	memcpy(sc.after, s->after, QID_SIZE);
+	queue_scan(ctl_conn_ctx(k)->deps->q, &sc, sum_on_ids, s);
 }
 
-static int
-list_qid_cmp(const void *a, const void *b)
+static void
+cmd_summary(struct ctl_conn *k, json_t *req)
 {
-	return memcmp(a, b, QID_SIZE);
+	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	struct sum *s = xcalloc(1, sizeof(*s));
+
+	s->c = x->c;
+	s->cid = ctl_conn_id(k);
+	s->cf = x->cf;
+	s->dests = hmap_new();
+	s->now = now_s();
+	s->ages_wanted = json_is_true(json_object_get(req, "ages"));
+	/* From the counters: O(destinations), whatever the spool holds.
+	 * The age histogram alone reads the index (ids only). */
+	queue_foreach_lane(x->deps->q, sum_on_lane, s);
+	if (s->ages_wanted)
+		sum_next(s);
+	else
+		sum_reply(s, k);
+}
+
+/* list: the matching messages streamed, a page at a time, as the client
+ * reads them. */
+static void
+list_each(
+    struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
+{
+	(void)qid;
+	if (env == NULL || (w->limit > 0 && w->n >= w->limit))
+		return;
+	if (w->heldonly && !(env->flags & ENV_HELD))
+		return;
+	if (w->before > 0 && env->arrival / 1000000 >= w->before)
+		return;
+	ctl_send(k, "item", ctl_msg_json(ctl_conn_ctx(k)->cf, env));
+	w->n++;
+}
+
+static void
+list_end(struct walk *w, struct ctl_conn *k)
+{
+	w->done = true;
+	if (!w->in_pump)
+		ctl_stream_kick(k); /* the pump answers */
 }
 
 static int
 list_pump(struct ctl_conn *k, void *arg)
 {
-	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct list_state *ls = arg;
+	struct walk *w = arg;
 
-	for (int i = 0; i < CTL_BATCH; i++) {
-		struct envelope *env;
-
-		if (ls->next >= ls->sel.n ||
-		    (ls->limit > 0 && ls->count >= ls->limit)) {
-			ctl_reply(k,
-			    json_pack("{s:I}", "count", (json_int_t)ls->count));
-			return 1;
-		}
-		env = queue_find(x->deps->q, ls->sel.qids[ls->next++]);
-		if (env == NULL)
-			continue;
-		if (ls->sel.held == 1 && !(env->flags & ENV_HELD))
-			continue;
-		if (ls->before > 0 && env->arrival / 1000000 >= ls->before)
-			continue;
-		if (ls->domain != NULL &&
-		    !ctl_msg_matches(x->cf, env, ls->domain))
-			continue;
-		ctl_send(k, "item", ctl_msg_json(x->cf, env));
-		ls->count++;
+	if (!w->done && !w->fetching) {
+		w->in_pump = true;
+		walk_next(w);
+		w->in_pump = false;
 	}
-	return 0;
+	if (w->done && !w->fetching) {
+		ctl_reply(k, json_pack("{s:I}", "count", (json_int_t)w->n));
+		return 1;
+	}
+	return -1;
 }
 
 static void
 cmd_list(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct list_state *ls;
+	struct walk *w;
 	const char *domain;
 	json_t *older = json_object_get(req, "older_than");
 	json_t *limit = json_object_get(req, "limit");
@@ -424,17 +681,26 @@ cmd_list(struct ctl_conn *k, json_t *req)
 		    "must be whole numbers");
 		return;
 	}
-	ls = xcalloc(1, sizeof(*ls));
-	ls->sel.held = json_is_true(json_object_get(req, "held")) ? 1 : -1;
-	ls->domain = domain ? xstrdup(domain) : NULL;
+	w = xcalloc(1, sizeof(*w));
+	w->c = x->c;
+	w->cid = ctl_conn_id(k);
+	w->cf = x->cf;
+	w->heldonly = json_is_true(json_object_get(req, "held"));
 	if (older != NULL)
-		ls->before = now_s() - json_integer_value(older) + 1;
+		w->before = now_s() - json_integer_value(older) + 1;
 	if (limit != NULL)
-		ls->limit = (size_t)json_integer_value(limit);
-	queue_foreach(x->deps->q, list_on_msg, &ls->sel);
-	/* Queue ids sort in arrival order. */
-	qsort(ls->sel.qids, ls->sel.n, QID_SIZE, list_qid_cmp);
-	ctl_stream(k, list_pump, ls, list_free);
+		w->limit = (size_t)json_integer_value(limit);
+	if (domain != NULL) {
+		w->cmd = (void *)(uintptr_t)domain;
+		queue_foreach_lane(x->deps->q, walk_on_lane, w);
+		w->cmd = NULL;
+	} else
+		w->everything = true;
+	w->each = list_each;
+	w->end = list_end;
+	w->stream = true;
+	/* The walk is the stream's: it is freed when the request ends. */
+	ctl_stream(k, list_pump, w, walk_release);
 }
 
 /* show: the envelope; with "part", the header or the whole body streamed
@@ -442,6 +708,8 @@ cmd_list(struct ctl_conn *k, json_t *req)
 struct show_state {
 	uint64_t cid;
 	struct ctl *c;
+	char qid[QID_SIZE];
+	int part; /* 0 envelope, 1 headers, 2 body */
 	char *body;
 	size_t len, off;
 };
@@ -535,7 +803,7 @@ show_on_body(void *arg, int status, char *body, size_t len)
 	ss->body = body;
 	ss->len = len;
 	/* "headers": up to the blank line that ends them. */
-	if (ss->off == 1) {
+	if (ss->part == 1) {
 		for (size_t i = 0; i < len; i++)
 			if (body[i] == '\n' &&
 			    (i + 1 == len || body[i + 1] == '\n' ||
@@ -544,9 +812,40 @@ show_on_body(void *arg, int status, char *body, size_t len)
 				ss->len = i + 1;
 				break;
 			}
-		ss->off = 0;
 	}
 	ctl_stream(k, show_pump, ss, show_free);
+}
+
+static void
+show_on_env(void *arg, struct envelope *env)
+{
+	struct show_state *ss = arg;
+	struct ctl_conn *k = ctl_conn_find(ss->c, ss->cid);
+	const struct ctl_ctx *x;
+	struct envelope *mem;
+
+	if (k == NULL) {
+		envelope_free(env);
+		show_free(ss);
+		return;
+	}
+	x = ctl_conn_ctx(k);
+	if (env == NULL) {
+		ctl_error(
+		    k, CTL_E_NOT_FOUND, "no message %s in the queue", ss->qid);
+		show_free(ss);
+		return;
+	}
+	if (ss->part == 0) {
+		/* In the window it may be newer than in the spool. */
+		mem = queue_find(x->deps->q, ss->qid);
+		ctl_reply(k, ctl_msg_json(x->cf, mem != NULL ? mem : env));
+		envelope_free(env);
+		show_free(ss);
+		return;
+	}
+	envelope_free(env);
+	queue_read_body(x->deps->q, ss->qid, show_on_body, ss);
 }
 
 static void
@@ -554,7 +853,6 @@ cmd_show(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	const char *id, *part;
-	struct envelope *env;
 	struct show_state *ss;
 
 	if (ctl_get_str(k, req, "qid", &id) < 0 ||
@@ -564,15 +862,8 @@ cmd_show(struct ctl_conn *k, json_t *req)
 		ctl_error(k, CTL_E_BAD, "bad queue id '%s'", id ? id : "");
 		return;
 	}
-	if ((env = queue_find(x->deps->q, id)) == NULL) {
-		ctl_error(k, CTL_E_NOT_FOUND, "no message %s in the queue", id);
-		return;
-	}
-	if (part == NULL || strcmp(part, "envelope") == 0) {
-		ctl_reply(k, ctl_msg_json(x->cf, env));
-		return;
-	}
-	if (strcmp(part, "headers") != 0 && strcmp(part, "body") != 0) {
+	if (part != NULL && strcmp(part, "envelope") != 0 &&
+	    strcmp(part, "headers") != 0 && strcmp(part, "body") != 0) {
 		ctl_error(
 		    k, CTL_E_BAD, "\"part\" is envelope, headers or body");
 		return;
@@ -580,17 +871,55 @@ cmd_show(struct ctl_conn *k, json_t *req)
 	ss = xcalloc(1, sizeof(*ss));
 	ss->c = x->c;
 	ss->cid = ctl_conn_id(k);
-	ss->off =
-	    strcmp(part, "headers") == 0; /* a flag until the body comes */
-	queue_read_body(x->deps->q, id, show_on_body, ss);
+	memcpy(ss->qid, id, QID_SIZE);
+	ss->part = part == NULL || strcmp(part, "envelope") == 0 ? 0
+		   : strcmp(part, "headers") == 0                ? 1
+								 : 2;
+	queue_get(x->deps->q, id, false, show_on_env, ss);
+}
+
+/* The bulk commands: each acts on the messages of its walk as they are
+ * read into the window, and answers with how many it changed. */
+static void
+count_end(struct walk *w, struct ctl_conn *k)
+{
+	if (w->missing > 0) {
+		walk_missing(w, k);
+		return;
+	}
+	ctl_reply(k, (json_t *)w->cmd);
+	w->cmd = NULL;
+	walk_free(w);
+}
+
+static void
+flush_each(
+    struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
+{
+	if (env == NULL)
+		w->missing = w->next;
+	else if (env->flags & ENV_HELD)
+		w->nheld++;
+	else if (sched_flush_msg(ctl_conn_ctx(k)->deps->sched, qid) == 0)
+		w->n++;
+}
+
+static void
+flush_end(struct walk *w, struct ctl_conn *k)
+{
+	log_info("control: flush of %zu messages", w->n);
+	w->cmd = json_pack("{s:I,s:I}", "flushed", (json_int_t)w->n, "held",
+	    (json_int_t)w->nheld);
+	count_end(w, k);
 }
 
 static void
 cmd_flush(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct sel s;
-	size_t n = 0, held = 0;
+	struct walk *w;
+	const char *domain = json_string_value(json_object_get(req, "domain"));
+	size_t n;
 
 	if (json_is_true(json_object_get(req, "all"))) {
 		n = sched_flush(x->deps->sched, NULL);
@@ -598,50 +927,61 @@ cmd_flush(struct ctl_conn *k, json_t *req)
 		ctl_reply(k, json_pack("{s:I}", "flushed", (json_int_t)n));
 		return;
 	}
-	if (ctl_select(k, req, &s, true) < 0)
+	if ((w = walk_new(k, req, true)) == NULL)
 		return;
-	if (s.domain != NULL) {
-		/* Also probes a destination named domain backing off. */
-		sched_flush(x->deps->sched, s.domain);
+	if (domain != NULL) {
+		/* Its lanes are read again, due or not, and a destination
+		 * backing off is probed at once: no walk needed. */
+		sched_flush(x->deps->sched, domain);
+		log_info("control: flush of %" PRIu64 " messages for %s",
+		    w->messages - w->held, domain);
+		ctl_reply(k, json_pack("{s:I,s:I}", "flushed",
+				 (json_int_t)(w->messages - w->held), "held",
+				 (json_int_t)w->held));
+		walk_free(w);
+		return;
 	}
-	for (size_t i = 0; i < s.n; i++) {
-		struct envelope *env = queue_find(x->deps->q, s.qids[i]);
+	w->each = flush_each;
+	w->end = flush_end;
+	walk_next(w);
+}
 
-		if (env != NULL && (env->flags & ENV_HELD))
-			held++;
-		else if (sched_flush_msg(x->deps->sched, s.qids[i]) == 0)
-			n++;
+static void
+hold_each(
+    struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
+{
+	if (env == NULL) {
+		w->missing = w->next;
+		return;
 	}
-	log_info("control: flush of %zu messages%s%s", n,
-	    s.domain ? " for " : "", s.domain ? s.domain : "");
-	free(s.qids);
-	ctl_reply(k, json_pack("{s:I,s:I}", "flushed", (json_int_t)n, "held",
-			 (json_int_t)held));
+	if (!!(env->flags & ENV_HELD) == w->hold)
+		return;
+	if (sched_hold(ctl_conn_ctx(k)->deps->sched, qid, w->hold) == 0) {
+		log_event(
+		    qid, "%s by the operator", w->hold ? "held" : "released");
+		w->n++;
+	}
+}
+
+static void
+hold_end(struct walk *w, struct ctl_conn *k)
+{
+	w->cmd =
+	    json_pack("{s:I}", w->hold ? "held" : "released", (json_int_t)w->n);
+	count_end(w, k);
 }
 
 static void
 ctl_hold(struct ctl_conn *k, json_t *req, bool hold)
 {
-	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct sel s;
-	size_t n = 0;
+	struct walk *w = walk_new(k, req, false);
 
-	if (ctl_select(k, req, &s, false) < 0)
+	if (w == NULL)
 		return;
-	for (size_t i = 0; i < s.n; i++) {
-		struct envelope *env = queue_find(x->deps->q, s.qids[i]);
-
-		if (env == NULL || !!(env->flags & ENV_HELD) == hold)
-			continue;
-		if (sched_hold(x->deps->sched, s.qids[i], hold) == 0) {
-			log_event(s.qids[i], "%s by the operator",
-			    hold ? "held" : "released");
-			n++;
-		}
-	}
-	free(s.qids);
-	ctl_reply(
-	    k, json_pack("{s:I}", hold ? "held" : "released", (json_int_t)n));
+	w->hold = hold;
+	w->each = hold_each;
+	w->end = hold_end;
+	walk_next(w);
 }
 
 static void
@@ -657,11 +997,37 @@ cmd_release(struct ctl_conn *k, json_t *req)
 }
 
 static void
+remove_each(
+    struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
+{
+	struct sched *sc = ctl_conn_ctx(k)->deps->sched;
+	int rc;
+
+	if (env == NULL) {
+		w->missing = w->next;
+		return;
+	}
+	rc = w->bounce ? sched_bounce(sc, qid, "returned by the postmaster")
+		       : sched_delete(sc, qid);
+	if (rc == 0) {
+		log_event(qid, "%s by the operator",
+		    w->bounce ? "returned to sender" : "deleted");
+		w->n++;
+	}
+}
+
+static void
+remove_end(struct walk *w, struct ctl_conn *k)
+{
+	w->cmd = json_pack(
+	    "{s:I}", w->bounce ? "bounced" : "deleted", (json_int_t)w->n);
+	count_end(w, k);
+}
+
+static void
 ctl_remove(struct ctl_conn *k, json_t *req, bool bounce)
 {
-	const struct ctl_ctx *x = ctl_conn_ctx(k);
-	struct sel s;
-	size_t n = 0;
+	struct walk *w;
 	const char *verb = bounce ? "bounce" : "delete";
 
 	if (!json_is_true(json_object_get(req, "yes"))) {
@@ -673,22 +1039,12 @@ ctl_remove(struct ctl_conn *k, json_t *req, bool bounce)
 		ctl_error(k, CTL_E_BAD, "bounce takes message ids");
 		return;
 	}
-	if (ctl_select(k, req, &s, false) < 0)
+	if ((w = walk_new(k, req, false)) == NULL)
 		return;
-	for (size_t i = 0; i < s.n; i++) {
-		int rc = bounce ? sched_bounce(x->deps->sched, s.qids[i],
-				      "returned by the postmaster")
-				: sched_delete(x->deps->sched, s.qids[i]);
-
-		if (rc == 0) {
-			log_event(s.qids[i], "%s by the operator",
-			    bounce ? "returned to sender" : "deleted");
-			n++;
-		}
-	}
-	free(s.qids);
-	ctl_reply(k,
-	    json_pack("{s:I}", bounce ? "bounced" : "deleted", (json_int_t)n));
+	w->bounce = bounce;
+	w->each = remove_each;
+	w->end = remove_end;
+	walk_next(w);
 }
 
 static void
@@ -758,8 +1114,8 @@ ctl_dest_name(struct ctl_conn *k, json_t *req)
 		return NULL;
 	if (name == NULL || name[0] == '\0' || strlen(name) > 255 ||
 	    strpbrk(name, " \t\r\n") != NULL) {
-		ctl_error(k, CTL_E_BAD, "bad destination '%s'",
-		    name ? name : "");
+		ctl_error(
+		    k, CTL_E_BAD, "bad destination '%s'", name ? name : "");
 		return NULL;
 	}
 	return name;
@@ -776,11 +1132,32 @@ cmd_trust(struct ctl_conn *k, json_t *req)
 		return;
 	n = sched_trust(x->deps->sched, name);
 	if (n == 0) {
-		ctl_error(k, CTL_E_NOT_FOUND, "no suspect destination %s", name);
+		ctl_error(
+		    k, CTL_E_NOT_FOUND, "no suspect destination %s", name);
 		return;
 	}
 	log_info("control: %s trusted again by the operator", name);
 	ctl_reply(k, json_pack("{s:i}", "trusted", n));
+}
+
+struct bs_req {
+	struct ctl *c;
+	uint64_t cid;
+	char *name;
+};
+
+static void
+bounce_suspect_done(void *arg, long n)
+{
+	struct bs_req *r = arg;
+	struct ctl_conn *k = ctl_conn_find(r->c, r->cid);
+
+	log_info(
+	    "control: bounce-suspect %s: %ld recipients returned", r->name, n);
+	if (k != NULL)
+		ctl_reply(k, json_pack("{s:I}", "bounced", (json_int_t)n));
+	free(r->name);
+	free(r);
 }
 
 static void
@@ -788,7 +1165,7 @@ cmd_bounce_suspect(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	const char *name = ctl_dest_name(k, req);
-	long n;
+	struct bs_req *r;
 
 	if (name == NULL)
 		return;
@@ -798,22 +1175,16 @@ cmd_bounce_suspect(struct ctl_conn *k, json_t *req)
 		    "true");
 		return;
 	}
-	n = sched_bounce_suspect(x->deps->sched, name);
-	if (n < 0) {
+	r = xcalloc(1, sizeof(*r));
+	r->c = x->c;
+	r->cid = ctl_conn_id(k);
+	r->name = xstrdup(name);
+	if (sched_bounce_suspect(x->deps->sched, name, bounce_suspect_done, r) <
+	    0) {
 		ctl_error(k, CTL_E_NOT_FOUND, "no destination %s", name);
-		return;
+		free(r->name);
+		free(r);
 	}
-	log_info("control: bounce-suspect %s: %ld recipients returned", name,
-	    n);
-	ctl_reply(k, json_pack("{s:I}", "bounced", (json_int_t)n));
-}
-
-static void
-stats_on_msg(void *arg, struct envelope *env)
-{
-	uint64_t *bytes = arg;
-
-	*bytes += env->size;
 }
 
 static void
@@ -821,14 +1192,16 @@ cmd_stats(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	json_t *res = metrics_json();
-	uint64_t bytes = 0;
+	struct lane_count total;
+	int64_t oldest;
 
 	(void)req;
-	queue_foreach(x->deps->q, stats_on_msg, &bytes);
+	queue_totals(x->deps->q, &total, &oldest);
 	json_object_set_new(res, "spool",
-	    json_pack("{s:I,s:I}", "messages",
-		(json_int_t)queue_count(x->deps->q), "bytes",
-		(json_int_t)bytes));
+	    json_pack("{s:I,s:I,s:I,s:I}", "messages",
+		(json_int_t)total.messages, "bytes", (json_int_t)total.bytes,
+		"held", (json_int_t)total.held, "in_memory",
+		(json_int_t)queue_window(x->deps->q)));
 	json_object_set_new(res, "connections_open",
 	    json_integer((json_int_t)server_nsessions(x->deps->srv)));
 	ctl_reply(k, res);

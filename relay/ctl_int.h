@@ -17,7 +17,8 @@ struct ctl_conn;
  * A streamed reply's producer: called whenever the connection's output has
  * drained below a low mark. It writes a bounded batch (ctl_send) and
  * returns; once everything is out it ends the request (ctl_reply) and
- * returns 1. Returns 0 to be called again.
+ * returns 1. Returns 0 to be called again, or -1 while it waits for data
+ * (read from the spool): ctl_stream_kick then calls it again.
  */
 typedef int ctl_pump_cb(struct ctl_conn *k, void *state);
 
@@ -33,6 +34,8 @@ struct ctl_ctx {
 const struct ctl_ctx *ctl_conn_ctx(const struct ctl_conn *k);
 /* A connection's id, for async callbacks to find it again. */
 uint64_t ctl_conn_id(const struct ctl_conn *k);
+/* Whether c has not been freed (an answer may come after, at shutdown). */
+bool ctl_is_live(const struct ctl *c);
 /* The connection with that id, or NULL once it is gone. */
 struct ctl_conn *ctl_conn_find(struct ctl *c, uint64_t id);
 /* Bytes waiting in the connection's output. */
@@ -49,6 +52,9 @@ void ctl_send(struct ctl_conn *k, const char *key, json_t *v);
  * request ends or the client leaves. */
 void ctl_stream(struct ctl_conn *k, ctl_pump_cb *pump, void *state,
     void (*free_state)(void *));
+
+/* Data came for a streamed reply that waits: it goes on writing. */
+void ctl_stream_kick(struct ctl_conn *k);
 
 /* Runs one request (relay/ctl_cmd.c); req is borrowed. */
 void ctl_dispatch(struct ctl_conn *k, const char *cmd, json_t *req);

@@ -67,30 +67,21 @@ gauge_dest_get(struct gauges *g, const char *name)
 	return d;
 }
 
+/* From the counters: O(lanes), whatever the spool holds. */
 static void
-gauges_on_msg(void *arg, struct envelope *env)
+gauges_on_lane(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest)
 {
 	struct gauges *g = arg;
-	struct gauge_dest *last = NULL;
 	char key[512];
+	struct gauge_dest *d = gauge_dest_get(
+	    g, sched_lane_dest_key(g->cf, lane, key, sizeof(key)));
 
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		struct gauge_dest *d;
-
-		if (env->rcpts[i].state != RCPT_PENDING)
-			continue;
-		d = gauge_dest_get(
-		    g, sched_dest_key(
-			   g->cf, env, env->rcpts[i].addr, key, sizeof(key)));
-		if (d ==
-		    last) /* recipients of one domain are usually together */
-			continue;
-		last = d;
-		d->messages++;
-		d->bytes += env->size;
-		if (d->oldest == 0 || env->arrival / 1000000 < d->oldest)
-			d->oldest = env->arrival / 1000000;
-	}
+	d->messages += c->messages;
+	d->bytes += c->bytes;
+	oldest /= 1000000;
+	if (oldest > 0 && (d->oldest == 0 || oldest < d->oldest))
+		d->oldest = oldest;
 }
 
 static void
@@ -144,7 +135,7 @@ gauge_value(
 		return true;
 	case G_AGE:
 		*v = (double)(now - d->oldest);
-		return d->messages > 0;
+		return d->messages > 0 && d->oldest > 0;
 	case G_BACKOFF:
 		*v = d->backoff;
 		return d->backoff >= 0;
@@ -172,7 +163,7 @@ httpd_write_gauges(struct httpd *h, FILE *fp)
 	void *val;
 	double x;
 
-	queue_foreach(h->deps.q, gauges_on_msg, &g);
+	queue_foreach_lane(h->deps.q, gauges_on_lane, &g);
 	sched_foreach_dest(h->deps.sched, gauges_on_dest, &g);
 	v = xcalloc(hmap_count(g.dests) + 1, sizeof(*v));
 	while (hmap_next(g.dests, &pos, &key, &val))

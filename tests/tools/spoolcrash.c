@@ -11,12 +11,15 @@
  *   spoolcrash verify DIR < acks
  *     Opens the spool as mxspoold does at start (recovery included) and
  *     checks that every acknowledged id is there with a byte-identical
- *     body. Exits 0 when all are, 1 (listing the failures) otherwise.
+ *     body, and audits the index and counters against a full scan of the
+ *     envelopes. Exits 0 when all is well, 1 (listing the failures)
+ *     otherwise.
  *   spoolcrash corrupt DIR
  *     Writes two meta records that cannot be decoded, for the quarantine
  *     test.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/conf.h"
+#include "common/hmap.h"
 #include "common/log.h"
 #include "common/xmem.h"
 #include "queue/queue.h"
@@ -97,7 +101,8 @@ on_submitted(void *arg, int status, const char *qid)
 	if (status == QUEUE_OK)
 		submit_next(s);
 	else
-		event_base_once(s->t->base, -1, EV_TIMEOUT, on_retry, s, &pause);
+		event_base_once(
+		    s->t->base, -1, EV_TIMEOUT, on_retry, s, &pause);
 }
 
 static void
@@ -152,6 +157,175 @@ run_submit(const char *dir, int nsub, uint64_t seed, uint64_t min_free)
 	return 0;
 }
 
+/*
+ * The audit: every message read through (the whole meta family, in
+ * slices, as mxspoold would), its index entries and counters worked out
+ * from its envelope, and compared with the counters the spool keeps and
+ * with the index entries it holds. A crash at any moment must leave them
+ * equal (DESIGN.md, contract 7).
+ */
+struct audit {
+	struct tool *t;
+	struct hmap *lanes; /* lane -> struct lane_count, as counted */
+	struct lane_count total;
+	char after[QID_SIZE];
+	char (*names)[LANE_SIZE]; /* lanes whose index is counted */
+	size_t nnames, ni;
+	uint64_t entries;
+	bool done;
+};
+
+static struct lane_count *
+audit_lane(struct audit *a, const char *lane)
+{
+	struct lane_count *c = hmap_get(a->lanes, lane);
+
+	if (c == NULL) {
+		char *k = xstrdup(lane);
+
+		c = xcalloc(1, sizeof(*c));
+		hmap_put(a->lanes, k, c);
+	}
+	return c;
+}
+
+static void
+audit_compare(struct audit *a, const char *lane, const struct lane_count *kept,
+    const struct lane_count *counted)
+{
+	if (kept->messages == counted->messages &&
+	    kept->bytes == counted->bytes && kept->held == counted->held)
+		return;
+	printf("counters of lane '%s': kept %" PRIu64 "/%" PRIu64 "/%" PRIu64
+	       " messages/bytes/held, counted %" PRIu64 "/%" PRIu64 "/%" PRIu64
+	       "\n",
+	    lane, kept->messages, kept->bytes, kept->held, counted->messages,
+	    counted->bytes, counted->held);
+	a->t->bad++;
+}
+
+static void
+audit_on_kept(
+    void *arg, const char *lane, const struct lane_count *c, int64_t oldest)
+{
+	struct audit *a = arg;
+	static const struct lane_count zero;
+	const struct lane_count *counted = hmap_get(a->lanes, lane);
+
+	(void)oldest;
+	audit_compare(a, lane, c, counted != NULL ? counted : &zero);
+	a->names = xrealloc(a->names, (a->nnames + 1) * LANE_SIZE);
+	snprintf(a->names[a->nnames++], LANE_SIZE, "%s", lane);
+}
+
+static void audit_next(struct audit *a);
+
+static void
+audit_on_entries(void *arg, struct queue_page *pg)
+{
+	struct audit *a = arg;
+
+	a->entries += pg->n;
+	if (pg->last[0] != '\0')
+		memcpy(a->after, pg->last, QID_SIZE);
+	if (pg->end || pg->status != QUEUE_OK) {
+		struct lane_count c, *counted;
+		int64_t oldest;
+
+		queue_lane_count(a->t->q, a->names[a->ni], &c, &oldest);
+		counted = hmap_get(a->lanes, a->names[a->ni]);
+		if (a->entries != c.messages ||
+		    (counted != NULL && counted->messages != a->entries)) {
+			printf("index of lane '%s': %" PRIu64
+			       " entries, %" PRIu64 " messages kept\n",
+			    a->names[a->ni], a->entries, c.messages);
+			a->t->bad++;
+		}
+		a->entries = 0;
+		a->after[0] = '\0';
+		a->ni++;
+	}
+	audit_next(a);
+}
+
+static void
+audit_on_page(void *arg, struct queue_page *pg)
+{
+	struct audit *a = arg;
+
+	for (size_t i = 0; i < pg->n; i++) {
+		struct qindex qi;
+
+		qindex_of(pg->envs[i], &qi);
+		for (size_t k = 0; k < qi.nlanes; k++)
+			qindex_count_add(audit_lane(a, qi.lanes[k]), &qi, 1);
+		qindex_count_add(&a->total, &qi, 1);
+		qindex_fini(&qi);
+	}
+	if (pg->last[0] != '\0')
+		memcpy(a->after, pg->last, QID_SIZE);
+	if (pg->status != QUEUE_OK) {
+		printf("the audit's scan failed\n");
+		a->t->bad++;
+		a->done = true;
+	} else if (pg->end) {
+		struct lane_count total;
+		int64_t oldest;
+
+		a->done = true;
+		queue_totals(a->t->q, &total, &oldest);
+		audit_compare(a, "(the whole spool)", &total, &a->total);
+		queue_foreach_lane(a->t->q, audit_on_kept, a);
+		a->after[0] = '\0';
+	}
+	audit_next(a);
+}
+
+static void
+audit_next(struct audit *a)
+{
+	struct queue_scan sc = {.pick = QPICK_ALL, .limit = 256};
+
+	memcpy(sc.after, a->after, QID_SIZE);
+	if (!a->done) {
+		queue_scan(a->t->q, &sc, audit_on_page, a);
+		return;
+	}
+	if (a->ni < a->nnames) {
+		sc.lane = a->names[a->ni];
+		sc.keys_only = true;
+		sc.limit = 4096;
+		queue_scan(a->t->q, &sc, audit_on_entries, a);
+		return;
+	}
+	event_base_loopbreak(a->t->base);
+}
+
+static void
+audit_start(void *arg)
+{
+	audit_next(arg);
+}
+
+/* Runs the audit; returns when it is over. */
+static void
+run_audit(struct tool *t)
+{
+	struct audit a = {.t = t, .lanes = hmap_new()};
+	size_t pos = 0;
+	const char *key;
+	void *val;
+
+	queue_set_ready_cb(t->q, audit_start, &a);
+	event_base_dispatch(t->base);
+	while (hmap_next(a.lanes, &pos, &key, &val)) {
+		free((char *)(uintptr_t)key);
+		free(val);
+	}
+	hmap_free(a.lanes);
+	free(a.names);
+}
+
 struct check {
 	struct tool *t;
 	char qid[QID_SIZE];
@@ -183,6 +357,19 @@ on_body(void *arg, int status, char *body, size_t len)
 		event_base_loopbreak(t->base);
 }
 
+static void
+on_envelope(void *arg, struct envelope *env)
+{
+	struct check *c = arg;
+
+	if (env == NULL) {
+		printf("missing envelope %s\n", c->qid);
+		c->t->bad++;
+	}
+	envelope_free(env);
+	queue_read_body(c->t->q, c->qid, on_body, c);
+}
+
 static int
 run_verify(const char *dir)
 {
@@ -191,22 +378,19 @@ run_verify(const char *dir)
 	long nack = 0;
 
 	open_queue(&t, dir, 0);
+	run_audit(&t);
 	while (fgets(line, sizeof(line), stdin) != NULL) {
 		struct check *c = xcalloc(1, sizeof(*c));
 
-		if (sscanf(line, "ACK %12s %64s %zu", c->qid, c->hash, &c->len) !=
-		    3) {
+		if (sscanf(line, "ACK %12s %64s %zu", c->qid, c->hash,
+			&c->len) != 3) {
 			free(c);
 			continue;
 		}
 		nack++;
 		c->t = &t;
-		if (queue_find(t.q, c->qid) == NULL) {
-			printf("missing envelope %s\n", c->qid);
-			t.bad++;
-		}
 		t.outstanding++;
-		queue_read_body(t.q, c->qid, on_body, c);
+		queue_get(t.q, c->qid, false, on_envelope, c);
 	}
 	if (t.outstanding > 0)
 		event_base_dispatch(t.base);
@@ -251,8 +435,9 @@ main(int argc, char **argv)
 		return run_verify(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "corrupt") == 0)
 		return run_corrupt(argv[2]);
-	fprintf(stderr, "usage: spoolcrash submit DIR SUBMITTERS SEED [MIN_FREE]\n"
-			"       spoolcrash verify DIR < acks\n"
-			"       spoolcrash corrupt DIR\n");
+	fprintf(stderr,
+	    "usage: spoolcrash submit DIR SUBMITTERS SEED [MIN_FREE]\n"
+	    "       spoolcrash verify DIR < acks\n"
+	    "       spoolcrash corrupt DIR\n");
 	return 2;
 }
