@@ -14,6 +14,7 @@ bench_start() {
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/mxspool-bench-$BENCH.XXXXXX")
 	chmod 755 "$WORK" # Postfix's processes reach their queue through it
 	pids=""
+	bench_dirs=""
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -32,11 +33,19 @@ bench_cleanup() {
 		wait "$p" 2>/dev/null || true
 	done
 	if [ "${KEEP:-0}" = 1 ]; then
-		echo "bench/$BENCH: kept $WORK" >&2
+		echo "bench/$BENCH: kept $WORK$bench_dirs" >&2
 	else
-		rm -rf "$WORK"
+		# shellcheck disable=SC2086 # a list of paths without blanks
+		rm -rf "$WORK" $bench_dirs
 	fi
 	exit "$st"
+}
+
+# A directory outside $WORK (a large spool on a disk rather than in
+# ${TMPDIR:-/tmp}, say) that the cleanup removes with $WORK, unless KEEP=1.
+# Its path may not contain blanks.
+bench_dir() {
+	bench_dirs="$bench_dirs $1"
 }
 
 # A finished server's directory: its spool, queue and log.
