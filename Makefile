@@ -144,7 +144,7 @@ test-unit: $(UNIT_BINS)
 		echo "== $$t"; $$t || fail=1; \
 	done; exit $$fail
 
-test-integration: $(PROGS) $(TOOL_BINS)
+test-integration: $(PROGS) $(TOOL_BINS) $(BUILD)/bench/spool
 	MXSPOOL_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration
 
 # The same suite built with ASan+UBSan in a build directory of its own.

@@ -4,7 +4,8 @@
  *
  *   spool fsync DIR SECONDS            write+fdatasync of 10 KiB records
  *   spool commit DIR SUBMITTERS COUNT  10 KiB messages through the queue
- *   spool fill DIR COUNT               a spool of COUNT small messages
+ *   spool fill DIR COUNT [unindexed]   a spool of COUNT small messages
+ *                                      (unindexed: as before the index)
  *   spool recover DIR                  time to open and index it
  *
  * Each prints one line of key=value figures; bench/spool.sh runs them
@@ -13,6 +14,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,9 +171,10 @@ bench_commit(const char *dir, int nsub, long count)
 }
 
 /* Writes count small messages straight into the spool, in large batches,
- * with their index entries and counters, as the queue would have. */
+ * with their index entries and counters as the queue would have, or
+ * without (a spool from before the index). */
 static int
-bench_fill(const char *dir, long count)
+bench_fill(const char *dir, long count, bool indexed)
 {
 	struct spool *sp;
 	struct qid_gen g;
@@ -208,8 +211,9 @@ bench_fill(const char *dir, long count)
 			qindex_of(env, &qi);
 			klen = qindex_key(qi.lanes[0], env->qid, key);
 			qindex_val_encode(&qi, val); /* the same for all */
-			spool_batch_put_aux(
-			    b, SPOOL_INDEX, key, klen, val, QINDEX_VAL);
+			if (indexed)
+				spool_batch_put_aux(
+				    b, SPOOL_INDEX, key, klen, val, QINDEX_VAL);
 			qindex_count_add(&lane, &qi, 1);
 			qindex_fini(&qi);
 			envelope_free(env);
@@ -222,6 +226,10 @@ bench_fill(const char *dir, long count)
 			free(keep[k]);
 		free(keep);
 		spool_batch_free(b);
+	}
+	if (!indexed) {
+		spool_close(sp);
+		return 0;
 	}
 	b = spool_batch_new();
 	qindex_count_encode(&lane, cnt);
@@ -260,12 +268,13 @@ main(int argc, char **argv)
 		return bench_fsync(argv[2], atof(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "commit") == 0)
 		return bench_commit(argv[2], atoi(argv[3]), atol(argv[4]));
-	if (argc == 4 && strcmp(argv[1], "fill") == 0)
-		return bench_fill(argv[2], atol(argv[3]));
+	if ((argc == 4 || (argc == 5 && strcmp(argv[4], "unindexed") == 0)) &&
+	    strcmp(argv[1], "fill") == 0)
+		return bench_fill(argv[2], atol(argv[3]), argc == 4);
 	if (argc == 3 && strcmp(argv[1], "recover") == 0)
 		return bench_recover(argv[2]);
 	fprintf(stderr,
 	    "usage: spool fsync DIR SECONDS | commit DIR SUBMITTERS "
-	    "COUNT | fill DIR COUNT | recover DIR\n");
+	    "COUNT | fill DIR COUNT [unindexed] | recover DIR\n");
 	return 2;
 }
