@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/hmap.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/commit.h"
 #include "queue/queue.h"
@@ -918,6 +920,55 @@ queue_remove(struct queue *q, const char *qid)
 	op->done = queue_on_written;
 	commit_push(q->commit, op);
 	window_drop(q, qm);
+}
+
+void
+queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
+{
+	static const char *const status[] = {
+	    [OUTCOME_SENT] = "sent",
+	    [OUTCOME_DEFERRED] = "deferred",
+	    [OUTCOME_BOUNCED] = "bounced",
+	    [OUTCOME_EXPIRED] = "expired",
+	};
+	static const enum metric counter[] = {
+	    [OUTCOME_SENT] = M_DELIVERED,
+	    [OUTCOME_DEFERRED] = M_DEFERRED,
+	    [OUTCOME_BOUNCED] = M_BOUNCED,
+	    [OUTCOME_EXPIRED] = M_BOUNCED,
+	};
+	struct env_rcpt *r = &env->rcpts[idx];
+	struct timespec ts;
+	double delay;
+
+	/* Copied first: res may point into r. */
+	if (res->dsn != NULL) {
+		char *d = xstrdup(res->dsn);
+
+		free(r->dsn_status);
+		r->dsn_status = d;
+	}
+	if (res->outcome == OUTCOME_SENT) {
+		r->state = RCPT_DELIVERED;
+		free(r->last_error);
+		r->last_error = NULL;
+	} else if (res->reply != NULL) {
+		char *t = xstrdup(res->reply);
+
+		free(r->last_error);
+		r->last_error = t;
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	delay = (double)ts.tv_sec + ts.tv_nsec / 1e9 - env->arrival / 1e6;
+	log_event(env->qid,
+	    "to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s%s)", r->addr,
+	    res->relay != NULL ? res->relay : "none", delay < 0 ? 0 : delay,
+	    r->dsn_status != NULL ? r->dsn_status : "4.0.0",
+	    status[res->outcome], res->note != NULL ? res->note : "",
+	    res->says != NULL    ? res->says
+	    : res->reply != NULL ? res->reply
+				 : "");
+	metrics_inc(counter[res->outcome]);
 }
 
 static void

@@ -99,6 +99,33 @@ struct envelope *queue_take(struct queue *q, const char *qid);
 void queue_update(struct queue *q, const char *qid);
 /* Deletes a finished message from the spool, the index and the window. */
 void queue_remove(struct queue *q, const char *qid);
+/* What became of a recipient after an attempt, or an operator's word. */
+enum rcpt_outcome {
+	OUTCOME_SENT,     /* accepted: the recipient is delivered */
+	OUTCOME_DEFERRED, /* it waits, and is tried again */
+	OUTCOME_BOUNCED,  /* returned to the sender (settled once the DSN
+			     is queued) */
+	OUTCOME_EXPIRED,  /* returned: max_age reached */
+};
+
+struct rcpt_result {
+	enum rcpt_outcome outcome;
+	const char *relay; /* "host[addr]:port"; NULL: none */
+	const char *dsn;   /* its enhanced status now; NULL keeps the last */
+	const char *reply; /* the reply or why, kept; NULL keeps the last */
+	const char *note;  /* logged before the reply: "soft_bounce: " */
+	const char *says;  /* logged instead of the reply (the operator) */
+};
+
+/*
+ * Records a recipient's result in the envelope of a message in the
+ * window (state, enhanced status, last reply), logs it in the Postfix
+ * shape (ID: to=<..>, relay=.., delay=.., dsn=.., status=..) and counts
+ * it. The one place a recipient's result is written; it reaches the spool
+ * with the message's next queue_update, in that batch.
+ */
+void queue_record(
+    struct envelope *env, size_t idx, const struct rcpt_result *res);
 /* The message leaves the window once every write of it queued so far is
  * done (so a scan can never bring back a state older than the spool's).
  * Its state must have been stored (queue_update). */

@@ -724,19 +724,6 @@ sched_on_ready(void *arg)
 	sched_dispatch_all(s);
 }
 
-/* Logging, Postfix style, one line per recipient and attempt. */
-void
-sched_log(const struct smsg *m, const char *rcpt, const char *relay,
-    const char *dsn, const char *status, const char *text)
-{
-	double delay =
-	    (double)(sched_now_ms() - m->env->arrival / 1000) / 1000.0;
-
-	log_event(m->qid,
-	    "to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s)", rcpt,
-	    relay, delay < 0 ? 0 : delay, dsn, status, text);
-}
-
 /* A message's state changed: store it, or remove it when all is done. */
 void
 sched_settle(struct sched *s, struct smsg *m)
@@ -853,11 +840,12 @@ sched_on_timer(evutil_socket_t fd, short what, void *arg)
 
 struct sched *
 sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
-    struct dns *dns)
+    struct dns *dns, const struct deliver_ops *ops)
 {
 	struct sched *s = xcalloc(1, sizeof(*s));
 
 	s->base = base;
+	s->ops = ops;
 	s->cf = cf;
 	s->q = q;
 	s->dns = dns;
@@ -921,7 +909,7 @@ sched_free(struct sched *s)
 		dns_cancel(s->dns, d->dns_id);
 		while ((ss = TAILQ_FIRST(&d->sessions)) != NULL) {
 			TAILQ_REMOVE(&d->sessions, ss, link);
-			client_session_free(ss->cs);
+			s->ops->close(ss->cs);
 			dns_answer_free(ss->ans);
 			free(ss);
 		}
@@ -1179,12 +1167,10 @@ sched_bounce_now(struct sched *s, struct smsg *m, const char *why)
 		    (m->notifying != NULL && m->notifying[i]))
 			continue;
 		job_drop_rcpt(m, i);
-		free(r->dsn_status);
-		r->dsn_status = xstrdup("5.0.0");
-		free(r->last_error);
-		r->last_error = xstrdup(why);
-		sched_log(m, r->addr, "none", r->dsn_status, "bounced", why);
-		metrics_inc(M_BOUNCED);
+		queue_record(env, i,
+		    &(struct rcpt_result){.outcome = OUTCOME_BOUNCED,
+			.dsn = "5.0.0",
+			.reply = why});
 		list[n].idx = i;
 		list[n].status = r->dsn_status;
 		list[n].diagnostic = r->last_error;

@@ -20,11 +20,13 @@ struct event_base;
 struct queue;
 struct dns;
 struct sched;
+struct deliver_ops;
 
 /* Schedules everything already queued, and from then on every message the
- * queue reports as arrived. cf, q and dns are borrowed. */
+ * queue reports as arrived, over sessions opened through ops
+ * (queue/deliver.h). cf, q, dns and ops are borrowed. */
 struct sched *sched_new(struct event_base *base, const struct conf *cf,
-    struct queue *q, struct dns *dns);
+    struct queue *q, struct dns *dns, const struct deliver_ops *ops);
 /* Drops connections at once (mail in flight is simply due again at the
  * next start). NULL is a no-op. */
 void sched_free(struct sched *s);
@@ -35,7 +37,7 @@ void sched_set_conf(struct sched *s, const struct conf *cf);
 struct sched_dest_info {
 	const char *name;  /* the route, or the recipient domain */
 	const char *state; /* "up", "backing off", "probing" */
-	bool suspect;	   /* the rejection guard holds its 5xx */
+	bool suspect;      /* the rejection guard holds its 5xx */
 	size_t messages;   /* jobs waiting or in flight */
 	size_t connections;
 	unsigned concurrency;
@@ -89,7 +91,7 @@ void sched_tidy(struct sched *s, const char *qid);
 const char *sched_dest_key(const struct conf *cf, const struct envelope *env,
     const char *rcpt, char *buf, size_t len);
 /* The destination of a lane's mail (queue/qindex.h), into buf. */
-const char *sched_lane_dest_key(const struct conf *cf, const char *lane,
-    char *buf, size_t len);
+const char *sched_lane_dest_key(
+    const struct conf *cf, const char *lane, char *buf, size_t len);
 
 #endif

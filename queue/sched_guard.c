@@ -248,9 +248,10 @@ sched_bounce_suspect_msg(struct sched *s, struct smsg *m, struct dest *d)
 			d->key) != 0)
 			continue;
 		job_drop_rcpt(m, i);
-		sched_log(m, r->addr, "none", r->dsn_status, "bounced",
-		    "returned by the operator (bounce-suspect)");
-		metrics_inc(M_BOUNCED);
+		/* Returned with the store's words, as the DSN will say. */
+		queue_record(env, i,
+		    &(struct rcpt_result){.outcome = OUTCOME_BOUNCED,
+			.says = "returned by the operator (bounce-suspect)"});
 		list[n].idx = i;
 		list[n].status = r->dsn_status;
 		list[n].diagnostic = r->last_error;

@@ -11,13 +11,13 @@
 #include <sys/queue.h>
 
 #include "dns/dns.h"
+#include "queue/deliver.h"
 #include "queue/dsn.h"
 #include "queue/guard.h"
 #include "queue/queue.h"
 #include "queue/retry.h"
 #include "queue/sched.h"
 #include "queue/window.h"
-#include "relay/client.h"
 
 #define SCHED_LOADS 8        /* bodies read at once per destination */
 #define SCHED_SCAN 64        /* ready jobs a session looks through */
@@ -125,6 +125,7 @@ struct dest {
 
 struct sched {
 	struct event_base *base;
+	const struct deliver_ops *ops; /* the sessions (relay/client.c) */
 	const struct conf *cf;
 	struct queue *q;
 	struct dns *dns;
@@ -172,8 +173,6 @@ void dest_refill(struct dest *d);
 struct slane *sched_lane(struct sched *s, const char *lane);
 /* An operator's delete or bounce that waited for the message's attempt. */
 void sched_apply_doom(struct sched *s, struct smsg *m);
-void sched_log(const struct smsg *m, const char *rcpt, const char *relay,
-    const char *dsn, const char *status, const char *text);
 /* sched_notify.c */
 void sched_notify(struct sched *s, struct smsg *m, enum dsn_action action,
     const struct dsn_rcpt *list, size_t n);

@@ -268,11 +268,15 @@ sched_age_msg(struct sched *s, struct smsg *m, int64_t now)
 			age_entry(late, &nlate, i, r, true);
 	}
 	for (size_t i = 0; i < nexp; i++) {
-		sched_log(m, env->rcpts[expired[i].idx].addr, "none",
-		    expired[i].status, "expired",
-		    "returned to sender: max_age reached");
+		/* Its status as it is (the DSN's entry points to it), or
+		 * 4.4.7 if it had none. */
+		queue_record(env, expired[i].idx,
+		    &(struct rcpt_result){.outcome = OUTCOME_EXPIRED,
+			.dsn = env->rcpts[expired[i].idx].dsn_status == NULL
+				   ? expired[i].status
+				   : NULL,
+			.says = "returned to sender: max_age reached"});
 		job_drop_rcpt(m, expired[i].idx);
-		metrics_inc(M_BOUNCED);
 	}
 	if (nexp > 0)
 		sched_notify(s, m, DSN_FAILED, expired, nexp);

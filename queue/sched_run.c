@@ -80,7 +80,7 @@ dest_wake(struct dest *d)
 	TAILQ_FOREACH(ss, &d->sessions, link)
 	if (ss->idle) {
 		ss->idle = false;
-		client_session_wake(ss->cs);
+		d->s->ops->wake(ss->cs);
 	}
 }
 
@@ -115,12 +115,12 @@ sched_next(void *arg, struct client_session *cs)
 
 	if (ss->greeting_probe) {
 		/* It greets: that is all a refusing store's probe asks. */
-		client_session_quit(cs);
+		d->s->ops->quit(cs);
 		return NULL;
 	}
 	if (d->pol.state != DEST_UP && ss->nmsgs > 0) {
 		/* A probe that did not succeed carries no more mail. */
-		client_session_quit(ss->cs);
+		d->s->ops->quit(ss->cs);
 		return NULL;
 	}
 	TAILQ_FOREACH(j, &d->ready, link)
@@ -183,7 +183,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	struct dest *d = j->d;
 	struct sched *s = d->s;
 	struct envelope *env = m->env;
-	const char *relay = client_session_relay(cs);
+	const char *relay = s->ops->relay(cs);
 	struct dsn_rcpt *failed = xcalloc(cm->nrcpts, sizeof(*failed));
 	struct dsn_rcpt *sent = xcalloc(cm->nrcpts, sizeof(*sent));
 	enum verdict *v = xcalloc(cm->nrcpts, sizeof(*v));
@@ -217,77 +217,69 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		struct client_rcpt *cr = &cm->rcpts[k];
 		size_t idx = j->ridx[k];
 		struct env_rcpt *r = &env->rcpts[idx];
-		const char *text = cr->text ? cr->text : "no reply";
-		const char *held = ""; /* why a 5xx only defers, for the log */
+		char dsn[16];
+		struct rcpt_result res = {
+		    .outcome = OUTCOME_DEFERRED,
+		    .relay = relay,
+		    .dsn = dsn,
+		    .reply = cr->text ? cr->text : "no reply",
+		};
 
 		retried[k] = r->last_error != NULL;
-		free(r->dsn_status);
-		r->dsn_status = xstrdup(cr->dsn[0] ? cr->dsn : "4.0.0");
+		snprintf(
+		    dsn, sizeof(dsn), "%s", cr->dsn[0] ? cr->dsn : "4.0.0");
 		switch (v[k]) {
 		case VERDICT_SENT:
-			r->state = RCPT_DELIVERED;
-			free(r->last_error);
-			r->last_error = NULL;
-			sched_log(
-			    m, r->addr, relay, r->dsn_status, "sent", text);
-			metrics_inc(M_DELIVERED);
-			sent[nsent].idx = idx;
-			sent[nsent].status = r->dsn_status;
-			sent[nsent].remote_mta = relay;
-			sent[nsent].diagnostic = text;
-			nsent++;
+			res.outcome = OUTCOME_SENT;
 			break;
 		case VERDICT_FAIL:
-			free(r->last_error);
-			r->last_error = xstrdup(text);
 			switch (dest_judge_5xx(d, m, idx, now)) {
 			case FATE_BOUNCE:
-				sched_log(m, r->addr, relay, r->dsn_status,
-				    "bounced", text);
-				metrics_inc(M_BOUNCED);
-				failed[nfailed].idx = idx;
-				failed[nfailed].status = r->dsn_status;
-				failed[nfailed].remote_mta = relay;
-				failed[nfailed].diagnostic = text;
-				nfailed++;
-				continue;
+				res.outcome = OUTCOME_BOUNCED;
+				break;
 			case FATE_SUSPECT:
 				/* Held with the store's words (5.x.x kept):
 				 * bounce-suspect can still return it. */
 				suspect = true;
 				v[k] = VERDICT_DEFER;
-				held = "suspect 5xx, held: ";
+				res.note = "suspect 5xx, held: ";
 				break;
 			case FATE_SOFT:
-				r->dsn_status[0] = '4';
+				dsn[0] = '4';
 				v[k] = VERDICT_DEFER;
-				held = "soft_bounce: ";
+				res.note = "soft_bounce: ";
 				break;
 			}
-			goto deferred;
+			break;
 		case VERDICT_STORE:
 			/* Whatever its code, the recipient only waits. */
-			free(r->dsn_status);
-			r->dsn_status = xstrdup("4.3.0");
-			/* FALLTHROUGH */
+			snprintf(dsn, sizeof(dsn), "4.3.0");
+			break;
 		case VERDICT_DEFER:
 		case VERDICT_TRANSIENT:
-			free(r->last_error);
-			r->last_error = xstrdup(text);
-		deferred:
+			break;
+		}
+		queue_record(env, idx, &res);
+		switch (res.outcome) {
+		case OUTCOME_SENT:
+			sent[nsent].idx = idx;
+			sent[nsent].status = r->dsn_status;
+			sent[nsent].remote_mta = relay;
+			sent[nsent].diagnostic = res.reply;
+			nsent++;
+			break;
+		case OUTCOME_BOUNCED:
+		case OUTCOME_EXPIRED:
+			failed[nfailed].idx = idx;
+			failed[nfailed].status = r->dsn_status;
+			failed[nfailed].remote_mta = relay;
+			failed[nfailed].diagnostic = r->last_error;
+			nfailed++;
+			break;
+		case OUTCOME_DEFERRED:
 			temp = true;
 			if (why == NULL)
 				why = r->last_error;
-			if (held[0] != '\0') {
-				char *t = xasprintf("%s%s", held, text);
-
-				sched_log(m, r->addr, relay, r->dsn_status,
-				    "deferred", t);
-				free(t);
-			} else
-				sched_log(m, r->addr, relay, r->dsn_status,
-				    "deferred", text);
-			metrics_inc(M_DEFERRED);
 			j->ridx[keep++] = idx;
 			break;
 		}
@@ -372,15 +364,11 @@ sched_note_failure(struct dest *d, const char *dsn, const char *why)
 		return;
 	env = j->m->env;
 	for (size_t i = 0; i < j->nridx; i++) {
-		struct env_rcpt *r = &env->rcpts[j->ridx[i]];
+		struct rcpt_result res = {.outcome = OUTCOME_DEFERRED,
+		    .dsn = dsn[0] ? dsn : "4.4.1",
+		    .reply = why};
 
-		free(r->dsn_status);
-		r->dsn_status = xstrdup(dsn[0] ? dsn : "4.4.1");
-		free(r->last_error);
-		r->last_error = xstrdup(why);
-		sched_log(
-		    j->m, r->addr, "none", r->dsn_status, "deferred", why);
-		metrics_inc(M_DEFERRED);
+		queue_record(env, j->ridx[i], &res);
 	}
 	env->attempts++;
 	env->last_attempt = sched_now_ms() / 1000;
@@ -429,7 +417,7 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 		else
 			dest_failed(d, why);
 	}
-	client_session_free(cs);
+	s->ops->close(cs);
 	dns_answer_free(ss->ans);
 	free(ss);
 	dest_dispatch(d);
@@ -477,7 +465,7 @@ sess_start(struct dest *d, const struct dns_answer *ans)
 	if (d->pol.state == DEST_UP)
 		sched_wake_at(s,
 		    d->pol.last_change + dest_retry(d)->probe_interval * 1000);
-	ss->cs = client_session_new(s->base, &ss->target, &sched_cbs, ss);
+	ss->cs = s->ops->open(s->base, &ss->target, &sched_cbs, ss);
 }
 
 /* DNS said the destination does not exist: its recipients fail. */
@@ -494,15 +482,11 @@ dest_permfail(struct dest *d, const struct dns_answer *ans)
 
 		next = TAILQ_NEXT(j, link);
 		for (size_t i = 0; i < n; i++) {
-			struct env_rcpt *r = &m->env->rcpts[j->ridx[i]];
+			struct rcpt_result res = {.outcome = OUTCOME_BOUNCED,
+			    .dsn = ans->dsn,
+			    .reply = ans->reason};
 
-			free(r->dsn_status);
-			r->dsn_status = xstrdup(ans->dsn);
-			free(r->last_error);
-			r->last_error = xstrdup(ans->reason);
-			sched_log(m, r->addr, "none", ans->dsn, "bounced",
-			    ans->reason);
-			metrics_inc(M_BOUNCED);
+			queue_record(m->env, j->ridx[i], &res);
 			list[i].idx = j->ridx[i];
 			list[i].status = ans->dsn;
 			list[i].diagnostic = ans->reason;
@@ -558,7 +542,7 @@ dest_dispatch(struct dest *d)
 			break;
 		if (ss->idle) {
 			ss->idle = false;
-			client_session_wake(ss->cs);
+			s->ops->wake(ss->cs);
 			want--;
 		} else if (ss->nmsgs == 0)
 			want--;

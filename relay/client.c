@@ -660,3 +660,11 @@ client_session_tls(const struct client_session *cs)
 {
 	return cs->tls_on ? cs->tls_desc : NULL;
 }
+
+const struct deliver_ops client_deliver_ops = {
+    .open = client_session_new,
+    .wake = client_session_wake,
+    .quit = client_session_quit,
+    .close = client_session_free,
+    .relay = client_session_relay,
+};

@@ -4,7 +4,8 @@
  * address of each host, in order, until one answers), greets (EHLO, HELO
  * as fallback; LHLO for LMTP), applies the destination's TLS policy, then
  * asks its owner for messages one at a time and reports a result for every
- * recipient. The owner (queue/sched.c) decides what to send and when.
+ * recipient. The owner (queue/sched.c, through queue/deliver.h) decides
+ * what to send and when.
  *
  * All callbacks run on the loop. A callback may call client_session_free()
  * on its own session only from `closed`; elsewhere it may ask the session
@@ -17,89 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/conf.h"
-#include "dns/dns.h"
-#include "queue/envelope.h"
-#include "queue/verdict.h"
-
-struct event_base;
-struct client_session;
-
-/* One recipient of a delivery: the request, then the answer about it. */
-struct client_rcpt {
-	const char *addr;  /* in: borrowed */
-	const char *orcpt; /* in: RFC 3461 ORCPT as stored, or NULL */
-	unsigned notify;   /* in: NOTIFY_* bits, 0 if not given */
-	int code;	   /* out: reply code (250, 451, 550...); 0: none */
-	enum reply_stage stage; /* out: the command `code` answered */
-	char dsn[12];	   /* out: enhanced status, e.g. "2.0.0", "4.4.1" */
-	char *text; /* out: reply or failure text, or NULL; malloc'd: the
-		       client frees an old value when it sets a new one, the
-		       owner frees the last */
-};
-
-/* One message to deliver over a session. Everything "in" is borrowed
- * until `done` runs for it. */
-struct client_msg {
-	const char *qid;
-	const char *sender; /* "" for the null sender */
-	enum body_type body;
-	bool smtputf8;
-	enum dsn_ret ret;
-	const char *envid; /* or NULL */
-	struct client_rcpt *rcpts;
-	size_t nrcpts;
-	const char *data; /* the message as stored: CRLF lines, not stuffed */
-	size_t len;
-	void *owner; /* the caller's own pointer, untouched */
-};
-
-/* How to reach a destination and how to talk to it. */
-struct client_target {
-	const struct dns_answer *ans; /* hosts to try, or a unix socket path */
-	bool lmtp;		      /* LMTP (RFC 2033) instead of SMTP */
-	enum tls_policy tls;
-	const char *tls_ca_file; /* for TLS_VERIFY; NULL: system store */
-	const char *helo_name;	 /* our name in EHLO/LHLO */
-	unsigned max_msgs;	 /* messages per connection, then QUIT */
-	int64_t connect_timeout; /* seconds, per address tried */
-	int64_t command_timeout; /* greeting, EHLO, MAIL, RCPT, QUIT */
-	int64_t data_timeout;	 /* DATA reply and each write */
-	int64_t final_timeout;	 /* reply(ies) to the end of data */
-	int64_t idle_timeout;	 /* an idle session waits this long for work */
-	bool quiet;		 /* failures to connect at debug level only */
-};
-
-/* Why a session ended. */
-struct client_end {
-	bool connected; /* a greeting was accepted at some point */
-	bool refused;	/* never connected: every address refused it */
-	unsigned delivered_msgs;
-	int code;	/* the last reply code that ended it, or 0 */
-	char dsn[12];	/* "4.4.1" (no answer), "4.7.5" (TLS), ... */
-	char text[256]; /* e.g. "connect to mx.example[192.0.2.1]:25:
-			   Connection refused" */
-};
-
-struct client_cbs {
-	/*
-	 * The session is ready for a message: return one, or NULL to leave
-	 * the session idle (it then waits idle_timeout for
-	 * client_session_wake(), and QUITs after that).
-	 */
-	struct client_msg *(*next)(void *arg, struct client_session *cs);
-	/*
-	 * A message's transaction ended: every rcpt has code/dsn/text set.
-	 * A failure of the whole transaction (MAIL refused, DATA refused, the
-	 * connection lost) is reported on each recipient it concerns.
-	 */
-	void (*done)(void *arg, struct client_session *cs,
-	    struct client_msg *msg);
-	/* The session is over; the owner frees it with client_session_free.
-	 * Any message in progress was reported through `done` first. */
-	void (*closed)(void *arg, struct client_session *cs,
-	    const struct client_end *end);
-};
+#include "queue/deliver.h"
 
 /*
  * Starts a session: connects, greets, then calls next(). target and its
@@ -120,5 +39,8 @@ void client_session_free(struct client_session *cs);
 const char *client_session_relay(const struct client_session *cs);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" when TLS is up, else NULL. */
 const char *client_session_tls(const struct client_session *cs);
+
+/* The functions above, for the scheduler (queue/deliver.h). */
+extern const struct deliver_ops client_deliver_ops;
 
 #endif

@@ -16,6 +16,7 @@
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
+#include "relay/client.h"
 #include "relay/ctl.h"
 #include "relay/httpd.h"
 #include "relay/server.h"
@@ -166,8 +167,8 @@ daemon_reload(void *arg, char **errors)
 		log_err("reload: %s", err);
 	if (httpd_set_conf(d->httpd, cf, err, sizeof(err)) < 0)
 		log_err("reload: %s", err);
-	d->retired = xgrow(d->retired, &d->capretired, d->nretired + 1,
-	    sizeof(*d->retired));
+	d->retired = xgrow(
+	    d->retired, &d->capretired, d->nretired + 1, sizeof(*d->retired));
 	d->retired[d->nretired++] = d->cf;
 	d->cf = cf;
 	metrics_count(MF_RELOADS, "ok");
@@ -270,7 +271,7 @@ main(int argc, char **argv)
 		fatal("%s", err);
 	if (dns_new(&d.dns, d.cf, d.base) < 0)
 		fatal("cannot start the DNS resolver");
-	d.sched = sched_new(d.base, d.cf, d.q, d.dns);
+	d.sched = sched_new(d.base, d.cf, d.q, d.dns, &client_deliver_ops);
 	d.srv = server_new(d.base, d.cf, d.q);
 	server_set_dns(d.srv, d.dns);
 	/*
@@ -287,8 +288,8 @@ main(int argc, char **argv)
 	if (server_listen(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	{
-		struct ctl_deps deps = {.q = d.q, .sched = d.sched,
-		    .dns = d.dns, .srv = d.srv};
+		struct ctl_deps deps = {
+		    .q = d.q, .sched = d.sched, .dns = d.dns, .srv = d.srv};
 
 		d.ctl = ctl_new(d.base, d.cf, &deps, daemon_reload, &d);
 		if (ctl_listen(d.ctl, err, sizeof(err)) < 0)
