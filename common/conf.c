@@ -147,6 +147,20 @@ conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* A duration where 0 makes no sense (a timeout). */
+static int
+conf_cb_timeout(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	int64_t secs;
+
+	conf_cb_duration(cfg, opt, value, result);
+	if (conf_parse_duration(value, &secs) == 0 && secs == 0) {
+		cfg_error(cfg, "%s: must be at least 1s", opt->name);
+		*(long *)result = 1;
+	}
+	return 0;
+}
+
 static int
 conf_cb_addr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -263,6 +277,20 @@ conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		cfg_error(cfg, "%s: bad size '%s' (use e.g. 512, 10k, 25M)",
 		    opt->name, value);
 	*(long *)result = (long)bytes;
+	return 0;
+}
+
+/* A size where 0 makes no sense (a message size limit). */
+static int
+conf_cb_size_pos(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	uint64_t bytes;
+
+	conf_cb_size(cfg, opt, value, result);
+	if (conf_parse_size(value, &bytes) == 0 && bytes == 0) {
+		cfg_error(cfg, "%s: must be more than 0", opt->name);
+		*(long *)result = 1;
+	}
 	return 0;
 }
 
@@ -464,13 +492,14 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
     CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
     /* Inbound SMTP. */
-    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size),
+    CFG_INT_CB(
+	"message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
     CFG_INT_CB("max_recipients", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections_per_ip", 50, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_errors", 20, CFGF_NONE, conf_cb_count),
-    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_duration),
-    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_timeout),
     CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),

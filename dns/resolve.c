@@ -26,8 +26,6 @@
 #include "common/xmem.h"
 #include "dns/dns_int.h"
 
-#define DNS_DEFAULT_CACHE 10000
-
 struct dns_sock {
 	TAILQ_ENTRY(dns_sock) entry;
 	ares_socket_t fd;

@@ -23,8 +23,6 @@
 #include "common/xmem.h"
 #include "relay/server_int.h"
 
-#define SMTP_DEF_HOPS 50
-
 /* A pending spool answer: names its session by id, never by pointer. */
 struct smtp_ticket {
 	TAILQ_ENTRY(smtp_ticket) entry;
@@ -152,7 +150,7 @@ smtp_message_end(struct smtp_sess *s)
 	struct envelope *env;
 	char *body, *hdr, *msg;
 	size_t blen, hlen;
-	unsigned hops, max_hops = cf->max_hops ? cf->max_hops : SMTP_DEF_HOPS;
+	unsigned hops, max_hops = cf->max_hops;
 
 	if (d->bare_cr + d->bare_lf > 0) {
 		log_event(smtp_logid(s),

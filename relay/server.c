@@ -32,26 +32,10 @@
 #define SMTP_READ_HIGHWAT 65536 /* bytes read ahead of the parser */
 #define SMTP_WRITE_MAX 65536    /* unsent replies before reading pauses */
 
-/* Defaults for a conf whose field is zero (a conf built by a unit test). */
-#define SMTP_DEF_SIZE (25 * 1024 * 1024)
-#define SMTP_DEF_RCPTS 1000
-#define SMTP_DEF_CONNS 1000
-#define SMTP_DEF_CONNS_IP 50
-#define SMTP_DEF_ERRORS 20
-#define SMTP_DEF_CMD_TIMEOUT 300  /* RFC 5321 4.5.3.2.7 */
-#define SMTP_DEF_DATA_TIMEOUT 180 /* RFC 5321 4.5.3.2.5 */
-
-static unsigned
-or_default(unsigned v, unsigned def)
-{
-	return v != 0 ? v : def;
-}
-
 uint64_t
 smtp_size_limit(const struct conf *cf)
 {
-	return cf->message_size_limit != 0 ? cf->message_size_limit
-					   : SMTP_DEF_SIZE;
+	return cf->message_size_limit;
 }
 
 static const char *
@@ -104,10 +88,7 @@ smtp_set_timeouts(struct smtp_sess *s)
 	bool data = s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT;
 	struct timeval tv = {0, 0};
 
-	tv.tv_sec = data ? (cf->data_timeout > 0 ? cf->data_timeout
-						 : SMTP_DEF_DATA_TIMEOUT)
-			 : (cf->command_timeout > 0 ? cf->command_timeout
-						    : SMTP_DEF_CMD_TIMEOUT);
+	tv.tv_sec = data ? cf->data_timeout : cf->command_timeout;
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
@@ -318,7 +299,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "%s", reply);
 		return -1;
 	}
-	if (s->env->nrcpts >= or_default(cf->max_recipients, SMTP_DEF_RCPTS)) {
+	if (s->env->nrcpts >= cf->max_recipients) {
 		metrics_reject("recipients");
 		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return -1;
@@ -530,8 +511,7 @@ smtp_process(struct smtp_sess *s)
 static void
 smtp_process_input(struct smtp_sess *s)
 {
-	unsigned max_errors =
-	    or_default(s->srv->cf->max_errors, SMTP_DEF_ERRORS);
+	unsigned max_errors = s->srv->cf->max_errors;
 
 	while (!s->closing) {
 		struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -829,7 +809,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		    (unsigned)(cf->dns_ptr_timeout_ms ? cf->dns_ptr_timeout_ms
 						      : 3000),
 		    smtp_on_ptr, s);
-	if (srv->nsessions > or_default(cf->max_connections, SMTP_DEF_CONNS)) {
+	if (srv->nsessions > cf->max_connections) {
 		log_event(s->id, "reject: too many connections (%zu)",
 		    srv->nsessions - 1);
 		metrics_reject("connections");
@@ -838,8 +818,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		smtp_close_after(s);
 		return;
 	}
-	if (from_ip >=
-	    or_default(cf->max_connections_per_ip, SMTP_DEF_CONNS_IP)) {
+	if (from_ip >= cf->max_connections_per_ip) {
 		log_event(
 		    s->id, "reject: too many connections from %s", s->addr);
 		metrics_reject("connections_per_ip");

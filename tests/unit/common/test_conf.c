@@ -569,10 +569,24 @@ test_load_reports_bad_policy_values(void **state)
 	    "file or directory\n");
 }
 
+/* The server uses these as they are: a zero would refuse every message or
+ * time every session out at once, so it is refused here, at its line. */
+static void
+test_load_refuses_zero_timeouts_and_size_limit(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "command_timeout = 0s\ndata_timeout = 0\n"
+			   "message_size_limit = 0\n",
+	    "F:2: command_timeout: must be at least 1s\n"
+	    "F:3: data_timeout: must be at least 1s\n"
+	    "F:4: message_size_limit: must be more than 0\n");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_load_refuses_zero_timeouts_and_size_limit),
 	    cmocka_unit_test(test_duration_accepts_each_unit),
 	    cmocka_unit_test(test_duration_accepts_combinations),
 	    cmocka_unit_test(test_duration_rejects_garbage),
