@@ -50,8 +50,8 @@ LINK     = $(CC) $(CFLAGS) $(LDFLAGS)
 
 # Everything but the programs' main files goes into one archive, so the
 # unit tests link exactly the objects they use.
-LIB_SRCS  = $(wildcard common/*.c relay/*.c queue/*.c dns/*.c)
-LIB_SRCS := $(filter-out relay/main.c,$(LIB_SRCS))
+LIB_SRCS  = $(wildcard common/*.c relay/*.c queue/*.c dns/*.c ctl/*.c)
+LIB_SRCS := $(filter-out ctl/main.c,$(LIB_SRCS))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libmxspool.a
 
@@ -99,7 +99,7 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/mxspoold: $(BUILD)/relay/main.o $(LIB)
+$(BUILD)/mxspoold: $(BUILD)/ctl/main.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/mxspoolctl: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIB)
@@ -196,6 +196,6 @@ clean:
 	rm -rf $(filter-out build-fresh,$(wildcard build build-*))
 
 fmt:
-	clang-format -i $$(find common relay queue dns cli tests bench -name '*.[ch]')
+	clang-format -i $$(find common relay queue dns ctl cli tests bench -name '*.[ch]')
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,7 +1,7 @@
 /*
  * Metrics: process-wide counters and the spool's commit latency histogram,
  * incremented from anywhere (any thread), read by `mxspoolctl stats` and
- * written in the Prometheus text format for /metrics (relay/httpd.c).
+ * written in the Prometheus text format for /metrics (ctl/httpd.c).
  * Gauges that describe the queue (depth and age per destination, open
  * connections) are not kept here: whoever writes them reads them live.
  */

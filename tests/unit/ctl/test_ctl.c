@@ -1,4 +1,4 @@
-/* Unit tests for relay/ctl_util.c: the pure helpers mxspoolctl and the
+/* Unit tests for ctl/ctl_util.c: the pure helpers mxspoolctl and the
  * control socket share (age buckets, human sizes, destinations, JSON). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,9 +13,9 @@
 #include <jansson.h>
 
 #include "common/conf.h"
+#include "ctl/ctl.h"
 #include "queue/envelope.h"
 #include "queue/sched.h"
-#include "relay/ctl.h"
 
 static struct conf *
 load(const char *text)

@@ -15,10 +15,10 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xmem.h"
+#include "ctl/ctl_int.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
-#include "relay/ctl_int.h"
 #include "relay/server.h"
 
 #define CTL_CHUNK (16 * 1024) /* bytes of a body per streamed line */

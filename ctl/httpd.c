@@ -23,9 +23,9 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xmem.h"
+#include "ctl/httpd.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
-#include "relay/httpd.h"
 #include "relay/server.h"
 
 #define HTTPD_TIMEOUT 10 /* seconds per request */

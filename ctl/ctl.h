@@ -68,7 +68,7 @@ int ctl_set_conf(
 void ctl_free(struct ctl *c);
 
 /*
- * Pure helpers, shared by the daemon and mxspoolctl (relay/ctl_util.c).
+ * Pure helpers, shared by the daemon and mxspoolctl (ctl/ctl_util.c).
  */
 
 /* qshape's age buckets: 5m 10m 20m 40m 80m 160m 320m 640m 1280m, over. */

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "common/conf.h"
-#include "relay/ctl.h"
+#include "ctl/ctl.h"
 
 struct httpd;
 struct event_base;

@@ -1,5 +1,5 @@
 /*
- * Pure helpers for the control protocol, shared by the daemon (relay/ctl.c)
+ * Pure helpers for the control protocol, shared by the daemon (ctl/ctl.c)
  * and mxspoolctl: age buckets, human sizes and ages, and a message as JSON.
  * No libevent, no RocksDB.
  */
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ctl/ctl.h"
 #include "queue/sched.h"
-#include "relay/ctl.h"
 
 static const char *const age_labels[CTL_AGE_BUCKETS] = {"5m", "10m", "20m",
     "40m", "80m", "160m", "320m", "640m", "1280m", "1280m+"};

@@ -25,7 +25,7 @@
 
 #include "common/log.h"
 #include "common/xmem.h"
-#include "relay/ctl_int.h"
+#include "ctl/ctl_int.h"
 
 #define CTL_LINE_MAX (64 * 1024) /* longest request line */
 #define CTL_LOW (16 * 1024)      /* a streamed reply refills below this */

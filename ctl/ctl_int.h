@@ -1,6 +1,6 @@
 /*
- * Internals shared by relay/ctl.c (the socket, framing and connections)
- * and relay/ctl_cmd.c (the commands).
+ * Internals shared by ctl/ctl.c (the socket, framing and connections)
+ * and ctl/ctl_cmd.c (the commands).
  */
 #ifndef MXSPOOL_CTL_INT_H
 #define MXSPOOL_CTL_INT_H
@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "relay/ctl.h"
+#include "ctl/ctl.h"
 
 struct ctl_conn;
 
@@ -56,7 +56,7 @@ void ctl_stream(struct ctl_conn *k, ctl_pump_cb *pump, void *state,
 /* Data came for a streamed reply that waits: it goes on writing. */
 void ctl_stream_kick(struct ctl_conn *k);
 
-/* Runs one request (relay/ctl_cmd.c); req is borrowed. */
+/* Runs one request (ctl/ctl_cmd.c); req is borrowed. */
 void ctl_dispatch(struct ctl_conn *k, const char *cmd, json_t *req);
 
 #endif
