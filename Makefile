@@ -55,7 +55,13 @@ LIB_SRCS := $(filter-out ctl/main.c,$(LIB_SRCS))
 LIB_OBJS  = $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB       = $(BUILD)/libmxspool.a
 
+# mxspoolctl links the control protocol, common/ and the queue ids, and no
+# more: not the archive, so neither RocksDB, c-ares, libevent nor OpenSSL
+# (test_ctl.py checks with ldd).
 CLI_SRCS  = $(wildcard cli/*.c)
+CLI_OBJS  = $(CLI_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/ctl/ctl_proto.o \
+	    $(BUILD)/queue/qid.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c))
+CLI_LIBS  = $(shell pkg-config --libs libconfuse jansson 2>/dev/null) -lpthread
 PROGS     = $(BUILD)/mxspoold $(if $(CLI_SRCS),$(BUILD)/mxspoolctl)
 
 UNIT_SRCS  = $(wildcard tests/unit/*/test_*.c)
@@ -102,8 +108,8 @@ $(LIB): $(LIB_OBJS)
 $(BUILD)/mxspoold: $(BUILD)/ctl/main.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/mxspoolctl: $(CLI_SRCS:%.c=$(BUILD)/%.o) $(LIB)
-	$(LINK) -o $@ $^ $(LDLIBS)
+$(BUILD)/mxspoolctl: $(CLI_OBJS)
+	$(LINK) -o $@ $^ $(CLI_LIBS)
 
 $(BUILD)/tests/unit/%: $(BUILD)/tests/unit/%.o $(LIB)
 	$(LINK) -o $@ $^ $(LDLIBS) -lcmocka

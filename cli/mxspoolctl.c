@@ -1,6 +1,6 @@
 /*
  * mxspoolctl: look at and act on mxspoold's queue through its control
- * socket (ctl/ctl.h describes the protocol). Human tables by default,
+ * socket (ctl/ctl_proto.h describes the protocol). Human tables by default,
  * the daemon's JSON with --json. Exit status: 0 done, 1 the request failed
  * (or the daemon is not running), 2 usage.
  */
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/conf.h"
-#include "ctl/ctl.h"
+#include "ctl/ctl_proto.h"
 #include "queue/qid.h"
 
 #define EX_OK 0

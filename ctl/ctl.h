@@ -1,18 +1,8 @@
 /*
- * The control socket mxspoolctl talks to: a Unix stream socket carrying one
- * JSON object per line each way. A request names a command and carries an
- * id the replies repeat:
- *
- *   {"id": 7, "cmd": "list", "domain": "example.com", "limit": 10}
- *
- * A reply is {"id": 7, "result": {...}} or
- * {"id": 7, "error": {"code": "not_found", "message": "..."}}. Listings and
- * message bodies are streamed: any number of {"id": 7, "item": {...}} or
- * {"id": 7, "chunk": "...", "encoding": "text"|"base64"} lines, then the
- * result. Requests on one connection are answered in order.
- *
- * Commands run on the event loop and never block it; a long listing is
- * written as the socket drains, never built whole in memory.
+ * The daemon's side of the control socket (the protocol is in
+ * ctl/ctl_proto.h). Commands run on the event loop and never block it; a
+ * long listing is written as the socket drains, never built whole in
+ * memory.
  */
 #ifndef MXSPOOL_CTL_H
 #define MXSPOOL_CTL_H
@@ -22,6 +12,7 @@
 #include <stdint.h>
 
 #include "common/conf.h"
+#include "ctl/ctl_proto.h"
 #include "queue/envelope.h"
 
 struct ctl;
@@ -31,15 +22,6 @@ struct sched;
 struct dns;
 struct server;
 struct json_t;
-
-/* Error codes in replies. */
-#define CTL_E_PARSE "parse_error" /* not a JSON object, or too long */
-#define CTL_E_BAD "bad_request"   /* missing or wrong arguments */
-#define CTL_E_UNKNOWN "unknown_command"
-#define CTL_E_NOT_FOUND "not_found"      /* no such message or mail */
-#define CTL_E_CONFIRM "confirm_required" /* delete/bounce without yes */
-#define CTL_E_CONFIG "invalid_config"    /* reload refused */
-#define CTL_E_FAILED "failed"            /* the operation could not run */
 
 /* What the commands act on; all borrowed for the ctl's lifetime. */
 struct ctl_deps {
@@ -68,19 +50,9 @@ int ctl_set_conf(
 void ctl_free(struct ctl *c);
 
 /*
- * Pure helpers, shared by the daemon and mxspoolctl (ctl/ctl_util.c).
+ * The daemon's helpers for messages and JSON (ctl/ctl_util.c).
  */
 
-/* qshape's age buckets: 5m 10m 20m 40m 80m 160m 320m 640m 1280m, over. */
-#define CTL_AGE_BUCKETS 10
-/* The bucket of an age in seconds: 0 (under 5m) .. 9 (1280m and over). */
-int ctl_age_bucket(int64_t age);
-/* "5m", ..., "1280m", "1280m+". */
-const char *ctl_age_bucket_label(int i);
-/* A short human duration: "42s", "12m", "3h05m", "2d04h". */
-void ctl_fmt_age(int64_t secs, char *buf, size_t len);
-/* A short human size: "512", "10.2K", "3.4M", "1.1G". */
-void ctl_fmt_size(uint64_t bytes, char *buf, size_t len);
 /* Whether any pending recipient of env goes to domain, or to a destination
  * named domain (any case). */
 bool ctl_msg_matches(

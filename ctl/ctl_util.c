@@ -1,75 +1,16 @@
 /*
- * Pure helpers for the control protocol, shared by the daemon (ctl/ctl.c)
- * and mxspoolctl: age buckets, human sizes and ages, and a message as JSON.
- * No libevent, no RocksDB.
+ * The daemon's helpers for the control commands (ctl/ctl_cmd.c): whether a
+ * message goes to a destination, and a message as JSON. These need the
+ * scheduler's destinations (queue/sched.h), so mxspoolctl does not link
+ * them; the pure protocol helpers it shares are in ctl/ctl_proto.c.
  */
-#include <ctype.h>
-#include <inttypes.h>
 #include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "ctl/ctl.h"
 #include "queue/sched.h"
-
-static const char *const age_labels[CTL_AGE_BUCKETS] = {"5m", "10m", "20m",
-    "40m", "80m", "160m", "320m", "640m", "1280m", "1280m+"};
-
-int
-ctl_age_bucket(int64_t age)
-{
-	int64_t bound = 5 * 60;
-
-	for (int i = 0; i < CTL_AGE_BUCKETS - 1; i++, bound *= 2)
-		if (age < bound)
-			return i;
-	return CTL_AGE_BUCKETS - 1;
-}
-
-const char *
-ctl_age_bucket_label(int i)
-{
-	if (i < 0 || i >= CTL_AGE_BUCKETS)
-		return "?";
-	return age_labels[i];
-}
-
-void
-ctl_fmt_age(int64_t secs, char *buf, size_t len)
-{
-	if (secs < 0)
-		secs = 0;
-	if (secs < 60)
-		snprintf(buf, len, "%" PRId64 "s", secs);
-	else if (secs < 3600)
-		snprintf(buf, len, "%" PRId64 "m", secs / 60);
-	else if (secs < 86400)
-		snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", secs / 3600,
-		    secs % 3600 / 60);
-	else
-		snprintf(buf, len, "%" PRId64 "d%02" PRId64 "h", secs / 86400,
-		    secs % 86400 / 3600);
-}
-
-void
-ctl_fmt_size(uint64_t bytes, char *buf, size_t len)
-{
-	static const char units[] = "KMGT";
-	double v = (double)bytes;
-	int u = -1;
-
-	if (bytes < 1024) {
-		snprintf(buf, len, "%" PRIu64, bytes);
-		return;
-	}
-	while (v >= 1024 && u < 3) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, "%.1f%c", v, units[u]);
-}
 
 static const char *
 rcpt_domain(const char *addr)

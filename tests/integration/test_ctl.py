@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, free_port, wait_for
+from conftest import BUILD, MXSPOOLD, free_port, need, wait_for
 
 MXSPOOLCTL = os.path.join(BUILD, "mxspoolctl")
 QID_CHARS = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
@@ -443,3 +443,27 @@ def test_a_large_listing_streams_to_a_slow_reader(daemon):
     assert items == ["s%d@sender.test" % i for i in range(n)]
     assert json.loads(f.readline())["id"] == 2
     sock.close()
+
+
+# The daemon's libraries mxspoolctl must not load (DESIGN.md: the CLI links
+# the control protocol and common/ only).
+DAEMON_ONLY = ("librocksdb", "libcares", "libevent", "libssl", "libcrypto")
+
+
+def shared_libraries(program):
+    """The names of the shared libraries program loads, as ldd lists them."""
+    r = subprocess.run([need("ldd", "libc-bin"), program],
+                       capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_mxspoolctl_links_none_of_the_daemons_libraries():
+    libs = shared_libraries(MXSPOOLCTL)
+    assert [l for l in libs if l.startswith(DAEMON_ONLY)] == [], libs
+    # What it does load: the config and the protocol's JSON.
+    assert any(l.startswith("libconfuse") for l in libs), libs
+    assert any(l.startswith("libjansson") for l in libs), libs
+    # The check can fail: the daemon loads every one of them.
+    daemon = shared_libraries(MXSPOOLD)
+    for name in DAEMON_ONLY:
+        assert any(l.startswith(name) for l in daemon), (name, daemon)
