@@ -36,6 +36,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "bench/lib/util.h"
 #include "common/xmem.h"
 
 #define BODY_SIZE 10240
@@ -46,15 +47,6 @@ struct conn {
 	char buf[4096];
 	size_t len;
 };
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int
 parse_port(const char *s)
@@ -200,11 +192,11 @@ cmd_freeport(void)
 static int
 cmd_waitport(int port, long secs)
 {
-	double deadline = now_s() + (double)secs;
+	double deadline = bench_mono_s() + (double)secs;
 	int fd;
 
 	while ((fd = dial(port)) < 0) {
-		if (now_s() >= deadline) {
+		if (bench_mono_s() >= deadline) {
 			fprintf(stderr, "accept: nothing listens on port %d\n",
 			    port);
 			return 1;
@@ -276,7 +268,7 @@ struct probe {
 static bool
 probe_stopping(const struct probe *p)
 {
-	return now_s() >= p->deadline || access(p->stopfile, F_OK) == 0;
+	return bench_mono_s() >= p->deadline || access(p->stopfile, F_OK) == 0;
 }
 
 /* One session, one message; -1 on any failure. */
@@ -292,10 +284,10 @@ probe_once(struct probe *p, struct conn *c)
 	    command(c, "DATA\r\n", 3) < 0 ||
 	    send_all(c->fd, p->msg, p->msglen) < 0)
 		return -1;
-	t0 = now_s();
+	t0 = bench_mono_s();
 	if (command(c, ".\r\n", 2) < 0)
 		return -1;
-	dt = now_s() - t0;
+	dt = bench_mono_s() - t0;
 	p->lat = xgrow(p->lat, &p->cap, p->nlat + 1, sizeof(*p->lat));
 	p->lat[p->nlat++] = dt;
 	(void)command(c, "QUIT\r\n", 2);
@@ -307,18 +299,19 @@ probe_run(void *arg)
 {
 	struct probe *p = arg;
 	struct conn *c = xmalloc(sizeof(*c));
-	double next = now_s();
+	double next = bench_mono_s();
 
 	while (!probe_stopping(p)) {
-		double wait = next - now_s();
+		double wait = next - bench_mono_s();
 
 		if (wait > 0) {
 			usleep((useconds_t)(wait * 1e6));
 			continue; /* look at the stop file again first */
 		}
 		next += p->interval;
-		if (next < now_s()) /* late: do not catch up in a burst */
-			next = now_s();
+		if (next <
+		    bench_mono_s()) /* late: do not catch up in a burst */
+			next = bench_mono_s();
 		c->len = 0;
 		c->fd = dial(p->port);
 		if (c->fd < 0 || probe_once(p, c) < 0) {
@@ -330,27 +323,6 @@ probe_run(void *arg)
 	}
 	free(c);
 	return NULL;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The nearest-rank percentile of sorted v. */
-static double
-percentile(const double *v, size_t n, double pct)
-{
-	size_t rank = (size_t)(pct / 100.0 * (double)n + 0.999999);
-
-	if (n == 0)
-		return 0;
-	if (rank < 1)
-		rank = 1;
-	return v[rank - 1];
 }
 
 static char *
@@ -385,7 +357,7 @@ cmd_latency(
 	struct probe *ps = xcalloc((size_t)sessions, sizeof(*ps));
 	size_t msglen, n = 0, cap = 0;
 	char *msg = make_message(&msglen);
-	double *all = NULL, deadline = now_s() + (double)maxsecs;
+	double *all = NULL, deadline = bench_mono_s() + (double)maxsecs;
 	long errors = 0;
 
 	for (long i = 0; i < sessions; i++) {
@@ -408,10 +380,10 @@ cmd_latency(
 		errors += ps[i].errors;
 		free(ps[i].lat);
 	}
-	qsort(all, n, sizeof(*all), cmp_double);
+	qsort(all, n, sizeof(*all), bench_cmp_double);
 	printf("n=%zu errors=%ld p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", n,
-	    errors, percentile(all, n, 50) * 1e3, percentile(all, n, 99) * 1e3,
-	    n ? all[n - 1] * 1e3 : 0.0);
+	    errors, bench_pct(all, n, 0.50) * 1e3,
+	    bench_pct(all, n, 0.99) * 1e3, n ? all[n - 1] * 1e3 : 0.0);
 	free(all);
 	free(msg);
 	free(ps);

@@ -34,6 +34,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/lib/util.h"
 
 #define POLL_US 5000        /* between looks at the files */
 #define QUEUE_POLL_US 20000 /* between scans of Postfix's queue */
@@ -53,15 +54,6 @@ struct watch {
 	long removed; /* mxspoold's ": removed" lines */
 	double first, all, empty, last_rise, max_gap;
 };
-
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void
 usage(void)
@@ -143,7 +135,7 @@ on_sink_record(struct watch *w, const char *rec)
 	n = strtol(p + 5, NULL, 10);
 	if (n <= w->got)
 		return;
-	now = now_s();
+	now = bench_real_s();
 	if (w->got == 0)
 		w->first = now;
 	else if (w->all < 0 && now - w->last_rise > w->max_gap)
@@ -240,14 +232,15 @@ cmd_watch(char **argv)
 		tail_read(&sink, on_sink_record, &w);
 		if (mx)
 			tail_read(&log, on_log_line, &w);
-		now = now_s();
+		now = bench_real_s();
 		if (w.all >= 0) {
 			if (mx && w.removed >= w.want) {
 				w.empty = now;
 			} else if (!mx && now >= next_scan) {
 				if (postfix_queued(argv[5]) == 0)
-					w.empty = now_s();
-				next_scan = now_s() + QUEUE_POLL_US / 1e6;
+					w.empty = bench_real_s();
+				next_scan =
+				    bench_real_s() + QUEUE_POLL_US / 1e6;
 			}
 		}
 		if (w.empty >= 0) {
@@ -260,8 +253,8 @@ cmd_watch(char **argv)
 	}
 	/* A count still standing at the deadline has stood since its rise. */
 	if (!done && w.got > 0 && w.all < 0 &&
-	    now_s() - w.last_rise > w.max_gap)
-		w.max_gap = now_s() - w.last_rise;
+	    bench_real_s() - w.last_rise > w.max_gap)
+		w.max_gap = bench_real_s() - w.last_rise;
 	printf("got=%ld first_s=%.2f all_s=%.2f empty_s=%.2f max_gap_s=%.2f "
 	       "done=%d\n",
 	    w.got, since(&w, w.first), since(&w, w.all), since(&w, w.empty),

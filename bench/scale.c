@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include "bench/lib/util.h"
 
 #define GREET_POLL_US 5000 /* between connection attempts while starting */
 #define PROBE_TIMEOUT 30   /* seconds, the longest one probe waits */
@@ -56,24 +57,6 @@
 #define WAIT_POLL_US 500   /* between looks at a child or a process */
 
 extern char **environ;
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double
-real_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void
 usage(void)
@@ -115,7 +98,7 @@ sleep_us(long us)
 static void
 sleep_until(double t)
 {
-	double d = t - mono_s();
+	double d = t - bench_mono_s();
 
 	if (d > 0)
 		sleep_us((long)(d * 1e6));
@@ -154,7 +137,7 @@ read_until(int fd, char *buf, size_t want, double deadline)
 
 	while (len < want) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		double left = deadline - mono_s();
+		double left = deadline - bench_mono_s();
 		ssize_t r;
 		int n;
 
@@ -197,14 +180,14 @@ greet_once(int port, double deadline)
 static int
 cmd_greet(int port, double t0, long maxsecs)
 {
-	double deadline = mono_s() + (double)maxsecs;
+	double deadline = bench_mono_s() + (double)maxsecs;
 
 	for (;;) {
 		if (greet_once(port, deadline) == GREET_OK) {
-			printf("greet_s=%.3f\n", real_s() - t0);
+			printf("greet_s=%.3f\n", bench_real_s() - t0);
 			return 0;
 		}
-		if (mono_s() >= deadline)
+		if (bench_mono_s() >= deadline)
 			break;
 		sleep_us(GREET_POLL_US);
 	}
@@ -221,7 +204,7 @@ static int
 run_cmd(char **argv, long maxsecs, atomic_bool *stop, double *secs)
 {
 	posix_spawn_file_actions_t fa;
-	double t0 = mono_s(), deadline = t0 + (double)maxsecs;
+	double t0 = bench_mono_s(), deadline = t0 + (double)maxsecs;
 	pid_t pid;
 	int st, e;
 
@@ -243,17 +226,17 @@ run_cmd(char **argv, long maxsecs, atomic_bool *stop, double *secs)
 			perror("scale: waitpid");
 			exit(2);
 		}
-		if (mono_s() >= deadline ||
+		if (bench_mono_s() >= deadline ||
 		    (stop != NULL && atomic_load(stop))) {
 			kill(pid, SIGKILL);
 			while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 				;
-			*secs = mono_s() - t0;
+			*secs = bench_mono_s() - t0;
 			return 2;
 		}
 		sleep_us(WAIT_POLL_US);
 	}
-	*secs = mono_s() - t0;
+	*secs = bench_mono_s() - t0;
 	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
@@ -264,7 +247,7 @@ run_cmd(char **argv, long maxsecs, atomic_bool *stop, double *secs)
 static int
 http_get(int port, const char *path, atomic_bool *stop)
 {
-	double deadline = mono_s() + LOAD_TIMEOUT;
+	double deadline = bench_mono_s() + LOAD_TIMEOUT;
 	char req[512], head[16], buf[65536];
 	size_t hlen = 0;
 	int fd = dial(port), len;
@@ -282,7 +265,7 @@ http_get(int port, const char *path, atomic_bool *stop)
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		ssize_t r;
 
-		if (atomic_load(stop) || mono_s() >= deadline) {
+		if (atomic_load(stop) || bench_mono_s() >= deadline) {
 			close(fd);
 			return 2;
 		}
@@ -325,14 +308,14 @@ load_main(void *arg)
 	struct load *l = arg;
 
 	while (!atomic_load(&l->stop)) {
-		double t0 = mono_s(), secs;
+		double t0 = bench_mono_s(), secs;
 		int r;
 
 		if (l->argv != NULL)
 			r = run_cmd(l->argv, LOAD_TIMEOUT, &l->stop, &secs);
 		else
 			r = http_get(l->http_port, l->path, &l->stop);
-		secs = mono_s() - t0;
+		secs = bench_mono_s() - t0;
 		if (r == 2 && atomic_load(&l->stop))
 			break; /* cut short by the end of the probe */
 		l->runs++;
@@ -341,25 +324,6 @@ load_main(void *arg)
 			l->failed++;
 	}
 	return NULL;
-}
-
-static int
-cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The nearest-rank percentile p (0..1) of n sorted values. */
-static double
-pct(const double *v, size_t n, double p)
-{
-	size_t k = (size_t)(p * (double)n + 0.999999);
-
-	if (n == 0)
-		return -1;
-	return v[k == 0 ? 0 : (k > n ? n : k) - 1];
 }
 
 static int
@@ -392,16 +356,16 @@ cmd_probe(int port, long secs, long interval_ms, int argc, char **argv)
 		fprintf(stderr, "scale: pthread_create failed\n");
 		return 2;
 	}
-	next = mono_s();
+	next = bench_mono_s();
 	t_end = next + (double)secs;
 	while (n + (size_t)errors + (size_t)timeouts < cap) {
-		double t0 = mono_s();
+		double t0 = bench_mono_s();
 
 		if (t0 >= t_end)
 			break;
 		switch (greet_once(port, t0 + PROBE_TIMEOUT)) {
 		case GREET_OK:
-			lat[n++] = (mono_s() - t0) * 1000;
+			lat[n++] = (bench_mono_s() - t0) * 1000;
 			break;
 		case GREET_TIMEOUT:
 			timeouts++;
@@ -411,8 +375,8 @@ cmd_probe(int port, long secs, long interval_ms, int argc, char **argv)
 			break;
 		}
 		next += (double)interval_ms / 1000;
-		if (next < mono_s())
-			next = mono_s(); /* late: no burst to catch up */
+		if (next < bench_mono_s())
+			next = bench_mono_s(); /* late: no burst to catch up */
 		sleep_until(next);
 	}
 	if (loaded) {
@@ -423,11 +387,11 @@ cmd_probe(int port, long secs, long interval_ms, int argc, char **argv)
 	 * that, so it counts at that value in the percentiles. */
 	for (long i = 0; i < timeouts; i++)
 		lat[n++] = PROBE_TIMEOUT * 1000.0;
-	qsort(lat, n, sizeof(*lat), cmp_double);
+	qsort(lat, n, sizeof(*lat), bench_cmp_double);
 	printf("n=%zu errors=%ld timeouts=%ld p50_ms=%.2f p99_ms=%.2f "
 	       "max_ms=%.2f load_runs=%ld load_failed=%ld load_mean_s=%.3f\n",
-	    n, errors, timeouts, pct(lat, n, 0.5), pct(lat, n, 0.99),
-	    n ? lat[n - 1] : -1.0, l.runs, l.failed,
+	    n, errors, timeouts, bench_pct(lat, n, 0.5),
+	    bench_pct(lat, n, 0.99), n ? lat[n - 1] : -1.0, l.runs, l.failed,
 	    l.runs ? l.secs / (double)l.runs : -1.0);
 	free(lat);
 	return 0;
@@ -452,9 +416,10 @@ cmd_timed(long count, long maxsecs, char **argv)
 		} else if (r != 0)
 			failed++;
 	}
-	qsort(t, (size_t)count, sizeof(*t), cmp_double);
+	qsort(t, (size_t)count, sizeof(*t), bench_cmp_double);
 	printf("runs=%ld failed=%ld timeouts=%ld median_s=%.4f max_s=%.4f\n",
-	    count, failed, timeouts, pct(t, (size_t)count, 0.5), t[count - 1]);
+	    count, failed, timeouts, bench_pct(t, (size_t)count, 0.5),
+	    t[count - 1]);
 	free(t);
 	return 0;
 }
@@ -484,20 +449,20 @@ exited(pid_t pid)
 static int
 cmd_term(pid_t pid, long maxsecs)
 {
-	double t0 = mono_s(), deadline = t0 + (double)maxsecs;
+	double t0 = bench_mono_s(), deadline = t0 + (double)maxsecs;
 
 	if (kill(pid, SIGTERM) < 0) {
 		perror("scale: kill");
 		return 2;
 	}
 	while (!exited(pid)) {
-		if (mono_s() >= deadline) {
+		if (bench_mono_s() >= deadline) {
 			printf("term_s=-1\n");
 			return 1;
 		}
 		sleep_us(WAIT_POLL_US);
 	}
-	printf("term_s=%.3f\n", mono_s() - t0);
+	printf("term_s=%.3f\n", bench_mono_s() - t0);
 	return 0;
 }
 
@@ -508,7 +473,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 5 && strcmp(argv[1], "greet") == 0) {
 		char *end = NULL;
-		double t0 = real_s();
+		double t0 = bench_real_s();
 
 		if (strcmp(argv[3], "now") != 0) {
 			t0 = strtod(argv[3], &end);

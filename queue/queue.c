@@ -291,10 +291,34 @@ queue_on_lane(
 		lane_get(q, name)->c = c;
 }
 
+/* Copies of the keys and values a batch borrows until it is written. */
+struct keep {
+	char **v;
+	size_t n, cap;
+};
+
+static char *
+keep_copy(struct keep *k, const char *p, size_t n)
+{
+	char *c = xmemdup(p, n);
+
+	k->v = xgrow(k->v, &k->cap, k->n + 1, sizeof(char *));
+	k->v[k->n++] = c;
+	return c;
+}
+
+/* Frees the copies; the array stays for more. */
+static void
+keep_clear(struct keep *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->v[i]);
+	k->n = 0;
+}
+
 struct rebuild_ctx {
 	struct spool_batch *b;
-	char **keep; /* keys and values the batch borrows */
-	size_t nkeep, capkeep;
+	struct keep keep;
 	struct hmap *lanes; /* lane -> struct qlane, counted */
 	struct lane_count total;
 	size_t messages, bad;
@@ -302,16 +326,6 @@ struct rebuild_ctx {
 	char err[200];
 	struct spool *sp;
 };
-
-static char *
-rebuild_keep(struct rebuild_ctx *rc, const char *p, size_t n)
-{
-	char *c = xmemdup(p, n);
-
-	rc->keep = xgrow(rc->keep, &rc->capkeep, rc->nkeep + 1, sizeof(char *));
-	rc->keep[rc->nkeep++] = c;
-	return c;
-}
 
 static void
 rebuild_flush(struct rebuild_ctx *rc)
@@ -321,9 +335,7 @@ rebuild_flush(struct rebuild_ctx *rc)
 		    spool_write(rc->sp, rc->b, false, rc->err, sizeof(rc->err));
 	spool_batch_free(rc->b);
 	rc->b = spool_batch_new();
-	for (size_t i = 0; i < rc->nkeep; i++)
-		free(rc->keep[i]);
-	rc->nkeep = 0;
+	keep_clear(&rc->keep);
 }
 
 /*
@@ -369,8 +381,8 @@ rebuild_on_meta(
 	struct envelope *env;
 	struct qindex qi;
 
-	env = decode_or_quarantine(rc->b, rebuild_keep(rc, key, klen), klen,
-	    rebuild_keep(rc, meta, len), len, &why);
+	env = decode_or_quarantine(rc->b, keep_copy(&rc->keep, key, klen), klen,
+	    keep_copy(&rc->keep, meta, len), len, &why);
 	if (env == NULL) {
 		/* Logged from this thread: the loop does not wait for it. */
 		log_err("%s", why);
@@ -393,7 +405,7 @@ rebuild_on_meta(
 		qindex_count_add(&l->c, &qi, 1);
 		qindex_val_encode(&qi, v);
 		spool_batch_put_aux(rc->b, SPOOL_INDEX, k, n,
-		    rebuild_keep(rc, v, QINDEX_VAL), QINDEX_VAL);
+		    keep_copy(&rc->keep, v, QINDEX_VAL), QINDEX_VAL);
 	}
 	qindex_count_add(&rc->total, &qi, 1);
 	rc->messages++;
@@ -414,7 +426,7 @@ rebuild_read(struct spool *sp, struct commit_op *op)
 	    spool_scan(sp, rebuild_on_meta, rc, rc->err, sizeof(rc->err));
 	rebuild_flush(rc);
 	spool_batch_free(rc->b);
-	free(rc->keep);
+	free(rc->keep.v);
 	op->status = rc->status;
 	snprintf(op->err, sizeof(op->err), "%s", rc->err);
 }
@@ -1036,19 +1048,8 @@ struct scan_ctx {
 	size_t nbad, capbad;
 	struct spool *sp;
 	struct spool_batch *qb; /* quarantine and dangling entries */
-	char **keep;
-	size_t nkeep, capkeep;
+	struct keep keep;
 };
-
-static char *
-scan_keep(struct scan_ctx *x, const char *p, size_t n)
-{
-	char *c = xmemdup(p, n);
-
-	x->keep = xgrow(x->keep, &x->capkeep, x->nkeep + 1, sizeof(char *));
-	x->keep[x->nkeep++] = c;
-	return c;
-}
 
 static void
 scan_add(struct scan_ctx *x, struct envelope *env)
@@ -1077,8 +1078,9 @@ scan_decode(struct scan_ctx *x, const char *key, size_t klen, const char *meta,
     size_t len)
 {
 	char *why = NULL;
-	struct envelope *env = decode_or_quarantine(x->qb,
-	    scan_keep(x, key, klen), klen, scan_keep(x, meta, len), len, &why);
+	struct envelope *env =
+	    decode_or_quarantine(x->qb, keep_copy(&x->keep, key, klen), klen,
+		keep_copy(&x->keep, meta, len), len, &why);
 
 	if (env == NULL)
 		scan_bad(x, "", why);
@@ -1186,8 +1188,8 @@ scan_on_index(
 		memcpy(b->lane, lane, LANE_SIZE);
 		b->idx.size = size;
 		b->idx.flags = flags;
-		spool_batch_put_aux(
-		    x->qb, SPOOL_INDEX, scan_keep(x, key, klen), klen, NULL, 0);
+		spool_batch_put_aux(x->qb, SPOOL_INDEX,
+		    keep_copy(&x->keep, key, klen), klen, NULL, 0);
 		return 0;
 	}
 	if (st != QUEUE_OK) {
@@ -1205,8 +1207,8 @@ scan_on_index(
 		memcpy(b->qid, qid, QID_SIZE);
 		b->idx.size = size;
 		b->idx.flags = flags;
-		spool_batch_put_aux(
-		    x->qb, SPOOL_INDEX, scan_keep(x, key, klen), klen, NULL, 0);
+		spool_batch_put_aux(x->qb, SPOOL_INDEX,
+		    keep_copy(&x->keep, key, klen), klen, NULL, 0);
 	}
 	return 0;
 }
@@ -1243,9 +1245,8 @@ scan_read(struct spool *sp, struct commit_op *op)
 	if (st == QUEUE_OK && spool_batch_count(x->qb) > 0)
 		st = spool_write(sp, x->qb, false, op->err, sizeof(op->err));
 	spool_batch_free(x->qb);
-	for (size_t i = 0; i < x->nkeep; i++)
-		free(x->keep[i]);
-	free(x->keep);
+	keep_clear(&x->keep);
+	free(x->keep.v);
 	if (x->page.status == QUEUE_OK)
 		x->page.status = st;
 	op->status = x->page.status;
