@@ -650,8 +650,10 @@ stats_result(json_t *r)
 	    "connections", int_of(r, "connections"),
 	    int_of(r, "connections_open"));
 	ctl_fmt_size((uint64_t)int_of(spool, "bytes"), size, sizeof(size));
-	printf("%-16s %" PRId64 " messages, %s\n", "spool",
-	    int_of(spool, "messages"), size);
+	printf("%-16s %" PRId64 " messages (%" PRId64 " held), %s; %" PRId64
+	       " in memory\n",
+	    "spool", int_of(spool, "messages"), int_of(spool, "held"), size,
+	    int_of(spool, "in_memory"));
 	printf("%-16s", "commit latency");
 	print_ms("p50", json_object_get(commit, "p50"));
 	print_ms("p90", json_object_get(commit, "p90"));

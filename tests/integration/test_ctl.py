@@ -313,6 +313,11 @@ def test_stats_counts_accepted_mail_and_spool_size(outage):
     assert rc == 0
     assert "accepted         4" in out and "rejected         relay=1" in out
     assert "commit latency   p50" in out
+    # From the counters, with the window beside them.
+    spool = ctl_json(d, "stats")[0]["spool"]
+    assert 0 <= spool["held"] <= 4 and 0 <= spool["in_memory"] <= 4
+    assert "spool            4 messages (%d held), " % spool["held"] in out
+    assert " in memory" in out
 
 
 def test_wrong_ids_and_domains_fail_with_exit_1(outage):
