@@ -18,8 +18,7 @@ retry_backoff_ms(const struct conf_retry *r, unsigned failures, double rand01)
 }
 
 void
-retry_dest_init(struct dest_policy *p, const struct conf_retry *r,
-    int64_t now)
+retry_dest_init(struct dest_policy *p, const struct conf_retry *r, int64_t now)
 {
 	p->state = DEST_UP;
 	p->concurrency = r->recovery_connections;
@@ -55,8 +54,8 @@ retry_dest_refused(struct dest_policy *p, int64_t now)
 }
 
 bool
-retry_dest_succeeded(struct dest_policy *p, const struct conf_retry *r,
-    int64_t now)
+retry_dest_succeeded(
+    struct dest_policy *p, const struct conf_retry *r, int64_t now)
 {
 	bool recovered = p->state != DEST_UP;
 
@@ -80,11 +79,16 @@ retry_dest_trouble(struct dest_policy *p, int64_t now)
 }
 
 bool
-retry_dest_tick(struct dest_policy *p, const struct conf_retry *r,
-    int64_t now)
+retry_dest_tick(struct dest_policy *p, const struct conf_retry *r, int64_t now)
 {
 	switch (p->state) {
 	case DEST_BACKOFF:
+		/* The clock went back: a probe is never further away than its
+		 * interval (the times here are wall-clock ms). */
+		if (p->next_probe > now + p->interval_ms)
+			p->next_probe = now + p->interval_ms;
+		if (p->last_change > now)
+			p->last_change = now;
 		if (now < p->next_probe)
 			return false;
 		p->state = DEST_PROBING;
@@ -92,6 +96,8 @@ retry_dest_tick(struct dest_policy *p, const struct conf_retry *r,
 	case DEST_PROBING:
 		return false;
 	case DEST_UP:
+		if (p->last_change > now)
+			p->last_change = now; /* the clock went back */
 		if (now - p->last_change < r->probe_interval * 1000)
 			return false;
 		p->last_change = now;

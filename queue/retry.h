@@ -58,8 +58,9 @@ bool retry_dest_succeeded(struct dest_policy *p, const struct conf_retry *r,
 /* A 4xx answer or a timeout while up: halve the concurrency (min 1). */
 void retry_dest_trouble(struct dest_policy *p, int64_t now);
 /* Time passes: slow start doubles the concurrency every probe_interval
- * without trouble; a backoff that is over turns into a probe. Returns true
- * when the state or concurrency changed. */
+ * without trouble; a backoff that is over turns into a probe. A clock
+ * stepped back never pushes a probe or a step further than its interval.
+ * Returns true when the state or concurrency changed. */
 bool retry_dest_tick(struct dest_policy *p, const struct conf_retry *r,
     int64_t now);
 /* Connections the destination may use now. */

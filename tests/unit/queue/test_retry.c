@@ -180,15 +180,37 @@ test_recovery_width_is_capped_by_max_connections(void **state)
 	assert_int_equal(retry_dest_slots(&p), 3);
 }
 
+/* The times are wall-clock: a clock stepped back an hour must not leave a
+ * down store unprobed for an hour. */
+static void
+test_a_clock_stepped_back_does_not_delay_the_probe(void **state)
+{
+	struct dest_policy p;
+	int64_t t = 10000000;
+
+	(void)state;
+	retry_dest_init(&p, &R, t);
+	retry_dest_failed(&p, &R, t, 0.5);
+	assert_int_equal(p.state, DEST_BACKOFF);
+	t -= 3600 * 1000; /* an hour back */
+	assert_false(retry_dest_tick(&p, &R, t));
+	assert_true(p.next_probe <= t + p.interval_ms);
+	assert_true(retry_dest_tick(&p, &R, t + p.interval_ms));
+	assert_int_equal(p.state, DEST_PROBING);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(
+		test_a_clock_stepped_back_does_not_delay_the_probe),
 	    cmocka_unit_test(test_retry_backoff_grows_by_the_multiplier),
 	    cmocka_unit_test(test_retry_caps_interval_at_max),
 	    cmocka_unit_test(test_retry_jitter_stays_within_its_fraction),
 	    cmocka_unit_test(test_retry_never_backs_off_under_a_second),
-	    cmocka_unit_test(test_failed_destination_backs_off_then_probes_once),
+	    cmocka_unit_test(
+		test_failed_destination_backs_off_then_probes_once),
 	    cmocka_unit_test(
 		test_a_refused_destination_is_probed_every_second_and_keeps_its_backoff),
 	    cmocka_unit_test(test_recovery_releases_and_slow_starts),
