@@ -410,15 +410,16 @@ sched_on_page(void *arg, struct queue_page *pg)
 	l = hmap_get(s->lanes, r->lane);
 	l->fetching = false;
 	if (pg->status != QUEUE_OK) {
-		/* Tried again on the next turn of the timer. */
-		if (!r->probe) {
+		/* Read again a second later; what came before the error is
+		 * taken below all the same. */
+		if (r->probe)
+			r->d->probe_read_at = sched_now_ms() + 1000;
+		else {
+			l->w.more = false; /* not at once, in a loop */
 			window_lane_later(&l->w, sched_now_ms() + 1000);
-			sched_wake_at(s, l->w.wrap_at);
 		}
-		free(r);
-		return;
-	}
-	if (r->probe) {
+		sched_wake_at(s, sched_now_ms() + 1000);
+	} else if (r->probe) {
 		/* Probes take the lane's messages in turn: each is tried. */
 		if (pg->n > 0)
 			memcpy(l->cursor, pg->last, QID_SIZE);
