@@ -1,6 +1,6 @@
 #!/bin/sh
 # bench/spool: group commit against the physical limit of one synced stream
-# on the same file system, and the time to recover a spool of a million
+# on the same file system, and the time to open a spool of a million
 # messages. Medians of RUNS runs (default 3). Run by `make bench`.
 set -eu
 BUILD=${BUILD:-build}
