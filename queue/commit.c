@@ -227,8 +227,16 @@ commit_mutant_ack_early(struct commit *c, struct commit_list *ops)
 		}
 		copy = xcalloc(1, sizeof(*copy));
 		*copy = *op;
-		copy->edits = NULL; /* the index is not what it tests */
+		copy->edits = NULL;
 		copy->nedits = 0;
+		for (size_t i = 0; i < op->nedits; i++) {
+			const struct commit_edit *e = &op->edits[i];
+
+			commit_op_edit(copy, e->aux, xmemdup(e->key, e->klen),
+			    e->klen,
+			    e->val != NULL ? xmemdup(e->val, e->len) : NULL,
+			    e->len);
+		}
 		copy->meta = xmalloc(op->metalen + 1);
 		memcpy(copy->meta, op->meta, op->metalen);
 		copy->body = xmalloc(op->bodylen + 1);
@@ -241,9 +249,7 @@ commit_mutant_ack_early(struct commit *c, struct commit_list *ops)
 	commit_write(c, &shadow);
 	while ((copy = TAILQ_FIRST(&shadow)) != NULL) {
 		TAILQ_REMOVE(&shadow, copy, entry);
-		free(copy->meta);
-		free(copy->body);
-		free(copy);
+		commit_op_free(copy);
 	}
 }
 #endif
