@@ -53,10 +53,6 @@ void ctl_free(struct ctl *c);
  * The daemon's helpers for messages and JSON (ctl/ctl_util.c).
  */
 
-/* Whether any pending recipient of env goes to domain, or to a destination
- * named domain (any case). */
-bool ctl_msg_matches(
-    const struct conf *cf, const struct envelope *env, const char *domain);
 /* The message as JSON (a new reference): id, arrival (unix seconds), size,
  * sender, held, attempts, next_attempt, last_error, recipients [{address,
  * state, dsn, last_error, destination}]. */

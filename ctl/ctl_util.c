@@ -1,45 +1,15 @@
 /*
- * The daemon's helpers for the control commands (ctl/ctl_cmd.c): whether a
- * message goes to a destination, and a message as JSON. These need the
+ * The daemon's helpers for the control commands (ctl/ctl_cmd.c): a message
+ * as JSON, with each recipient's destination. These need the
  * scheduler's destinations (queue/sched.h), so mxspoolctl does not link
  * them; the pure protocol helpers it shares are in ctl/ctl_proto.c.
  */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "ctl/ctl.h"
 #include "queue/sched.h"
-
-static const char *
-rcpt_domain(const char *addr)
-{
-	const char *at = strrchr(addr, '@');
-
-	return at ? at + 1 : addr;
-}
-
-bool
-ctl_msg_matches(
-    const struct conf *cf, const struct envelope *env, const char *domain)
-{
-	char key[512];
-
-	for (size_t i = 0; i < env->nrcpts; i++) {
-		const struct env_rcpt *r = &env->rcpts[i];
-
-		if (r->state != RCPT_PENDING)
-			continue;
-		if (strcasecmp(rcpt_domain(r->addr), domain) == 0)
-			return true;
-		if (strcasecmp(
-			sched_dest_key(cf, env, r->addr, key, sizeof(key)),
-			domain) == 0)
-			return true;
-	}
-	return false;
-}
 
 /* A string that may hold bytes that are not UTF-8 (8BITMIME senders,
  * remote replies): jansson refuses those, so they become '?'. */

@@ -561,27 +561,6 @@ spool_get_meta(struct spool *sp, const char *qid, char **meta, size_t *len,
 	    sp, CF_META, qid, strlen(qid), meta, len, err, errlen);
 }
 
-size_t
-spool_quarantined(struct spool *sp)
-{
-	rocksdb_iterator_t *it =
-	    rocksdb_create_iterator_cf(sp->db, sp->ropts, sp->cf[CF_DEFAULT]);
-	size_t n = 0;
-
-	for (rocksdb_iter_seek(it, SPOOL_QUARANTINE, strlen(SPOOL_QUARANTINE));
-	     rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		size_t klen;
-		const char *k = rocksdb_iter_key(it, &klen);
-
-		if (klen < strlen(SPOOL_QUARANTINE) ||
-		    memcmp(k, SPOOL_QUARANTINE, strlen(SPOOL_QUARANTINE)) != 0)
-			break;
-		n++;
-	}
-	rocksdb_iter_destroy(it);
-	return n;
-}
-
 int
 spool_get_aux(struct spool *sp, enum spool_aux aux, const char *key,
     size_t klen, char **val, size_t *len, char *err, size_t errlen)

@@ -89,7 +89,5 @@ void spool_set_known_max_age(struct spool *sp, int64_t seconds);
 /* The known family's values: big-endian unix seconds. */
 void spool_time_encode(int64_t t, char out[8]);
 int64_t spool_time_decode(const char *v, size_t len);
-/* Number of quarantined records. */
-size_t spool_quarantined(struct spool *sp);
 
 #endif
