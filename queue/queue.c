@@ -23,11 +23,17 @@
 #define SCAN_LOOK 4096     /* index entries a scan looks at, at most */
 #define REBUILD_BATCH 4096 /* index entries per batch when indexing */
 
-/* A message in the window. */
+/*
+ * A message in the window. A removed one stays as a tombstone (gone, no
+ * envelope) until its delete is written: a scan that read it before then
+ * must not bring it back.
+ */
 struct qmsg {
+	char qid[QID_SIZE];
 	struct envelope *env;
 	struct qindex idx; /* as last written */
 	uint64_t park;     /* leaves when the op of this number is done */
+	bool gone;
 };
 
 struct qlane {
@@ -702,16 +708,17 @@ window_add(struct queue *q, struct envelope *env)
 {
 	struct qmsg *qm = xcalloc(1, sizeof(*qm));
 
+	memcpy(qm->qid, env->qid, QID_SIZE);
 	qm->env = env;
 	qindex_of(env, &qm->idx);
-	hmap_put(q->window, env->qid, qm);
+	hmap_put(q->window, qm->qid, qm);
 	return qm;
 }
 
 static void
 window_drop(struct queue *q, struct qmsg *qm)
 {
-	hmap_del(q->window, qm->env->qid);
+	hmap_del(q->window, qm->qid);
 	envelope_free(qm->env);
 	qindex_fini(&qm->idx);
 	free(qm);
@@ -880,7 +887,7 @@ queue_find(const struct queue *q, const char *qid)
 {
 	struct qmsg *qm = hmap_get(q->window, qid);
 
-	return qm != NULL ? qm->env : NULL;
+	return qm != NULL && !qm->gone ? qm->env : NULL;
 }
 
 struct envelope *
@@ -888,7 +895,7 @@ queue_take(struct queue *q, const char *qid)
 {
 	struct qmsg *qm = hmap_get(q->window, qid);
 
-	if (qm == NULL)
+	if (qm == NULL || qm->gone)
 		return NULL;
 	qm->park = 0;
 	return qm->env;
@@ -907,7 +914,7 @@ queue_update(struct queue *q, const char *qid)
 	struct commit_op *op;
 	struct qindex idx;
 
-	if (qm == NULL)
+	if (qm == NULL || qm->gone)
 		return;
 	op = op_new(COMMIT_UPDATE, qid);
 	op->meta = envelope_encode(qm->env, &op->metalen);
@@ -919,19 +926,34 @@ queue_update(struct queue *q, const char *qid)
 	commit_push(q->commit, op);
 }
 
+static void
+queue_on_removed(struct commit_op *op)
+{
+	struct queue *q = op->arg;
+	struct qmsg *qm = hmap_get(q->window, op->qid);
+
+	if (qm != NULL && qm->gone)
+		window_drop(q, qm);
+	queue_on_written(op);
+}
+
 void
 queue_remove(struct queue *q, const char *qid)
 {
 	struct qmsg *qm = hmap_get(q->window, qid);
 	struct commit_op *op;
 
-	if (qm == NULL)
+	if (qm == NULL || qm->gone)
 		return;
 	op = op_new(COMMIT_DELETE, qid);
 	queue_reindex(q, op, qid, &qm->idx, NULL);
-	op->done = queue_on_written;
+	op->done = queue_on_removed;
+	op->arg = q;
 	commit_push(q->commit, op);
-	window_drop(q, qm);
+	qm->gone = true;
+	envelope_free(qm->env);
+	qm->env = NULL;
+	qindex_fini(&qm->idx);
 }
 
 void
@@ -997,7 +1019,7 @@ queue_on_parked(struct commit_op *op)
 	struct qmsg *qm = hmap_get(call->q->window, op->qid);
 
 	/* Not if it was taken back meanwhile. */
-	if (qm != NULL && qm->park == call->park)
+	if (qm != NULL && !qm->gone && qm->park == call->park)
 		window_drop(call->q, qm);
 	free(call);
 	commit_op_free(op);
@@ -1010,7 +1032,7 @@ queue_park(struct queue *q, const char *qid)
 	struct commit_op *op;
 	struct queue_call *call;
 
-	if (qm == NULL || qm->park != 0)
+	if (qm == NULL || qm->gone || qm->park != 0)
 		return;
 	/* Ops finish in order: when this one does, so have its writes. */
 	op = op_new(COMMIT_READ, qid);
@@ -1253,7 +1275,8 @@ scan_read(struct spool *sp, struct commit_op *op)
 }
 
 /* A message read from the spool joins the window, unless it is there
- * already (then the window's is the one: it is newer or the same). */
+ * already (then the window's is the one: it is newer or the same), or was
+ * removed after it was read (NULL). */
 static struct envelope *
 queue_admit(struct queue *q, struct envelope *env)
 {
@@ -1261,6 +1284,8 @@ queue_admit(struct queue *q, struct envelope *env)
 
 	if (qm != NULL) {
 		envelope_free(env);
+		if (qm->gone)
+			return NULL;
 		qm->park = 0;
 		return qm->env;
 	}
@@ -1301,9 +1326,14 @@ queue_on_page(struct commit_op *op)
 	for (size_t i = 0; i < x->nbad; i++)
 		queue_on_bad(q, &x->bad[i]);
 	free(x->bad);
-	if (x->sc.admit && !x->sc.keys_only)
+	if (x->sc.admit && !x->sc.keys_only) {
+		size_t n = 0;
+
 		for (size_t i = 0; i < x->page.n; i++)
-			x->page.envs[i] = queue_admit(q, x->page.envs[i]);
+			if ((x->page.envs[n] = queue_admit(q, x->page.envs[i])))
+				n++;
+		x->page.n = n;
+	}
 	call->page(call->arg, &x->page);
 	if (!x->sc.admit && !x->sc.keys_only)
 		for (size_t i = 0; i < x->page.n; i++)
