@@ -362,6 +362,7 @@ dest_reread(struct dest *d)
 	TAILQ_FOREACH(l, &d->lanes, link)
 	{
 		l->cursor[0] = '\0';
+		l->gen++;
 		window_lane_reread(&l->w);
 	}
 }
@@ -392,7 +393,8 @@ struct lane_req {
 	struct sched_call call;
 	struct dest *d;
 	char lane[LANE_SIZE];
-	bool probe; /* one message for a probe: the lane's cursor stays */
+	unsigned gen; /* the lane's, when asked */
+	bool probe;   /* one message for a probe */
 };
 
 static void
@@ -409,7 +411,10 @@ sched_on_page(void *arg, struct queue_page *pg)
 	r->d->fetching = false;
 	l = hmap_get(s->lanes, r->lane);
 	l->fetching = false;
-	if (pg->status != QUEUE_OK) {
+	if (r->gen != l->gen) {
+		/* Read again from the start meanwhile (the destination came
+		 * back, a flush, a reload): this page's place is void. */
+	} else if (pg->status != QUEUE_OK) {
 		/* Read again a second later; what came before the error is
 		 * taken below all the same. */
 		if (r->probe)
@@ -531,6 +536,7 @@ dest_refill(struct dest *d)
 	r = xcalloc(1, sizeof(*r));
 	r->d = d;
 	r->probe = sc.pick == QPICK_ANY && d->pol.state == DEST_PROBING;
+	r->gen = l->gen;
 	memcpy(r->lane, l->name, LANE_SIZE);
 	memcpy(sc.after, l->cursor, QID_SIZE);
 	sc.lane = l->name;
@@ -971,6 +977,7 @@ sched_set_conf(struct sched *s, const struct conf *cf)
 		l->d = d;
 		TAILQ_INSERT_TAIL(&d->lanes, l, link);
 		l->cursor[0] = '\0';
+		l->gen++;
 		window_lane_reread(&l->w);
 	}
 	pos = 0;

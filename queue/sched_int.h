@@ -97,6 +97,7 @@ struct slane {
 	TAILQ_ENTRY(slane) link; /* on d->lanes */
 	char cursor[QID_SIZE];   /* the last id read; "" at the start */
 	struct window_lane w;
+	unsigned gen; /* a reread since a page was asked for voids it */
 	bool fetching;
 	char aged[QID_SIZE]; /* max_age / warn_after: read up to here */
 	bool aging;
