@@ -279,6 +279,29 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	return 0;
 }
 
+/*
+ * Whether env already has addr: the local part compared exactly, the
+ * domain without regard to case (RFC 5321 2.4).
+ */
+static bool
+smtp_rcpt_given(const struct envelope *env, const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t local = at != NULL ? (size_t)(at - addr) : strlen(addr);
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const char *a = env->rcpts[i].addr;
+		const char *at2 = strrchr(a, '@');
+		size_t local2 = at2 != NULL ? (size_t)(at2 - a) : strlen(a);
+
+		if (local == local2 && memcmp(a, addr, local) == 0 &&
+		    (at == NULL) == (at2 == NULL) &&
+		    (at == NULL || strcasecmp(at, at2) == 0))
+			return true;
+	}
+	return false;
+}
+
 static int
 smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 {
@@ -298,6 +321,12 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		sizeof(reply)) < 0) {
 		smtp_reply(s, "%s", reply);
 		return -1;
+	}
+	if (smtp_rcpt_given(s->env, r.addr)) {
+		/* The same recipient again: one copy is delivered, with the
+		 * first one's DSN parameters (as Postfix does). */
+		smtp_reply(s, "250 2.1.5 Ok");
+		return 0;
 	}
 	if (s->env->nrcpts >= cf->max_recipients) {
 		metrics_reject("recipients");

@@ -428,3 +428,28 @@ def test_reload_moves_held_mail_to_a_domains_new_route(daemon, store):
     time.sleep(1)
     assert all(m["rcpts"] == ["b@example.org"] for m in b.messages())
     assert d.stop() == 0
+
+
+def test_a_recipient_given_twice_is_delivered_once_with_its_first_parameters(daemon, store):
+    b = store()
+    d = daemon(extra=config(b)).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    s.ehlo()
+    assert s.mail("alice@sender.test")[0] == 250
+    # The same address thrice (the domain's case does not make it another
+    # recipient, RFC 5321 2.4), each answered 250; a local part in other
+    # case is another recipient.
+    for rcpt, opts in (("joe@example.com", ["NOTIFY=SUCCESS,FAILURE"]),
+                       ("joe@example.com", ["NOTIFY=NEVER"]),
+                       ("joe@EXAMPLE.COM", []),
+                       ("Joe@example.com", [])):
+        code, msg = s.rcpt(rcpt, options=opts)
+        assert code == 250, (rcpt, code, msg)
+    assert s.data(b"Subject: twice\r\n\r\nhello\r\n")[0] == 250
+    s.quit()
+    b.wait_for(lambda: len(b.messages()) == 1, what="delivery")
+    [m] = b.messages()
+    assert m["rcpts"] == ["joe@example.com", "Joe@example.com"]
+    assert m["rcpt_params"][0] == "NOTIFY=SUCCESS,FAILURE"
+    assert "nrcpt=2" in d.log()
+    assert d.stop() == 0
