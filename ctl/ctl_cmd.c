@@ -123,14 +123,14 @@ struct walk {
 	bool stream;  /* list: paced by the client's reading (ctl_stream) */
 	bool orphan;  /* its client left while a page was being read */
 	bool in_pump; /* list_pump is running */
-	void *cmd;    /* walk_new: the domain, while lanes are picked */
+	const char *domain; /* while its lanes are picked (walk_on_lane) */
+	json_t *reply;      /* a bulk command's answer (count_end) */
 	size_t n, nheld, missing;
-	int64_t before;  /* list: arrival earlier than this (unix s) */
-	int heldonly;    /* list: held messages only */
-	size_t limit;    /* list: at most this many */
-	const char *why; /* bounce */
-	bool hold;       /* hold or release */
-	bool bounce;     /* bounce or delete */
+	int64_t before; /* list: arrival earlier than this (unix s) */
+	int heldonly;   /* list: held messages only */
+	size_t limit;   /* list: at most this many */
+	bool hold;      /* hold or release */
+	bool bounce;    /* bounce or delete */
 };
 
 static void
@@ -174,7 +174,7 @@ walk_on_lane(
 	struct walk *w = arg;
 
 	(void)oldest;
-	if (!lane_matches(w->cf, lane, w->cmd))
+	if (!lane_matches(w->cf, lane, w->domain))
 		return;
 	w->lanes = xgrow(w->lanes, &w->capl, w->nlanes + 1, LANE_SIZE);
 	snprintf(w->lanes[w->nlanes++], LANE_SIZE, "%s", lane);
@@ -335,9 +335,9 @@ walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
 	}
 	free(ids);
 	if (domain != NULL) {
-		w->cmd = (void *)(uintptr_t)domain;
+		w->domain = domain;
 		queue_foreach_lane(x->deps->q, walk_on_lane, w);
-		w->cmd = NULL;
+		w->domain = NULL;
 		if (w->messages == 0) {
 			ctl_error(k, CTL_E_NOT_FOUND, "no mail queued for %s",
 			    domain);
@@ -691,9 +691,9 @@ cmd_list(struct ctl_conn *k, json_t *req)
 	if (limit != NULL)
 		w->limit = (size_t)json_integer_value(limit);
 	if (domain != NULL) {
-		w->cmd = (void *)(uintptr_t)domain;
+		w->domain = domain;
 		queue_foreach_lane(x->deps->q, walk_on_lane, w);
-		w->cmd = NULL;
+		w->domain = NULL;
 	} else
 		w->everything = true;
 	w->each = list_each;
@@ -884,11 +884,11 @@ static void
 count_end(struct walk *w, struct ctl_conn *k)
 {
 	if (w->missing > 0) {
+		json_decref(w->reply);
 		walk_missing(w, k);
 		return;
 	}
-	ctl_reply(k, (json_t *)w->cmd);
-	w->cmd = NULL;
+	ctl_reply(k, w->reply);
 	walk_free(w);
 }
 
@@ -908,7 +908,7 @@ static void
 flush_end(struct walk *w, struct ctl_conn *k)
 {
 	log_info("control: flush of %zu messages", w->n);
-	w->cmd = json_pack("{s:I,s:I}", "flushed", (json_int_t)w->n, "held",
+	w->reply = json_pack("{s:I,s:I}", "flushed", (json_int_t)w->n, "held",
 	    (json_int_t)w->nheld);
 	count_end(w, k);
 }
@@ -966,7 +966,7 @@ hold_each(
 static void
 hold_end(struct walk *w, struct ctl_conn *k)
 {
-	w->cmd =
+	w->reply =
 	    json_pack("{s:I}", w->hold ? "held" : "released", (json_int_t)w->n);
 	count_end(w, k);
 }
@@ -1019,7 +1019,7 @@ remove_each(
 static void
 remove_end(struct walk *w, struct ctl_conn *k)
 {
-	w->cmd = json_pack(
+	w->reply = json_pack(
 	    "{s:I}", w->bounce ? "bounced" : "deleted", (json_int_t)w->n);
 	count_end(w, k);
 }
