@@ -47,6 +47,9 @@ struct client_msg {
 	const char *data; /* the message as stored: CRLF lines, not stuffed */
 	size_t len;
 	void *owner; /* the caller's own pointer, untouched */
+	bool dsn_passed; /* out: the next hop offered DSN (RFC 3461), so
+			    NOTIFY, ORCPT, RET and ENVID went on with the
+			    message and success notices are the hop's job */
 };
 
 /* How to reach a destination and how to talk to it. */

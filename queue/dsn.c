@@ -13,6 +13,7 @@
  * characters, and no line passes 998 octets. Only the returned original is
  * copied as it is.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -680,7 +681,8 @@ human_rcpt(struct dsn_buf *b, const struct dsn_info *info, size_t i, bool utf8)
 	const char *diag = opt(dr->diagnostic);
 	char *raw, *v;
 
-	if (mta && diag)
+	/* Our own words name the host already. */
+	if (mta && diag && dsn_diag_reply(diag) == diag)
 		raw = xasprintf("<%s>: host %s said: %s", r->addr, mta, diag);
 	else if (diag)
 		raw = xasprintf("<%s>: %s", r->addr, diag);
@@ -807,6 +809,42 @@ human_part(struct dsn_buf *b, const struct dsn_info *info, bool utf8,
 	}
 }
 
+/* Whether p starts an SMTP reply: a code 2xx-5xx, then a space, a
+ * hyphen, a line end or the end. */
+static bool
+is_reply(const char *p)
+{
+	return p[0] >= '2' && p[0] <= '5' && isdigit((unsigned char)p[1]) &&
+	       isdigit((unsigned char)p[2]) &&
+	       (p[3] == '\0' || strchr(" -\t\r\n", p[3]) != NULL);
+}
+
+const char *
+dsn_diag_reply(const char *text)
+{
+	const char *p;
+
+	if (text == NULL)
+		return NULL;
+	if (is_reply(text))
+		return text;
+	for (p = strstr(text, ": "); p != NULL; p = strstr(p + 2, ": "))
+		if (is_reply(p + 2))
+			return p + 2;
+	return NULL;
+}
+
+char *
+dsn_mta_name(const char *relay)
+{
+	size_t n;
+
+	if (relay == NULL || relay[0] == '\0' || relay[0] == '/')
+		return NULL;
+	n = strcspn(relay, "[:");
+	return n > 0 ? xstrndup(relay, n) : NULL;
+}
+
 /* Original-Recipient from ORCPT "type;xtext", decoded where it is safe. */
 static void
 orcpt_put(struct dsn_buf *b, const char *orcpt, bool global)
@@ -854,6 +892,8 @@ report_part(struct dsn_buf *b, const struct dsn_info *info, bool global)
 	for (size_t i = 0; i < info->nrcpts; i++) {
 		const struct dsn_rcpt *dr = &info->rcpts[i];
 		const struct env_rcpt *r = rcpt_of(info, i);
+		const char *reply;
+		char *mta;
 
 		if (r == NULL)
 			continue;
@@ -865,12 +905,17 @@ report_part(struct dsn_buf *b, const struct dsn_info *info, bool global)
 		    r->addr);
 		hdr_put(b, "Action", dsn_action_str(info->action));
 		hdr_put(b, "Status", rcpt_status(info->action, dr->status));
-		if (opt(dr->remote_mta))
+		if ((mta = dsn_mta_name(dr->remote_mta)) != NULL)
+			hdr_printf(b, global, "Remote-MTA", "dns; %s", mta);
+		free(mta);
+		/* "smtp" is for the remote's reply alone (RFC 3464 2.3.6);
+		 * what we say ourselves is of our own type. */
+		if ((reply = dsn_diag_reply(opt(dr->diagnostic))) != NULL)
 			hdr_printf(
-			    b, global, "Remote-MTA", "dns; %s", dr->remote_mta);
-		if (opt(dr->diagnostic))
-			hdr_printf(b, global, "Diagnostic-Code", "smtp; %s",
-			    dr->diagnostic);
+			    b, global, "Diagnostic-Code", "smtp; %s", reply);
+		else if (opt(dr->diagnostic))
+			hdr_printf(b, global, "Diagnostic-Code",
+			    "X-mxspool; %s", dr->diagnostic);
 		if (env->last_attempt > 0) {
 			fmt_date(date, sizeof(date), env->last_attempt);
 			hdr_put(b, "Last-Attempt-Date", date);

@@ -320,7 +320,10 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	}
 	if (nfailed > 0)
 		sched_notify(s, m, DSN_FAILED, failed, nfailed);
-	if (nsent > 0)
+	/* RFC 3461 5.2: a next hop that took NOTIFY now owns the success
+	 * notice; without it we give one, "delivered" for a final delivery
+	 * (LMTP) and "relayed" for a hop that does not speak DSN. */
+	if (nsent > 0 && !cm->dsn_passed)
 		sched_notify(s, m,
 		    ss->target.lmtp ? DSN_DELIVERED : DSN_RELAYED, sent, nsent);
 	for (size_t k = 0; k < cm->nrcpts; k++)

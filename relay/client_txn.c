@@ -332,6 +332,7 @@ client_start_msg(struct client_session *cs)
 	cs->pipelined = (cs->ext & CLIENT_EXT_PIPELINING) != 0;
 	cs->bdat = m->body == BODY_BINARYMIME;
 	cs->nmsgs++;
+	m->dsn_passed = (cs->ext & CLIENT_EXT_DSN) != 0;
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i].text);
 		m->rcpts[i].text = NULL;

@@ -349,3 +349,99 @@ def test_boundary_never_occurs_in_the_returned_message():
     inner = orig.get_payload()[0]
     assert inner.get_payload().endswith("end\r\n")
     assert raw_parts(data)[2].split(b"\r\n\r\n", 1)[1] == body
+
+
+# Who said what (RFC 3464 2.3.5, 2.3.6): the "smtp" diagnostic type carries
+# the remote server's reply and nothing else; what mxspool says itself is
+# of its own type, and Remote-MTA names a host only when one was reached.
+@pytest.mark.parametrize("relay,diag,remote_mta,code,human", [
+    # The remote's reply, as it said it.
+    ("mx.example.com[192.0.2.1]:25", "550 5.1.1 No such user",
+     "dns; mx.example.com", "smtp; 550 5.1.1 No such user",
+     "host mx.example.com[192.0.2.1]:25 said: 550 5.1.1 No such user"),
+    # Our words about a reply: the reply alone is "smtp".
+    ("127.0.0.1[127.0.0.1]:2525",
+     "host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 go away",
+     "dns; 127.0.0.1", "smtp; 554 5.7.1 go away",
+     "host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 go away"),
+    ("mx.example.com[192.0.2.1]:25",
+     "TLS is required, but host mx.example.com refused to start TLS: "
+     "454 4.7.0 TLS not available",
+     "dns; mx.example.com", "smtp; 454 4.7.0 TLS not available",
+     "refused to start TLS: 454 4.7.0 TLS not available"),
+    # The remote said nothing: our words, of our type, and no Remote-MTA
+    # when no host was reached.
+    (None, "connect to mx.example.com[192.0.2.1]:25: Connection refused",
+     None, "X-mxspool; connect to mx.example.com[192.0.2.1]:25: "
+     "Connection refused", "Connection refused"),
+    ("mx.example.com[192.0.2.1]:25",
+     "lost connection with host mx.example.com[192.0.2.1] while sending "
+     "RCPT TO", "dns; mx.example.com",
+     "X-mxspool; lost connection with host mx.example.com[192.0.2.1] "
+     "while sending RCPT TO", "lost connection"),
+    (None, "SMTPUTF8 is required, but was not offered by host mx.example.com",
+     None, "X-mxspool; SMTPUTF8 is required, but was not offered by host "
+     "mx.example.com", "SMTPUTF8 is required"),
+    # A unix socket has no DNS name to give.
+    ("/run/dovecot/lmtp", "552 5.2.2 Mailbox full", None,
+     "smtp; 552 5.2.2 Mailbox full", "552 5.2.2 Mailbox full"),
+    # Nothing at all: no Diagnostic-Code.
+    (None, None, None, None, "user@example.com"),
+])
+def test_each_field_says_who_said_it(relay, diag, remote_mta, code, human):
+    args = ["-t", "user@example.com", "-s", "5.0.0"]
+    if relay:
+        args += ["-m", relay]
+    if diag:
+        args += ["-d", diag]
+    data = gen("failed", *args)
+    check_lines(data)
+    _, (text, report, _) = parse(data)
+    per_msg, rcpt = blocks(report)
+    assert per_msg["Reporting-MTA"] == "dns; mx2.example.net"
+    assert rcpt["Remote-MTA"] == remote_mta
+    got = rcpt["Diagnostic-Code"]
+    assert (re.sub(r"\r?\n", "", got) if got else got) == code
+    if code is not None:
+        # diagnostic-type ";" *text, the type an atom (RFC 3464 2.3.6).
+        assert re.fullmatch(r"(smtp|X-mxspool); \S.*", code)
+    if remote_mta is not None:
+        # mta-name-type "dns": a host name, no address or port.
+        assert re.fullmatch(r"dns; [A-Za-z0-9.-]+", remote_mta)
+    assert human in " ".join(text.get_payload().split())
+
+
+@pytest.mark.parametrize("action,given,want", [
+    ("failed", "5.1.1", "5.1.1"),
+    ("failed", "4.4.7", "4.4.7"),   # given up on a temporary failure
+    ("failed", "2.0.0", "5.0.0"),
+    ("delayed", "5.1.1", "4.0.0"),
+    ("delayed", "4.4.1", "4.4.1"),
+    ("delivered", "5.0.0", "2.0.0"),
+    ("relayed", "2.1.5", "2.1.5"),
+    ("failed", "5.999.999", "5.999.999"),
+    ("failed", "5.1000.1", "5.0.0"),
+    ("failed", "junk", "5.0.0"),
+])
+def test_status_class_agrees_with_the_action(action, given, want):
+    data = gen(action, "-t", "user@example.com", "-N", "success,failure,delay",
+               "-s", given)
+    _, (_, report, _) = parse(data)
+    _, rcpt = blocks(report)
+    assert rcpt["Action"] == action
+    assert rcpt["Status"] == want
+    assert re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", rcpt["Status"])
+
+
+@pytest.mark.parametrize("addr,kind", [
+    ("user@example.com", "rfc822"),
+    ("\"odd user\"@example.com", "rfc822"),
+    ("ren\u00e9e@example.com", "utf-8"),
+])
+def test_final_recipient_type_follows_the_address(addr, kind):
+    args = ["-t", addr, "-s", "5.1.1"]
+    if kind == "utf-8":
+        args = ["-U"] + args
+    data = gen("failed", *args)
+    fields = header_groups(raw_parts(data)[1].split(b"\r\n\r\n", 1)[1])
+    assert u8(fields[1]["Final-Recipient"]) == "%s; %s" % (kind, addr)
