@@ -73,6 +73,18 @@ char *dsn_build(const struct dsn_info *info, size_t *len);
 const char *dsn_action_str(enum dsn_action a);
 
 /*
+ * Whether a notice to env's sender needs SMTPUTF8 (RFC 6531, 6533): only
+ * when the sender's address is not ASCII. Whatever the original was, a
+ * notice to an ASCII address is built so that it does not.
+ */
+bool dsn_needs_smtputf8(const struct envelope *env);
+
+/* The BODY a notice's text needs (RFC 6152, 3030): 7BIT when it is ASCII
+ * lines, BINARYMIME with NUL, bare CR or LF or a line over 998 octets,
+ * else 8BITMIME. */
+enum body_type dsn_body_type(const char *text, size_t len);
+
+/*
  * The remote server's reply in a diagnostic text (see struct dsn_rcpt):
  * the text itself when it starts with a reply code, the part after the
  * first ": " that does, or NULL when the remote said nothing (a refused

@@ -4,6 +4,7 @@ email package, checking the RFC 3464 / RFC 6522 structure, RET, ORCPT and
 ENVID, RFC 6533 for SMTPUTF8 mail, and that hostile replies cannot change
 the structure."""
 
+import base64
 import email
 import email.policy
 import email.utils
@@ -250,10 +251,41 @@ def test_smtputf8_message_gets_a_global_report():
 
 def test_smtputf8_headers_only_use_global_headers():
     orig = "Subject: Grüße\r\n\r\nx\r\n".encode()
-    data = gen("delayed", "-U", "-t", "user@example.com", body=orig)
+    data = gen("delayed", "-U", "-f", "jörg@example.org",
+               "-t", "user@example.com", body=orig)
     _, (_, report, original) = parse(data, email.policy.SMTPUTF8)
     assert report.get_content_type() == "message/global-delivery-status"
     assert original.get_content_type() == "message/global-headers"
+
+
+@pytest.mark.parametrize("action,what", [("delayed", "message/global-headers"),
+                                         ("failed", "message/global")])
+def test_a_notice_to_an_ascii_sender_stays_ascii(action, what):
+    """An SMTPUTF8 message with a UTF-8 header and recipient, from an ASCII
+    sender: the notice must reach a server without SMTPUTF8 (RFC 6533):
+    plain delivery-status, the address in utf-8-addr-xtext, the original
+    in base64 (RFC 6532 3.5)."""
+    orig = "From: s@example.org\r\nSubject: Grüße\r\n\r\nSchön\r\n".encode()
+    data = gen(action, "-U", "-B", "8bit", "-t", "renée@bücher.example",
+               "-o", "utf-8;ren\\x{E9}e+x@b\\x{FC}cher.example",
+               "-s", "5.1.1" if action == "failed" else "4.4.1",
+               "-d", "550 5.1.1 Renée unbekannt", body=orig)
+    check_lines(data)
+    assert max(data) < 0x80, "the whole notice is ASCII"
+    msg, (human, report, original) = parse(data)
+    assert msg.get_param("report-type") == "delivery-status"
+    assert human.get_content_charset() == "us-ascii"
+    assert report.get_content_type() == "message/delivery-status"
+    _, rcpt = blocks(report)
+    assert rcpt["Final-Recipient"] == "utf-8; ren\\x{E9}e@b\\x{FC}cher.example"
+    assert rcpt["Original-Recipient"] == "utf-8;ren\\x{E9}e+x@b\\x{FC}cher.example"
+    assert original.get_content_type() == what
+    assert original["Content-Transfer-Encoding"] == "base64"
+    back = base64.b64decode(raw_parts(data)[2].split(b"\r\n\r\n", 1)[1])
+    want = orig if what == "message/global" else orig.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert back == want
+    for line in raw_parts(data)[2].split(b"\r\n"):
+        assert len(line) <= 76
 
 
 def test_two_mib_original_comes_back_as_headers_only():
@@ -438,10 +470,14 @@ def test_status_class_agrees_with_the_action(action, given, want):
     ("\"odd user\"@example.com", "rfc822"),
     ("ren\u00e9e@example.com", "utf-8"),
 ])
-def test_final_recipient_type_follows_the_address(addr, kind):
-    args = ["-t", addr, "-s", "5.1.1"]
+@pytest.mark.parametrize("sender", ["s@example.org", "j\u00f6rg@example.org"])
+def test_final_recipient_type_follows_the_address(addr, kind, sender):
+    args = ["-f", sender, "-t", addr, "-s", "5.1.1"]
     if kind == "utf-8":
         args = ["-U"] + args
     data = gen("failed", *args)
     fields = header_groups(raw_parts(data)[1].split(b"\r\n\r\n", 1)[1])
-    assert u8(fields[1]["Final-Recipient"]) == "%s; %s" % (kind, addr)
+    want = addr
+    if sender.isascii():  # RFC 6533 utf-8-addr-xtext
+        want = addr.replace("\u00e9", "\\x{E9}")
+    assert u8(fields[1]["Final-Recipient"]) == "%s; %s" % (kind, want)

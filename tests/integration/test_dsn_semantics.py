@@ -128,3 +128,37 @@ def test_a_store_that_never_answered_gets_our_words_under_our_type(daemon, backe
     assert diag.startswith("X-mxspool; connect to 127.0.0.1[127.0.0.1]:%d" % dead.port), diag
     assert "Remote-MTA" not in rc[0]
     assert d.stop() == 0
+
+
+NO_UTF8 = ["PIPELINING", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES",
+           "DSN"]
+
+
+@pytest.mark.parametrize("rcpt,subject", [
+    ("x@example.com", "plain"),
+    ("ren\u00e9e@example.com", "Gr\u00fc\u00dfe"),
+])
+def test_a_notice_to_an_ascii_sender_reaches_a_server_without_smtputf8(daemon, backend, rcpt, subject):
+    """The 6 messages, 0 notices of the report: an SMTPUTF8 message from an
+    ASCII sender is returned; the sender's server lacks SMTPUTF8 and must
+    still get the notice."""
+    b = backend(rcpt={rcpt: "550 5.1.1 no such user"})
+    rec = backend(extensions=NO_UTF8)
+    d = daemon(extra=config(b, rec)).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    s.sendmail("s@client.test", ["ok@example.com"], b"Subject: a\r\n\r\na\r\n")
+    b.wait_for(lambda: len(b.messages()) == 1, what="first delivery")
+    s.ehlo("client.test")
+    assert s.mail("s@client.test", options=["SMTPUTF8", "BODY=8BITMIME"])[0] == 250
+    code, _ = s.rcpt(rcpt)
+    assert code == 250
+    assert s.data(("Subject: %s\r\n\r\nhello\r\n" % subject).encode())[0] == 250
+    s.quit()
+    rec.wait_for(lambda: len(rec.messages()) == 1, what="the notice")
+    n = rec.messages()[0]
+    assert "SMTPUTF8" not in n["mail_params"]
+    assert max(n["data"]) < 0x80, "the notice is ASCII"
+    msg, _, rc = parse_dsn(n["data"])
+    assert msg.get_param("report-type") == "delivery-status"
+    assert rc[0]["Action"] == "failed"
+    assert d.stop() == 0

@@ -978,6 +978,49 @@ test_dsn_mta_name_is_a_host_name(void **state)
 	assert_null(dsn_mta_name(NULL));
 }
 
+static void
+test_dsn_body_type_follows_the_text(void **state)
+{
+	char *line = xmalloc(1002);
+
+	(void)state;
+	assert_int_equal(dsn_body_type("a\r\nb\r\n", 6), BODY_7BIT);
+	assert_int_equal(dsn_body_type("", 0), BODY_7BIT);
+	assert_int_equal(dsn_body_type("caf\xc3\xa9\r\n", 7), BODY_8BITMIME);
+	assert_int_equal(dsn_body_type("a\nb\r\n", 5), BODY_BINARYMIME);
+	assert_int_equal(dsn_body_type("a\rb\r\n", 5), BODY_BINARYMIME);
+	assert_int_equal(dsn_body_type("a\0b\r\n", 5), BODY_BINARYMIME);
+	memset(line, 'x', 998);
+	memcpy(line + 998, "\r\n", 2);
+	assert_int_equal(dsn_body_type(line, 1000), BODY_7BIT);
+	memset(line, 'x', 999);
+	memcpy(line + 999, "\r\n", 2);
+	assert_int_equal(dsn_body_type(line, 1001), BODY_BINARYMIME);
+	free(line);
+}
+
+static void
+test_dsn_needs_smtputf8_only_for_a_utf8_sender(void **state)
+{
+	struct envelope *env = envelope_new();
+
+	(void)state;
+	env->flags = ENV_SMTPUTF8;
+	env->sender = xstrdup("s@example.org");
+	envelope_add_rcpt(env,
+	    "ren\xc3\xa9"
+	    "e@example.com",
+	    NULL, 0);
+	assert_false(dsn_needs_smtputf8(env));
+	free(env->sender);
+	env->sender = xstrdup("j\xc3\xb6rg@example.org");
+	assert_true(dsn_needs_smtputf8(env));
+	free(env->sender);
+	env->sender = xstrdup("");
+	assert_false(dsn_needs_smtputf8(env));
+	envelope_free(env);
+}
+
 int
 main(void)
 {
@@ -1009,6 +1052,8 @@ main(void)
 	    cmocka_unit_test(test_dsn_action_names_are_rfc_3464_values),
 	    cmocka_unit_test(test_dsn_diag_reply_finds_the_remotes_words),
 	    cmocka_unit_test(test_dsn_mta_name_is_a_host_name),
+	    cmocka_unit_test(test_dsn_body_type_follows_the_text),
+	    cmocka_unit_test(test_dsn_needs_smtputf8_only_for_a_utf8_sender),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
