@@ -162,3 +162,25 @@ def test_a_notice_to_an_ascii_sender_reaches_a_server_without_smtputf8(daemon, b
     assert msg.get_param("report-type") == "delivery-status"
     assert rc[0]["Action"] == "failed"
     assert d.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["421 4.4.2 idle for too long", "drop"])
+def test_a_reused_connection_found_closed_is_retried_at_once_on_a_new_one(daemon, backend, how):
+    """The store closed an idle connection (a 421, or nothing at all) as
+    mxspool began the next transaction on it. Nothing was tried: the
+    message goes on a new connection at once, without an attempt counted
+    or a backoff waited."""
+    b = backend(mail_reused=how)
+    d = daemon(extra=config(b, retry="initial = 30s\n max_interval = 60s")).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    for i in range(10):
+        s.sendmail("s@client.test", ["u%d@example.com" % i],
+                   b"Subject: %d\r\n\r\nhello\r\n" % i)
+        time.sleep(0.05)
+    s.quit()
+    b.wait_for(lambda: len(b.messages()) == 10, timeout=15, what="ten deliveries")
+    assert sorted(m["rcpts"][0] for m in b.messages()) == \
+        sorted("u%d@example.com" % i for i in range(10))
+    assert log_lines(d, "status=deferred") == []
+    assert log_lines(d, "closed before MAIL")
+    assert d.stop() == 0
