@@ -109,6 +109,7 @@ struct conf {
 	unsigned max_hops;               /* Received headers: 554 5.4.6 */
 	char *tls_cert_file;             /* NULL: no STARTTLS offered */
 	char *tls_key_file;
+	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
 
 	/* DNS (dns/). */
 	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
