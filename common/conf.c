@@ -1074,6 +1074,15 @@ conf_recipient_known(
 	if (d == NULL || d->recipients_file == NULL)
 		return true;
 	lp = conf_lower_dup(local);
+	if (lp[0] == '"' && strlen(lp) >= 2 && lp[strlen(lp) - 1] == '"') {
+		/* A quoted local part is listed unquoted (RFC 5321 4.1.2:
+		 * the backslash of a quoted-pair is not part of the name). */
+		char *o = lp;
+
+		for (const char *p = lp + 1; p[1] != '\0'; p++)
+			*o++ = *p == '\\' && p[2] != '\0' ? *++p : *p;
+		*o = '\0';
+	}
 	addr = xasprintf("%s@%s", lp, domain);
 	for (char *p = addr; *p; p++)
 		*p = (char)tolower((unsigned char)*p);

@@ -173,6 +173,7 @@ const struct conf_retry *conf_retry_for(
 /*
  * Whether rcpt (local@domain) may receive mail: true unless the domain has
  * a recipients file that lists neither the address nor its local part.
+ * local is as in the address: a quoted one is looked up unquoted.
  */
 bool conf_recipient_known(
     const struct conf *cf, const char *local, const char *domain);

@@ -304,6 +304,19 @@ smtp_rcpt_given(const struct envelope *env, const char *addr)
 	return false;
 }
 
+/* Whether r passes its domain's recipients file, if it has one. */
+static bool
+smtp_rcpt_listed(const struct conf *cf, const struct parse_rcpt *r)
+{
+	char local[PARSE_ADDR_SIZE];
+	size_t n = (size_t)(strrchr(r->addr, '@') - r->addr);
+
+	/* The local part as sent, quotes and all, as the queue has it. */
+	memcpy(local, r->addr, n);
+	local[n] = '\0';
+	return conf_recipient_known(cf, local, r->domain);
+}
+
 static int
 smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 {
@@ -355,7 +368,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
 	} else if (strcasecmp(r.local, "postmaster") != 0 &&
-		   !conf_recipient_known(cf, r.local, r.domain)) {
+		   !smtp_rcpt_listed(cf, &r)) {
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 550 5.1.1 <%s>: unknown recipient",
 		    s->peer, r.addr);

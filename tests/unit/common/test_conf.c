@@ -578,6 +578,12 @@ test_recipients_file_lists_addresses_and_local_parts(void **state)
 	assert_true(conf_recipient_known(cf, "ALICE", "EXAMPLE.COM"));
 	assert_true(conf_recipient_known(cf, "Bob", "example.com"));
 	assert_false(conf_recipient_known(cf, "carol", "example.com"));
+	/* A quoted local part is looked up unquoted. */
+	assert_true(conf_recipient_known(cf, "\"Bob\"", "example.com"));
+	assert_true(conf_recipient_known(cf, "\"\\b\\o\\b\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"bob \"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"", "example.com"));
 	/* Domains without a list accept anyone. */
 	assert_true(conf_recipient_known(cf, "carol", "other.example"));
 	conf_free(cf);
