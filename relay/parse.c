@@ -5,9 +5,10 @@
  * Where the RFCs leave a choice this follows Postfix's defaults: a space
  * after "FROM:" and a path without angle brackets are tolerated, as clients
  * in the wild send them. Forms that only serve to relay through us (source
- * routes, % hacks, bang paths, address literals, quoted local parts that
- * hide an address) are refused in recipients outright: a backup MX has no
- * use for them. Other quoted local parts are valid and relayed as given.
+ * routes, % hacks, bang paths, address literals, and @ % or ! inside a
+ * quoted local part, where a next hop could read them as a route) are
+ * refused in recipients outright: a backup MX has no use for them. Other
+ * quoted local parts are valid and relayed byte for byte.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
