@@ -255,7 +255,8 @@ main(int argc, char **argv)
 			conf_free(d.cf);
 			return 1;
 		}
-		printf("%s: ok\n", path);
+		/* What the file leaves to a default worked out from others. */
+		printf("%s: ok (postmaster <%s>)\n", path, d.cf->postmaster);
 		conf_free(d.cf);
 		return 0;
 	}

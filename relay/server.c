@@ -281,7 +281,9 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 
 /*
  * Whether env already has addr: the local part compared exactly, the
- * domain without regard to case (RFC 5321 2.4).
+ * domain without regard to case (RFC 5321 2.4). A local part is compared
+ * as given: "joe"@d and joe@d are two recipients, as only the destination
+ * may say they are one mailbox.
  */
 static bool
 smtp_rcpt_given(const struct envelope *env, const char *addr)
@@ -302,12 +304,26 @@ smtp_rcpt_given(const struct envelope *env, const char *addr)
 	return false;
 }
 
+/* Whether r passes its domain's recipients file, if it has one. */
+static bool
+smtp_rcpt_listed(const struct conf *cf, const struct parse_rcpt *r)
+{
+	char local[PARSE_ADDR_SIZE];
+	size_t n = (size_t)(strrchr(r->addr, '@') - r->addr);
+
+	/* The local part as sent, quotes and all, as the queue has it. */
+	memcpy(local, r->addr, n);
+	local[n] = '\0';
+	return conf_recipient_known(cf, local, r->domain);
+}
+
 static int
 smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 {
 	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
 	struct parse_rcpt r;
+	const char *addr;
 
 	if (s->state == SMTP_ST_CHUNKING) {
 		smtp_reply(s, "503 5.5.1 Error: BDAT in progress");
@@ -322,7 +338,16 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "%s", reply);
 		return -1;
 	}
-	if (smtp_rcpt_given(s->env, r.addr)) {
+	/*
+	 * <Postmaster> with no domain MUST be accepted (RFC 5321 4.5.1): it
+	 * is stored as the configured postmaster, so that routing and lanes
+	 * see a whole address, and that address is the operator's choice,
+	 * outside the relay and recipient checks. postmaster@ each of our
+	 * domains is taken even where a recipients file leaves it out. A
+	 * quoted local part is looked up in that file unquoted.
+	 */
+	addr = r.postmaster ? cf->postmaster : r.addr;
+	if (smtp_rcpt_given(s->env, addr)) {
 		/* The same recipient again: one copy is delivered, with the
 		 * first one's DSN parameters (as Postfix does). */
 		smtp_reply(s, "250 2.1.5 Ok");
@@ -333,15 +358,17 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return -1;
 	}
-	if (!conf_is_relay_domain(cf, r.domain)) {
+	if (r.postmaster) {
+		log_event(smtp_logid(s), "to=<%s>, orig_to=<%s>", addr, r.addr);
+	} else if (!conf_is_relay_domain(cf, r.domain)) {
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 554 5.7.1 <%s>: Relay access denied",
 		    s->peer, r.addr);
 		metrics_reject("relay");
 		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
-	}
-	if (!conf_recipient_known(cf, r.local, r.domain)) {
+	} else if (strcasecmp(r.local, "postmaster") != 0 &&
+		   !smtp_rcpt_listed(cf, &r)) {
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 550 5.1.1 <%s>: unknown recipient",
 		    s->peer, r.addr);
@@ -352,8 +379,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		    r.addr);
 		return -1;
 	}
-	envelope_add_rcpt(
-	    s->env, r.addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
+	envelope_add_rcpt(s->env, addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
 	smtp_set_state(s, SMTP_ST_RCPT);
 	smtp_reply(s, "250 2.1.5 Ok");
 	return 0;

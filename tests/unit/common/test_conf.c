@@ -410,7 +410,8 @@ test_route_parses_every_form(void **state)
 	assert_int_equal(conf_parse_route("lmtp:store.example:2400", &r), 0);
 	assert_int_equal(r.port, 2400);
 	conf_route_fini(&r);
-	assert_int_equal(conf_parse_route("lmtp:unix:/run/dovecot/lmtp", &r), 0);
+	assert_int_equal(
+	    conf_parse_route("lmtp:unix:/run/dovecot/lmtp", &r), 0);
 	assert_int_equal(r.kind, ROUTE_LMTP_UNIX);
 	assert_string_equal(r.path, "/run/dovecot/lmtp");
 	assert_string_equal(r.text, "lmtp:unix:/run/dovecot/lmtp");
@@ -451,20 +452,71 @@ load_ok(const char *text)
 }
 
 static void
+test_postmaster_defaults_to_the_first_relay_domain(void **state)
+{
+	struct conf *cf;
+
+	(void)state;
+	cf = load_ok("relay_domains = {\".sub.example.org\", \"A.Example\", "
+		     "\"b.example\"}\n");
+	assert_string_equal(cf->postmaster, "postmaster@a.example");
+	conf_free(cf);
+	cf = load_ok(GOOD "postmaster = \"hostmaster.team@ops.example.net\"\n");
+	assert_string_equal(cf->postmaster, "hostmaster.team@ops.example.net");
+	conf_free(cf);
+	cf = load_ok("relay_domains = {\".example.org\"}\n"
+		     "postmaster = \"pm@example.org\"\n");
+	assert_string_equal(cf->postmaster, "pm@example.org");
+	conf_free(cf);
+}
+
+static void
+test_postmaster_must_be_an_address(void **state)
+{
+	static const char *bad[] = {"postmaster", "@example.com", "pm@",
+	    "pm@bad_domain", "a b@example.com", "a..b@example.com",
+	    ".a@example.com", "a.@example.com", "\\\"a\\\"@example.com",
+	    "a%b@example.com", "a!b@example.com", "pm@@example.com",
+	    "<pm@example.com>"};
+	char text[200], want[200], *got;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(
+		    text, sizeof(text), GOOD "postmaster = \"%s\"\n", bad[i]);
+		got = load_errors(text);
+		if (got == NULL)
+			fail_msg("accepted postmaster %s", bad[i]);
+		snprintf(want, sizeof(want),
+		    "F:2: postmaster: bad address '%s' (use local@domain)\n",
+		    strcmp(bad[i], "\\\"a\\\"@example.com") == 0
+			? "\"a\"@example.com"
+			: bad[i]);
+		assert_string_equal(got, want);
+		free(got);
+	}
+	/* Only subdomain patterns: nothing to default to. */
+	assert_errors("relay_domains = {\".example.org\"}\n",
+	    "F:2: postmaster: not set, and relay_domains names no domain "
+	    "(only .subdomain patterns) to default to\n");
+}
+
+static void
 test_domain_sections_override_global_policy(void **state)
 {
 	struct conf *cf;
 	const struct conf_retry *r;
 
 	(void)state;
-	cf = load_ok(GOOD "tls = \"encrypt\"\n"
-			  "retry { initial = 1m\n max_age = 0 }\n"
-			  "domain \"example.com\" {\n"
-			  "  route = \"lmtp:[127.0.0.1]:2400\"\n"
-			  "  tls = \"none\"\n"
-			  "  retry { max_connections = 5 }\n"
-			  "}\n"
-			  "domain \".example.org\" { route = \"smtp:[::1]\" }\n");
+	cf = load_ok(
+	    GOOD "tls = \"encrypt\"\n"
+		 "retry { initial = 1m\n max_age = 0 }\n"
+		 "domain \"example.com\" {\n"
+		 "  route = \"lmtp:[127.0.0.1]:2400\"\n"
+		 "  tls = \"none\"\n"
+		 "  retry { max_connections = 5 }\n"
+		 "}\n"
+		 "domain \".example.org\" { route = \"smtp:[::1]\" }\n");
 	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->kind, ROUTE_LMTP);
 	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->port, 2400);
 	assert_int_equal(conf_route_for(cf, "a.example.org")->kind, ROUTE_SMTP);
@@ -519,13 +571,19 @@ test_recipients_file_lists_addresses_and_local_parts(void **state)
 	fd = mkstemp(rpath);
 	assert_int_equal(write(fd, list, strlen(list)), (ssize_t)strlen(list));
 	close(fd);
-	text = xasprintf(GOOD "domain \"example.com\" { recipients = \"%s\" }\n",
-	    rpath);
+	text = xasprintf(
+	    GOOD "domain \"example.com\" { recipients = \"%s\" }\n", rpath);
 	cf = load_ok(text);
 	assert_true(conf_recipient_known(cf, "alice", "example.com"));
 	assert_true(conf_recipient_known(cf, "ALICE", "EXAMPLE.COM"));
 	assert_true(conf_recipient_known(cf, "Bob", "example.com"));
 	assert_false(conf_recipient_known(cf, "carol", "example.com"));
+	/* A quoted local part is looked up unquoted. */
+	assert_true(conf_recipient_known(cf, "\"Bob\"", "example.com"));
+	assert_true(conf_recipient_known(cf, "\"\\b\\o\\b\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"bob \"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"", "example.com"));
 	/* Domains without a list accept anyone. */
 	assert_true(conf_recipient_known(cf, "carol", "other.example"));
 	conf_free(cf);
@@ -535,10 +593,10 @@ test_recipients_file_lists_addresses_and_local_parts(void **state)
 	fd = open(rpath, O_WRONLY | O_TRUNC);
 	assert_int_equal(write(fd, "ok\nbad entry\n", 13), 13);
 	close(fd);
-	text = xasprintf(GOOD "domain \"example.com\" { recipients = \"%s\" }\n",
-	    rpath);
-	char *errs = load_errors(text), *want = xasprintf(
-	    "%s:2: bad recipient 'bad entry'\n", rpath);
+	text = xasprintf(
+	    GOOD "domain \"example.com\" { recipients = \"%s\" }\n", rpath);
+	char *errs = load_errors(text),
+	     *want = xasprintf("%s:2: bad recipient 'bad entry'\n", rpath);
 	assert_string_equal(errs, want);
 	free(errs);
 	free(want);
@@ -558,13 +616,15 @@ test_load_reports_bad_policy_values(void **state)
 			   "tls_cert_file = \"/nonexistent/cert.pem\"\n",
 	    "F:3: multiplier: '0.5' is not a number from 1 to 100\n"
 	    "F:4: jitter: '2' is not a number from 0 to 1\n"
-	    "F:5: max_connections: '0' is not a whole number from 1 to 1000000\n"
+	    "F:5: max_connections: '0' is not a whole number from 1 to "
+	    "1000000\n"
 	    "F:6: initial: bad duration 'x' (use e.g. 30s, 5m, 4h, 5d)\n"
 	    "F:7: tls: 'always' is not one of none, may, encrypt, verify\n"
 	    "F:9: route: bad route 'smtp:' (use mx, smtp:[host]:port, "
 	    "lmtp:[host]:port or lmtp:unix:/path)\n"
 	    "F:10: domain: bad domain name 'bad..name'\n"
-	    "F:11: message_size_limit: bad size '10q' (use e.g. 512, 10k, 25M)\n"
+	    "F:11: message_size_limit: bad size '10q' (use e.g. 512, 10k, "
+	    "25M)\n"
 	    "F:12: tls_cert_file: cannot read '/nonexistent/cert.pem': No such "
 	    "file or directory\n");
 }
@@ -587,6 +647,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_load_refuses_zero_timeouts_and_size_limit),
+	    cmocka_unit_test(
+		test_postmaster_defaults_to_the_first_relay_domain),
+	    cmocka_unit_test(test_postmaster_must_be_an_address),
 	    cmocka_unit_test(test_duration_accepts_each_unit),
 	    cmocka_unit_test(test_duration_accepts_combinations),
 	    cmocka_unit_test(test_duration_rejects_garbage),
@@ -605,12 +668,14 @@ main(void)
 	    cmocka_unit_test(test_load_reports_every_error_not_only_the_first),
 	    cmocka_unit_test(test_load_reports_unreadable_file),
 	    cmocka_unit_test(test_development_config_is_valid),
-	    cmocka_unit_test(test_template_config_wants_relay_domains_and_nothing_else),
+	    cmocka_unit_test(
+		test_template_config_wants_relay_domains_and_nothing_else),
 	    cmocka_unit_test(test_route_parses_every_form),
 	    cmocka_unit_test(test_route_rejects_bad_forms),
 	    cmocka_unit_test(test_domain_sections_override_global_policy),
 	    cmocka_unit_test(test_defaults_of_smtp_dns_and_delivery_options),
-	    cmocka_unit_test(test_recipients_file_lists_addresses_and_local_parts),
+	    cmocka_unit_test(
+		test_recipients_file_lists_addresses_and_local_parts),
 	    cmocka_unit_test(test_load_reports_bad_policy_values),
 	};
 
