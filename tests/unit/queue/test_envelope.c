@@ -31,7 +31,8 @@ sample(void)
 	e->attempts = 3;
 	e->last_attempt = 1764000100;
 	e->next_attempt = 1764000400;
-	e->last_error = strdup("connect to store[10.0.0.5]:24: Connection refused");
+	e->last_error =
+	    strdup("connect to store[10.0.0.5]:24: Connection refused");
 	r = envelope_add_rcpt(e, "bob@example.com", "rfc822;bob@example.com",
 	    NOTIFY_FAILURE | NOTIFY_DELAY);
 	r->state = RCPT_FAILED;
@@ -67,7 +68,8 @@ assert_same(const struct envelope *a, const struct envelope *b)
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		assert_string_equal(a->rcpts[i].addr, b->rcpts[i].addr);
 		if (a->rcpts[i].orcpt || b->rcpts[i].orcpt)
-			assert_string_equal(a->rcpts[i].orcpt, b->rcpts[i].orcpt);
+			assert_string_equal(
+			    a->rcpts[i].orcpt, b->rcpts[i].orcpt);
 		assert_int_equal(a->rcpts[i].notify, b->rcpts[i].notify);
 		assert_int_equal(a->rcpts[i].state, b->rcpts[i].state);
 	}
@@ -147,7 +149,8 @@ test_garbage_never_crashes(void **state)
 
 	(void)state;
 	srand(42);
-	/* Flip bytes at random: decode must either refuse or return a record. */
+	/* Flip bytes at random: decode must either refuse or return a record.
+	 */
 	for (int round = 0; round < 20000; round++) {
 		char *copy = malloc(len);
 		memcpy(copy, buf, len);
@@ -172,11 +175,49 @@ test_specific_corruptions_are_named(void **state)
 	assert_null(envelope_decode("E\011", 2, why, sizeof(why)));
 	assert_string_equal(why, "unknown record version 9");
 	/* A string length far past the end. */
-	assert_null(envelope_decode("E\001\377\377\377\017", 6, why, sizeof(why)));
+	assert_null(
+	    envelope_decode("E\001\377\377\377\017", 6, why, sizeof(why)));
 	assert_string_equal(why, "truncated in queue id");
 	/* A bad queue id. */
-	assert_null(envelope_decode("E\001\015abcdefghijkl", 15, why, sizeof(why)));
+	assert_null(
+	    envelope_decode("E\001\015abcdefghijkl", 15, why, sizeof(why)));
 	assert_string_equal(why, "bad queue id");
+}
+
+#define HSA(s) header_section_ascii(s, sizeof(s) - 1)
+
+static void
+test_header_section_ascii_stops_at_the_first_empty_line(void **state)
+{
+	(void)state;
+	assert_true(
+	    HSA("Subject: hi\r\nFrom: a@b\r\n\r\nbody caf\xc3\xa9\r\n"));
+	/* A bare LF ends the header section too. */
+	assert_true(HSA("Subject: hi\n\nbody \xe9\n"));
+	assert_true(HSA("\r\n\xff"));
+	assert_true(HSA("\n\xff"));
+	/* The 8-bit octet after a non-empty line is still a header's. */
+	assert_false(HSA("Subject: hi\r\n\xc3\xa9: x\r\n\r\nbody\r\n"));
+	/* A line of one space is a continuation, not the end. */
+	assert_false(HSA("Subject: hi\r\n \r\n caf\xc3\xa9\r\n\r\n"));
+	/* A CR alone is no line end. */
+	assert_false(HSA("Subject: hi\r\r\xc3\xa9\r\n\r\n"));
+}
+
+static void
+test_header_section_ascii_reads_all_of_a_message_without_body(void **state)
+{
+	(void)state;
+	assert_true(header_section_ascii("", 0));
+	assert_true(HSA("Subject: hi\r\nFrom: a@b\r\n"));
+	assert_true(HSA("Subject: no line end"));
+	assert_false(HSA("Subject: no line end \x80"));
+	assert_false(HSA("To: J\xc3\xb6rg <j@example.com>\r\n"));
+	/* The first octet; and a lone \\r at the very end. */
+	assert_false(HSA("\xc3\xa9: x\r\n\r\n"));
+	assert_true(HSA("Subject: x\r"));
+	/* Length is honoured: the 8-bit octet past it is not read. */
+	assert_true(header_section_ascii("ab\xff", 2));
 }
 
 int
@@ -188,6 +229,10 @@ main(void)
 	    cmocka_unit_test(test_every_truncation_is_refused_with_a_reason),
 	    cmocka_unit_test(test_garbage_never_crashes),
 	    cmocka_unit_test(test_specific_corruptions_are_named),
+	    cmocka_unit_test(
+		test_header_section_ascii_stops_at_the_first_empty_line),
+	    cmocka_unit_test(
+		test_header_section_ascii_reads_all_of_a_message_without_body),
 	};
 
 	return cmocka_run_group_tests_name("queue/envelope", tests, NULL, NULL);
