@@ -145,8 +145,7 @@ env_get_max(struct env_cur *c, const char *what, uint64_t max)
 	uint64_t v = env_get_u64(c, what);
 
 	if (v > max) {
-		env_fail(
-		    c, "%s out of range (%llu)", what, (unsigned long long)v);
+		env_fail(c, "%s out of range (%llu)", what, (unsigned long long)v);
 		return 0;
 	}
 	return v;
@@ -206,8 +205,8 @@ envelope_decode(const char *buf, size_t len, char *why, size_t whylen)
 	if (!c.bad && env->sender == NULL)
 		env_fail(&c, "missing sender");
 	env->size = env_get_u64(&c, "size");
-	env->body =
-	    (enum body_type)env_get_max(&c, "body type", BODY_BINARYMIME);
+	env->body = (enum body_type)env_get_max(&c, "body type",
+	    BODY_BINARYMIME);
 	env->ret = (enum dsn_ret)env_get_max(&c, "ret", RET_HDRS);
 	env->envid = env_get_str(&c, "envid");
 	env->flags = (uint32_t)env_get_max(&c, "flags", UINT32_MAX);
@@ -233,8 +232,8 @@ envelope_decode(const char *buf, size_t len, char *why, size_t whylen)
 		r = envelope_add_rcpt(env, addr, orcpt, notify);
 		free(addr);
 		free(orcpt);
-		r->state = (enum rcpt_state)env_get_max(
-		    &c, "recipient state", RCPT_FAILED);
+		r->state = (enum rcpt_state)env_get_max(&c, "recipient state",
+		    RCPT_FAILED);
 		r->dsn_status = env_get_str(&c, "dsn status");
 		r->last_error = env_get_str(&c, "recipient error");
 	}
@@ -262,8 +261,8 @@ env_dup(const char *s)
 }
 
 struct env_rcpt *
-envelope_add_rcpt(
-    struct envelope *env, const char *addr, const char *orcpt, unsigned notify)
+envelope_add_rcpt(struct envelope *env, const char *addr, const char *orcpt,
+    unsigned notify)
 {
 	struct env_rcpt *r;
 

@@ -24,10 +24,10 @@ enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 enum dsn_ret { RET_DEFAULT, RET_FULL, RET_HDRS };
 
 /* Envelope flags. */
-#define ENV_HELD 0x1       /* held by the operator: not scheduled */
+#define ENV_HELD 0x1	   /* held by the operator: not scheduled */
 #define ENV_SMTPUTF8 0x2   /* SMTPUTF8 given at MAIL */
 #define ENV_DELAY_SENT 0x4 /* the delay DSN has been sent */
-#define ENV_DSN 0x8        /* a notification mxspool made: bounce_route */
+#define ENV_DSN 0x8	   /* a notification mxspool made: bounce_route */
 
 struct env_rcpt {
 	char *addr;  /* the recipient address, without < > */
@@ -40,17 +40,17 @@ struct env_rcpt {
 
 struct envelope {
 	char qid[QID_SIZE];
-	int64_t arrival;   /* unix time, microseconds */
-	char *client_addr; /* "192.0.2.1" */
-	char *client_name; /* PTR name or NULL */
-	char *helo;        /* as the client gave it, or NULL */
-	char *sender;      /* "" for the null sender <> */
-	uint64_t size;     /* body bytes as stored */
+	int64_t arrival;     /* unix time, microseconds */
+	char *client_addr;   /* "192.0.2.1" */
+	char *client_name;   /* PTR name or NULL */
+	char *helo;	     /* as the client gave it, or NULL */
+	char *sender;	     /* "" for the null sender <> */
+	uint64_t size;	     /* body bytes as stored */
 	enum body_type body;
 	enum dsn_ret ret;
-	char *envid;          /* RFC 3461 ENVID (xtext as given), or NULL */
-	uint32_t flags;       /* ENV_* */
-	uint32_t attempts;    /* delivery attempts made */
+	char *envid;	     /* RFC 3461 ENVID (xtext as given), or NULL */
+	uint32_t flags;	     /* ENV_* */
+	uint32_t attempts;   /* delivery attempts made */
 	int64_t last_attempt; /* unix time, seconds; 0 = never */
 	int64_t next_attempt; /* unix time, seconds; 0 = now */
 	char *last_error;     /* why the last attempt failed, or NULL */
@@ -62,8 +62,8 @@ struct envelope *envelope_new(void);
 /* Frees env and everything it points to. NULL is a no-op. */
 void envelope_free(struct envelope *env);
 /* Adds a recipient (copies addr and orcpt) and returns it. */
-struct env_rcpt *envelope_add_rcpt(
-    struct envelope *env, const char *addr, const char *orcpt, unsigned notify);
+struct env_rcpt *envelope_add_rcpt(struct envelope *env, const char *addr,
+    const char *orcpt, unsigned notify);
 /* A deep copy. */
 struct envelope *envelope_dup(const struct envelope *env);
 
@@ -73,8 +73,8 @@ char *envelope_encode(const struct envelope *env, size_t *len);
  * Decodes a record; on malformed input returns NULL and says why in why
  * (never crashes, whatever the bytes).
  */
-struct envelope *envelope_decode(
-    const char *buf, size_t len, char *why, size_t whylen);
+struct envelope *envelope_decode(const char *buf, size_t len, char *why,
+    size_t whylen);
 
 const char *rcpt_state_str(enum rcpt_state st);
 

@@ -31,8 +31,7 @@ sample(void)
 	e->attempts = 3;
 	e->last_attempt = 1764000100;
 	e->next_attempt = 1764000400;
-	e->last_error =
-	    strdup("connect to store[10.0.0.5]:24: Connection refused");
+	e->last_error = strdup("connect to store[10.0.0.5]:24: Connection refused");
 	r = envelope_add_rcpt(e, "bob@example.com", "rfc822;bob@example.com",
 	    NOTIFY_FAILURE | NOTIFY_DELAY);
 	r->state = RCPT_FAILED;
@@ -68,8 +67,7 @@ assert_same(const struct envelope *a, const struct envelope *b)
 	for (size_t i = 0; i < a->nrcpts; i++) {
 		assert_string_equal(a->rcpts[i].addr, b->rcpts[i].addr);
 		if (a->rcpts[i].orcpt || b->rcpts[i].orcpt)
-			assert_string_equal(
-			    a->rcpts[i].orcpt, b->rcpts[i].orcpt);
+			assert_string_equal(a->rcpts[i].orcpt, b->rcpts[i].orcpt);
 		assert_int_equal(a->rcpts[i].notify, b->rcpts[i].notify);
 		assert_int_equal(a->rcpts[i].state, b->rcpts[i].state);
 	}
@@ -149,8 +147,7 @@ test_garbage_never_crashes(void **state)
 
 	(void)state;
 	srand(42);
-	/* Flip bytes at random: decode must either refuse or return a record.
-	 */
+	/* Flip bytes at random: decode must either refuse or return a record. */
 	for (int round = 0; round < 20000; round++) {
 		char *copy = malloc(len);
 		memcpy(copy, buf, len);
@@ -175,12 +172,10 @@ test_specific_corruptions_are_named(void **state)
 	assert_null(envelope_decode("E\011", 2, why, sizeof(why)));
 	assert_string_equal(why, "unknown record version 9");
 	/* A string length far past the end. */
-	assert_null(
-	    envelope_decode("E\001\377\377\377\017", 6, why, sizeof(why)));
+	assert_null(envelope_decode("E\001\377\377\377\017", 6, why, sizeof(why)));
 	assert_string_equal(why, "truncated in queue id");
 	/* A bad queue id. */
-	assert_null(
-	    envelope_decode("E\001\015abcdefghijkl", 15, why, sizeof(why)));
+	assert_null(envelope_decode("E\001\015abcdefghijkl", 15, why, sizeof(why)));
 	assert_string_equal(why, "bad queue id");
 }
 
