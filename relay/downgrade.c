@@ -6,9 +6,9 @@
  * their original octets, headers from their raw values, so what needed
  * no conversion stays as it was, boundaries included.
  *
- * XXX This runs on the loop thread, over the whole message at once: a
- * few tens of milliseconds for a message of several megabytes, and only
- * for 8-bit mail to a hop without 8BITMIME, which is rare today.
+ * XXX This runs on the loop thread, over the whole message at once: about
+ * 0.1 s for 5 MB of 8-bit text, and only for 8-bit mail to a hop without
+ * 8BITMIME, which is rare today; a worker thread would bound it.
  */
 #include <gmime/gmime.h>
 #include <stdio.h>
