@@ -30,7 +30,7 @@ ASAN_BUILD ?= build-asan
 PYTHON  ?= /usr/bin/python3
 
 PKGS = libevent_core libevent_extra libevent_openssl libevent_pthreads \
-       openssl rocksdb libcares libconfuse jansson
+       openssl rocksdb libcares libconfuse jansson gmime-3.0
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla \

@@ -19,6 +19,7 @@
 #include "queue/queue.h"
 #include "queue/sched.h"
 #include "relay/client.h"
+#include "relay/downgrade.h"
 #include "relay/server.h"
 #include "relay/tls.h"
 
@@ -263,6 +264,8 @@ main(int argc, char **argv)
 
 	log_open("mxspoold", d.cf->log_dest, d.cf->log_level);
 	signal(SIGPIPE, SIG_IGN);
+	/* GMime, for the 8BITMIME downgrade: set up once, before the loop. */
+	downgrade_init();
 	daemon_prepare_spool(d.cf);
 
 	d.base = event_base_new();

@@ -340,3 +340,22 @@ rcpt_state_str(enum rcpt_state st)
 	}
 	return "?";
 }
+
+bool
+header_section_ascii(const char *data, size_t len)
+{
+	bool bol = true; /* at the start of a line */
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)data[i];
+
+		/* An empty line ends the header section (RFC 5322 2.1). */
+		if (bol && (c == '\n' || (c == '\r' && i + 1 < len &&
+					     data[i + 1] == '\n')))
+			return true;
+		if (c & 0x80)
+			return false;
+		bol = c == '\n';
+	}
+	return true;
+}

@@ -78,4 +78,12 @@ struct envelope *envelope_decode(const char *buf, size_t len, char *why,
 
 const char *rcpt_state_str(enum rcpt_state st);
 
+/*
+ * Whether the header section of a message (data, len octets: up to the
+ * first empty line, RFC 5322 2.1, or all of it when there is none) has
+ * only ASCII octets, so that it needs no SMTPUTF8 (RFC 6531 3.4, RFC
+ * 6532 3). A bare LF ends a line too.
+ */
+bool header_section_ascii(const char *data, size_t len);
+
 #endif

@@ -70,11 +70,24 @@ unsigned client_ehlo_parse(const struct client_reply *r, uint64_t *size);
  * with one, then ".\r\n". Malloc'd, *outlen bytes.
  */
 char *client_dot_stuff(const char *data, size_t len, size_t *outlen);
-/* "MAIL FROM:<s> SIZE=n BODY=8BITMIME ..." with the parameters ext allows;
+/* "MAIL FROM:<s> SIZE=n BODY=8BITMIME ..." with the parameters ext allows
+ * (a hop without 8BITMIME or SMTPUTF8 gets no BODY= or SMTPUTF8: the
+ * caller has made the message fit, RFC 6152 3, RFC 6531 3.4); size is
+ * the octets that will be sent, after any conversion (RFC 1870 4);
  * malloc'd, without CRLF. */
-char *client_mail_cmd(const struct client_msg *m, unsigned ext);
-/* "RCPT TO:<a> NOTIFY=... ORCPT=..." (DSN parameters when ext has DSN). */
+char *client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext);
+/* "RCPT TO:<a> NOTIFY=... ORCPT=..." (DSN parameters when ext has DSN); to
+ * a hop without SMTPUTF8, the ORCPT as client_orcpt_7bit makes it. */
 char *client_rcpt_cmd(const struct client_rcpt *r, unsigned ext);
+/*
+ * An ORCPT (as stored: addr-type;xtext) for a hop without SMTPUTF8: an
+ * "rfc822" one whose xtext decodes to more than ASCII is no rfc822
+ * address, and goes as "utf-8;" in RFC 6533 3's utf-8-addr-xtext form
+ * ("\x{E9}"), which a hop without SMTPUTF8 may be given; others as
+ * they are. NULL when the octets are not UTF-8 (the ORCPT is then left
+ * out: it is optional, RFC 3461 4.2). Malloc'd.
+ */
+char *client_orcpt_7bit(const char *orcpt);
 
 /* ---- the session (client.c, client_txn.c) ------------------------------ */
 
@@ -147,6 +160,12 @@ struct client_session {
 	bool *final;    /* per rcpt: the result is set */
 	size_t rcpt_i, lmtp_i, naccepted;
 	bool mail_ok, pipelined, bdat, body_queued, body_sent;
+	/* What goes on the wire: msg's own octets, or their 7-bit
+	 * conversion (RFC 6152 3) in conv, owned, freed with the
+	 * transaction; SIZE= and the size check use out_len. */
+	const char *out;
+	size_t out_len;
+	char *conv;
 
 	struct client_end end;
 };

@@ -218,7 +218,7 @@ client_dot_stuff(const char *data, size_t len, size_t *outlen)
 }
 
 char *
-client_mail_cmd(const struct client_msg *m, unsigned ext)
+client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext)
 {
 	char buf[1200];
 	size_t len;
@@ -231,7 +231,7 @@ client_mail_cmd(const struct client_msg *m, unsigned ext)
 			    buf + len, sizeof(buf) - len, __VA_ARGS__);        \
 	} while (0)
 	if (ext & CLIENT_EXT_SIZE)
-		ADD(" SIZE=%zu", m->len);
+		ADD(" SIZE=%zu", size);
 	if (m->body == BODY_8BITMIME && (ext & CLIENT_EXT_8BITMIME))
 		ADD(" BODY=8BITMIME");
 	else if (m->body == BODY_BINARYMIME && (ext & CLIENT_EXT_BINARYMIME))
@@ -258,10 +258,108 @@ client_mail_cmd(const struct client_msg *m, unsigned ext)
 	return xstrndup(buf, len);
 }
 
+/* One UTF-8 sequence at s (n octets left): its code point and length,
+ * or 0 when it is not UTF-8 (RFC 3629 4: no overlongs, no surrogates). */
+static size_t
+utf8_next(const unsigned char *s, size_t n, unsigned long *cp)
+{
+	static const unsigned long min[] = {0, 0, 0x80, 0x800, 0x10000};
+	size_t len;
+	unsigned long v;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2, v = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3, v = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4, v = s[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (s[i] & 0x3f);
+	}
+	if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *
+client_orcpt_7bit(const char *orcpt)
+{
+	const char *x;
+	unsigned char *dec;
+	size_t n = 0, o = 0, len, k;
+	bool ascii = true;
+	char *out;
+	unsigned long cp;
+
+	if (strncasecmp(orcpt, "rfc822;", 7) != 0)
+		return xstrdup(orcpt);
+	/* The xtext's octets (RFC 3461 4: "+XX" is one octet). */
+	x = orcpt + 7;
+	len = strlen(x);
+	dec = xmalloc(len + 1);
+	for (size_t i = 0; i < len; i++) {
+		if (x[i] == '+' && i + 2 < len && hexval(x[i + 1]) >= 0 &&
+		    hexval(x[i + 2]) >= 0) {
+			dec[n] = (unsigned char)(hexval(x[i + 1]) << 4 |
+						 hexval(x[i + 2]));
+			i += 2;
+		} else {
+			dec[n] = (unsigned char)x[i];
+		}
+		if (dec[n++] & 0x80)
+			ascii = false;
+	}
+	if (ascii) {
+		free(dec);
+		return xstrdup(orcpt);
+	}
+	/* utf-8-addr-xtext (RFC 6533 3): QCHARs as they are, any other
+	 * character as \x{HEX}, upper case, without leading zeros. */
+	out = xmalloc(6 + n * 10 + 1);
+	o = (size_t)sprintf(out, "utf-8;");
+	for (size_t i = 0; i < n; i += k) {
+		if ((k = utf8_next(dec + i, n - i, &cp)) == 0) {
+			free(dec);
+			free(out);
+			return NULL;
+		}
+		if (cp >= 0x21 && cp <= 0x7e && cp != '+' && cp != '=' &&
+		    cp != '\\')
+			out[o++] = (char)cp;
+		else
+			o += (size_t)sprintf(out + o, "\\x{%02lX}", cp);
+	}
+	out[o] = '\0';
+	free(dec);
+	return out;
+}
+
 char *
 client_rcpt_cmd(const struct client_rcpt *r, unsigned ext)
 {
 	char notify[40] = "";
+	char *orcpt = NULL, *cmd;
 
 	if ((ext & CLIENT_EXT_DSN) && r->notify != 0) {
 		if (r->notify & NOTIFY_NEVER) {
@@ -286,7 +384,14 @@ client_rcpt_cmd(const struct client_rcpt *r, unsigned ext)
 		}
 	}
 	if ((ext & CLIENT_EXT_DSN) && r->orcpt != NULL && r->orcpt[0] != '\0')
-		return xasprintf(
-		    "RCPT TO:<%s>%s ORCPT=%s", r->addr, notify, r->orcpt);
-	return xasprintf("RCPT TO:<%s>%s", r->addr, notify);
+		orcpt = (ext & CLIENT_EXT_SMTPUTF8)
+			    ? xstrdup(r->orcpt)
+			    : client_orcpt_7bit(r->orcpt);
+	if (orcpt != NULL)
+		cmd = xasprintf(
+		    "RCPT TO:<%s>%s ORCPT=%s", r->addr, notify, orcpt);
+	else
+		cmd = xasprintf("RCPT TO:<%s>%s", r->addr, notify);
+	free(orcpt);
+	return cmd;
 }

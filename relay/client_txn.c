@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/xmem.h"
 #include "relay/client_int.h"
+#include "relay/downgrade.h"
 
 const char *
 client_state_str(enum cs_state st)
@@ -190,6 +191,10 @@ client_msg_done(struct client_session *cs)
 	free(cs->accepted);
 	free(cs->final);
 	cs->accepted = cs->final = NULL;
+	free(cs->conv);
+	cs->conv = NULL;
+	cs->out = NULL;
+	cs->out_len = 0;
 	cs->msg = NULL;
 	cs->in_owner = true;
 	cs->cbs.done(cs->arg, cs, m);
@@ -249,8 +254,66 @@ client_abort(struct client_session *cs, int code, const char *dsn,
 
 /* ---- the transaction -------------------------------------------------- */
 
-/* Checks the message against what the server offers; on a mismatch every
- * recipient fails permanently (the server cannot take it) and false. */
+static bool
+str_ascii(const char *s)
+{
+	return downgrade_is_7bit(s, strlen(s));
+}
+
+/*
+ * RFC 6531 3.4: SMTPUTF8 mail whose envelope and header section are all
+ * ASCII needs no SMTPUTF8, and goes to a hop without it as plain mail
+ * (Postfix does the same). ORCPTs do not count: they are stored as
+ * xtext, ASCII on the wire, and client_rcpt_cmd gives a hop without
+ * SMTPUTF8 the RFC 6533 form of any that is not.
+ */
+static bool
+client_utf8_needless(const struct client_msg *m)
+{
+	if (!str_ascii(m->sender))
+		return false;
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		if (!str_ascii(m->rcpts[i].addr))
+			return false;
+	}
+	return header_section_ascii(m->data, m->len);
+}
+
+/*
+ * RFC 6152 3: 8-bit data goes only to a hop that offers 8BITMIME. For
+ * one that does not, BODY=8BITMIME mail that is 7 bit after all goes as
+ * it is, other mail is converted (relay/downgrade.h) into cs->conv.
+ * Returns NULL, or the RFC 3463 code of why it cannot go, with a text.
+ */
+static const char *
+client_body_fits(struct client_session *cs, const struct client_msg *m,
+    char *text, size_t textlen)
+{
+	char why[160];
+	int rc;
+
+	if (m->body != BODY_8BITMIME || (cs->ext & CLIENT_EXT_8BITMIME) ||
+	    downgrade_is_7bit(m->data, m->len))
+		return NULL;
+	rc = downgrade_to_7bit(
+	    m->data, m->len, &cs->conv, &cs->out_len, why, sizeof(why));
+	if (rc != DOWNGRADE_OK) {
+		snprintf(text, textlen,
+		    "%s and cannot be converted to 7 bit for host %s, "
+		    "which does not offer 8BITMIME",
+		    why, cs->name);
+		return downgrade_dsn(rc);
+	}
+	cs->out = cs->conv;
+	log_info("%s: converted to 7 bit for host %s, which does not offer "
+		 "8BITMIME: %zu octets, %zu after",
+	    m->qid, cs->name, m->len, cs->out_len);
+	return NULL;
+}
+
+/* Checks the message against what the server offers, and sets what will
+ * be sent (cs->out, converted if need be); on a mismatch every recipient
+ * fails permanently (the server cannot take it) and false. */
 static bool
 client_msg_fits(struct client_session *cs, struct client_msg *m)
 {
@@ -258,7 +321,13 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 	const char *dsn = NULL;
 	int code = 554;
 
-	if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8)) {
+	/* Again for each server: what one can take, another may not. */
+	free(cs->conv);
+	cs->conv = NULL;
+	cs->out = m->data;
+	cs->out_len = m->len;
+	if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8) &&
+	    !client_utf8_needless(m)) {
 		dsn = "5.6.7";
 		snprintf(text, sizeof(text),
 		    "SMTPUTF8 is required, but was not offered by host %s",
@@ -270,15 +339,25 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 		snprintf(text, sizeof(text),
 		    "BINARYMIME is required, but was not offered by host %s",
 		    cs->name);
-	} else if (cs->size_limit != 0 && m->len > cs->size_limit) {
+	} else if ((dsn = client_body_fits(cs, m, text, sizeof(text))) !=
+		   NULL) {
+		/* code 554 */
+	} else if (cs->size_limit != 0 && cs->out_len > cs->size_limit) {
 		dsn = "5.3.4";
 		code = 552;
 		snprintf(text, sizeof(text),
 		    "message size %zu exceeds size limit %llu of server %s",
-		    m->len, (unsigned long long)cs->size_limit, cs->name);
+		    cs->out_len, (unsigned long long)cs->size_limit, cs->name);
 	}
-	if (dsn == NULL)
+	if (dsn == NULL) {
+		if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8))
+			log_info("%s: SMTPUTF8 not needed for host %s: "
+				 "envelope and header are ASCII",
+			    m->qid, cs->name);
 		return true;
+	}
+	free(cs->conv);
+	cs->conv = NULL;
 	/* No reply came; the code is ours, of the dsn's class, so that the
 	 * owner sees a permanent failure. */
 	for (size_t i = 0; i < m->nrcpts; i++)
@@ -295,17 +374,16 @@ void
 client_write_body(struct client_session *cs)
 {
 	struct evbuffer *out = bufferevent_get_output(cs->bev);
-	struct client_msg *m = cs->msg;
 	size_t n;
 	char *buf;
 
 	if (cs->bdat) {
 		log_debug("%s: client %s > BDAT %zu LAST", client_logid(cs),
-		    cs->relay, m->len);
-		evbuffer_add_printf(out, "BDAT %zu LAST\r\n", m->len);
-		evbuffer_add(out, m->data, m->len);
+		    cs->relay, cs->out_len);
+		evbuffer_add_printf(out, "BDAT %zu LAST\r\n", cs->out_len);
+		evbuffer_add(out, cs->out, cs->out_len);
 	} else {
-		buf = client_dot_stuff(m->data, m->len, &n);
+		buf = client_dot_stuff(cs->out, cs->out_len, &n);
 		evbuffer_add(out, buf, n);
 		free(buf);
 	}
@@ -348,7 +426,7 @@ client_start_msg(struct client_session *cs)
 		m->rcpts[i].code = 0;
 		m->rcpts[i].dsn[0] = '\0';
 	}
-	cmd = client_mail_cmd(m, cs->ext);
+	cmd = client_mail_cmd(m, cs->out_len, cs->ext);
 	client_send(cs, cmd);
 	free(cmd);
 	if (cs->pipelined) {

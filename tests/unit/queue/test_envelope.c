@@ -179,6 +179,42 @@ test_specific_corruptions_are_named(void **state)
 	assert_string_equal(why, "bad queue id");
 }
 
+#define HSA(s) header_section_ascii(s, sizeof(s) - 1)
+
+static void
+test_header_section_ascii_stops_at_the_first_empty_line(void **state)
+{
+	(void)state;
+	assert_true(
+	    HSA("Subject: hi\r\nFrom: a@b\r\n\r\nbody caf\xc3\xa9\r\n"));
+	/* A bare LF ends the header section too. */
+	assert_true(HSA("Subject: hi\n\nbody \xe9\n"));
+	assert_true(HSA("\r\n\xff"));
+	assert_true(HSA("\n\xff"));
+	/* The 8-bit octet after a non-empty line is still a header's. */
+	assert_false(HSA("Subject: hi\r\n\xc3\xa9: x\r\n\r\nbody\r\n"));
+	/* A line of one space is a continuation, not the end. */
+	assert_false(HSA("Subject: hi\r\n \r\n caf\xc3\xa9\r\n\r\n"));
+	/* A CR alone is no line end. */
+	assert_false(HSA("Subject: hi\r\r\xc3\xa9\r\n\r\n"));
+}
+
+static void
+test_header_section_ascii_reads_all_of_a_message_without_body(void **state)
+{
+	(void)state;
+	assert_true(header_section_ascii("", 0));
+	assert_true(HSA("Subject: hi\r\nFrom: a@b\r\n"));
+	assert_true(HSA("Subject: no line end"));
+	assert_false(HSA("Subject: no line end \x80"));
+	assert_false(HSA("To: J\xc3\xb6rg <j@example.com>\r\n"));
+	/* The first octet; and a lone \\r at the very end. */
+	assert_false(HSA("\xc3\xa9: x\r\n\r\n"));
+	assert_true(HSA("Subject: x\r"));
+	/* Length is honoured: the 8-bit octet past it is not read. */
+	assert_true(header_section_ascii("ab\xff", 2));
+}
+
 int
 main(void)
 {
@@ -188,6 +224,10 @@ main(void)
 	    cmocka_unit_test(test_every_truncation_is_refused_with_a_reason),
 	    cmocka_unit_test(test_garbage_never_crashes),
 	    cmocka_unit_test(test_specific_corruptions_are_named),
+	    cmocka_unit_test(
+		test_header_section_ascii_stops_at_the_first_empty_line),
+	    cmocka_unit_test(
+		test_header_section_ascii_reads_all_of_a_message_without_body),
 	};
 
 	return cmocka_run_group_tests_name("queue/envelope", tests, NULL, NULL);

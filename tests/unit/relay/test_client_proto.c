@@ -295,20 +295,26 @@ test_mail_cmd_adds_only_offered_parameters(void **state)
 	char *s;
 
 	(void)state;
-	s = client_mail_cmd(&m, 0);
+	s = client_mail_cmd(&m, m.len, 0);
 	assert_string_equal(s, "MAIL FROM:<a@b.example>");
 	free(s);
-	s = client_mail_cmd(&m, CLIENT_EXT_SIZE | CLIENT_EXT_8BITMIME |
-				    CLIENT_EXT_SMTPUTF8 | CLIENT_EXT_DSN);
+	s = client_mail_cmd(&m, m.len,
+	    CLIENT_EXT_SIZE | CLIENT_EXT_8BITMIME | CLIENT_EXT_SMTPUTF8 |
+		CLIENT_EXT_DSN);
 	assert_string_equal(s, "MAIL FROM:<a@b.example> SIZE=1234 "
 			       "BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=X+2B1");
+	free(s);
+	/* SIZE= is what is sent (a 7-bit conversion is longer), and a hop
+	 * without 8BITMIME or SMTPUTF8 gets neither parameter. */
+	s = client_mail_cmd(&m, 1700, CLIENT_EXT_SIZE);
+	assert_string_equal(s, "MAIL FROM:<a@b.example> SIZE=1700");
 	free(s);
 	m.sender = "";
 	m.body = BODY_BINARYMIME;
 	m.ret = RET_FULL;
 	m.envid = NULL;
 	m.smtputf8 = false;
-	s = client_mail_cmd(&m, CLIENT_EXT_BINARYMIME | CLIENT_EXT_DSN);
+	s = client_mail_cmd(&m, m.len, CLIENT_EXT_BINARYMIME | CLIENT_EXT_DSN);
 	assert_string_equal(s, "MAIL FROM:<> BODY=BINARYMIME RET=FULL");
 	free(s);
 }
@@ -341,6 +347,68 @@ test_rcpt_cmd_writes_notify_and_orcpt(void **state)
 	free(s);
 }
 
+static void
+check_orcpt(const char *in, const char *want)
+{
+	char *s = client_orcpt_7bit(in);
+
+	if (want == NULL)
+		assert_null(s);
+	else
+		assert_string_equal(s, want);
+	free(s);
+}
+
+static void
+test_orcpt_7bit_uses_utf8_addr_xtext_for_non_ascii(void **state)
+{
+	(void)state;
+	/* ASCII ones, and other address types, as they are. */
+	check_orcpt("rfc822;o@example.com", "rfc822;o@example.com");
+	check_orcpt("rfc822;a+2Bb@example.com", "rfc822;a+2Bb@example.com");
+	check_orcpt("RFC822;o@example.com", "RFC822;o@example.com");
+	check_orcpt(
+	    "utf-8;j\\x{F6}rg@example.com", "utf-8;j\\x{F6}rg@example.com");
+	check_orcpt("x400;+C3+B6", "x400;+C3+B6");
+	/* RFC 6533 3: an rfc822 xtext that decodes to UTF-8 beyond ASCII
+	 * is sent as utf-8-addr-xtext: upper-case hex, no leading zeros,
+	 * and "+", "=" and "\\" escaped too. */
+	check_orcpt(
+	    "rfc822;j+C3+B6rg@example.com", "utf-8;j\\x{F6}rg@example.com");
+	check_orcpt("rfc822;+E2+82+AC+2B+5C@ex+C3+A9.com",
+	    "utf-8;\\x{20AC}\\x{2B}\\x{5C}@ex\\x{E9}.com");
+	check_orcpt(
+	    "rfc822;+F0+9F+98+80@example.com", "utf-8;\\x{1F600}@example.com");
+	/* Not UTF-8 (Latin-1, an overlong, a surrogate, cut short): left
+	 * out, as nothing faithful can be sent. */
+	check_orcpt("rfc822;j+F6rg@example.com", NULL);
+	check_orcpt("rfc822;+C0+AF@example.com", NULL);
+	check_orcpt("rfc822;+ED+A0+80@example.com", NULL);
+	check_orcpt("rfc822;a+C3", NULL);
+}
+
+static void
+test_rcpt_cmd_gives_orcpt_in_7bit_form_without_smtputf8(void **state)
+{
+	struct client_rcpt r = {
+	    .addr = "u@example.com", .orcpt = "rfc822;j+C3+B6rg@example.com"};
+	char *s;
+
+	(void)state;
+	s = client_rcpt_cmd(&r, CLIENT_EXT_DSN);
+	assert_string_equal(s, "RCPT TO:<u@example.com> "
+			       "ORCPT=utf-8;j\\x{F6}rg@example.com");
+	free(s);
+	s = client_rcpt_cmd(&r, CLIENT_EXT_DSN | CLIENT_EXT_SMTPUTF8);
+	assert_string_equal(s, "RCPT TO:<u@example.com> "
+			       "ORCPT=rfc822;j+C3+B6rg@example.com");
+	free(s);
+	r.orcpt = "rfc822;j+F6rg@example.com";
+	s = client_rcpt_cmd(&r, CLIENT_EXT_DSN);
+	assert_string_equal(s, "RCPT TO:<u@example.com>");
+	free(s);
+}
+
 int
 main(void)
 {
@@ -362,6 +430,10 @@ main(void)
 	    cmocka_unit_test(test_dot_stuffing_ends_an_unended_last_line),
 	    cmocka_unit_test(test_mail_cmd_adds_only_offered_parameters),
 	    cmocka_unit_test(test_rcpt_cmd_writes_notify_and_orcpt),
+	    cmocka_unit_test(
+		test_orcpt_7bit_uses_utf8_addr_xtext_for_non_ascii),
+	    cmocka_unit_test(
+		test_rcpt_cmd_gives_orcpt_in_7bit_form_without_smtputf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
