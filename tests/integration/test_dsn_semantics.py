@@ -184,3 +184,26 @@ def test_a_reused_connection_found_closed_is_retried_at_once_on_a_new_one(daemon
     assert log_lines(d, "status=deferred") == []
     assert log_lines(d, "closed before MAIL")
     assert d.stop() == 0
+
+
+def test_our_own_refusal_is_returned_even_by_a_store_never_heard_from(daemon, backend):
+    """The client's own 5.6.7 (the store lacks SMTPUTF8 and the recipient
+    is not ASCII) is not a store's 5xx: the rejection guard has nothing to
+    doubt, so it is returned at once, not held as suspect."""
+    b = backend(extensions=NO_UTF8)
+    rec = backend()
+    d = daemon(extra=config(b, rec)).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    s.ehlo("client.test")
+    assert s.mail("s@client.test", options=["SMTPUTF8"])[0] == 250
+    assert s.rcpt("ren\u00e9e@example.com")[0] == 250
+    assert s.data(b"Subject: a\r\n\r\nhello\r\n")[0] == 250
+    s.quit()
+    rec.wait_for(lambda: len(rec.messages()) == 1, what="the notice")
+    _, _, rc = parse_dsn(rec.messages()[0]["data"])
+    assert rc[0]["Status"] == "5.6.7"
+    assert " ".join(rc[0]["Diagnostic-Code"].split()).startswith(
+        "X-mxspool; SMTPUTF8 is required")
+    assert b.messages() == []
+    assert log_lines(d, "suspect") == []
+    assert d.stop() == 0
