@@ -424,6 +424,45 @@ conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 }
 
 /*
+ * Whether s is local@domain with a dot-atom local part of at most 64
+ * octets (RFC 5321 4.1.2, 4.5.3.1.1) and no % or !, which a next hop could
+ * read as a route.
+ */
+static bool
+conf_valid_mailbox(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	bool prevdot = true;
+
+	if (at == NULL || at == s || at - s > 64 || !conf_valid_domain(at + 1))
+		return false;
+	for (const char *p = s; p < at; p++) {
+		if (*p == '.') {
+			if (prevdot)
+				return false;
+			prevdot = true;
+		} else if (isalnum((unsigned char)*p) ||
+			   strchr("#$&'*+-/=?^_`{|}~", *p) != NULL) {
+			prevdot = false;
+		} else {
+			return false;
+		}
+	}
+	return !prevdot;
+}
+
+/* An address, or "" for the default. */
+static int
+conf_cb_mailbox(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] != '\0' && !conf_valid_mailbox(value))
+		cfg_error(cfg, "%s: bad address '%s' (use local@domain)",
+		    opt->name, value);
+	*(const char **)result = value;
+	return 0;
+}
+
+/*
  * A domain section's title must be a domain; libconfuse calls this once
  * the section is read, so the line is the section's last.
  */
@@ -529,6 +568,7 @@ static cfg_opt_t conf_opts[] = {
     CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
+    CFG_STR_CB("postmaster", "", CFGF_NONE, conf_cb_mailbox),
     /* DNS. */
     CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
     CFG_INT_CB("dns_timeout", 5, CFGF_NONE, conf_cb_duration),
@@ -800,6 +840,12 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
 	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
 	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");
+	cf->postmaster = conf_opt_path(cfg, "postmaster");
+	for (size_t i = 0; cf->postmaster == NULL && i < cf->nrelay_domains;
+	     i++)
+		if (cf->relay_domains[i][0] != '.')
+			cf->postmaster =
+			    xasprintf("postmaster@%s", cf->relay_domains[i]);
 
 	cf->ndns_servers = cfg_size(cfg, "dns_servers");
 	cf->dns_servers = xcalloc(cf->ndns_servers, sizeof(*cf->dns_servers));
@@ -874,6 +920,16 @@ conf_hint_line(const char *text, const char *name)
 	return 0;
 }
 
+/* Whether list option name has a value that does not start with a dot. */
+static bool
+conf_has_plain(cfg_t *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg_size(cfg, name); i++)
+		if (cfg_getnstr(cfg, name, i)[0] != '.')
+			return true;
+	return false;
+}
+
 /* Checks that need the whole file: required options, cross-references.
  * hint: the line of a commented-out relay_domains, or 0. */
 static void
@@ -885,6 +941,11 @@ conf_check(cfg_t *cfg, int hint)
 		cfg_error(cfg,
 		    "relay_domains: not set (the domains this backup MX "
 		    "accepts mail for)");
+	} else if (cfg_getstr(cfg, "postmaster")[0] == '\0' &&
+		   !conf_has_plain(cfg, "relay_domains")) {
+		cfg_error(cfg,
+		    "postmaster: not set, and relay_domains names no domain "
+		    "(only .subdomain patterns) to default to");
 	}
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
@@ -967,6 +1028,7 @@ conf_free(struct conf *cf)
 	conf_free_list(cf->relay_domains, cf->nrelay_domains);
 	free(cf->tls_cert_file);
 	free(cf->tls_key_file);
+	free(cf->postmaster);
 	free(cf->dns_servers);
 	conf_free_list(cf->mx_self_names, cf->nmx_self_names);
 	free(cf->tls_ca_file);
@@ -1106,6 +1168,15 @@ conf_recipient_known(
 		return true;
 	domain = idn_key(domain, buf);
 	lp = conf_lower_dup(local);
+	if (lp[0] == '"' && strlen(lp) >= 2 && lp[strlen(lp) - 1] == '"') {
+		/* A quoted local part is listed unquoted (RFC 5321 4.1.2:
+		 * the backslash of a quoted-pair is not part of the name). */
+		char *o = lp;
+
+		for (const char *p = lp + 1; p[1] != '\0'; p++)
+			*o++ = *p == '\\' && p[2] != '\0' ? *++p : *p;
+		*o = '\0';
+	}
 	addr = xasprintf("%s@%s", lp, domain);
 	for (char *p = addr; *p; p++)
 		*p = (char)tolower((unsigned char)*p);

@@ -109,6 +109,7 @@ struct conf {
 	unsigned max_hops;               /* Received headers: 554 5.4.6 */
 	char *tls_cert_file;             /* NULL: no STARTTLS offered */
 	char *tls_key_file;
+	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
 
 	/* DNS (dns/). */
 	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
@@ -181,6 +182,7 @@ const struct conf_retry *conf_retry_for(
 /*
  * Whether rcpt (local@domain) may receive mail: true unless the domain has
  * a recipients file that lists neither the address nor its local part.
+ * local is as in the address: a quoted one is looked up unquoted.
  */
 bool conf_recipient_known(
     const struct conf *cf, const char *local, const char *domain);

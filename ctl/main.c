@@ -277,7 +277,8 @@ main(int argc, char **argv)
 			return 1;
 		}
 		report_idn_names(d.cf, path, stdout);
-		printf("%s: ok\n", path);
+		/* What the file leaves to a default worked out from others. */
+		printf("%s: ok (postmaster <%s>)\n", path, d.cf->postmaster);
 		conf_free(d.cf);
 		return 0;
 	}

@@ -46,7 +46,14 @@ struct client_msg {
 	size_t nrcpts;
 	const char *data; /* the message as stored: CRLF lines, not stuffed */
 	size_t len;
-	void *owner; /* the caller's own pointer, untouched */
+	void *owner;     /* the caller's own pointer, untouched */
+	bool dsn_passed; /* out: the next hop offered DSN (RFC 3461), so
+			    NOTIFY, ORCPT, RET and ENVID went on with the
+			    message and success notices are the hop's job */
+	bool untried;    /* out: a reused connection turned out closed (421
+			    or end of file) before MAIL was answered: nothing
+			    was attempted, the results mean nothing, and the
+			    message goes on a new connection at once */
 };
 
 /* How to reach a destination and how to talk to it. */

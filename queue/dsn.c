@@ -1,8 +1,11 @@
 /*
  * Delivery status notifications: RFC 3464 reports in a RFC 6522
  * multipart/report, with the RFC 3461 ENVID, ORCPT and RET semantics, and
- * the RFC 6533 global types when the original was SMTPUTF8 or an address
- * is not ASCII.
+ * the RFC 6533 global types when the notice goes to a non-ASCII sender
+ * (who has SMTPUTF8). A notice to an ASCII sender stays ASCII, so that a
+ * server without SMTPUTF8 takes it: non-ASCII addresses in RFC 6533's
+ * utf-8-addr-xtext, a UTF-8 header section returned as message/global in
+ * base64.
  *
  * The text is built from the inputs alone (no clock, no hostname lookup,
  * no randomness: the boundary and Message-ID come from the queue id and
@@ -13,12 +16,15 @@
  * characters, and no line passes 998 octets. Only the returned original is
  * copied as it is.
  */
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "common/xmem.h"
 #include "queue/dsn.h"
@@ -42,7 +48,7 @@ enum dsn_return {
 };
 
 /* The content transfer encoding a part needs. */
-enum dsn_cte { CTE_7BIT, CTE_8BIT, CTE_BINARY };
+enum dsn_cte { CTE_7BIT, CTE_8BIT, CTE_BINARY, CTE_BASE64 };
 
 static void
 buf_put(struct dsn_buf *b, const void *p, size_t n)
@@ -613,26 +619,70 @@ header_len(const char *body, size_t len)
 	return len;
 }
 
-/* Whether addresses or the message call for RFC 6533's global types. */
-static bool
-dsn_global(const struct dsn_info *info)
+bool
+dsn_needs_smtputf8(const struct envelope *env)
 {
-	const struct envelope *env = info->env;
+	return env->sender != NULL &&
+	       !is_ascii(env->sender, strlen(env->sender));
+}
 
-	if (env->flags & ENV_SMTPUTF8)
-		return true;
-	if (env->sender && !is_ascii(env->sender, strlen(env->sender)))
-		return true;
-	for (size_t i = 0; i < info->nrcpts; i++) {
-		const char *a;
+enum body_type
+dsn_body_type(const char *text, size_t len)
+{
+	enum body_type t = BODY_7BIT;
+	size_t line = 0;
 
-		if (info->rcpts[i].idx >= env->nrcpts)
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\r' && i + 1 < len && text[i + 1] == '\n') {
+			i++;
+			line = 0;
 			continue;
-		a = env->rcpts[info->rcpts[i].idx].addr;
-		if (a && !is_ascii(a, strlen(a)))
-			return true;
+		}
+		if (c == '\0' || c == '\r' || c == '\n' || ++line > 998)
+			return BODY_BINARYMIME;
+		if (c >= 0x80)
+			t = BODY_8BITMIME;
 	}
-	return false;
+	return t;
+}
+
+/*
+ * An address in RFC 6533's utf-8-addr-xtext (malloc'd): printable ASCII
+ * but '+', '=' and '\\' as is, everything else as \x{HEX} of its code
+ * point, for a message/delivery-status that must stay ASCII.
+ */
+static char *
+utf8_addr_xtext(const char *addr)
+{
+	const unsigned char *p = (const unsigned char *)addr;
+	size_t n = strlen(addr);
+	char *out = xmalloc(n * 9 + 1), *o = out;
+
+	while (*p != '\0') {
+		size_t l = utf8_len(p, strlen((const char *)p));
+		unsigned long cp;
+
+		if (l == 0) { /* not UTF-8: as U+FFFD */
+			cp = 0xfffd;
+			l = 1;
+		} else if (l == 1) {
+			cp = *p;
+		} else {
+			cp = p[0] & (0xff >> (l + 1));
+			for (size_t i = 1; i < l; i++)
+				cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if (cp > 0x20 && cp < 0x7f && cp != '+' && cp != '=' &&
+		    cp != '\\')
+			*o++ = (char)cp;
+		else
+			o += sprintf(o, "\\x{%02lX}", cp);
+		p += l;
+	}
+	*o = '\0';
+	return out;
 }
 
 static const struct env_rcpt *
@@ -680,7 +730,8 @@ human_rcpt(struct dsn_buf *b, const struct dsn_info *info, size_t i, bool utf8)
 	const char *diag = opt(dr->diagnostic);
 	char *raw, *v;
 
-	if (mta && diag)
+	/* Our own words name the host already. */
+	if (mta && diag && dsn_diag_reply(diag) == diag)
 		raw = xasprintf("<%s>: host %s said: %s", r->addr, mta, diag);
 	else if (diag)
 		raw = xasprintf("<%s>: %s", r->addr, diag);
@@ -807,6 +858,42 @@ human_part(struct dsn_buf *b, const struct dsn_info *info, bool utf8,
 	}
 }
 
+/* Whether p starts an SMTP reply: a code 2xx-5xx, then a space, a
+ * hyphen, a line end or the end. */
+static bool
+is_reply(const char *p)
+{
+	return p[0] >= '2' && p[0] <= '5' && isdigit((unsigned char)p[1]) &&
+	       isdigit((unsigned char)p[2]) &&
+	       (p[3] == '\0' || strchr(" -\t\r\n", p[3]) != NULL);
+}
+
+const char *
+dsn_diag_reply(const char *text)
+{
+	const char *p;
+
+	if (text == NULL)
+		return NULL;
+	if (is_reply(text))
+		return text;
+	for (p = strstr(text, ": "); p != NULL; p = strstr(p + 2, ": "))
+		if (is_reply(p + 2))
+			return p + 2;
+	return NULL;
+}
+
+char *
+dsn_mta_name(const char *relay)
+{
+	size_t n;
+
+	if (relay == NULL || relay[0] == '\0' || relay[0] == '/')
+		return NULL;
+	n = strcspn(relay, "[:");
+	return n > 0 ? xstrndup(relay, n) : NULL;
+}
+
 /* Original-Recipient from ORCPT "type;xtext", decoded where it is safe. */
 static void
 orcpt_put(struct dsn_buf *b, const char *orcpt, bool global)
@@ -854,23 +941,39 @@ report_part(struct dsn_buf *b, const struct dsn_info *info, bool global)
 	for (size_t i = 0; i < info->nrcpts; i++) {
 		const struct dsn_rcpt *dr = &info->rcpts[i];
 		const struct env_rcpt *r = rcpt_of(info, i);
+		const char *reply;
+		char *mta;
 
 		if (r == NULL)
 			continue;
 		buf_puts(b, "\r\n");
 		if (r->orcpt)
 			orcpt_put(b, r->orcpt, global);
-		hdr_printf(b, global, "Final-Recipient", "%s; %s",
-		    is_ascii(r->addr, strlen(r->addr)) ? "rfc822" : "utf-8",
-		    r->addr);
+		if (is_ascii(r->addr, strlen(r->addr)))
+			hdr_printf(b, global, "Final-Recipient", "rfc822; %s",
+			    r->addr);
+		else if (global)
+			hdr_printf(
+			    b, global, "Final-Recipient", "utf-8; %s", r->addr);
+		else {
+			char *x = utf8_addr_xtext(r->addr);
+
+			hdr_printf(b, false, "Final-Recipient", "utf-8; %s", x);
+			free(x);
+		}
 		hdr_put(b, "Action", dsn_action_str(info->action));
 		hdr_put(b, "Status", rcpt_status(info->action, dr->status));
-		if (opt(dr->remote_mta))
+		if ((mta = dsn_mta_name(dr->remote_mta)) != NULL)
+			hdr_printf(b, global, "Remote-MTA", "dns; %s", mta);
+		free(mta);
+		/* "smtp" is for the remote's reply alone (RFC 3464 2.3.6);
+		 * what we say ourselves is of our own type. */
+		if ((reply = dsn_diag_reply(opt(dr->diagnostic))) != NULL)
 			hdr_printf(
-			    b, global, "Remote-MTA", "dns; %s", dr->remote_mta);
-		if (opt(dr->diagnostic))
-			hdr_printf(b, global, "Diagnostic-Code", "smtp; %s",
-			    dr->diagnostic);
+			    b, global, "Diagnostic-Code", "smtp; %s", reply);
+		else if (opt(dr->diagnostic))
+			hdr_printf(b, global, "Diagnostic-Code",
+			    "X-mxspool; %s", dr->diagnostic);
 		if (env->last_attempt > 0) {
 			fmt_date(date, sizeof(date), env->last_attempt);
 			hdr_put(b, "Last-Attempt-Date", date);
@@ -888,7 +991,34 @@ cte_of(const char *p, size_t n)
 	return is_ascii(p, n) ? CTE_7BIT : CTE_8BIT;
 }
 
-static const char *const cte_names[] = {"7bit", "8bit", "binary"};
+static const char *const cte_names[] = {"7bit", "8bit", "binary", "base64"};
+
+/* The returned message's Content-Description. */
+static const char *
+orig_desc(const struct dsn_info *info, enum dsn_return what)
+{
+	if (what != RETURN_FULL)
+		return "Message Headers";
+	return info->action == DSN_FAILED ? "Undelivered Message" : "Message";
+}
+
+/* p in base64 (RFC 2045 6.8), lines of 76 characters, CRLF; malloc'd. */
+static char *
+base64_lines(const char *p, size_t n)
+{
+	char *out = xmalloc((n + 56) / 57 * 78 + 1), *o = out;
+
+	for (size_t i = 0; i < n; i += 57) {
+		size_t k = n - i < 57 ? n - i : 57;
+
+		o += EVP_EncodeBlock(
+		    (unsigned char *)o, (const unsigned char *)p + i, (int)k);
+		*o++ = '\r';
+		*o++ = '\n';
+	}
+	*o = '\0';
+	return out;
+}
 
 /* Appends one body part: its header fields, an empty line, content. */
 static void
@@ -928,7 +1058,10 @@ dsn_build(const struct dsn_info *info, size_t *len)
 	struct dsn_buf out = {0}, part[3] = {{0}};
 	enum dsn_return what;
 	enum dsn_cte cte[3], top;
-	bool global = dsn_global(info);
+	/* RFC 6533's global types only for a sender who has SMTPUTF8
+	 * anyway: a notice to an ASCII address must reach a server without
+	 * it, so it stays ASCII but for the returned message. */
+	bool global = dsn_needs_smtputf8(env), b64 = false;
 	const char *orig_type;
 	char qid[QID_SIZE], bound[80], date[80];
 	size_t nrcpts = 0, hlen, k = 0;
@@ -958,14 +1091,26 @@ dsn_build(const struct dsn_info *info, size_t *len)
 		orig_type =
 		    global ? "message/global-headers" : "text/rfc822-headers";
 	}
-	part_put(&part[2], orig_type,
-	    what == RETURN_FULL
-		? (info->action == DSN_FAILED ? "Undelivered Message"
-					      : "Message")
-		: "Message Headers",
-	    cte[2], info->body, hlen);
+	/* A UTF-8 header section (RFC 6532) in an ASCII notice: the global
+	 * type, whose content may be encoded (RFC 6532 3.5), in base64. */
+	if (!global && (env->flags & ENV_SMTPUTF8) &&
+	    !is_ascii(info->body, header_len(info->body, hlen))) {
+		orig_type = what == RETURN_FULL ? "message/global"
+						: "message/global-headers";
+		cte[2] = CTE_BASE64;
+		b64 = true;
+	}
+	if (b64) {
+		char *enc = base64_lines(info->body, hlen);
+
+		part_put(&part[2], orig_type, orig_desc(info, what), CTE_BASE64,
+		    enc, strlen(enc));
+		free(enc);
+	} else
+		part_put(&part[2], orig_type, orig_desc(info, what), cte[2],
+		    info->body, hlen);
 	top = cte[0] > cte[1] ? cte[0] : cte[1];
-	top = cte[2] > top ? cte[2] : top;
+	top = cte[2] != CTE_BASE64 && cte[2] > top ? cte[2] : top;
 
 	/* Queue id letters only: the boundary must be a plain token. */
 	for (size_t i = 0; env->qid[i] != '\0' && i < QID_LEN; i++)

@@ -22,11 +22,16 @@ enum dsn_action {
 
 /* What is reported about one recipient. */
 struct dsn_rcpt {
-	size_t idx;		/* index into env->rcpts */
-	const char *status;	/* enhanced status, e.g. "5.1.1", "4.4.1" */
-	const char *remote_mta; /* "mx.example.com", or NULL */
-	const char *diagnostic; /* the remote reply, e.g. "550 5.1.1 No such
-				   user", or NULL when there was none */
+	size_t idx;         /* index into env->rcpts */
+	const char *status; /* enhanced status, e.g. "5.1.1", "4.4.1" */
+	const char
+	    *remote_mta; /* the relay as logged, "mx.example.com[192.0.2.1]:25"
+			    or a unix socket's path; or NULL when no
+			    remote MTA was reached */
+	const char *diagnostic; /* the remote reply ("550 5.1.1 No such
+				   user"), or our own words, optionally ending
+				   in ": " and the reply that caused them; or
+				   NULL */
 };
 
 struct dsn_info {
@@ -37,9 +42,10 @@ struct dsn_info {
 	enum dsn_action action;
 	const struct dsn_rcpt *rcpts;
 	size_t nrcpts;
-	int64_t now;	   /* unix seconds: Date and, for delays, Last-Attempt */
+	int64_t now; /* unix seconds: Date and, for delays, Last-Attempt */
 	int64_t will_retry_until; /* DSN_DELAYED: unix seconds, or 0 */
-	const char *msgid_domain; /* for Message-ID; the reporting MTA if NULL */
+	const char
+	    *msgid_domain; /* for Message-ID; the reporting MTA if NULL */
 };
 
 /*
@@ -65,5 +71,34 @@ bool dsn_wanted(const struct envelope *env, const struct env_rcpt *r,
 char *dsn_build(const struct dsn_info *info, size_t *len);
 
 const char *dsn_action_str(enum dsn_action a);
+
+/*
+ * Whether a notice to env's sender needs SMTPUTF8 (RFC 6531, 6533): only
+ * when the sender's address is not ASCII. Whatever the original was, a
+ * notice to an ASCII address is built so that it does not.
+ */
+bool dsn_needs_smtputf8(const struct envelope *env);
+
+/* The BODY a notice's text needs (RFC 6152, 3030): 7BIT when it is ASCII
+ * lines, BINARYMIME with NUL, bare CR or LF or a line over 998 octets,
+ * else 8BITMIME. */
+enum body_type dsn_body_type(const char *text, size_t len);
+
+/*
+ * The remote server's reply in a diagnostic text (see struct dsn_rcpt):
+ * the text itself when it starts with a reply code, the part after the
+ * first ": " that does, or NULL when the remote said nothing (a refused
+ * connection, a timeout, a limit of ours). Points into text. It goes
+ * under Diagnostic-Code type "smtp" (RFC 3464 2.3.6); our words without
+ * a reply go under "X-mxspool".
+ */
+const char *dsn_diag_reply(const char *text);
+
+/*
+ * The remote MTA's name for Remote-MTA (RFC 3464 2.3.5, type "dns"):
+ * relay without its "[address]" and ":port", malloc'd; NULL for a unix
+ * socket's path or an empty relay (no name to give).
+ */
+char *dsn_mta_name(const char *relay);
 
 #endif

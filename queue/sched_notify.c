@@ -105,8 +105,8 @@ sched_send_dsn(struct sched *s, struct smsg *m, struct dsn_req *r)
 	n->client_addr = xstrdup("127.0.0.1");
 	n->helo = xstrdup(s->cf->hostname);
 	n->sender = xstrdup("");
-	n->body = env->body == BODY_7BIT ? BODY_7BIT : BODY_8BITMIME;
-	n->flags = ENV_DSN | (env->flags & ENV_SMTPUTF8);
+	n->body = dsn_body_type(text, len);
+	n->flags = ENV_DSN | (dsn_needs_smtputf8(env) ? ENV_SMTPUTF8 : 0);
 	envelope_add_rcpt(n, env->sender, NULL, NOTIFY_NEVER);
 	m->dsn_pending++;
 	sched_call_begin(s, &r->call);

@@ -167,6 +167,34 @@ sched_next(void *arg, struct client_session *cs)
 }
 
 /*
+ * The session's connection was found closed before the message's MAIL
+ * was answered: it was not tried. Back to the ready queue, no attempt
+ * counted, for the next session (the destination opens a new one).
+ */
+static void
+sched_untried(struct sched *s, struct job *j)
+{
+	struct smsg *m = j->m;
+	struct dest *d = j->d;
+
+	for (size_t k = 0; k < j->cm.nrcpts; k++)
+		free(j->cm.rcpts[k].text);
+	free(j->cm.rcpts);
+	j->cm.rcpts = NULL;
+	j->in_flight = false;
+	m->in_flight--;
+	if (m->env->flags & ENV_HELD)
+		job_free(j); /* held meanwhile: release plans it again */
+	else
+		job_ready(j);
+	if (m->doom != DOOM_NONE)
+		sched_apply_doom(s, m);
+	else if (m->njobs == 0)
+		sched_settle(s, m);
+	dest_dispatch(d);
+}
+
+/*
  * A message's transaction is over. Each recipient's reply gets a verdict
  * (queue/verdict.c); together they say whether the destination answered
  * (an outage is over), is slowing down, or is failing: a protocol error,
@@ -184,16 +212,23 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	struct sched *s = d->s;
 	struct envelope *env = m->env;
 	const char *relay = s->ops->relay(cs);
-	struct dsn_rcpt *failed = xcalloc(cm->nrcpts, sizeof(*failed));
-	struct dsn_rcpt *sent = xcalloc(cm->nrcpts, sizeof(*sent));
-	enum verdict *v = xcalloc(cm->nrcpts, sizeof(*v));
-	bool *retried = xcalloc(cm->nrcpts, sizeof(*retried));
+	struct dsn_rcpt *failed, *sent;
+	enum verdict *v;
+	bool *retried;
 	struct verdict_sum sum;
 	size_t nfailed = 0, nsent = 0, keep = 0;
 	bool temp = false, suspect = false, trusted = false;
 	const char *why = NULL;
 	int64_t now = sched_now_ms();
 
+	if (cm->untried) {
+		sched_untried(s, j);
+		return;
+	}
+	failed = xcalloc(cm->nrcpts, sizeof(*failed));
+	sent = xcalloc(cm->nrcpts, sizeof(*sent));
+	v = xcalloc(cm->nrcpts, sizeof(*v));
+	retried = xcalloc(cm->nrcpts, sizeof(*retried));
 	/*
 	 * The 2xx first: one for a recipient the store had accepted or
 	 * rejected before ends a suspect state, and the 5xx beside it in
@@ -320,7 +355,10 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 	}
 	if (nfailed > 0)
 		sched_notify(s, m, DSN_FAILED, failed, nfailed);
-	if (nsent > 0)
+	/* RFC 3461 5.2: a next hop that took NOTIFY now owns the success
+	 * notice; without it we give one, "delivered" for a final delivery
+	 * (LMTP) and "relayed" for a hop that does not speak DSN. */
+	if (nsent > 0 && !cm->dsn_passed)
 		sched_notify(s, m,
 		    ss->target.lmtp ? DSN_DELIVERED : DSN_RELAYED, sent, nsent);
 	for (size_t k = 0; k < cm->nrcpts; k++)

@@ -515,6 +515,7 @@ client_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (cs->st == CS_DONE)
 		return;
+	cs->peer_closed = true;
 	client_set_state(cs, client_abort(cs, 0, "4.4.2", text, NULL));
 }
 

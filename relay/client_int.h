@@ -136,6 +136,7 @@ struct client_session {
 	uint64_t size_limit;
 	struct client_reply reply;
 	unsigned nmsgs;
+	bool peer_closed; /* the server closed: a 421 or end of file */
 	bool quit_req;
 	bool woken;    /* a wake came while the owner was asked */
 	bool in_owner; /* inside next() or done() */

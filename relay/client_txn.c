@@ -230,6 +230,15 @@ client_abort(struct client_session *cs, int code, const char *dsn,
 	}
 	log_info("%s: client %s: %s", client_logid(cs), cs->relay, text);
 	client_set_end(cs, code, dsn, "%s", text);
+	/* A connection kept open for more mail that the server had closed
+	 * (an idle timeout crossing our MAIL): no transaction began. */
+	if (cs->msg != NULL && cs->peer_closed && cs->st == CS_MAIL &&
+	    cs->nmsgs > 1) {
+		cs->msg->untried = true;
+		log_info("%s: client %s: the reused connection was closed "
+			 "before MAIL: trying again on a new one",
+		    client_logid(cs), cs->relay);
+	}
 	if (cs->msg != NULL) {
 		client_set_pending(cs, code, dsn, text, rep);
 		client_msg_done(cs);
@@ -332,6 +341,7 @@ client_start_msg(struct client_session *cs)
 	cs->pipelined = (cs->ext & CLIENT_EXT_PIPELINING) != 0;
 	cs->bdat = m->body == BODY_BINARYMIME;
 	cs->nmsgs++;
+	m->dsn_passed = (cs->ext & CLIENT_EXT_DSN) != 0;
 	for (size_t i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i].text);
 		m->rcpts[i].text = NULL;
@@ -458,8 +468,10 @@ client_step(struct client_session *cs, const struct client_reply *r)
 	char *text;
 
 	/* 421 at any time: the server is closing (RFC 5321 3.8). */
-	if (r->code == 421 && cs->st != CS_GREETING && cs->st != CS_QUIT)
+	if (r->code == 421 && cs->st != CS_GREETING && cs->st != CS_QUIT) {
+		cs->peer_closed = true;
 		return client_abort(cs, 0, NULL, NULL, r);
+	}
 
 	switch (cs->st) {
 	case CS_CONNECT:

@@ -86,27 +86,55 @@ smtp_cmd_data(struct smtp_sess *s, char *args)
 	return 0;
 }
 
+/*
+ * BDAT (RFC 3030 2). The chunk is read even when it is refused: its bytes
+ * must not be taken for commands. A chunk that cannot be read past (no
+ * size, or one no message may have) gets its refusal and then 421 before
+ * the connection closes (RFC 5321 3.8), never a silent close. A chunk of
+ * known size with a bad word after it is read and dropped, and ends the
+ * transaction, since whether it was the last one is unknown.
+ */
 int
 smtp_cmd_bdat(struct smtp_sess *s, char *args)
 {
+	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
 	uint64_t size;
 	bool last;
+	int rc = parse_bdat(args, &size, &last, reply, sizeof(reply));
 
-	if (parse_bdat(args, &size, &last, reply, sizeof(reply)) < 0) {
-		/* The chunk cannot be framed: nothing after it makes sense. */
+	if (rc == PARSE_BDAT_NOSIZE) {
+		log_event(smtp_logid(s), "reject: BDAT without a size from %s",
+		    s->peer);
 		smtp_reply(s, "%s", reply);
+		smtp_reply(s,
+		    "421 4.5.0 %s Error: BDAT chunk size unknown; closing "
+		    "connection",
+		    cf->hostname);
 		smtp_close_after(s);
 		return -1;
 	}
-	/*
-	 * The chunk is read even when it is refused (RFC 3030 3): its bytes
-	 * must not be taken for commands. bdat_err holds the reply to give.
-	 */
+	if (size > smtp_size_limit(cf)) {
+		log_event(smtp_logid(s),
+		    "reject: BDAT chunk from %s too big (%llu bytes)", s->peer,
+		    (unsigned long long)size);
+		metrics_reject("size");
+		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+		smtp_reply(s,
+		    "421 4.5.0 %s Error: BDAT chunk too big to skip; closing "
+		    "connection",
+		    cf->hostname);
+		smtp_close_after(s);
+		return -1;
+	}
+	if (rc == PARSE_BDAT_BADARG) {
+		snprintf(s->bdat_err, sizeof(s->bdat_err), "%s", reply);
+		last = true;
+	}
+	/* bdat_err holds the reply to give once the chunk is read. */
 	if (s->state != SMTP_ST_CHUNKING) {
 		if (s->state == SMTP_ST_RCPT)
-			parse_data_init(
-			    &s->data, smtp_size_limit(s->srv->cf) + 1);
+			parse_data_init(&s->data, smtp_size_limit(cf) + 1);
 		else if (s->bdat_err[0] == '\0') {
 			const char *why = "";
 

@@ -5,9 +5,10 @@
  * Where the RFCs leave a choice this follows Postfix's defaults: a space
  * after "FROM:" and a path without angle brackets are tolerated, as clients
  * in the wild send them. Forms that only serve to relay through us (source
- * routes, % hacks, bang paths, address literals, quoted local parts that
- * hide an address) are refused in recipients outright: a backup MX has no
- * use for them.
+ * routes, % hacks, bang paths, address literals, and @ % or ! inside a
+ * quoted local part, where a next hop could read them as a route) are
+ * refused in recipients outright: a backup MX has no use for them. Other
+ * quoted local parts are valid and relayed byte for byte.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -98,7 +99,8 @@ struct path {
 	bool null;       /* <> */
 	bool route;      /* <@a,@b:user@c> */
 	bool quoted;     /* "local"@domain */
-	bool qspecial;   /* the quoted part has @ % ! or is no dot-atom */
+	bool qroute;     /* the quoted part has @, % or !: route characters */
+	bool postmaster; /* <Postmaster> alone (RFC 5321 4.5.1) */
 	bool hack;       /* % or ! in the local part */
 	bool literal;    /* user@[192.0.2.1] */
 	bool eight_bit;  /* UTF-8 somewhere */
@@ -185,7 +187,14 @@ path_domain(const char **pp, struct path *p, const char **why)
 	return PATH_OK;
 }
 
-/* A local part: Dot-string or Quoted-string (RFC 5321 4.1.2). */
+/*
+ * A local part: Dot-string or Quoted-string (RFC 5321 4.1.2). A quoted one
+ * is kept as given in the path; p->local gets it unquoted. Its octets are
+ * qtextSMTP (%d32-33 / %d35-91 / %d93-126, and UTF-8 with SMTPUTF8, RFC
+ * 6531 3.3) or quoted-pairSMTP (backslash and %d32-126). The 64-octet
+ * limit (RFC 5321 4.5.3.1.1) counts the local part as sent, quotes and
+ * backslashes included, since that is what the next hop receives.
+ */
 static int
 path_local(const char **pp, struct path *p, const char **why)
 {
@@ -193,7 +202,7 @@ path_local(const char **pp, struct path *p, const char **why)
 	size_t n = 0;
 
 	if (*s == '"') {
-		bool dotatom = true, prevdot = true;
+		const char *open = s;
 
 		p->quoted = true;
 		for (s++; *s != '"'; s++) {
@@ -201,12 +210,19 @@ path_local(const char **pp, struct path *p, const char **why)
 			size_t u = 1;
 
 			if (c == '\\') {
-				s++;
-				c = (unsigned char)*s;
-				if (c < 32 || c > 126) {
-					*why = "bad quoted local part";
+				c = (unsigned char)*++s;
+				if (c == '\0') {
+					*why = "unterminated quoted local part";
 					return PATH_SYNTAX;
 				}
+				if (c < 32 || c > 126) {
+					*why = "bad character in quoted local "
+					       "part";
+					return PATH_SYNTAX;
+				}
+			} else if (c == '\0') {
+				*why = "unterminated quoted local part";
+				return PATH_SYNTAX;
 			} else if (c >= 0x80) {
 				if ((u = utf8_seq((const unsigned char *)s)) ==
 				    0) {
@@ -214,22 +230,14 @@ path_local(const char **pp, struct path *p, const char **why)
 					return PATH_SYNTAX;
 				}
 				p->eight_bit = true;
-			} else if (c < 32 || c > 126) {
-				*why = "bad quoted local part";
+			} else if (c < 32 || c == 127) {
+				*why = "bad character in quoted local part";
 				return PATH_SYNTAX;
 			}
-			if (c == '.') {
-				if (prevdot)
-					dotatom = false;
-				prevdot = true;
-			} else {
-				if (c < 0x80 && !is_atext(c))
-					dotatom = false;
-				if (c == '%' || c == '!')
-					dotatom = false;
-				prevdot = false;
-			}
-			if (n + u > PARSE_LOCAL_MAX) {
+			if (c == '@' || c == '%' || c == '!')
+				p->qroute = true;
+			/* What is sent so far, and the closing quote. */
+			if ((size_t)(s - open) + u + 1 > PARSE_LOCAL_MAX) {
 				*why = "local part too long";
 				return PATH_SYNTAX;
 			}
@@ -238,9 +246,6 @@ path_local(const char **pp, struct path *p, const char **why)
 			s += u - 1;
 		}
 		s++;
-		if (n == 0 || prevdot)
-			dotatom = false;
-		p->qspecial = !dotatom;
 	} else {
 		bool prevdot = true;
 
@@ -292,7 +297,8 @@ path_local(const char **pp, struct path *p, const char **why)
  * spaces). Sets p->end to the byte after it.
  */
 static int
-path_parse(const char *s, bool null_ok, struct path *p, const char **why)
+path_parse(const char *s, bool null_ok, bool postmaster_ok, struct path *p,
+    const char **why)
 {
 	const char *start = s, *lstart;
 	bool bracket = false;
@@ -339,13 +345,17 @@ path_parse(const char *s, bool null_ok, struct path *p, const char **why)
 	lstart = s;
 	if (path_local(&s, p, why) < 0)
 		return PATH_SYNTAX;
-	if (*s != '@') {
+	if (*s == '@') {
+		s++;
+		if (path_domain(&s, p, why) < 0)
+			return PATH_SYNTAX;
+	} else if (postmaster_ok && !p->quoted &&
+		   strcasecmp(p->local, "postmaster") == 0) {
+		p->postmaster = true;
+	} else {
 		*why = "domain name required";
 		return PATH_SYNTAX;
 	}
-	s++;
-	if (path_domain(&s, p, why) < 0)
-		return PATH_SYNTAX;
 	if (bracket) {
 		if (*s != '>') {
 			*why = "bad address";
@@ -364,7 +374,6 @@ path_parse(const char *s, bool null_ok, struct path *p, const char **why)
 	n = (size_t)(s - lstart) - (bracket ? 1 : 0);
 	memcpy(p->addr, lstart, n);
 	p->addr[n] = '\0';
-	/* The domain as given, lower-cased: rebuild addr's domain part. */
 	p->end = s;
 	return PATH_OK;
 }
@@ -518,7 +527,7 @@ parse_mail(
 		    reply, replylen, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return -1;
 	}
-	if (path_parse(s, true, &p, &why) < 0) {
+	if (path_parse(s, true, false, &p, &why) < 0) {
 		parse_say(reply, replylen,
 		    "501 5.1.7 Bad sender address syntax: %s", why);
 		return -1;
@@ -688,7 +697,7 @@ parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out, char *reply,
 		    reply, replylen, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return -1;
 	}
-	if (path_parse(s, false, &p, &why) < 0) {
+	if (path_parse(s, false, true, &p, &why) < 0) {
 		parse_say(reply, replylen,
 		    "501 5.1.3 Bad recipient address syntax: %s", why);
 		return -1;
@@ -708,9 +717,10 @@ parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out, char *reply,
 		    "553 5.1.3 %% and ! in addresses are not accepted");
 		return -1;
 	}
-	if (p.quoted && p.qspecial) {
+	if (p.qroute) {
 		parse_say(reply, replylen,
-		    "553 5.1.3 Quoted local parts are not accepted");
+		    "553 5.1.3 @, %% and ! in quoted local parts are not "
+		    "accepted");
 		return -1;
 	}
 	if (p.eight_bit && !smtputf8) {
@@ -756,17 +766,12 @@ parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out, char *reply,
 		parse_say(reply, replylen, "501 5.5.4 Bad parameter syntax");
 		return -1;
 	}
-	/* A quoted plain word is the same address unquoted (RFC 5321 4.1.2). */
-	if (p.quoted) {
-		/* Shorter than the quoted form, which fit. */
-		size_t ll = strlen(p.local), dl = strlen(p.domain);
-
-		memcpy(out->addr, p.local, ll);
-		out->addr[ll] = '@';
-		memcpy(out->addr + ll + 1, p.domain, dl + 1);
-	} else {
-		strcpy(out->addr, p.addr);
-	}
+	/*
+	 * Kept byte for byte: the local part is the destination's to read
+	 * (RFC 5321 2.4), so "joe"@d and joe@d stay two addresses here.
+	 */
+	strcpy(out->addr, p.addr);
+	out->postmaster = p.postmaster;
 	strcpy(out->local, p.local);
 	strcpy(out->domain, p.domain);
 	return 0;
@@ -778,29 +783,37 @@ parse_bdat(
 {
 	const char *s = args;
 	uint64_t v = 0;
-	size_t n = 0;
 
+	*size = 0;
 	*last = false;
-	for (; is_digit(*s); s++, n++) {
-		if (n >= 19) /* ~10^19: far beyond any size limit */
-			break;
-		v = v * 10 + (uint64_t)(*s - '0');
+	parse_say(reply, replylen, "501 5.5.4 Syntax: BDAT size [LAST]");
+	/* Blanks between the words are tolerated, as Postfix does. */
+	while (*s == ' ')
+		s++;
+	if (!is_digit(*s))
+		return PARSE_BDAT_NOSIZE;
+	for (; is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return PARSE_BDAT_NOSIZE;
+		v = v * 10 + d;
 	}
-	if (n == 0 || is_digit(*s))
-		goto bad;
-	if (*s == ' ') {
+	if (*s != '\0' && *s != ' ')
+		return PARSE_BDAT_NOSIZE; /* "3x": not a number at all */
+	*size = v;
+	while (*s == ' ')
+		s++;
+	if (strncasecmp(s, "LAST", 4) == 0 && (s[4] == '\0' || s[4] == ' ')) {
+		*last = true;
+		s += 4;
 		while (*s == ' ')
 			s++;
-		if (strcasecmp(s, "LAST") == 0)
-			*last = true;
-		else if (*s != '\0')
-			goto bad;
-	} else if (*s != '\0') {
-		goto bad;
 	}
-	*size = v;
-	return 0;
-bad:
-	parse_say(reply, replylen, "501 5.5.4 Syntax: BDAT size [LAST]");
-	return -1;
+	if (*s != '\0') {
+		*last = false;
+		return PARSE_BDAT_BADARG;
+	}
+	reply[0] = '\0';
+	return PARSE_BDAT_OK;
 }

@@ -43,10 +43,11 @@ struct parse_mail {
 
 /* RCPT TO: the forward path and its parameters. */
 struct parse_rcpt {
-	char addr[PARSE_ADDR_SIZE];        /* "local@domain", as given */
+	char addr[PARSE_ADDR_SIZE];        /* "local@domain", byte for byte */
 	char local[PARSE_LOCAL_MAX + 1];   /* unquoted */
-	char domain[PARSE_DOMAIN_MAX + 1]; /* lower case (ASCII) */
-	unsigned notify;                   /* NOTIFY_*; 0: not given */
+	char domain[PARSE_DOMAIN_MAX + 1]; /* lower case (ASCII); "" */
+	bool postmaster; /* <Postmaster> with no domain (RFC 5321 4.5.1) */
+	unsigned notify; /* NOTIFY_*; 0: not given */
 	bool has_orcpt;
 	char orcpt[PARSE_ORCPT_MAX + 1]; /* "rfc822;xtext", as given */
 };
@@ -69,15 +70,29 @@ int parse_mail(
     const char *args, struct parse_mail *out, char *reply, size_t replylen);
 
 /*
- * args is what follows "RCPT ". Source routes, % hacks, bang paths, quoted
- * local parts that are not plain words, and address literals are refused
- * (553 5.1.3), as is UTF-8 when the transaction is not SMTPUTF8 (553
- * 5.6.7).
+ * args is what follows "RCPT ". The address is kept as given, a quoted
+ * local part (RFC 5321 4.1.2) with its quotes and backslashes. Source
+ * routes, % hacks, bang paths, @ % or ! inside a quoted local part (a next
+ * hop could read them as a route) and address literals are refused (553
+ * 5.1.3), as is UTF-8 when the transaction is not SMTPUTF8 (553 5.6.7).
+ * "<Postmaster>" without a domain, in any case, is taken (RFC 5321 4.5.1)
+ * and flagged: the caller names its real address; domain is then "".
  */
 int parse_rcpt(const char *args, bool smtputf8, struct parse_rcpt *out,
     char *reply, size_t replylen);
 
-/* "BDAT size [LAST]". */
+/* What parse_bdat found: whether the chunk can still be read past. */
+enum parse_bdat_status {
+	PARSE_BDAT_OK = 0,
+	PARSE_BDAT_NOSIZE = -1, /* no size, or over 2^64 - 1: unframed */
+	PARSE_BDAT_BADARG = -2, /* *size is known; what follows is wrong */
+};
+
+/*
+ * "BDAT size [LAST]" (RFC 3030 2): size in octets, leading zeros and
+ * extra blanks allowed, LAST in any case. Returns an enum parse_bdat_status;
+ * on failure reply holds the 501 to give.
+ */
 int parse_bdat(
     const char *args, uint64_t *size, bool *last, char *reply, size_t replylen);
 

@@ -282,7 +282,9 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 
 /*
  * Whether env already has addr: the local part compared exactly, the
- * domain without regard to case (RFC 5321 2.4).
+ * domain without regard to case (RFC 5321 2.4). A local part is compared
+ * as given: "joe"@d and joe@d are two recipients, as only the destination
+ * may say they are one mailbox.
  */
 static bool
 smtp_rcpt_given(const struct envelope *env, const char *addr)
@@ -330,13 +332,27 @@ smtp_rcpt_domain(struct smtp_sess *s, const struct parse_rcpt *r,
 	return 0;
 }
 
+/* Whether r passes its domain's recipients file, if it has one. */
+static bool
+smtp_rcpt_listed(const struct conf *cf, const struct parse_rcpt *r)
+{
+	char local[PARSE_ADDR_SIZE];
+	size_t n = (size_t)(strrchr(r->addr, '@') - r->addr);
+
+	/* The local part as sent, quotes and all, as the queue has it. */
+	memcpy(local, r->addr, n);
+	local[n] = '\0';
+	return conf_recipient_known(cf, local, r->domain);
+}
+
 static int
 smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 {
 	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
-	char ace[IDN_NAME_SIZE], note[4 * IDN_NAME_SIZE + 4];
+	char ace[IDN_NAME_SIZE], note[4 * IDN_NAME_SIZE + 4] = "";
 	struct parse_rcpt r;
+	const char *addr;
 
 	if (s->state == SMTP_ST_CHUNKING) {
 		smtp_reply(s, "503 5.5.1 Error: BDAT in progress");
@@ -351,7 +367,16 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "%s", reply);
 		return -1;
 	}
-	if (smtp_rcpt_given(s->env, r.addr)) {
+	/*
+	 * <Postmaster> with no domain MUST be accepted (RFC 5321 4.5.1): it
+	 * is stored as the configured postmaster, so that routing and lanes
+	 * see a whole address, and that address is the operator's choice,
+	 * outside the relay and recipient checks. postmaster@ each of our
+	 * domains is taken even where a recipients file leaves it out. A
+	 * quoted local part is looked up in that file unquoted.
+	 */
+	addr = r.postmaster ? cf->postmaster : r.addr;
+	if (smtp_rcpt_given(s->env, addr)) {
 		/* The same recipient again: one copy is delivered, with the
 		 * first one's DSN parameters (as Postfix does). */
 		smtp_reply(s, "250 2.1.5 Ok");
@@ -362,9 +387,11 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		smtp_reply(s, "452 4.5.3 Error: too many recipients");
 		return -1;
 	}
-	if (smtp_rcpt_domain(s, &r, ace, note, sizeof(note)) < 0)
+	if (r.postmaster) {
+		log_event(smtp_logid(s), "to=<%s>, orig_to=<%s>", addr, r.addr);
+	} else if (smtp_rcpt_domain(s, &r, ace, note, sizeof(note)) < 0) {
 		return -1;
-	if (!conf_is_relay_domain(cf, ace)) {
+	} else if (!conf_is_relay_domain(cf, ace)) {
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 554 5.7.1 <%s>%s: Relay access "
 		    "denied",
@@ -372,8 +399,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		metrics_reject("relay");
 		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
-	}
-	if (!conf_recipient_known(cf, r.local, ace)) {
+	} else if (strcasecmp(r.local, "postmaster") != 0 &&
+		   !smtp_rcpt_listed(cf, &r)) {
 		log_event(smtp_logid(s),
 		    "reject: RCPT from %s: 550 5.1.1 <%s>%s: unknown recipient",
 		    s->peer, r.addr, note);
@@ -387,9 +414,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	/* The envelope keeps the address as received; the log shows the
 	 * domain's other form once, for searching by either. */
 	if (note[0] != '\0')
-		log_event(s->qid, "rcpt=<%s>%s", r.addr, note);
-	envelope_add_rcpt(
-	    s->env, r.addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
+		log_event(s->qid, "rcpt=<%s>%s", addr, note);
+	envelope_add_rcpt(s->env, addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
 	smtp_set_state(s, SMTP_ST_RCPT);
 	smtp_reply(s, "250 2.1.5 Ok");
 	return 0;

@@ -40,6 +40,10 @@ Rules (all optional):
                 "SIZE n" is also enforced at MAIL (552 5.3.4).
     starttls    a reply to STARTTLS instead of 220.
     mail        a reply to MAIL (2xx accepts it).
+    mail_reused a reply to MAIL on a connection that already took a
+                message (e.g. "421 4.4.2 idle for too long": a store
+                closing a connection just as the client reuses it), or
+                "drop": close it without a word.
     rcpt        {"addr": reply, "*": reply}: replies to RCPT per recipient
                 (2xx accepts).
     data        a reply to DATA instead of 354.
@@ -401,6 +405,7 @@ def _server_main():
             self.mail_params = ""
             self.rcpt_params = []
             self.ncmds = 0
+            self.nmsgs = 0  # messages taken on this connection
 
         # -- plumbing
         def data_received(self, data):
@@ -550,6 +555,12 @@ def _server_main():
                 return await self.push("552 5.3.4 Message size exceeds "
                                        "fixed maximum message size")
             r = rule("mail")
+            if self.nmsgs > 0 and rule("mail_reused"):
+                r = rule("mail_reused")
+                if r == "drop":
+                    record("drop", conn=self.conn, phase="mail")
+                    self.transport.close()
+                    return
             if r:
                 await self.reply(r)
                 if not r.startswith("2"):
@@ -651,6 +662,7 @@ def _server_main():
         async def finish(self, rcpts, data, raw):
             """The message is in: record it, then reply."""
             state["msgs"] += 1
+            self.nmsgs += 1
             if opts.lmtp:
                 replies = [rule("eod", a) or "250 2.0.0 <%s> Ok" % a
                            for a in rcpts]

@@ -4,6 +4,7 @@ email package, checking the RFC 3464 / RFC 6522 structure, RET, ORCPT and
 ENVID, RFC 6533 for SMTPUTF8 mail, and that hostile replies cannot change
 the structure."""
 
+import base64
 import email
 import email.policy
 import email.utils
@@ -250,10 +251,41 @@ def test_smtputf8_message_gets_a_global_report():
 
 def test_smtputf8_headers_only_use_global_headers():
     orig = "Subject: Grüße\r\n\r\nx\r\n".encode()
-    data = gen("delayed", "-U", "-t", "user@example.com", body=orig)
+    data = gen("delayed", "-U", "-f", "jörg@example.org",
+               "-t", "user@example.com", body=orig)
     _, (_, report, original) = parse(data, email.policy.SMTPUTF8)
     assert report.get_content_type() == "message/global-delivery-status"
     assert original.get_content_type() == "message/global-headers"
+
+
+@pytest.mark.parametrize("action,what", [("delayed", "message/global-headers"),
+                                         ("failed", "message/global")])
+def test_a_notice_to_an_ascii_sender_stays_ascii(action, what):
+    """An SMTPUTF8 message with a UTF-8 header and recipient, from an ASCII
+    sender: the notice must reach a server without SMTPUTF8 (RFC 6533):
+    plain delivery-status, the address in utf-8-addr-xtext, the original
+    in base64 (RFC 6532 3.5)."""
+    orig = "From: s@example.org\r\nSubject: Grüße\r\n\r\nSchön\r\n".encode()
+    data = gen(action, "-U", "-B", "8bit", "-t", "renée@bücher.example",
+               "-o", "utf-8;ren\\x{E9}e+x@b\\x{FC}cher.example",
+               "-s", "5.1.1" if action == "failed" else "4.4.1",
+               "-d", "550 5.1.1 Renée unbekannt", body=orig)
+    check_lines(data)
+    assert max(data) < 0x80, "the whole notice is ASCII"
+    msg, (human, report, original) = parse(data)
+    assert msg.get_param("report-type") == "delivery-status"
+    assert human.get_content_charset() == "us-ascii"
+    assert report.get_content_type() == "message/delivery-status"
+    _, rcpt = blocks(report)
+    assert rcpt["Final-Recipient"] == "utf-8; ren\\x{E9}e@b\\x{FC}cher.example"
+    assert rcpt["Original-Recipient"] == "utf-8;ren\\x{E9}e+x@b\\x{FC}cher.example"
+    assert original.get_content_type() == what
+    assert original["Content-Transfer-Encoding"] == "base64"
+    back = base64.b64decode(raw_parts(data)[2].split(b"\r\n\r\n", 1)[1])
+    want = orig if what == "message/global" else orig.split(b"\r\n\r\n")[0] + b"\r\n"
+    assert back == want
+    for line in raw_parts(data)[2].split(b"\r\n"):
+        assert len(line) <= 76
 
 
 def test_two_mib_original_comes_back_as_headers_only():
@@ -349,3 +381,103 @@ def test_boundary_never_occurs_in_the_returned_message():
     inner = orig.get_payload()[0]
     assert inner.get_payload().endswith("end\r\n")
     assert raw_parts(data)[2].split(b"\r\n\r\n", 1)[1] == body
+
+
+# Who said what (RFC 3464 2.3.5, 2.3.6): the "smtp" diagnostic type carries
+# the remote server's reply and nothing else; what mxspool says itself is
+# of its own type, and Remote-MTA names a host only when one was reached.
+@pytest.mark.parametrize("relay,diag,remote_mta,code,human", [
+    # The remote's reply, as it said it.
+    ("mx.example.com[192.0.2.1]:25", "550 5.1.1 No such user",
+     "dns; mx.example.com", "smtp; 550 5.1.1 No such user",
+     "host mx.example.com[192.0.2.1]:25 said: 550 5.1.1 No such user"),
+    # Our words about a reply: the reply alone is "smtp".
+    ("127.0.0.1[127.0.0.1]:2525",
+     "host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 go away",
+     "dns; 127.0.0.1", "smtp; 554 5.7.1 go away",
+     "host 127.0.0.1[127.0.0.1] refused to talk to me: 554 5.7.1 go away"),
+    ("mx.example.com[192.0.2.1]:25",
+     "TLS is required, but host mx.example.com refused to start TLS: "
+     "454 4.7.0 TLS not available",
+     "dns; mx.example.com", "smtp; 454 4.7.0 TLS not available",
+     "refused to start TLS: 454 4.7.0 TLS not available"),
+    # The remote said nothing: our words, of our type, and no Remote-MTA
+    # when no host was reached.
+    (None, "connect to mx.example.com[192.0.2.1]:25: Connection refused",
+     None, "X-mxspool; connect to mx.example.com[192.0.2.1]:25: "
+     "Connection refused", "Connection refused"),
+    ("mx.example.com[192.0.2.1]:25",
+     "lost connection with host mx.example.com[192.0.2.1] while sending "
+     "RCPT TO", "dns; mx.example.com",
+     "X-mxspool; lost connection with host mx.example.com[192.0.2.1] "
+     "while sending RCPT TO", "lost connection"),
+    (None, "SMTPUTF8 is required, but was not offered by host mx.example.com",
+     None, "X-mxspool; SMTPUTF8 is required, but was not offered by host "
+     "mx.example.com", "SMTPUTF8 is required"),
+    # A unix socket has no DNS name to give.
+    ("/run/dovecot/lmtp", "552 5.2.2 Mailbox full", None,
+     "smtp; 552 5.2.2 Mailbox full", "552 5.2.2 Mailbox full"),
+    # Nothing at all: no Diagnostic-Code.
+    (None, None, None, None, "user@example.com"),
+])
+def test_each_field_says_who_said_it(relay, diag, remote_mta, code, human):
+    args = ["-t", "user@example.com", "-s", "5.0.0"]
+    if relay:
+        args += ["-m", relay]
+    if diag:
+        args += ["-d", diag]
+    data = gen("failed", *args)
+    check_lines(data)
+    _, (text, report, _) = parse(data)
+    per_msg, rcpt = blocks(report)
+    assert per_msg["Reporting-MTA"] == "dns; mx2.example.net"
+    assert rcpt["Remote-MTA"] == remote_mta
+    got = rcpt["Diagnostic-Code"]
+    assert (re.sub(r"\r?\n", "", got) if got else got) == code
+    if code is not None:
+        # diagnostic-type ";" *text, the type an atom (RFC 3464 2.3.6).
+        assert re.fullmatch(r"(smtp|X-mxspool); \S.*", code)
+    if remote_mta is not None:
+        # mta-name-type "dns": a host name, no address or port.
+        assert re.fullmatch(r"dns; [A-Za-z0-9.-]+", remote_mta)
+    assert human in " ".join(text.get_payload().split())
+
+
+@pytest.mark.parametrize("action,given,want", [
+    ("failed", "5.1.1", "5.1.1"),
+    ("failed", "4.4.7", "4.4.7"),   # given up on a temporary failure
+    ("failed", "2.0.0", "5.0.0"),
+    ("delayed", "5.1.1", "4.0.0"),
+    ("delayed", "4.4.1", "4.4.1"),
+    ("delivered", "5.0.0", "2.0.0"),
+    ("relayed", "2.1.5", "2.1.5"),
+    ("failed", "5.999.999", "5.999.999"),
+    ("failed", "5.1000.1", "5.0.0"),
+    ("failed", "junk", "5.0.0"),
+])
+def test_status_class_agrees_with_the_action(action, given, want):
+    data = gen(action, "-t", "user@example.com", "-N", "success,failure,delay",
+               "-s", given)
+    _, (_, report, _) = parse(data)
+    _, rcpt = blocks(report)
+    assert rcpt["Action"] == action
+    assert rcpt["Status"] == want
+    assert re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", rcpt["Status"])
+
+
+@pytest.mark.parametrize("addr,kind", [
+    ("user@example.com", "rfc822"),
+    ("\"odd user\"@example.com", "rfc822"),
+    ("ren\u00e9e@example.com", "utf-8"),
+])
+@pytest.mark.parametrize("sender", ["s@example.org", "j\u00f6rg@example.org"])
+def test_final_recipient_type_follows_the_address(addr, kind, sender):
+    args = ["-f", sender, "-t", addr, "-s", "5.1.1"]
+    if kind == "utf-8":
+        args = ["-U"] + args
+    data = gen("failed", *args)
+    fields = header_groups(raw_parts(data)[1].split(b"\r\n\r\n", 1)[1])
+    want = addr
+    if sender.isascii():  # RFC 6533 utf-8-addr-xtext
+        want = addr.replace("\u00e9", "\\x{E9}")
+    assert u8(fields[1]["Final-Recipient"]) == "%s; %s" % (kind, want)

@@ -84,7 +84,8 @@ def test_other_domains_are_still_refused(daemon):
 
 
 def test_subdomain_patterns_take_either_form(daemon):
-    d = daemon(relay_domains=(".bücher.test", ".xn--caf-dma.test")).start()
+    d = daemon(relay_domains=(".bücher.test", ".xn--caf-dma.test"),
+               extra='postmaster = "pm@example.com"\n').start()
     got, _ = transaction(d, ["a@mail.bücher.test", "b@mail." + A,
                              "c@x.café.test", "d@y.xn--caf-dma.test",
                              "e@" + U, "f@café.test"])
@@ -113,7 +114,8 @@ def test_u_label_without_smtputf8_is_refused(daemon):
 def test_invalid_international_names_get_553_with_a_reason(daemon, rcpt,
                                                             why):
     # Even under a parent that is relayed: the name itself is bad.
-    d = daemon(relay_domains=(".test",)).start()
+    d = daemon(relay_domains=(".test",),
+               extra='postmaster = "pm@example.com"\n').start()
     got, final = transaction(d, [rcpt, "ok@" + U])
     assert got[0].startswith("553 5.1.3 <%s>: Bad domain name: " % rcpt), got
     assert why in got[0], got
@@ -205,10 +207,12 @@ def test_dash_t_accepts_u_labels_and_shows_both_forms(tmp_path):
     rc, out, err, conf = check(tmp_path, '"%s", "example.com"' % U,
                                'domain "café.test" {\n}\n')
     assert rc == 0, err
-    assert out.splitlines() == [
+    lines = out.splitlines()
+    assert lines[:2] == [
         conf + ": relay_domains: bücher.test (xn--bcher-kva.test)",
-        conf + ": domain: café.test (xn--caf-dma.test)",
-        conf + ": ok"]
+        conf + ": domain: café.test (xn--caf-dma.test)"]
+    # The default postmaster is in the A-labels every next hop takes.
+    assert lines[2:] == [conf + ": ok (postmaster <postmaster@%s>)" % A]
 
 
 def test_dash_t_reports_bad_international_names_with_line(tmp_path):

@@ -452,6 +452,56 @@ load_ok(const char *text)
 }
 
 static void
+test_postmaster_defaults_to_the_first_relay_domain(void **state)
+{
+	struct conf *cf;
+
+	(void)state;
+	cf = load_ok("relay_domains = {\".sub.example.org\", \"A.Example\", "
+		     "\"b.example\"}\n");
+	assert_string_equal(cf->postmaster, "postmaster@a.example");
+	conf_free(cf);
+	cf = load_ok(GOOD "postmaster = \"hostmaster.team@ops.example.net\"\n");
+	assert_string_equal(cf->postmaster, "hostmaster.team@ops.example.net");
+	conf_free(cf);
+	cf = load_ok("relay_domains = {\".example.org\"}\n"
+		     "postmaster = \"pm@example.org\"\n");
+	assert_string_equal(cf->postmaster, "pm@example.org");
+	conf_free(cf);
+}
+
+static void
+test_postmaster_must_be_an_address(void **state)
+{
+	static const char *bad[] = {"postmaster", "@example.com", "pm@",
+	    "pm@bad_domain", "a b@example.com", "a..b@example.com",
+	    ".a@example.com", "a.@example.com", "\\\"a\\\"@example.com",
+	    "a%b@example.com", "a!b@example.com", "pm@@example.com",
+	    "<pm@example.com>"};
+	char text[200], want[200], *got;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(
+		    text, sizeof(text), GOOD "postmaster = \"%s\"\n", bad[i]);
+		got = load_errors(text);
+		if (got == NULL)
+			fail_msg("accepted postmaster %s", bad[i]);
+		snprintf(want, sizeof(want),
+		    "F:2: postmaster: bad address '%s' (use local@domain)\n",
+		    strcmp(bad[i], "\\\"a\\\"@example.com") == 0
+			? "\"a\"@example.com"
+			: bad[i]);
+		assert_string_equal(got, want);
+		free(got);
+	}
+	/* Only subdomain patterns: nothing to default to. */
+	assert_errors("relay_domains = {\".example.org\"}\n",
+	    "F:2: postmaster: not set, and relay_domains names no domain "
+	    "(only .subdomain patterns) to default to\n");
+}
+
+static void
 test_domain_sections_override_global_policy(void **state)
 {
 	struct conf *cf;
@@ -528,6 +578,12 @@ test_recipients_file_lists_addresses_and_local_parts(void **state)
 	assert_true(conf_recipient_known(cf, "ALICE", "EXAMPLE.COM"));
 	assert_true(conf_recipient_known(cf, "Bob", "example.com"));
 	assert_false(conf_recipient_known(cf, "carol", "example.com"));
+	/* A quoted local part is looked up unquoted. */
+	assert_true(conf_recipient_known(cf, "\"Bob\"", "example.com"));
+	assert_true(conf_recipient_known(cf, "\"\\b\\o\\b\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"bob \"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"\"", "example.com"));
+	assert_false(conf_recipient_known(cf, "\"", "example.com"));
 	/* Domains without a list accept anyone. */
 	assert_true(conf_recipient_known(cf, "carol", "other.example"));
 	conf_free(cf);
@@ -729,6 +785,9 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_load_refuses_zero_timeouts_and_size_limit),
+	    cmocka_unit_test(
+		test_postmaster_defaults_to_the_first_relay_domain),
+	    cmocka_unit_test(test_postmaster_must_be_an_address),
 	    cmocka_unit_test(test_duration_accepts_each_unit),
 	    cmocka_unit_test(test_duration_accepts_combinations),
 	    cmocka_unit_test(test_duration_rejects_garbage),

@@ -930,6 +930,97 @@ test_dsn_action_names_are_rfc_3464_values(void **state)
 	assert_string_equal(dsn_action_str(DSN_RELAYED), "relayed");
 }
 
+/* The remote's reply in a diagnostic text, and nothing of ours. */
+static void
+test_dsn_diag_reply_finds_the_remotes_words(void **state)
+{
+	const char *t;
+
+	(void)state;
+	t = "550 5.1.1 no such user";
+	assert_ptr_equal(dsn_diag_reply(t), t);
+	assert_string_equal(dsn_diag_reply("550"), "550");
+	assert_string_equal(dsn_diag_reply("250-first line"), "250-first line");
+	assert_string_equal(
+	    dsn_diag_reply(
+		"host h[192.0.2.1] refused to talk to me: 554 5.7.1 no"),
+	    "554 5.7.1 no");
+	/* The first ": " followed by a code, not a port or a time. */
+	assert_string_equal(dsn_diag_reply("connect to h[192.0.2.1]:25: "
+					   "timed out: 421 4.4.2 gone"),
+	    "421 4.4.2 gone");
+	assert_null(dsn_diag_reply("connect to h[192.0.2.1]:25: refused"));
+	assert_null(dsn_diag_reply("lost connection at 12:30: 5551"));
+	assert_null(dsn_diag_reply("delivery timed out: 600 seconds"));
+	assert_null(dsn_diag_reply("1234 not a reply"));
+	assert_null(dsn_diag_reply(""));
+	assert_null(dsn_diag_reply(NULL));
+}
+
+static void
+test_dsn_mta_name_is_a_host_name(void **state)
+{
+	char *n;
+
+	(void)state;
+	n = dsn_mta_name("mx.example.com[192.0.2.1]:25");
+	assert_string_equal(n, "mx.example.com");
+	free(n);
+	n = dsn_mta_name("127.0.0.1[127.0.0.1]:2525");
+	assert_string_equal(n, "127.0.0.1");
+	free(n);
+	n = dsn_mta_name("mx.example.com");
+	assert_string_equal(n, "mx.example.com");
+	free(n);
+	assert_null(dsn_mta_name("/run/dovecot/lmtp"));
+	assert_null(dsn_mta_name("[192.0.2.1]:25"));
+	assert_null(dsn_mta_name(""));
+	assert_null(dsn_mta_name(NULL));
+}
+
+static void
+test_dsn_body_type_follows_the_text(void **state)
+{
+	char *line = xmalloc(1002);
+
+	(void)state;
+	assert_int_equal(dsn_body_type("a\r\nb\r\n", 6), BODY_7BIT);
+	assert_int_equal(dsn_body_type("", 0), BODY_7BIT);
+	assert_int_equal(dsn_body_type("caf\xc3\xa9\r\n", 7), BODY_8BITMIME);
+	assert_int_equal(dsn_body_type("a\nb\r\n", 5), BODY_BINARYMIME);
+	assert_int_equal(dsn_body_type("a\rb\r\n", 5), BODY_BINARYMIME);
+	assert_int_equal(dsn_body_type("a\0b\r\n", 5), BODY_BINARYMIME);
+	memset(line, 'x', 998);
+	memcpy(line + 998, "\r\n", 2);
+	assert_int_equal(dsn_body_type(line, 1000), BODY_7BIT);
+	memset(line, 'x', 999);
+	memcpy(line + 999, "\r\n", 2);
+	assert_int_equal(dsn_body_type(line, 1001), BODY_BINARYMIME);
+	free(line);
+}
+
+static void
+test_dsn_needs_smtputf8_only_for_a_utf8_sender(void **state)
+{
+	struct envelope *env = envelope_new();
+
+	(void)state;
+	env->flags = ENV_SMTPUTF8;
+	env->sender = xstrdup("s@example.org");
+	envelope_add_rcpt(env,
+	    "ren\xc3\xa9"
+	    "e@example.com",
+	    NULL, 0);
+	assert_false(dsn_needs_smtputf8(env));
+	free(env->sender);
+	env->sender = xstrdup("j\xc3\xb6rg@example.org");
+	assert_true(dsn_needs_smtputf8(env));
+	free(env->sender);
+	env->sender = xstrdup("");
+	assert_false(dsn_needs_smtputf8(env));
+	envelope_free(env);
+}
+
 int
 main(void)
 {
@@ -959,6 +1050,10 @@ main(void)
 	    cmocka_unit_test(test_dsn_wanted_follows_notify),
 	    cmocka_unit_test(test_dsn_wanted_never_for_the_null_sender),
 	    cmocka_unit_test(test_dsn_action_names_are_rfc_3464_values),
+	    cmocka_unit_test(test_dsn_diag_reply_finds_the_remotes_words),
+	    cmocka_unit_test(test_dsn_mta_name_is_a_host_name),
+	    cmocka_unit_test(test_dsn_body_type_follows_the_text),
+	    cmocka_unit_test(test_dsn_needs_smtputf8_only_for_a_utf8_sender),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,6 +81,16 @@ test_mail_accepts_plain_null_and_lenient_forms(void **state)
 			     sizeof(reply)),
 	    0);
 	assert_string_equal(m.addr, "\"john doe\"@b.example");
+	/* A reverse path is not routed through us: @ in quotes is kept. */
+	assert_int_equal(parse_mail("FROM:<\"a@b\\\"c\"@d.example>", &m, reply,
+			     sizeof(reply)),
+	    0);
+	assert_string_equal(m.addr, "\"a@b\\\"c\"@d.example");
+	assert_int_equal(
+	    parse_mail("FROM:<\"a\tb\"@d.example>", &m, reply, sizeof(reply)),
+	    -1);
+	assert_string_equal(reply, "501 5.1.7 Bad sender address syntax: bad "
+				   "character in quoted local part");
 	assert_int_equal(
 	    parse_mail("FROM:<a@[192.0.2.1]>", &m, reply, sizeof(reply)), 0);
 	assert_int_equal(
@@ -236,12 +246,178 @@ test_rcpt_accepts_plain_and_returns_parts(void **state)
 	assert_string_equal(r.domain, "example.com");
 	assert_int_equal(r.notify, 0);
 	assert_false(r.has_orcpt);
-	/* A quoted plain word is the same address as the word. */
-	assert_int_equal(parse_rcpt("to: <\"user\"@example.com>", false, &r,
+	assert_false(r.postmaster);
+}
+
+static void
+test_rcpt_keeps_quoted_local_parts_byte_for_byte(void **state)
+{
+	static const struct {
+		const char *args, *addr, *local;
+	} good[] = {
+	    {"TO:<\"odd user\"@x.test>", "\"odd user\"@x.test", "odd user"},
+	    {"TO:<\"odd\\\"q\"@x.test>", "\"odd\\\"q\"@x.test", "odd\"q"},
+	    {"TO:<\"back\\\\slash\"@x.test>", "\"back\\\\slash\"@x.test",
+		"back\\slash"},
+	    /* A quoted plain word stays quoted: the destination decides. */
+	    {"to: <\"user\"@X.Test>", "\"user\"@X.Test", "user"},
+	    /* Quoted-string = DQUOTE *QcontentSMTP DQUOTE: may be empty. */
+	    {"TO:<\"\"@x.test>", "\"\"@x.test", ""},
+	    {"TO:<\" \"@x.test>", "\" \"@x.test", " "},
+	    {"TO:<\"a..b.\"@x.test>", "\"a..b.\"@x.test", "a..b."},
+	    {"TO:<\"<a>,[b];c:\"@x.test>", "\"<a>,[b];c:\"@x.test",
+		"<a>,[b];c:"},
+	    {"TO:<\"\\a\\ \\~\"@x.test>", "\"\\a\\ \\~\"@x.test", "a ~"},
+	    {"TO:\"unbracketed x\"@x.test NOTIFY=NEVER",
+		"\"unbracketed x\"@x.test", "unbracketed x"},
+	};
+	struct parse_rcpt r;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(good); i++) {
+		if (parse_rcpt(good[i].args, false, &r, reply, sizeof(reply)) <
+		    0)
+			fail_msg("refused RCPT %s: %s", good[i].args, reply);
+		assert_string_equal(r.addr, good[i].addr);
+		assert_string_equal(r.local, good[i].local);
+		assert_string_equal(r.domain, "x.test");
+	}
+}
+
+static void
+test_rcpt_quoted_local_part_limits(void **state)
+{
+	char args[200], local[70];
+	struct parse_rcpt r;
+
+	(void)state;
+	/* 64 octets as sent, quotes included, is the most. */
+	memset(local, 'a', 62);
+	local[62] = '\0';
+	snprintf(args, sizeof(args), "TO:<\"%s\"@x.test>", local);
+	assert_int_equal(parse_rcpt(args, false, &r, reply, sizeof(reply)), 0);
+	assert_int_equal(strlen(r.local), 62);
+	local[60] = '\\'; /* a backslash counts too */
+	snprintf(args, sizeof(args), "TO:<\"%s\"@x.test>", local);
+	assert_int_equal(parse_rcpt(args, false, &r, reply, sizeof(reply)), 0);
+	assert_int_equal(strlen(r.local), 61);
+	local[60] = 'a';
+	strcat(local, "a");
+	snprintf(args, sizeof(args), "TO:<\"%s\"@x.test>", local);
+	assert_int_equal(parse_rcpt(args, false, &r, reply, sizeof(reply)), -1);
+	assert_string_equal(reply,
+	    "501 5.1.3 Bad recipient address syntax: local part too long");
+	/* UTF-8 only with SMTPUTF8, and only well formed. */
+	assert_int_equal(parse_rcpt("TO:<\"\xc3\xa9 x\"@x.test>", true, &r,
 			     reply, sizeof(reply)),
 	    0);
-	assert_string_equal(r.addr, "user@example.com");
-	assert_string_equal(r.local, "user");
+	assert_string_equal(r.addr, "\"\xc3\xa9 x\"@x.test");
+	assert_int_equal(parse_rcpt("TO:<\"\xc3\xa9 x\"@x.test>", false, &r,
+			     reply, sizeof(reply)),
+	    -1);
+	assert_string_equal(reply, "553 5.6.7 UTF-8 address without SMTPUTF8");
+	assert_int_equal(parse_rcpt("TO:<\"\xc3 x\"@x.test>", true, &r, reply,
+			     sizeof(reply)),
+	    -1);
+	assert_string_equal(
+	    reply, "501 5.1.3 Bad recipient address syntax: bad UTF-8");
+}
+
+static void
+test_rcpt_refuses_malformed_quoted_local_parts(void **state)
+{
+	static const struct {
+		const char *args, *want;
+	} bad[] = {
+	    {"TO:<\"abc@x.test>", "unterminated quoted local part"},
+	    {"TO:<\"abc", "unterminated quoted local part"},
+	    {"TO:<\"abc\\", "unterminated quoted local part"},
+	    {"TO:<\"abc\\\"@x.test>", "unterminated quoted local part"},
+	    {"TO:<\"a\tb\"@x.test>", "bad character in quoted local part"},
+	    {"TO:<\"a\x01\"@x.test>", "bad character in quoted local part"},
+	    {"TO:<\"a\x7f\"@x.test>", "bad character in quoted local part"},
+	    {"TO:<\"a\\\t\"@x.test>", "bad character in quoted local part"},
+	    {"TO:<\"a\\\xc3\xa9\"@x.test>",
+		"bad character in quoted local part"},
+	    {"TO:<\"a\"b@x.test>", "domain name required"},
+	    {"TO:<a\"b\"@x.test>", "domain name required"},
+	    {"TO:<\"a\".b@x.test>", "domain name required"},
+	    {"TO:<\"a\"@x.test", "bad address"},
+	};
+	char want[PARSE_REPLY_SIZE];
+	struct parse_rcpt r;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		reply[0] = '\0';
+		if (parse_rcpt(bad[i].args, true, &r, reply, sizeof(reply)) ==
+		    0)
+			fail_msg("accepted RCPT %s", bad[i].args);
+		snprintf(want, sizeof(want),
+		    "501 5.1.3 Bad recipient address syntax: %s", bad[i].want);
+		if (strcmp(reply, want) != 0)
+			fail_msg("RCPT %s: got '%s', want '%s'", bad[i].args,
+			    reply, want);
+	}
+}
+
+static void
+test_rcpt_takes_postmaster_without_a_domain(void **state)
+{
+	static const char *good[] = {"TO:<Postmaster>", "TO:<postmaster>",
+	    "TO:<POSTMASTER>", "to:<pOstMaster> NOTIFY=NEVER",
+	    "TO: <Postmaster>", "TO:Postmaster"};
+	static const struct {
+		const char *args, *want;
+	} bad[] = {
+	    {"TO:<\"Postmaster\">",
+		"501 5.1.3 Bad recipient address syntax: domain name required"},
+	    {"TO:<postmasters>",
+		"501 5.1.3 Bad recipient address syntax: domain name required"},
+	    {"TO:<abuse>",
+		"501 5.1.3 Bad recipient address syntax: domain name required"},
+	    {"TO:<post.master>",
+		"501 5.1.3 Bad recipient address syntax: domain name required"},
+	    {"TO:<Postmaster x>",
+		"501 5.1.3 Bad recipient address syntax: bad address"},
+	    {"TO:<Postmaster@>",
+		"501 5.1.3 Bad recipient address syntax: bad domain name"},
+	    {"TO:<@a.example:Postmaster>",
+		"553 5.1.3 Source routes are not accepted"},
+	};
+	struct parse_rcpt r;
+	struct parse_mail m;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(good); i++) {
+		if (parse_rcpt(good[i], false, &r, reply, sizeof(reply)) < 0)
+			fail_msg("refused RCPT %s: %s", good[i], reply);
+		assert_true(r.postmaster);
+		assert_string_equal(r.domain, "");
+		assert_int_equal(strcasecmp(r.addr, "postmaster"), 0);
+	}
+	assert_int_equal(
+	    parse_rcpt("TO:<PostMaster>", false, &r, reply, sizeof(reply)), 0);
+	assert_string_equal(r.addr, "PostMaster"); /* as given, for the log */
+	assert_int_equal(parse_rcpt("TO:<Postmaster@Example.com>", false, &r,
+			     reply, sizeof(reply)),
+	    0);
+	assert_false(r.postmaster);
+	assert_string_equal(r.domain, "example.com");
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		reply[0] = '\0';
+		if (parse_rcpt(bad[i].args, false, &r, reply, sizeof(reply)) ==
+		    0)
+			fail_msg("accepted RCPT %s", bad[i].args);
+		if (strcmp(reply, bad[i].want) != 0)
+			fail_msg("RCPT %s: got '%s', want '%s'", bad[i].args,
+			    reply, bad[i].want);
+	}
+	/* RFC 5321 asks it of RCPT only: a sender needs a domain. */
+	assert_int_equal(
+	    parse_mail("FROM:<Postmaster>", &m, reply, sizeof(reply)), -1);
+	assert_string_equal(
+	    reply, "501 5.1.7 Bad sender address syntax: domain name required");
 }
 
 static void
@@ -278,17 +454,19 @@ test_rcpt_refuses_relay_tricks_and_bad_syntax(void **state)
 	    {"TO:<other.example!user@example.com>",
 		"553 5.1.3 % and ! in addresses are not accepted"},
 	    {"TO:<\"user@other.example\"@example.com>",
-		"553 5.1.3 Quoted local parts are not accepted"},
+		"553 5.1.3 @, % and ! in quoted local parts are not accepted"},
 	    {"TO:<\"user%other\"@example.com>",
-		"553 5.1.3 Quoted local parts are not accepted"},
-	    {"TO:<\"a b\"@example.com>",
-		"553 5.1.3 Quoted local parts are not accepted"},
-	    {"TO:<\"\"@example.com>",
-		"553 5.1.3 Quoted local parts are not accepted"},
+		"553 5.1.3 @, % and ! in quoted local parts are not accepted"},
+	    {"TO:<\"other!user\"@example.com>",
+		"553 5.1.3 @, % and ! in quoted local parts are not accepted"},
+	    {"TO:<\"user\\@other\"@example.com>",
+		"553 5.1.3 @, % and ! in quoted local parts are not accepted"},
+	    {"TO:<\"@other:user\"@example.com>",
+		"553 5.1.3 @, % and ! in quoted local parts are not accepted"},
 	    {"TO:<user@[192.0.2.1]>",
 		"553 5.1.3 Address literals are not accepted"},
 	    {"TO:<>", "501 5.1.3 Bad recipient address syntax: empty address"},
-	    {"TO:<postmaster>",
+	    {"TO:<user>",
 		"501 5.1.3 Bad recipient address syntax: domain name required"},
 	    {"TO:<@a.example>",
 		"501 5.1.3 Bad recipient address syntax: bad source route"},
@@ -344,25 +522,70 @@ test_rcpt_accepts_utf8_in_smtputf8_transactions(void **state)
 static void
 test_bdat_reads_size_and_last(void **state)
 {
+	static const struct {
+		const char *args;
+		uint64_t size;
+		bool last;
+	} good[] = {
+	    {"100", 100, false},
+	    {"0 LAST", 0, true},
+	    {"0", 0, false},
+	    {"7 last", 7, true},
+	    {"7 LaSt", 7, true},
+	    {"3  LAST", 3, true},
+	    {" 3 LAST", 3, true},
+	    {"003", 3, false},
+	    {"0000000000000000000000000000003 LAST", 3, true},
+	    {"18446744073709551615", UINT64_MAX, false},
+	};
 	uint64_t n;
 	bool last;
 
 	(void)state;
-	assert_int_equal(parse_bdat("100", &n, &last, reply, sizeof(reply)), 0);
-	assert_int_equal(n, 100);
-	assert_false(last);
-	assert_int_equal(
-	    parse_bdat("0 LAST", &n, &last, reply, sizeof(reply)), 0);
-	assert_int_equal(n, 0);
-	assert_true(last);
-	assert_int_equal(
-	    parse_bdat("7 last", &n, &last, reply, sizeof(reply)), 0);
-	assert_true(last);
-	static const char *bad[] = {"", "x", "-1", "1x", "1 FIRST", "1 LASTX",
-	    "99999999999999999999", " 1"};
-	for (size_t i = 0; i < NELEM(bad); i++) {
-		if (parse_bdat(bad[i], &n, &last, reply, sizeof(reply)) == 0)
-			fail_msg("accepted BDAT %s", bad[i]);
+	for (size_t i = 0; i < NELEM(good); i++) {
+		if (parse_bdat(good[i].args, &n, &last, reply, sizeof(reply)) !=
+		    PARSE_BDAT_OK)
+			fail_msg("refused BDAT %s", good[i].args);
+		assert_true(n == good[i].size);
+		assert_int_equal(last, good[i].last);
+	}
+}
+
+static void
+test_bdat_tells_an_unknown_size_from_bad_words_after_it(void **state)
+{
+	/* Without a size the chunk cannot be skipped. */
+	static const char *nosize[] = {"", "x", "-3 LAST", "+3", "1x", "3,5",
+	    "LAST", "18446744073709551616", "99999999999999999999",
+	    "123456789012345678901234567890"};
+	/* The size is known: the chunk can be read past. */
+	static const struct {
+		const char *args;
+		uint64_t size;
+	} badarg[] = {
+	    {"3 LAST EXTRA", 3},
+	    {"1 FIRST", 1},
+	    {"1 LASTX", 1},
+	    {"3 3", 3},
+	    {"5 LAST LAST", 5},
+	};
+	uint64_t n;
+	bool last;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(nosize); i++) {
+		if (parse_bdat(nosize[i], &n, &last, reply, sizeof(reply)) !=
+		    PARSE_BDAT_NOSIZE)
+			fail_msg("BDAT %s: not a missing size", nosize[i]);
+		assert_string_equal(
+		    reply, "501 5.5.4 Syntax: BDAT size [LAST]");
+	}
+	for (size_t i = 0; i < NELEM(badarg); i++) {
+		if (parse_bdat(badarg[i].args, &n, &last, reply,
+			sizeof(reply)) != PARSE_BDAT_BADARG)
+			fail_msg("BDAT %s: not a bad argument", badarg[i].args);
+		assert_true(n == badarg[i].size);
+		assert_false(last);
 		assert_string_equal(
 		    reply, "501 5.5.4 Syntax: BDAT size [LAST]");
 	}
@@ -631,7 +854,8 @@ test_received_header_has_every_field(void **state)
 	t.name = "mail.client.example";
 	h = parse_received(&t, &len);
 	assert_string_equal(h,
-	    "Received: from client.example (mail.client.example [192.0.2.1])\r\n"
+	    "Received: from client.example (mail.client.example "
+	    "[192.0.2.1])\r\n"
 	    "\tby mx.example.net (mxspool) with ESMTP id 0ABCDEFGHJKM;\r\n"
 	    "\tTue, 14 Nov 2023 22:13:20 +0000\r\n");
 	free(h);
@@ -649,10 +873,16 @@ main(void)
 	    cmocka_unit_test(test_mail_accepts_utf8_with_smtputf8),
 	    cmocka_unit_test(test_mail_enforces_rfc5321_length_limits),
 	    cmocka_unit_test(test_rcpt_accepts_plain_and_returns_parts),
+	    cmocka_unit_test(test_rcpt_keeps_quoted_local_parts_byte_for_byte),
+	    cmocka_unit_test(test_rcpt_quoted_local_part_limits),
+	    cmocka_unit_test(test_rcpt_refuses_malformed_quoted_local_parts),
+	    cmocka_unit_test(test_rcpt_takes_postmaster_without_a_domain),
 	    cmocka_unit_test(test_rcpt_reads_dsn_parameters),
 	    cmocka_unit_test(test_rcpt_refuses_relay_tricks_and_bad_syntax),
 	    cmocka_unit_test(test_rcpt_accepts_utf8_in_smtputf8_transactions),
 	    cmocka_unit_test(test_bdat_reads_size_and_last),
+	    cmocka_unit_test(
+		test_bdat_tells_an_unknown_size_from_bad_words_after_it),
 	    cmocka_unit_test(
 		test_data_unstuffs_dots_and_ends_only_at_crlf_dot_crlf),
 	    cmocka_unit_test(test_data_keeps_empty_and_dotdot_lines),
