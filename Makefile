@@ -30,7 +30,7 @@ ASAN_BUILD ?= build-asan
 PYTHON  ?= /usr/bin/python3
 
 PKGS = libevent_core libevent_extra libevent_openssl libevent_pthreads \
-       openssl rocksdb libcares libconfuse jansson gmime-3.0
+       openssl rocksdb libcares libconfuse jansson gmime-3.0 libidn2
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla \
@@ -61,7 +61,8 @@ LIB       = $(BUILD)/libmxspool.a
 CLI_SRCS  = $(wildcard cli/*.c)
 CLI_OBJS  = $(CLI_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/ctl/ctl_proto.o \
 	    $(BUILD)/queue/qid.o $(patsubst %.c,$(BUILD)/%.o,$(wildcard common/*.c))
-CLI_LIBS  = $(shell pkg-config --libs libconfuse jansson 2>/dev/null) -lpthread
+CLI_LIBS  = $(shell pkg-config --libs libconfuse jansson libidn2 2>/dev/null) \
+	    -lpthread
 PROGS     = $(BUILD)/mxspoold $(if $(CLI_SRCS),$(BUILD)/mxspoolctl)
 
 UNIT_SRCS  = $(wildcard tests/unit/*/test_*.c)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/conf.h"
+#include "common/idn.h"
 #include "ctl/ctl_proto.h"
 #include "queue/qid.h"
 
@@ -725,6 +726,16 @@ static const struct {
     {"reload", 0, 0, 0, &reload_handler},
 };
 
+/*
+ * A domain as the daemon knows it, its A-labels (RFC 5890), so that either
+ * form names it; anything else (a route as summary shows it) as it is.
+ */
+static const char *
+cli_domain(const char *s, char ace[IDN_NAME_SIZE])
+{
+	return idn_to_ascii(s, ace, IDN_NAME_SIZE, NULL, 0) == 0 ? ace : s;
+}
+
 static int
 run(int argc, char **argv)
 {
@@ -732,6 +743,7 @@ run(int argc, char **argv)
 	unsigned allowed = 0, given = 0;
 	json_t *req, *ids;
 	const char *domain = NULL;
+	char ace[IDN_NAME_SIZE];
 	int64_t older = -1;
 	long limit = 0;
 	int ch, minargs = 0, maxargs = 0, nargs;
@@ -816,13 +828,18 @@ run(int argc, char **argv)
 			return usage_error(
 			    "bad destination '%s'", argv[optind]);
 		}
-		json_object_set_new(req, "domain", json_string(argv[optind]));
+		json_object_set_new(
+		    req, "domain", json_string(cli_domain(argv[optind], ace)));
 	} else if (strcmp(cmd_name, "route") == 0) {
-		if (!conf_valid_domain(argv[optind])) {
+		char why[128];
+
+		if (idn_to_ascii(
+			argv[optind], ace, sizeof(ace), why, sizeof(why)) < 0) {
 			json_decref(req);
-			return usage_error("bad domain '%s'", argv[optind]);
+			return usage_error(
+			    "bad domain '%s': %s", argv[optind], why);
 		}
-		json_object_set_new(req, "domain", json_string(argv[optind]));
+		json_object_set_new(req, "domain", json_string(ace));
 	} else if (strcmp(cmd_name, "show") == 0) {
 		if (!qid_valid(argv[optind])) {
 			json_decref(req);
@@ -848,7 +865,8 @@ run(int argc, char **argv)
 		json_object_set_new(req, "ids", ids);
 	}
 	if (domain != NULL)
-		json_object_set_new(req, "domain", json_string(domain));
+		json_object_set_new(
+		    req, "domain", json_string(cli_domain(domain, ace)));
 	if (given & B(O_ALL))
 		json_object_set_new(req, "all", json_true());
 	if (given & B(O_YES))

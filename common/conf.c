@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/conf.h"
+#include "common/idn.h"
 #include "common/xmem.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
@@ -174,13 +175,20 @@ conf_cb_addr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/*
+ * A domain, or ".domain" for the names below it, in either form: U-labels
+ * or A-labels (RFC 5890). Kept as written until built; compared as
+ * A-labels.
+ */
 static int
 conf_cb_domain(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
 	const char *d = value[0] == '.' ? value + 1 : value;
+	char ace[IDN_NAME_SIZE], why[128];
 
-	if (!conf_valid_domain(d))
-		cfg_error(cfg, "%s: bad domain name '%s'", opt->name, value);
+	if (idn_to_ascii(d, ace, sizeof(ace), why, sizeof(why)) < 0)
+		cfg_error(
+		    cfg, "%s: bad domain name '%s': %s", opt->name, value, why);
 	*(const char **)result = value;
 	return 0;
 }
@@ -461,11 +469,29 @@ conf_cb_mailbox(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 {
-	cfg_t *sec = cfg_opt_getnsec(opt, cfg_opt_size(opt) - 1);
-	const char *t = cfg_title(sec);
+	unsigned n = cfg_opt_size(opt);
+	const char *t = cfg_title(cfg_opt_getnsec(opt, n - 1));
+	char ace[IDN_NAME_SIZE], why[128];
 
-	if (t == NULL || !conf_valid_domain(t[0] == '.' ? t + 1 : t))
-		cfg_error(cfg, "domain: bad domain name '%s'", t ? t : "");
+	if (t == NULL || idn_to_ascii(t[0] == '.' ? t + 1 : t, ace, sizeof(ace),
+			     why, sizeof(why)) < 0) {
+		cfg_error(cfg, "domain: bad domain name '%s': %s", t ? t : "",
+		    t ? why : "empty name");
+		return 0;
+	}
+	/* The two forms of one name are one section (libconfuse only
+	 * catches titles written the same). */
+	for (unsigned i = 0; i + 1 < n; i++) {
+		const char *o = cfg_title(cfg_opt_getnsec(opt, i));
+		char oace[IDN_NAME_SIZE];
+
+		if (o != NULL && (o[0] == '.') == (t[0] == '.') &&
+		    idn_to_ascii(o[0] == '.' ? o + 1 : o, oace, sizeof(oace),
+			NULL, 0) == 0 &&
+		    strcmp(ace, oace) == 0)
+			cfg_error(cfg,
+			    "domain: '%s' is the same domain as '%s'", t, o);
+	}
 	return 0;
 }
 
@@ -602,16 +628,31 @@ conf_opt_path(cfg_t *cfg, const char *name)
 	return v != NULL && v[0] != '\0' ? xstrdup(v) : NULL;
 }
 
-/* A string list option, lower-cased. */
+/*
+ * A domain as the config keeps it: lower-case A-labels, with a leading "."
+ * (a pattern for the names below it) kept. Its parse callback checked it.
+ */
+static char *
+conf_domain_dup(const char *value)
+{
+	bool dot = value[0] == '.';
+	char ace[IDN_NAME_SIZE];
+
+	if (idn_to_ascii(value + dot, ace, sizeof(ace), NULL, 0) < 0)
+		PANIC("domain '%s' passed its check but not conversion", value);
+	return xasprintf("%s%s", dot ? "." : "", ace);
+}
+
+/* A list of domains, as conf_domain_dup keeps them. */
 static char **
-conf_lower_list(cfg_t *cfg, const char *name, size_t *n)
+conf_domain_list(cfg_t *cfg, const char *name, size_t *n)
 {
 	char **v;
 
 	*n = cfg_size(cfg, name);
 	v = xcalloc(*n, sizeof(char *));
 	for (size_t i = 0; i < *n; i++)
-		v[i] = conf_lower_dup(cfg_getnstr(cfg, name, (unsigned)i));
+		v[i] = conf_domain_dup(cfg_getnstr(cfg, name, (unsigned)i));
 	return v;
 }
 
@@ -673,13 +714,14 @@ conf_strcmp(const void *a, const void *b)
 static void
 conf_load_recipients(struct conf_domain *d)
 {
-	const char *why;
-	char *text = conf_read_file(d->recipients_file, &why), *line, *save;
+	const char *err;
+	char *text = conf_read_file(d->recipients_file, &err), *line, *save;
+	char ace[IDN_NAME_SIZE], why[128];
 	size_t cap = 0;
 	int lineno = 0;
 
 	if (text == NULL) {
-		conf_add_error("%s: cannot read: %s", d->recipients_file, why);
+		conf_add_error("%s: cannot read: %s", d->recipients_file, err);
 		return;
 	}
 	for (line = text; line != NULL; line = save) {
@@ -700,15 +742,32 @@ conf_load_recipients(struct conf_domain *d)
 			continue;
 		p = strchr(line, '@');
 		if (strpbrk(line, " \t<>\"") != NULL || p == line ||
-		    (p != NULL && (strchr(p + 1, '@') != NULL ||
-				      !conf_valid_domain(p + 1)))) {
+		    (p != NULL && strchr(p + 1, '@') != NULL)) {
 			conf_add_error("%s:%d: bad recipient '%s'",
 			    d->recipients_file, lineno, line);
 			continue;
 		}
+		/* The domain in either form, kept as A-labels: the lookup
+		 * converts the recipient's domain the same way. */
+		if (p != NULL && idn_to_ascii(p + 1, ace, sizeof(ace), why,
+				     sizeof(why)) < 0) {
+			conf_add_error("%s:%d: bad recipient '%s': %s",
+			    d->recipients_file, lineno, line, why);
+			continue;
+		}
+		if (p != NULL)
+			*p = '\0';
 		d->recipients = xgrow(
 		    d->recipients, &cap, d->nrecipients + 1, sizeof(char *));
-		d->recipients[d->nrecipients++] = conf_lower_dup(line);
+		d->recipients[d->nrecipients] = conf_lower_dup(line);
+		if (p != NULL) {
+			char *lp = d->recipients[d->nrecipients];
+
+			d->recipients[d->nrecipients] =
+			    xasprintf("%s@%s", lp, ace);
+			free(lp);
+		}
+		d->nrecipients++;
 	}
 	free(text);
 	qsort(d->recipients, d->nrecipients, sizeof(char *), conf_strcmp);
@@ -719,7 +778,7 @@ conf_build_domain(struct conf *cf, struct conf_domain *d, cfg_t *sec)
 {
 	const char *tls = cfg_size(sec, "tls") ? cfg_getstr(sec, "tls") : NULL;
 
-	d->name = conf_lower_dup(cfg_title(sec));
+	d->name = conf_domain_dup(cfg_title(sec));
 	conf_build_route(&d->route, cfg_getstr(sec, "route"));
 	d->tls = cf->tls;
 	if (tls != NULL)
@@ -761,7 +820,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 			PANIC("metrics_listen passed its check but not parse");
 	}
 	cf->relay_domains =
-	    conf_lower_list(cfg, "relay_domains", &cf->nrelay_domains);
+	    conf_domain_list(cfg, "relay_domains", &cf->nrelay_domains);
 	if (log_level_parse(cfg_getstr(cfg, "log_level"), &cf->log_level) < 0)
 		PANIC("log_level passed its check but not parse");
 	cf->log_dest = strcmp(cfg_getstr(cfg, "log"), "syslog") == 0
@@ -801,7 +860,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->dns_prefer_ipv6 =
 	    strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
 	cf->mx_self_names =
-	    conf_lower_list(cfg, "mx_self_names", &cf->nmx_self_names);
+	    conf_domain_list(cfg, "mx_self_names", &cf->nmx_self_names);
 	if (cf->nmx_self_names == 0) {
 		cf->mx_self_names =
 		    xgrow(cf->mx_self_names, &(size_t){0}, 1, sizeof(char *));
@@ -985,6 +1044,34 @@ conf_free(struct conf *cf)
 	free(cf);
 }
 
+/* Appends "what: u-labels (a-labels)\n" to *text if name has U-labels. */
+static void
+conf_idn_line(char **text, const char *what, const char *name)
+{
+	bool dot = name[0] == '.';
+	char u[4 * IDN_NAME_SIZE];
+	char *t;
+
+	if (!idn_other_form(name + dot, u, sizeof(u)))
+		return;
+	t = xasprintf("%s%s: %s%s (%s)\n", *text ? *text : "", what,
+	    dot ? "." : "", u, name);
+	free(*text);
+	*text = t;
+}
+
+char *
+conf_idn_names(const struct conf *cf)
+{
+	char *text = NULL;
+
+	for (size_t i = 0; i < cf->nrelay_domains; i++)
+		conf_idn_line(&text, "relay_domains", cf->relay_domains[i]);
+	for (size_t i = 0; i < cf->ndomains; i++)
+		conf_idn_line(&text, "domain", cf->domains[i].name);
+	return text;
+}
+
 /* Whether name matches a domain pattern ("a.b", or ".a.b" for below it). */
 static bool
 conf_domain_match(const char *pattern, const char *name)
@@ -999,6 +1086,9 @@ conf_domain_match(const char *pattern, const char *name)
 bool
 conf_is_relay_domain(const struct conf *cf, const char *domain)
 {
+	char buf[IDN_NAME_SIZE];
+
+	domain = idn_key(domain, buf);
 	for (size_t i = 0; i < cf->nrelay_domains; i++)
 		if (conf_domain_match(cf->relay_domains[i], domain))
 			return true;
@@ -1009,8 +1099,10 @@ const struct conf_domain *
 conf_domain_find(const struct conf *cf, const char *domain)
 {
 	const struct conf_domain *best = NULL;
+	char buf[IDN_NAME_SIZE];
 
 	/* An exact section wins; else the longest ".parent" that matches. */
+	domain = idn_key(domain, buf);
 	for (size_t i = 0; i < cf->ndomains; i++) {
 		const struct conf_domain *d = &cf->domains[i];
 
@@ -1068,11 +1160,13 @@ conf_recipient_known(
     const struct conf *cf, const char *local, const char *domain)
 {
 	const struct conf_domain *d = conf_domain_find(cf, domain);
+	char buf[IDN_NAME_SIZE];
 	char *addr, *lp;
 	bool known;
 
 	if (d == NULL || d->recipients_file == NULL)
 		return true;
+	domain = idn_key(domain, buf);
 	lp = conf_lower_dup(local);
 	if (lp[0] == '"' && strlen(lp) >= 2 && lp[strlen(lp) - 1] == '"') {
 		/* A quoted local part is listed unquoted (RFC 5321 4.1.2:

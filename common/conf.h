@@ -70,12 +70,12 @@ struct conf_retry {
 
 /* A `domain "name" { ... }` section. */
 struct conf_domain {
-	char *name; /* lower case; ".example.com" = its subdomains */
+	char *name; /* lower-case A-labels; ".example.com" = subdomains */
 	struct conf_route route;
 	enum tls_policy tls;
 	struct conf_retry retry; /* the global one, overridden per option */
 	char *recipients_file;   /* NULL: any recipient is accepted */
-	char **recipients;       /* sorted, lower case: "user@dom" or "user" */
+	char **recipients; /* sorted, lower case: "user@a-labels" or "user" */
 	size_t nrecipients;
 };
 
@@ -91,7 +91,7 @@ struct conf {
 	char *control_socket_owner;       /* user name; NULL: the daemon's */
 	char *control_socket_group;       /* group name; NULL: the daemon's */
 	struct conf_addr *metrics_listen; /* /metrics, /healthz; NULL: off */
-	char **relay_domains; /* lower case; ".example.com" = subdomains */
+	char **relay_domains; /* lower-case A-labels; ".x.com": below it */
 	size_t nrelay_domains;
 	enum log_level log_level;
 	enum log_dest log_dest;
@@ -156,10 +156,19 @@ int conf_parse_duration(const char *s, int64_t *secs);
 int conf_parse_size(const char *s, uint64_t *bytes);
 /* "127.0.0.1:25", "[::1]:25", "*:25" (IPv4 any), "[::]:25". Numeric only. */
 int conf_parse_addr(const char *s, struct conf_addr *out);
-/* A host or domain name: letters, digits, hyphens, dots; at most 253. */
+/* A host or domain name: letters, digits, hyphens, dots; at most 253.
+ * ASCII only: common/idn.h converts and checks names with U-labels. */
 bool conf_valid_domain(const char *s);
 
-/* Whether mail for domain (any case) is ours to relay. */
+/*
+ * The configured domains that have U-labels, one line each, as both forms
+ * ("relay_domains: bücher.test (xn--bcher-kva.test)\n"), malloc'd for the
+ * caller to free; NULL if none has. For -t and the start-up log.
+ */
+char *conf_idn_names(const struct conf *cf);
+
+/* Whether mail for domain (any case, U-labels or A-labels) is ours to
+ * relay. Every lookup by domain below takes either form (RFC 5890). */
 bool conf_is_relay_domain(const struct conf *cf, const char *domain);
 /* The `domain` section for domain (exact name first, then ".parent"). */
 const struct conf_domain *conf_domain_find(

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/conf.h"
+#include "common/idn.h"
 #include "common/xmem.h"
 
 int
@@ -195,17 +196,25 @@ conf_valid_domain(const char *s)
 	return s[len - 1] != '-';
 }
 
-/* A host in a route: a domain name, or (bracketed only) an IP address. */
+/*
+ * A host in a route: a domain name in either form (kept as A-labels, the
+ * form DNS takes), or (bracketed only) an IP address. h has room for a
+ * name of IDN_NAME_MAX octets.
+ */
 static bool
-conf_valid_route_host(const char *h, bool bracketed)
+conf_route_host(char *h, bool bracketed)
 {
+	char ace[IDN_NAME_SIZE];
 	struct in6_addr a6;
 	struct in_addr a4;
 
 	if (bracketed && (inet_pton(AF_INET, h, &a4) == 1 ||
 			     inet_pton(AF_INET6, h, &a6) == 1))
 		return true;
-	return conf_valid_domain(h);
+	if (idn_to_ascii(h, ace, sizeof(ace), NULL, 0) < 0)
+		return false;
+	strcpy(h, ace);
+	return true;
 }
 
 int
@@ -260,7 +269,7 @@ conf_parse_route(const char *s, struct conf_route *out)
 		return -1;
 	memcpy(host, rest, hlen);
 	host[hlen] = '\0';
-	if (!conf_valid_route_host(host, out->bracketed))
+	if (!conf_route_host(host, out->bracketed))
 		return -1;
 	if (port != NULL && conf_parse_port(port, &out->port) < 0)
 		return -1;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/hmap.h"
+#include "common/idn.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xmem.h"
@@ -90,7 +91,7 @@ lane_matches(const struct conf *cf, const char *lane, const char *domain)
 	bool notices;
 	char key[512];
 
-	return strcasecmp(qindex_lane_domain(lane, &notices), domain) == 0 ||
+	return idn_equal(qindex_lane_domain(lane, &notices), domain) ||
 	       strcasecmp(sched_lane_dest_key(cf, lane, key, sizeof(key)),
 		   domain) == 0;
 }
@@ -1086,15 +1087,19 @@ cmd_route(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	const char *domain;
+	char ace[IDN_NAME_SIZE], why[128];
 	struct route_req *r;
 
 	if (ctl_get_str(k, req, "domain", &domain) < 0)
 		return;
-	if (domain == NULL || !conf_valid_domain(domain)) {
-		ctl_error(
-		    k, CTL_E_BAD, "bad domain name '%s'", domain ? domain : "");
+	/* Either form; the lookup and the answer use the A-labels. */
+	if (domain == NULL ||
+	    idn_to_ascii(domain, ace, sizeof(ace), why, sizeof(why)) < 0) {
+		ctl_error(k, CTL_E_BAD, "bad domain name '%s': %s",
+		    domain ? domain : "", domain ? why : "empty name");
 		return;
 	}
+	domain = ace;
 	r = xcalloc(1, sizeof(*r));
 	r->c = x->c;
 	r->cid = ctl_conn_id(k);

@@ -126,6 +126,27 @@ check_tls(const struct conf *cf, const char *path)
 }
 
 /*
+ * The configured domains that have U-labels, as both forms, one line each
+ * on out (-t) or in the log (NULL): the A-labels are what DNS, the spool
+ * and mxspoolctl show.
+ */
+static void
+report_idn_names(const struct conf *cf, const char *path, FILE *out)
+{
+	char *text = conf_idn_names(cf);
+
+	for (char *p = text, *nl; p != NULL && *p != '\0'; p = nl + 1) {
+		nl = strchr(p, '\n');
+		*nl = '\0';
+		if (out != NULL)
+			fprintf(out, "%s: %s\n", path, p);
+		else
+			log_info("config: %s", p);
+	}
+	free(text);
+}
+
+/*
  * Reads the config again. An invalid one is refused (its errors logged and
  * returned) and the old one stays; a valid one is handed to every part,
  * which use it for new sessions and later decisions.
@@ -256,6 +277,7 @@ main(int argc, char **argv)
 			conf_free(d.cf);
 			return 1;
 		}
+		report_idn_names(d.cf, path, stdout);
 		/* What the file leaves to a default worked out from others. */
 		printf("%s: ok (postmaster <%s>)\n", path, d.cf->postmaster);
 		conf_free(d.cf);
@@ -309,6 +331,7 @@ main(int argc, char **argv)
 		log_info("listening on %s", d.cf->listen[i].text);
 	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
 	    d.cf->hostname, d.cf->spool_dir);
+	report_idn_names(d.cf, path, NULL);
 
 	event_base_dispatch(d.base);
 

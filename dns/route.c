@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/idn.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xmem.h"
@@ -484,6 +485,8 @@ dns_route_via(struct dns *d, const char *domain, const struct conf_route *via,
 	const struct conf_route *rt;
 	struct dns_answer *a = &r->ans;
 	uint64_t id = r->id;
+	char ace[IDN_NAME_SIZE], why[128];
+	int bad;
 	size_t len;
 
 	r->cb = cb;
@@ -492,14 +495,22 @@ dns_route_via(struct dns *d, const char *domain, const struct conf_route *via,
 	len = strlen(a->domain);
 	if (len > 0 && a->domain[len - 1] == '.')
 		a->domain[len - 1] = '\0';
-	for (char *p = a->domain; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
+	/* Routes, the cache and DNS itself know a name by its A-labels
+	 * (RFC 5890 2.3.2.1); c-ares cannot take UTF-8. */
+	bad = idn_to_ascii(a->domain, ace, sizeof(ace), why, sizeof(why));
+	if (bad == 0) {
+		free(a->domain);
+		a->domain = xstrdup(ace);
+	} else {
+		for (char *p = a->domain; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	}
 	rt = via != NULL ? via : conf_route_for(d->cf, a->domain);
 	a->kind = rt->kind;
 	a->route = xstrdup(rt->text ? rt->text : "mx");
-	if (!conf_valid_domain(a->domain)) {
-		dns_answer_set(a, DNS_PERMFAIL, "5.1.2", "bad domain name '%s'",
-		    a->domain);
+	if (bad < 0) {
+		dns_answer_set(a, DNS_PERMFAIL, "5.1.2",
+		    "bad domain name '%s': %s", a->domain, why);
 		dns_req_finish(r);
 		return id;
 	}

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/idn.h"
 #include "common/xmem.h"
 #include "queue/qindex.h"
 
@@ -12,8 +13,13 @@ qindex_lane(const struct envelope *env, const char *addr, char buf[LANE_SIZE])
 {
 	const char *at = strrchr(addr, '@');
 	const char *domain = at != NULL ? at + 1 : addr;
+	char ace[IDN_NAME_SIZE];
 	size_t n = 0;
 
+	/* One domain, one lane, whichever form the address has it in: its
+	 * A-labels. A name that is none keeps its own lane. */
+	if (idn_to_ascii(domain, ace, sizeof(ace), NULL, 0) == 0)
+		domain = ace;
 	if (env->flags & ENV_DSN)
 		buf[n++] = '!';
 	for (; *domain != '\0' && n < LANE_SIZE - 1; domain++)

@@ -2,7 +2,8 @@
  * The spool's index of pending mail, and its counters. Pure code (no
  * RocksDB, no libevent): the queue, the tools and the tests share it.
  *
- * A lane is where a recipient's mail waits: its domain in lower case, or
+ * A lane is where a recipient's mail waits: its domain in lower case, as
+ * A-labels when it is an international one (RFC 5890), or
  * "!" and the domain for mxspool's own notifications (they travel by
  * bounce_route). Lanes do not depend on the routes configured, so a reload
  * never moves the index; the scheduler maps lanes to destinations.

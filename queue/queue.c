@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/hmap.h"
+#include "common/idn.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/xmem.h"
@@ -526,12 +527,21 @@ queue_free_dests(struct queue *q)
 }
 
 /* The known family's key: the local part as given, the domain in lower
- * case (RFC 5321 2.4: only the domain is case-insensitive). */
+ * case (RFC 5321 2.4: only the domain is case-insensitive), as A-labels
+ * when it has another form (RFC 5890). */
 static char *
 queue_known_key(const char *addr)
 {
 	char *k = xstrdup(addr), *at = strrchr(k, '@');
+	char ace[IDN_NAME_SIZE];
 
+	if (at != NULL &&
+	    idn_to_ascii(at + 1, ace, sizeof(ace), NULL, 0) == 0) {
+		*at = '\0';
+		char *n = xasprintf("%s@%s", k, ace);
+		free(k);
+		return n;
+	}
 	for (char *p = at; p != NULL && *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return k;

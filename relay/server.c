@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/idn.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "dns/dns.h"
@@ -298,10 +299,37 @@ smtp_rcpt_given(const struct envelope *env, const char *addr)
 
 		if (local == local2 && memcmp(a, addr, local) == 0 &&
 		    (at == NULL) == (at2 == NULL) &&
-		    (at == NULL || strcasecmp(at, at2) == 0))
+		    (at == NULL || idn_equal(at + 1, at2 + 1)))
 			return true;
 	}
 	return false;
+}
+
+/*
+ * A recipient's domain as A-labels into ace (RFC 5890, RFC 5891 5), and
+ * in note " (other form)" for the log when it has two forms, else "".
+ * A name IDNA refuses (an A-label that does not decode, a disallowed code
+ * point, a label over 63 octets once converted) gets 553 5.1.3 here.
+ */
+static int
+smtp_rcpt_domain(struct smtp_sess *s, const struct parse_rcpt *r,
+    char ace[IDN_NAME_SIZE], char *note, size_t notelen)
+{
+	char why[128], other[4 * IDN_NAME_SIZE];
+
+	note[0] = '\0';
+	if (idn_to_ascii(r->domain, ace, IDN_NAME_SIZE, why, sizeof(why)) < 0) {
+		log_event(smtp_logid(s),
+		    "reject: RCPT from %s: 553 5.1.3 <%s>: bad domain name: %s",
+		    s->peer, r->addr, why);
+		metrics_reject("domain");
+		smtp_reply(
+		    s, "553 5.1.3 <%s>: Bad domain name: %s", r->addr, why);
+		return -1;
+	}
+	if (idn_other_form(r->domain, other, sizeof(other)))
+		snprintf(note, notelen, " (%s)", other);
+	return 0;
 }
 
 /* Whether r passes its domain's recipients file, if it has one. */
@@ -322,6 +350,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 {
 	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
+	char ace[IDN_NAME_SIZE], note[4 * IDN_NAME_SIZE + 4] = "";
 	struct parse_rcpt r;
 	const char *addr;
 
@@ -360,18 +389,21 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	}
 	if (r.postmaster) {
 		log_event(smtp_logid(s), "to=<%s>, orig_to=<%s>", addr, r.addr);
-	} else if (!conf_is_relay_domain(cf, r.domain)) {
+	} else if (smtp_rcpt_domain(s, &r, ace, note, sizeof(note)) < 0) {
+		return -1;
+	} else if (!conf_is_relay_domain(cf, ace)) {
 		log_event(smtp_logid(s),
-		    "reject: RCPT from %s: 554 5.7.1 <%s>: Relay access denied",
-		    s->peer, r.addr);
+		    "reject: RCPT from %s: 554 5.7.1 <%s>%s: Relay access "
+		    "denied",
+		    s->peer, r.addr, note);
 		metrics_reject("relay");
 		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
 	} else if (strcasecmp(r.local, "postmaster") != 0 &&
 		   !smtp_rcpt_listed(cf, &r)) {
 		log_event(smtp_logid(s),
-		    "reject: RCPT from %s: 550 5.1.1 <%s>: unknown recipient",
-		    s->peer, r.addr);
+		    "reject: RCPT from %s: 550 5.1.1 <%s>%s: unknown recipient",
+		    s->peer, r.addr, note);
 		metrics_reject("unknown_recipient");
 		smtp_reply(s,
 		    "550 5.1.1 <%s>: Recipient address rejected: User unknown "
@@ -379,6 +411,10 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		    r.addr);
 		return -1;
 	}
+	/* The envelope keeps the address as received; the log shows the
+	 * domain's other form once, for searching by either. */
+	if (note[0] != '\0')
+		log_event(s->qid, "rcpt=<%s>%s", addr, note);
 	envelope_add_rcpt(s->env, addr, r.has_orcpt ? r.orcpt : NULL, r.notify);
 	smtp_set_state(s, SMTP_ST_RCPT);
 	smtp_reply(s, "250 2.1.5 Ok");

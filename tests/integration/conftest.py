@@ -65,7 +65,7 @@ class Daemon:
         self.proc = None
         domains = ", ".join('"%s"' % d for d in relay_domains)
         listens = ", ".join('"%s"' % a for a in self.listen)
-        with open(self.conf, "w") as f:
+        with open(self.conf, "w", encoding="utf-8") as f:
             f.write('hostname = "%s"\n' % hostname)
             f.write("listen = {%s}\n" % listens)
             f.write('spool_dir = "%s"\n' % self.spool)

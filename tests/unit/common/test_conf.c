@@ -330,7 +330,7 @@ test_load_reports_every_error_not_only_the_first(void **state)
 		      "hostname = \"bad_name\"\n",
 	    "F:1: listen: bad address '1.2.3:25' (use 127.0.0.1:25 or "
 	    "[::1]:25)\n"
-	    "F:2: relay_domains: bad domain name 'a..b'\n"
+	    "F:2: relay_domains: bad domain name 'a..b': empty label\n"
 	    "F:3: log_level: 'loud' is not one of debug, info, warn, error\n"
 	    "F:4: log: 'file' is not one of stderr, syslog\n"
 	    "F:5: hostname: bad host name 'bad_name'\n");
@@ -622,11 +622,149 @@ test_load_reports_bad_policy_values(void **state)
 	    "F:7: tls: 'always' is not one of none, may, encrypt, verify\n"
 	    "F:9: route: bad route 'smtp:' (use mx, smtp:[host]:port, "
 	    "lmtp:[host]:port or lmtp:unix:/path)\n"
-	    "F:10: domain: bad domain name 'bad..name'\n"
+	    "F:10: domain: bad domain name 'bad..name': empty label\n"
 	    "F:11: message_size_limit: bad size '10q' (use e.g. 512, 10k, "
 	    "25M)\n"
 	    "F:12: tls_cert_file: cannot read '/nonexistent/cert.pem': No such "
 	    "file or directory\n");
+}
+
+/* RFC 5890: a domain in U-labels and in A-labels is one domain, in any
+ * case, in relay_domains, below a ".parent" and in lookups. */
+static void
+test_relay_domains_take_either_form(void **state)
+{
+	struct conf *cf;
+	char *names;
+
+	(void)state;
+	cf = load_ok("relay_domains = {\"bücher.test\", \"XN--CAF-DMA.test\", "
+		     "\".Bücher.example\", \"plain.test\"}\n");
+	assert_int_equal(cf->nrelay_domains, 4);
+	assert_string_equal(cf->relay_domains[0], "xn--bcher-kva.test");
+	assert_string_equal(cf->relay_domains[1], "xn--caf-dma.test");
+	assert_string_equal(cf->relay_domains[2], ".xn--bcher-kva.example");
+	assert_string_equal(cf->relay_domains[3], "plain.test");
+	assert_true(conf_is_relay_domain(cf, "bücher.test"));
+	assert_true(conf_is_relay_domain(cf, "BÜCHER.test"));
+	assert_true(conf_is_relay_domain(cf, "xn--bcher-kva.test"));
+	assert_true(conf_is_relay_domain(cf, "XN--BCHER-KVA.TEST"));
+	assert_true(conf_is_relay_domain(cf, "café.test"));
+	assert_true(conf_is_relay_domain(cf, "mail.bücher.example"));
+	assert_true(conf_is_relay_domain(cf, "mail.xn--bcher-kva.example"));
+	assert_true(conf_is_relay_domain(cf, "Plain.TEST"));
+	/* Neighbours stay out: the parent itself, a look-alike, a bad one. */
+	assert_false(conf_is_relay_domain(cf, "bücher.example"));
+	assert_false(conf_is_relay_domain(cf, "bucher.test"));
+	assert_false(conf_is_relay_domain(cf, "xn--zz.test"));
+	assert_false(conf_is_relay_domain(cf, "\u2603.test"));
+	/* -t and the start-up log show both forms where they differ. */
+	names = conf_idn_names(cf);
+	assert_non_null(names);
+	assert_string_equal(names,
+	    "relay_domains: bücher.test (xn--bcher-kva.test)\n"
+	    "relay_domains: café.test (xn--caf-dma.test)\n"
+	    "relay_domains: .bücher.example (.xn--bcher-kva.example)\n");
+	free(names);
+	conf_free(cf);
+
+	cf = load_ok(GOOD);
+	assert_null(conf_idn_names(cf));
+	conf_free(cf);
+}
+
+static void
+test_domain_sections_and_routes_take_either_form(void **state)
+{
+	const struct conf_route *rt;
+	struct conf *cf;
+
+	(void)state;
+	cf = load_ok(GOOD "domain \"bücher.test\" {\n"
+			  " route = \"smtp:[mx.bücher.test]:2525\"\n}\n"
+			  "domain \".xn--caf-dma.test\" {\n"
+			  " route = \"lmtp:store.café.test:24\"\n}\n");
+	assert_string_equal(cf->domains[0].name, "xn--bcher-kva.test");
+	assert_string_equal(cf->domains[1].name, ".xn--caf-dma.test");
+	rt = conf_route_for(cf, "xn--bcher-kva.test");
+	assert_int_equal(rt->kind, ROUTE_SMTP);
+	/* DNS takes the A-labels; logs show the route as written. */
+	assert_string_equal(rt->host, "mx.xn--bcher-kva.test");
+	assert_string_equal(rt->text, "smtp:[mx.bücher.test]:2525");
+	assert_ptr_equal(conf_route_for(cf, "BÜCHER.test"), rt);
+	rt = conf_route_for(cf, "a.café.test");
+	assert_int_equal(rt->kind, ROUTE_LMTP);
+	assert_string_equal(rt->host, "store.xn--caf-dma.test");
+	assert_ptr_equal(conf_route_for(cf, "a.xn--caf-dma.test"), rt);
+	assert_int_equal(conf_route_for(cf, "café.test")->kind, ROUTE_MX);
+	conf_free(cf);
+}
+
+static void
+test_load_reports_bad_international_names(void **state)
+{
+	(void)state;
+	assert_errors(
+	    "relay_domains = {\"xn--zz.test\", \"\u2603.test\",\n"
+	    " \"bücher..test\"}\n"
+	    "domain \"bücher.test\" {\n}\n"
+	    "domain \"xn--bcher-kva.test\" {\n}\n"
+	    "domain \".bücher.test\" {\n}\n"
+	    "domain \"a.test\" {\n route = \"smtp:[xn--zz.test]\"\n}\n",
+	    "F:1: relay_domains: bad domain name 'xn--zz.test': string "
+	    "contains invalid punycode data\n"
+	    "F:1: relay_domains: bad domain name '\u2603.test': string "
+	    "contains a disallowed character\n"
+	    "F:2: relay_domains: bad domain name 'bücher..test': empty label\n"
+	    "F:6: domain: 'xn--bcher-kva.test' is the same domain as "
+	    "'bücher.test'\n"
+	    "F:10: route: bad route 'smtp:[xn--zz.test]' (use mx, "
+	    "smtp:[host]:port, lmtp:[host]:port or lmtp:unix:/path)\n");
+}
+
+static void
+test_recipients_file_takes_either_form(void **state)
+{
+	char rpath[] = "/tmp/mxspool-rcpt-XXXXXX", *text, *errs, *want;
+	const char *list = "Anna@BÜCHER.test\nbert@xn--bcher-kva.test\n"
+			   "jürgen@bücher.test\n";
+	struct conf *cf;
+	int fd;
+
+	(void)state;
+	fd = mkstemp(rpath);
+	assert_int_equal(write(fd, list, strlen(list)), (ssize_t)strlen(list));
+	close(fd);
+	text =
+	    xasprintf("relay_domains = {\"bücher.test\"}\n"
+		      "domain \"xn--bcher-kva.test\" { recipients = \"%s\" }\n",
+		rpath);
+	cf = load_ok(text);
+	free(text);
+	assert_true(conf_has_recipients(cf, "bücher.test"));
+	assert_true(conf_recipient_known(cf, "anna", "bücher.test"));
+	assert_true(conf_recipient_known(cf, "Anna", "xn--bcher-kva.test"));
+	assert_true(conf_recipient_known(cf, "bert", "BÜCHER.TEST"));
+	assert_true(conf_recipient_known(cf, "jürgen", "xn--bcher-kva.test"));
+	assert_false(conf_recipient_known(cf, "carl", "bücher.test"));
+	assert_false(conf_recipient_known(cf, "carl", "xn--bcher-kva.test"));
+	conf_free(cf);
+
+	/* A bad domain in the list is reported with its reason. */
+	fd = open(rpath, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "ok@bücher.test\nx@xn--zz.test\n", 30), 30);
+	close(fd);
+	text = xasprintf(
+	    GOOD "domain \"example.com\" { recipients = \"%s\" }\n", rpath);
+	errs = load_errors(text);
+	want = xasprintf("%s:2: bad recipient 'x@xn--zz.test': string "
+			 "contains invalid punycode data\n",
+	    rpath);
+	assert_string_equal(errs, want);
+	free(errs);
+	free(want);
+	free(text);
+	unlink(rpath);
 }
 
 /* The server uses these as they are: a zero would refuse every message or
@@ -677,6 +815,10 @@ main(void)
 	    cmocka_unit_test(
 		test_recipients_file_lists_addresses_and_local_parts),
 	    cmocka_unit_test(test_load_reports_bad_policy_values),
+	    cmocka_unit_test(test_relay_domains_take_either_form),
+	    cmocka_unit_test(test_domain_sections_and_routes_take_either_form),
+	    cmocka_unit_test(test_load_reports_bad_international_names),
+	    cmocka_unit_test(test_recipients_file_takes_either_form),
 	};
 
 	return cmocka_run_group_tests_name("common/conf", tests, NULL, NULL);

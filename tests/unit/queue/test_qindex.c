@@ -82,6 +82,39 @@ test_a_notifications_lane_is_its_domain_after_a_bang(void **state)
 	envelope_free(e);
 }
 
+/* RFC 5890: one domain, one lane, in whichever form an address has it. */
+static void
+test_a_lane_is_the_same_for_both_forms_of_a_domain(void **state)
+{
+	const char *const rcpts[] = {
+	    "u1@bücher.test", "u2@XN--BCHER-KVA.test", "u3@BÜCHER.TEST",
+	    "u4@bucher.test", /* no umlaut: another domain */
+	};
+	struct envelope *e = env_with(0, rcpts, 4);
+	char buf[LANE_SIZE];
+	struct qindex qi;
+
+	(void)state;
+	assert_string_equal(
+	    qindex_lane(e, "u@bücher.test", buf), "xn--bcher-kva.test");
+	assert_string_equal(
+	    qindex_lane(e, "u@Xn--Bcher-Kva.Test", buf), "xn--bcher-kva.test");
+	qindex_of(e, &qi);
+	assert_int_equal(qi.nlanes, 2);
+	assert_string_equal(qi.lanes[0], "xn--bcher-kva.test");
+	assert_string_equal(qi.lanes[1], "bucher.test");
+	qindex_fini(&qi);
+	/* Notifications too, after their bang. */
+	e->flags = ENV_DSN;
+	assert_string_equal(
+	    qindex_lane(e, "a@BÜCHER.test", buf), "!xn--bcher-kva.test");
+	/* A name that is not one keeps a lane of its own, as before. */
+	e->flags = 0;
+	assert_string_equal(
+	    qindex_lane(e, "a@XN--ZZ.test", buf), "xn--zz.test");
+	envelope_free(e);
+}
+
 static void
 test_a_mail_lane_stands_for_its_domain(void **state)
 {
@@ -452,6 +485,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(
+		test_a_lane_is_the_same_for_both_forms_of_a_domain),
 	    cmocka_unit_test(
 		test_a_lane_is_the_recipients_domain_in_lower_case),
 	    cmocka_unit_test(
