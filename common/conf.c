@@ -434,7 +434,10 @@ conf_valid_mailbox(const char *s)
 	const char *at = strrchr(s, '@');
 	bool prevdot = true;
 
-	if (at == NULL || at == s || at - s > 64 || !conf_valid_domain(at + 1))
+	char ace[IDN_NAME_SIZE];
+
+	if (at == NULL || at == s || at - s > 64 ||
+	    idn_to_ascii(at + 1, ace, sizeof(ace), NULL, 0) != 0)
 		return false;
 	for (const char *p = s; p < at; p++) {
 		if (*p == '.') {
@@ -449,6 +452,20 @@ conf_valid_mailbox(const char *s)
 		}
 	}
 	return !prevdot;
+}
+
+/* A valid mailbox with its domain in A-labels (malloc'd), so that it
+ * needs no SMTPUTF8 in any envelope; NULL for "". */
+static char *
+conf_mailbox_ace(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	char ace[IDN_NAME_SIZE];
+
+	if (s[0] == '\0' || at == NULL ||
+	    idn_to_ascii(at + 1, ace, sizeof(ace), NULL, 0) != 0)
+		return NULL;
+	return xasprintf("%.*s@%s", (int)(at - s), s, ace);
 }
 
 /* An address, or "" for the default. */
@@ -840,7 +857,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
 	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
 	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");
-	cf->postmaster = conf_opt_path(cfg, "postmaster");
+	cf->postmaster = conf_mailbox_ace(cfg_getstr(cfg, "postmaster"));
 	for (size_t i = 0; cf->postmaster == NULL && i < cf->nrelay_domains;
 	     i++)
 		if (cf->relay_domains[i][0] != '.')

@@ -26,6 +26,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/utf8.h"
 #include "common/xmem.h"
 #include "queue/dsn.h"
 
@@ -108,35 +109,9 @@ buf_printf(struct dsn_buf *b, const char *fmt, ...)
 static size_t
 utf8_len(const unsigned char *s, size_t n)
 {
-	unsigned long cp, min;
-	size_t len;
+	unsigned long cp;
 
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = s[0] & 0x1f;
-		min = 0x80;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = s[0] & 0x0f;
-		min = 0x800;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = s[0] & 0x07;
-		min = 0x10000;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
+	return utf8_char(s, n, &cp);
 }
 
 static bool
@@ -648,43 +623,6 @@ dsn_body_type(const char *text, size_t len)
 	return t;
 }
 
-/*
- * An address in RFC 6533's utf-8-addr-xtext (malloc'd): printable ASCII
- * but '+', '=' and '\\' as is, everything else as \x{HEX} of its code
- * point, for a message/delivery-status that must stay ASCII.
- */
-static char *
-utf8_addr_xtext(const char *addr)
-{
-	const unsigned char *p = (const unsigned char *)addr;
-	size_t n = strlen(addr);
-	char *out = xmalloc(n * 9 + 1), *o = out;
-
-	while (*p != '\0') {
-		size_t l = utf8_len(p, strlen((const char *)p));
-		unsigned long cp;
-
-		if (l == 0) { /* not UTF-8: as U+FFFD */
-			cp = 0xfffd;
-			l = 1;
-		} else if (l == 1) {
-			cp = *p;
-		} else {
-			cp = p[0] & (0xff >> (l + 1));
-			for (size_t i = 1; i < l; i++)
-				cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if (cp > 0x20 && cp < 0x7f && cp != '+' && cp != '=' &&
-		    cp != '\\')
-			*o++ = (char)cp;
-		else
-			o += sprintf(o, "\\x{%02lX}", cp);
-		p += l;
-	}
-	*o = '\0';
-	return out;
-}
-
 static const struct env_rcpt *
 rcpt_of(const struct dsn_info *info, size_t i)
 {
@@ -956,9 +894,10 @@ report_part(struct dsn_buf *b, const struct dsn_info *info, bool global)
 			hdr_printf(
 			    b, global, "Final-Recipient", "utf-8; %s", r->addr);
 		else {
-			char *x = utf8_addr_xtext(r->addr);
+			char *x = utf8_addr_xtext(r->addr, strlen(r->addr));
 
-			hdr_printf(b, false, "Final-Recipient", "utf-8; %s", x);
+			hdr_printf(b, false, "Final-Recipient", "utf-8; %s",
+			    x ? x : r->addr);
 			free(x);
 		}
 		hdr_put(b, "Action", dsn_action_str(info->action));

@@ -647,7 +647,7 @@ client_session_free(struct client_session *cs)
 	event_free(cs->ev_idle);
 	free(cs->accepted);
 	free(cs->final);
-	free(cs->conv);
+	client_txn_clear(cs);
 	free(cs);
 }
 

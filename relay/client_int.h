@@ -76,6 +76,15 @@ char *client_dot_stuff(const char *data, size_t len, size_t *outlen);
  * the octets that will be sent, after any conversion (RFC 1870 4);
  * malloc'd, without CRLF. */
 char *client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext);
+/*
+ * addr for a hop without SMTPUTF8 (RFC 6531 3.2): NULL in *out when it is
+ * ASCII already; its domain in A-labels (malloc'd, in *out) when only
+ * the domain is not. Returns -1 when no ASCII form exists (a non-ASCII
+ * local part, an invalid domain), else 0.
+ */
+int client_addr_ascii(const char *addr, char **out);
+/* Frees what a transaction converted (body, addresses). */
+void client_txn_clear(struct client_session *cs);
 /* "RCPT TO:<a> NOTIFY=... ORCPT=..." (DSN parameters when ext has DSN); to
  * a hop without SMTPUTF8, the ORCPT as client_orcpt_7bit makes it. */
 char *client_rcpt_cmd(const struct client_rcpt *r, unsigned ext);
@@ -166,6 +175,12 @@ struct client_session {
 	const char *out;
 	size_t out_len;
 	char *conv;
+	/* For a hop without SMTPUTF8: the envelope with its domains in
+	 * A-labels (RFC 5890), owned, freed with the transaction; NULL where
+	 * an address goes as stored. */
+	char *sender7;
+	char **rcpt7;
+	size_t nrcpt7;
 
 	struct client_end end;
 };

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/idn.h"
+#include "common/utf8.h"
 #include "common/xmem.h"
 #include "relay/client_int.h"
 
@@ -258,38 +260,29 @@ client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext)
 	return xstrndup(buf, len);
 }
 
-/* One UTF-8 sequence at s (n octets left): its code point and length,
- * or 0 when it is not UTF-8 (RFC 3629 4: no overlongs, no surrogates). */
-static size_t
-utf8_next(const unsigned char *s, size_t n, unsigned long *cp)
+static bool
+octets_ascii(const char *s, size_t n)
 {
-	static const unsigned long min[] = {0, 0, 0x80, 0x800, 0x10000};
-	size_t len;
-	unsigned long v;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return false;
+	return true;
+}
 
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2, v = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3, v = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4, v = s[0] & 0x07;
-	else
+int
+client_addr_ascii(const char *addr, char **out)
+{
+	const char *at = strrchr(addr, '@');
+	char dom[IDN_NAME_SIZE];
+
+	*out = NULL;
+	if (octets_ascii(addr, strlen(addr)))
 		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3f);
-	}
-	if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
+	if (at == NULL || !octets_ascii(addr, (size_t)(at - addr)) ||
+	    idn_to_ascii(at + 1, dom, sizeof(dom), NULL, 0) != 0)
+		return -1;
+	*out = xasprintf("%.*s@%s", (int)(at - addr), addr, dom);
+	return 0;
 }
 
 static int
@@ -307,10 +300,9 @@ client_orcpt_7bit(const char *orcpt)
 {
 	const char *x;
 	unsigned char *dec;
-	size_t n = 0, o = 0, len, k;
+	size_t n = 0, len;
 	bool ascii = true;
-	char *out;
-	unsigned long cp;
+	char *enc, *out;
 
 	if (strncasecmp(orcpt, "rfc822;", 7) != 0)
 		return xstrdup(orcpt);
@@ -334,23 +326,10 @@ client_orcpt_7bit(const char *orcpt)
 		free(dec);
 		return xstrdup(orcpt);
 	}
-	/* utf-8-addr-xtext (RFC 6533 3): QCHARs as they are, any other
-	 * character as \x{HEX}, upper case, without leading zeros. */
-	out = xmalloc(6 + n * 10 + 1);
-	o = (size_t)sprintf(out, "utf-8;");
-	for (size_t i = 0; i < n; i += k) {
-		if ((k = utf8_next(dec + i, n - i, &cp)) == 0) {
-			free(dec);
-			free(out);
-			return NULL;
-		}
-		if (cp >= 0x21 && cp <= 0x7e && cp != '+' && cp != '=' &&
-		    cp != '\\')
-			out[o++] = (char)cp;
-		else
-			o += (size_t)sprintf(out + o, "\\x{%02lX}", cp);
-	}
-	out[o] = '\0';
+	/* utf-8-addr-xtext (RFC 6533 3); NULL when it is not UTF-8. */
+	enc = utf8_addr_xtext((const char *)dec, n);
+	out = enc ? xasprintf("utf-8;%s", enc) : NULL;
+	free(enc);
 	free(dec);
 	return out;
 }

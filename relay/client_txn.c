@@ -191,8 +191,7 @@ client_msg_done(struct client_session *cs)
 	free(cs->accepted);
 	free(cs->final);
 	cs->accepted = cs->final = NULL;
-	free(cs->conv);
-	cs->conv = NULL;
+	client_txn_clear(cs);
 	cs->out = NULL;
 	cs->out_len = 0;
 	cs->msg = NULL;
@@ -254,29 +253,51 @@ client_abort(struct client_session *cs, int code, const char *dsn,
 
 /* ---- the transaction -------------------------------------------------- */
 
-static bool
-str_ascii(const char *s)
-{
-	return downgrade_is_7bit(s, strlen(s));
-}
-
 /*
- * RFC 6531 3.4: SMTPUTF8 mail whose envelope and header section are all
- * ASCII needs no SMTPUTF8, and goes to a hop without it as plain mail
- * (Postfix does the same). ORCPTs do not count: they are stored as
- * xtext, ASCII on the wire, and client_rcpt_cmd gives a hop without
- * SMTPUTF8 the RFC 6533 form of any that is not.
+ * RFC 6531 3.4: SMTPUTF8 mail needs no SMTPUTF8 when its header section is
+ * ASCII and each address is ASCII or has only its domain in U-labels: the
+ * A-labels (RFC 5890) are the same domain. Sets cs->sender7 and
+ * cs->rcpt7 to the converted addresses, and says whether it can go;
+ * Postfix does the same. ORCPTs do not count: they are stored as xtext,
+ * ASCII on the wire, and client_rcpt_cmd gives a hop without SMTPUTF8
+ * the RFC 6533 form of any that is not.
  */
 static bool
-client_utf8_needless(const struct client_msg *m)
+client_utf8_downgrade(struct client_session *cs, const struct client_msg *m)
 {
-	if (!str_ascii(m->sender))
+	if (!header_section_ascii(m->data, m->len) ||
+	    client_addr_ascii(m->sender, &cs->sender7) != 0)
 		return false;
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		if (!str_ascii(m->rcpts[i].addr))
+	cs->rcpt7 = xcalloc(m->nrcpts, sizeof(*cs->rcpt7));
+	cs->nrcpt7 = m->nrcpts;
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (client_addr_ascii(m->rcpts[i].addr, &cs->rcpt7[i]) != 0)
 			return false;
-	}
-	return header_section_ascii(m->data, m->len);
+	return true;
+}
+
+/* Whether a recipient goes in A-labels. */
+static bool
+client_rcpt7_any(const struct client_session *cs)
+{
+	for (size_t i = 0; i < cs->nrcpt7; i++)
+		if (cs->rcpt7[i] != NULL)
+			return true;
+	return false;
+}
+
+void
+client_txn_clear(struct client_session *cs)
+{
+	free(cs->conv);
+	cs->conv = NULL;
+	free(cs->sender7);
+	cs->sender7 = NULL;
+	for (size_t i = 0; i < cs->nrcpt7; i++)
+		free(cs->rcpt7[i]);
+	free(cs->rcpt7);
+	cs->rcpt7 = NULL;
+	cs->nrcpt7 = 0;
 }
 
 /*
@@ -322,12 +343,11 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 	int code = 554;
 
 	/* Again for each server: what one can take, another may not. */
-	free(cs->conv);
-	cs->conv = NULL;
+	client_txn_clear(cs);
 	cs->out = m->data;
 	cs->out_len = m->len;
 	if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8) &&
-	    !client_utf8_needless(m)) {
+	    !client_utf8_downgrade(cs, m)) {
 		dsn = "5.6.7";
 		snprintf(text, sizeof(text),
 		    "SMTPUTF8 is required, but was not offered by host %s",
@@ -352,12 +372,13 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 	if (dsn == NULL) {
 		if (m->smtputf8 && !(cs->ext & CLIENT_EXT_SMTPUTF8))
 			log_info("%s: SMTPUTF8 not needed for host %s: "
-				 "envelope and header are ASCII",
-			    m->qid, cs->name);
+				 "header is ASCII, envelope %s",
+			    m->qid, cs->name,
+			    cs->sender7 || client_rcpt7_any(cs) ? "in A-labels"
+								: "is ASCII");
 		return true;
 	}
-	free(cs->conv);
-	cs->conv = NULL;
+	client_txn_clear(cs);
 	/* No reply came; the code is ours, of the dsn's class, so that the
 	 * owner sees a permanent failure. */
 	for (size_t i = 0; i < m->nrcpts; i++)
@@ -399,7 +420,12 @@ client_write_body(struct client_session *cs)
 void
 client_send_rcpt(struct client_session *cs, size_t i)
 {
-	char *cmd = client_rcpt_cmd(&cs->msg->rcpts[i], cs->ext);
+	struct client_rcpt r = cs->msg->rcpts[i];
+	char *cmd;
+
+	if (i < cs->nrcpt7 && cs->rcpt7[i] != NULL)
+		r.addr = cs->rcpt7[i];
+	cmd = client_rcpt_cmd(&r, cs->ext);
 
 	client_send(cs, cmd);
 	free(cmd);
@@ -426,7 +452,13 @@ client_start_msg(struct client_session *cs)
 		m->rcpts[i].code = 0;
 		m->rcpts[i].dsn[0] = '\0';
 	}
-	cmd = client_mail_cmd(m, cs->out_len, cs->ext);
+	if (cs->sender7 != NULL) {
+		struct client_msg m7 = *m;
+
+		m7.sender = cs->sender7;
+		cmd = client_mail_cmd(&m7, cs->out_len, cs->ext);
+	} else
+		cmd = client_mail_cmd(m, cs->out_len, cs->ext);
 	client_send(cs, cmd);
 	free(cmd);
 	if (cs->pipelined) {

@@ -12,8 +12,9 @@ import smtplib
 
 import pytest
 
-from backend import MSG, Backend, send, smtp_route
+from backend import MSG, send, smtp_route
 from conftest import log_lines, wait_for
+from test_client import backends, plain  # noqa: F401 (a fixture)
 
 NO_UTF8 = ["PIPELINING", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES",
            "DSN"]
@@ -65,23 +66,6 @@ SIGNED_8BIT = (b"From: alice@sender.test\r\nTo: user@example.com\r\n"
                b"-----END PGP SIGNATURE-----\r\n--s--\r\n")
 
 
-@pytest.fixture
-def backends(tmp_path):
-    made = []
-
-    def make(**kw):
-        kw.setdefault("name", "b%d" % len(made))
-        b = Backend(str(tmp_path), **kw).start()
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.stop()
-
-
-def plain(args=()):
-    return ["--tls", "none"] + list(args)
 
 
 def parse(data):
@@ -118,8 +102,24 @@ def test_ascii_smtputf8_mail_goes_without_the_parameter(tmp_path, backends):
     assert m["data"] == MSG
     # The ORCPT's non-ASCII value goes in RFC 6533 utf-8-addr-xtext form.
     assert m["rcpt_params"] == ["ORCPT=utf-8;j\\x{F6}rg@example.com"] * 2
-    assert "SMTPUTF8 not needed for host 127.0.0.1[127.0.0.1]: envelope " \
-        "and header are ASCII" in r.stderr
+    assert "SMTPUTF8 not needed for host 127.0.0.1[127.0.0.1]: header " \
+        "is ASCII, envelope is ASCII" in r.stderr
+
+
+def test_u_label_domains_go_as_a_labels_without_smtputf8(tmp_path, backends):
+    """An address whose only non-ASCII part is its domain has an ASCII
+    form: the same domain in A-labels (RFC 5890). A store without SMTPUTF8
+    gets the envelope that way, as Postfix sends it."""
+    b = backends(extensions=NO_UTF8)
+    r = send(str(tmp_path), [smtp_route(b)], [MSG],
+             args=plain(["--smtputf8"]), sender="s@b\u00fccher.test",
+             to=["u3@B\u00dcCHER.test", "user@example.com"])
+    assert [x["code"] for x in r.rcpts] == [250, 250]
+    [m] = b.messages()
+    assert m["mail_from"] == "s@xn--bcher-kva.test"
+    assert "SMTPUTF8" not in m["mail_params"]
+    assert m["rcpts"] == ["u3@xn--bcher-kva.test", "user@example.com"]
+    assert "envelope in A-labels" in r.stderr
 
 
 def test_smtputf8_is_still_sent_to_a_store_that_offers_it(tmp_path, backends):
@@ -134,12 +134,15 @@ def test_smtputf8_is_still_sent_to_a_store_that_offers_it(tmp_path, backends):
 @pytest.mark.parametrize("sender,to,msg", [
     ("j\u00f6rg@origin.test", "user@example.com", MSG),
     ("sender@origin.test", "j\u00f6rg@example.com", MSG),
+    ("sender@origin.test", "j\u00f6rg@b\u00fccher.test", MSG),
+    ("sender@origin.test", "u@xn--zz.test\u00e9", MSG),
     ("sender@origin.test", "user@example.com",
      MSG.replace(b"Subject: test", "Subject: caf\u00e9".encode())),
     # A header after a folded one; the body's 8 bits do not count.
     ("sender@origin.test", "user@example.com",
      b"Subject: a\r\n folded\r\nTo: J\xc3\xb6rg <u@example.com>\r\n\r\nx\r\n"),
-], ids=["sender", "recipient", "subject", "to-header"])
+], ids=["sender", "recipient", "both-parts", "bad-domain", "subject",
+        "to-header"])
 def test_non_ascii_address_or_header_still_needs_smtputf8(
         tmp_path, backends, sender, to, msg):
     b = backends(extensions=NO_UTF8)

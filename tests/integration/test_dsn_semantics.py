@@ -12,6 +12,7 @@ import pytest
 
 from conftest import free_port, wait_for, log_lines
 from test_delivery import config, parse_dsn
+from test_downgrade import NO_UTF8
 
 NO_DSN = ["PIPELINING", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES",
           "SMTPUTF8"]
@@ -129,9 +130,6 @@ def test_a_store_that_never_answered_gets_our_words_under_our_type(daemon, backe
     assert "Remote-MTA" not in rc[0]
     assert d.stop() == 0
 
-
-NO_UTF8 = ["PIPELINING", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES",
-           "DSN"]
 
 
 @pytest.mark.parametrize("rcpt,subject", [

@@ -468,6 +468,15 @@ test_postmaster_defaults_to_the_first_relay_domain(void **state)
 		     "postmaster = \"pm@example.org\"\n");
 	assert_string_equal(cf->postmaster, "pm@example.org");
 	conf_free(cf);
+	/* Stored in A-labels, so that it needs no SMTPUTF8. */
+	cf = load_ok(GOOD "postmaster = \"pm@B\xc3\x9c"
+			  "cher.test\"\n");
+	assert_string_equal(cf->postmaster, "pm@xn--bcher-kva.test");
+	conf_free(cf);
+	cf = load_ok("relay_domains = {\"b\xc3\xbc"
+		     "cher.test\"}\n");
+	assert_string_equal(cf->postmaster, "postmaster@xn--bcher-kva.test");
+	conf_free(cf);
 }
 
 static void

@@ -409,6 +409,35 @@ test_rcpt_cmd_gives_orcpt_in_7bit_form_without_smtputf8(void **state)
 	free(s);
 }
 
+static void
+test_addr_ascii_gives_a_labels_for_a_utf8_domain(void **state)
+{
+	char *out = (char *)1;
+
+	(void)state;
+	assert_int_equal(client_addr_ascii("user@example.com", &out), 0);
+	assert_null(out);
+	assert_int_equal(client_addr_ascii("u3@b\xc3\xbc"
+					   "cher.test",
+			     &out),
+	    0);
+	assert_string_equal(out, "u3@xn--bcher-kva.test");
+	free(out);
+	assert_int_equal(client_addr_ascii("\"a@b\"@B\xc3\x9c"
+					   "CHER.test",
+			     &out),
+	    0);
+	assert_string_equal(out, "\"a@b\"@xn--bcher-kva.test");
+	free(out);
+	assert_int_equal(
+	    client_addr_ascii("j\xc3\xb6rg@example.com", &out), -1);
+	assert_null(out);
+	assert_int_equal(client_addr_ascii("u@xn--zz.t\xc3\xa9st", &out), -1);
+	assert_int_equal(client_addr_ascii("\xc3\xa9", &out), -1);
+	assert_int_equal(client_addr_ascii("", &out), 0);
+	assert_null(out);
+}
+
 int
 main(void)
 {
@@ -434,6 +463,7 @@ main(void)
 		test_orcpt_7bit_uses_utf8_addr_xtext_for_non_ascii),
 	    cmocka_unit_test(
 		test_rcpt_cmd_gives_orcpt_in_7bit_form_without_smtputf8),
+	    cmocka_unit_test(test_addr_ascii_gives_a_labels_for_a_utf8_domain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
