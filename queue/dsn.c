@@ -832,7 +832,8 @@ dsn_mta_name(const char *relay)
 	return n > 0 ? xstrndup(relay, n) : NULL;
 }
 
-/* Original-Recipient from ORCPT "type;xtext", decoded where it is safe. */
+/* Original-Recipient from ORCPT "type;xtext", decoded where it is safe,
+ * in RFC 6533's 7-bit form for a utf-8 address in an ASCII report. */
 static void
 orcpt_put(struct dsn_buf *b, const char *orcpt, bool global)
 {
@@ -848,6 +849,14 @@ orcpt_put(struct dsn_buf *b, const char *orcpt, bool global)
 		dec = xtext_decode(semi + 1, false, global);
 	else if (global)
 		dec = xtext_decode(semi + 1, true, true);
+	else {
+		/* An ASCII report: utf-8-addr-xtext, however it was given
+		 * (RFC 6533 3 lets SMTPUTF8 clients send raw UTF-8). */
+		char *u = xtext_decode(semi + 1, true, true);
+
+		dec = u ? utf8_addr_xtext(u, strlen(u)) : NULL;
+		free(u);
+	}
 	if (dec)
 		hdr_printf(b, global, "Original-Recipient", "%s;%s", type, dec);
 	else
