@@ -582,6 +582,11 @@ static cfg_opt_t conf_opts[] = {
     CFG_INT_CB("max_errors", 20, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_timeout),
     CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB(
+	"data_memory_limit", 512 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
+    CFG_INT_CB("session_deadline", 30 * 60, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("min_data_rate", 1024, CFGF_NONE, conf_cb_size),
+    CFG_INT_CB("min_data_rate_window", 60, CFGF_NONE, conf_cb_timeout),
     CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
@@ -854,6 +859,10 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->max_errors = (unsigned)cfg_getint(cfg, "max_errors");
 	cf->command_timeout = cfg_getint(cfg, "command_timeout");
 	cf->data_timeout = cfg_getint(cfg, "data_timeout");
+	cf->data_memory_limit = (uint64_t)cfg_getint(cfg, "data_memory_limit");
+	cf->session_deadline = cfg_getint(cfg, "session_deadline");
+	cf->min_data_rate = (uint64_t)cfg_getint(cfg, "min_data_rate");
+	cf->min_data_rate_window = cfg_getint(cfg, "min_data_rate_window");
 	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
 	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
 	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");

@@ -111,6 +111,12 @@ struct conf {
 	char *tls_key_file;
 	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
 
+	/* What one client may hold of the server (relay/server.c, data.c). */
+	uint64_t data_memory_limit;   /* bytes of message data held in total */
+	int64_t session_deadline;     /* seconds a session may last */
+	uint64_t min_data_rate;       /* bytes/s in a body; 0: no minimum */
+	int64_t min_data_rate_window; /* seconds each rate check covers */
+
 	/* DNS (dns/). */
 	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
 	size_t ndns_servers;

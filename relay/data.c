@@ -10,6 +10,17 @@
  * second message past us nor past a server we relay to. Text lines longer
  * than 1000 octets are kept unchanged (and counted in the log), as Postfix
  * keeps them: refusing them would bounce real mail from sloppy senders.
+ *
+ * Message data held in memory is bounded for the whole server by
+ * data_memory_limit: the body buffers of every session, counted by their
+ * capacity, and the messages handed to the spool until it answers. A new
+ * DATA or first BDAT chunk that finds no room gets 452 4.3.1 (RFC 3463:
+ * insufficient system storage). A message whose buffer would have to grow
+ * past the limit is read on to its end but its bytes are dropped as they
+ * arrive, and its end gets 452 4.3.1: one session is stopped so that the
+ * others, and the server, keep their memory. A message alone in memory
+ * may always grow to message_size_limit, so that a limit below that size
+ * slows mail down but never refuses the largest message forever.
  */
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -29,7 +40,10 @@ struct smtp_ticket {
 	struct server *srv; /* NULL once the server is gone */
 	uint64_t sid;
 	int64_t start_us;
+	size_t charged; /* bytes of the message counted in data_bytes */
 };
+
+#define SMTP_NOMEM_REPLY "452 4.3.1 Insufficient system storage"
 
 static int64_t
 now_us(void)
@@ -38,6 +52,65 @@ now_us(void)
 
 	gettimeofday(&tv, NULL);
 	return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+void
+smtp_data_account(struct smtp_sess *s)
+{
+	struct server *srv = s->srv;
+
+	srv->data_bytes -= s->data_charged;
+	s->data_charged = s->data.cap;
+	srv->data_bytes += s->data_charged;
+}
+
+/*
+ * Whether s's body buffer may have cap bytes: the rest of the server's
+ * message data and cap fit in data_memory_limit, or s would be alone.
+ */
+static bool
+smtp_data_room(const struct smtp_sess *s, size_t cap)
+{
+	const struct server *srv = s->srv;
+	uint64_t others = srv->data_bytes - s->data_charged;
+
+	return others == 0 || others + cap <= srv->cf->data_memory_limit;
+}
+
+/* A message may start if its first buffer fits. */
+static bool
+smtp_data_may_start(struct smtp_sess *s, const char *verb)
+{
+	struct parse_data d = {.limit = smtp_size_limit(s->srv->cf) + 1};
+
+	if (smtp_data_room(s, parse_data_grown_cap(&d, 1)))
+		return true;
+	log_event(smtp_logid(s),
+	    "reject: %s from %s: data_memory_limit reached (%llu bytes of "
+	    "message data held)",
+	    verb, s->peer, (unsigned long long)s->srv->data_bytes);
+	metrics_reject("data_memory");
+	return false;
+}
+
+/*
+ * The buffer would grow past data_memory_limit: free it and read the rest
+ * of the message only to find its end. A BDAT transaction's chunks get
+ * 452 from now on; DATA gets it at the end of data.
+ */
+static void
+smtp_data_nomem(struct smtp_sess *s, size_t cap)
+{
+	log_event(smtp_logid(s),
+	    "reject: message from %s over data_memory_limit (%llu bytes of "
+	    "message data held, %zu more needed): dropping its data",
+	    s->peer, (unsigned long long)s->srv->data_bytes, cap - s->data.cap);
+	metrics_reject("data_memory");
+	s->data_nomem = true;
+	parse_data_drop(&s->data);
+	smtp_data_account(s);
+	if (s->state == SMTP_ST_BDAT && s->bdat_err[0] == '\0')
+		snprintf(s->bdat_err, sizeof(s->bdat_err), SMTP_NOMEM_REPLY);
 }
 
 /* Checks that a message may start now; replies and returns -1 if not. */
@@ -79,6 +152,10 @@ smtp_cmd_data(struct smtp_sess *s, char *args)
 	}
 	if (smtp_data_check(s, "DATA") < 0)
 		return -1;
+	if (!smtp_data_may_start(s, "DATA")) {
+		smtp_reply(s, SMTP_NOMEM_REPLY);
+		return -1;
+	}
 	/* One byte over the limit is enough to know it is too big. */
 	parse_data_init(&s->data, smtp_size_limit(s->srv->cf) + 1);
 	smtp_set_state(s, SMTP_ST_DATA);
@@ -133,9 +210,12 @@ smtp_cmd_bdat(struct smtp_sess *s, char *args)
 	}
 	/* bdat_err holds the reply to give once the chunk is read. */
 	if (s->state != SMTP_ST_CHUNKING) {
-		if (s->state == SMTP_ST_RCPT)
+		if (s->state == SMTP_ST_RCPT) {
 			parse_data_init(&s->data, smtp_size_limit(cf) + 1);
-		else if (s->bdat_err[0] == '\0') {
+			if (!smtp_data_may_start(s, "BDAT"))
+				snprintf(s->bdat_err, sizeof(s->bdat_err),
+				    SMTP_NOMEM_REPLY);
+		} else if (s->bdat_err[0] == '\0') {
 			const char *why = "";
 
 			switch (s->state) {
@@ -198,6 +278,11 @@ smtp_message_end(struct smtp_sess *s)
 		smtp_reset_txn(s);
 		return;
 	}
+	if (s->data_nomem) { /* logged and counted when it was dropped */
+		smtp_reply(s, SMTP_NOMEM_REPLY);
+		smtp_reset_txn(s);
+		return;
+	}
 	body = parse_data_take(d, &blen);
 	hops = parse_count_received(body, blen);
 	if (hops > max_hops) {
@@ -244,6 +329,10 @@ smtp_message_end(struct smtp_sess *s)
 	tk->srv = s->srv;
 	tk->sid = s->sid;
 	tk->start_us = env->arrival;
+	/* The message's bytes stay counted until the spool answers. */
+	tk->charged = hlen + blen;
+	s->srv->data_bytes += tk->charged;
+	smtp_data_account(s);
 	TAILQ_INSERT_TAIL(&s->srv->tickets, tk, entry);
 	log_event(s->qid, "from=<%s>, size=%llu, nrcpt=%zu, proto=%s",
 	    env->sender, (unsigned long long)env->size, env->nrcpts,
@@ -264,6 +353,7 @@ smtp_on_queued(void *arg, int status, const char *qid)
 		return;
 	}
 	TAILQ_REMOVE(&srv->tickets, tk, entry);
+	srv->data_bytes -= tk->charged;
 	s = smtp_sess_find(srv, tk->sid);
 	if (s == NULL || s->state != SMTP_ST_QUEUING) {
 		log_event(qid, "client left before the reply: %s",
@@ -329,6 +419,22 @@ smtp_chunk_end(struct smtp_sess *s)
 	smtp_message_end(s);
 }
 
+/*
+ * Before storing up to n more bytes: makes room for them in the buffer
+ * within data_memory_limit, or drops the message's data.
+ */
+static void
+smtp_data_reserve(struct smtp_sess *s, size_t n)
+{
+	size_t cap;
+
+	if (s->data_nomem)
+		return;
+	cap = parse_data_grown_cap(&s->data, n);
+	if (cap > s->data.cap && !smtp_data_room(s, cap))
+		smtp_data_nomem(s, cap);
+}
+
 size_t
 smtp_data_feed(struct smtp_sess *s, const char *in, size_t len)
 {
@@ -336,15 +442,21 @@ smtp_data_feed(struct smtp_sess *s, const char *in, size_t len)
 	bool done;
 
 	if (s->state == SMTP_ST_DATA) {
+		smtp_data_reserve(s, len);
 		n = parse_data_feed(&s->data, in, len, &done);
+		smtp_data_account(s);
 		if (done)
 			smtp_message_end(s);
 		return n;
 	}
 	n = len < s->bdat_left ? len : (size_t)s->bdat_left;
 	if (s->bdat_err[0] == '\0')
+		smtp_data_reserve(s, n);
+	if (s->bdat_err[0] == '\0') {
 		parse_data_raw(
 		    &s->data, in, n, s->bdat_last && n == s->bdat_left);
+		smtp_data_account(s);
+	}
 	s->bdat_left -= n;
 	if (s->bdat_left == 0)
 		smtp_chunk_end(s);

@@ -128,6 +128,18 @@ void parse_data_raw(
     struct parse_data *d, const char *in, size_t len, bool last);
 /* Hands over the decoded buffer (may be NULL if empty) and resets d. */
 char *parse_data_take(struct parse_data *d, size_t *len);
+/*
+ * The capacity, in bytes, d's buffer would have after storing n more
+ * decoded bytes (n bounds what n bytes of input decode to): d->cap if no
+ * growth is needed.
+ */
+size_t parse_data_grown_cap(const struct parse_data *d, size_t n);
+/*
+ * Frees the buffer and stores nothing more: the decoder still finds the
+ * end of data and counts bytes and bare newlines, so the message can be
+ * read to its end and refused.
+ */
+void parse_data_drop(struct parse_data *d);
 void parse_data_fini(struct parse_data *d);
 
 /*

@@ -41,21 +41,48 @@ parse_data_fini(struct parse_data *d)
 	memset(d, 0, sizeof(*d));
 }
 
+#define DD_FIRST_CAP 16384 /* bytes: the first buffer */
+
+size_t
+parse_data_grown_cap(const struct parse_data *d, size_t n)
+{
+	size_t cap;
+
+	if (d->len >= d->limit)
+		return d->cap;
+	if (n > d->limit - d->len)
+		n = (size_t)(d->limit - d->len);
+	if (d->len + n <= d->cap)
+		return d->cap;
+	cap = d->cap ? d->cap * 2 : DD_FIRST_CAP;
+	while (cap < d->len + n)
+		cap *= 2;
+	if (cap > d->limit)
+		cap = (size_t)d->limit;
+	return cap;
+}
+
+void
+parse_data_drop(struct parse_data *d)
+{
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->cap = 0;
+	d->limit = 0;
+}
+
 static void
 dd_put(struct parse_data *d, const char *p, size_t n)
 {
+	size_t cap = parse_data_grown_cap(d, n);
+
 	d->total += n;
 	d->line_len += n;
 	if (d->len >= d->limit)
 		return;
 	if (n > d->limit - d->len)
 		n = (size_t)(d->limit - d->len);
-	if (d->len + n > d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16384;
-		while (cap < d->len + n)
-			cap *= 2;
-		if (cap > d->limit)
-			cap = (size_t)d->limit;
+	if (cap > d->cap) {
 		d->buf = xrealloc(d->buf, cap);
 		d->cap = cap;
 	}

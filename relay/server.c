@@ -7,6 +7,14 @@
  * commands (RFC 2920) is answered with one write. A command whose answer
  * comes later (the end of data, waiting for the spool) stops the reading
  * of further commands until it is answered, which keeps replies in order.
+ *
+ * No client holds a session for ever, nor all of them: every session ends
+ * at session_deadline; a message body must come at min_data_rate, counted
+ * over each min_data_rate_window from the DATA or first BDAT command; and
+ * when max_connections are open, a new client is served by closing the
+ * session that has been idle between commands longest, taken from an
+ * address that holds more sessions than the new client's. The per-address
+ * limit is counted first, so one address cannot take that room.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,7 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "common/hmap.h"
 #include "common/idn.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -32,6 +42,51 @@
 #define SMTP_ACCEPT_PAUSE 1     /* seconds, after running out of descriptors */
 #define SMTP_READ_HIGHWAT 65536 /* bytes read ahead of the parser */
 #define SMTP_WRITE_MAX 65536    /* unsent replies before reading pauses */
+#define SMTP_EVICT_IDLE_MS 1000 /* idle at least this long to be closed */
+
+/* Open sessions from one client address, for max_connections_per_ip. */
+struct smtp_ipcount {
+	unsigned n;
+	char addr[INET6_ADDRSTRLEN]; /* the key */
+};
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned
+smtp_ip_count(const struct server *srv, const char *addr)
+{
+	const struct smtp_ipcount *c = hmap_get(srv->per_ip, addr);
+
+	return c != NULL ? c->n : 0;
+}
+
+/* Counts a session from addr in (+1) or out (-1). */
+static void
+smtp_ip_add(struct server *srv, const char *addr, int delta)
+{
+	struct smtp_ipcount *c = hmap_get(srv->per_ip, addr);
+
+	if (c == NULL) {
+		if (delta < 0)
+			return;
+		c = xcalloc(1, sizeof(*c));
+		snprintf(c->addr, sizeof(c->addr), "%s", addr);
+		hmap_put(srv->per_ip, c->addr, c);
+	}
+	if (delta < 0 && --c->n == 0) {
+		hmap_del(srv->per_ip, c->addr);
+		free(c);
+	} else if (delta > 0) {
+		c->n++;
+	}
+}
 
 uint64_t
 smtp_size_limit(const struct conf *cf)
@@ -71,14 +126,40 @@ smtp_logid(const struct smtp_sess *s)
 	return s->qid[0] != '\0' ? s->qid : s->id;
 }
 
+bool
+smtp_in_body(enum smtp_state st)
+{
+	return st == SMTP_ST_DATA || st == SMTP_ST_BDAT ||
+	       st == SMTP_ST_CHUNKING;
+}
+
+/* A message body starts: the first window of min_data_rate begins. */
+static void
+smtp_rate_start(struct smtp_sess *s)
+{
+	const struct conf *cf = s->srv->cf;
+	struct timeval tv = {cf->min_data_rate_window, 0};
+
+	s->rate_bytes = 0;
+	s->rate_window = cf->min_data_rate_window;
+	if (cf->min_data_rate > 0)
+		evtimer_add(s->rate, &tv);
+}
+
 void
 smtp_set_state(struct smtp_sess *s, enum smtp_state st)
 {
+	bool was = smtp_in_body(s->state), now = smtp_in_body(st);
+
 	if (s->state == st)
 		return;
 	log_debug("%s: state %s -> %s", smtp_logid(s), smtp_state_str(s->state),
 	    smtp_state_str(st));
 	s->state = st;
+	if (!was && now)
+		smtp_rate_start(s);
+	else if (was && !now)
+		evtimer_del(s->rate);
 	smtp_set_timeouts(s);
 }
 
@@ -149,6 +230,26 @@ smtp_on_under_drained(
 	smtp_try_reap(arg);
 }
 
+/*
+ * The session says nothing more: it no longer counts towards the
+ * connection limits, its timers stop and its message data is freed.
+ */
+static void
+smtp_set_closing(struct smtp_sess *s)
+{
+	struct server *srv = s->srv;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	srv->nopen--;
+	smtp_ip_add(srv, s->addr, -1);
+	evtimer_del(s->deadline);
+	evtimer_del(s->rate);
+	parse_data_fini(&s->data);
+	smtp_data_account(s);
+}
+
 void
 smtp_close_after(struct smtp_sess *s)
 {
@@ -156,7 +257,7 @@ smtp_close_after(struct smtp_sess *s)
 
 	if (s->closing)
 		return;
-	s->closing = true;
+	smtp_set_closing(s);
 	bufferevent_disable(s->bev, EV_READ);
 	if (under != NULL)
 		evbuffer_add_cb(
@@ -171,6 +272,8 @@ smtp_reset_txn(struct smtp_sess *s)
 	s->env = NULL;
 	s->qid[0] = '\0';
 	parse_data_fini(&s->data);
+	smtp_data_account(s);
+	s->data_nomem = false;
 	s->bdat_left = 0;
 	s->bdat_last = false;
 	s->bdat_err[0] = '\0';
@@ -586,6 +689,71 @@ smtp_read_line(struct smtp_sess *s, struct evbuffer *in)
 
 static void smtp_process_input(struct smtp_sess *s);
 
+/* Past session_deadline: 421 (in plain text unless TLS is being set up)
+ * and close. A message being read is dropped, never queued. */
+static void
+smtp_expire(struct smtp_sess *s)
+{
+	const struct conf *cf = s->srv->cf;
+
+	log_event(smtp_logid(s),
+	    "reject: session deadline exceeded after %s from %s (%llds)",
+	    smtp_state_str(s->state), s->peer, (long long)cf->session_deadline);
+	metrics_reject("session_deadline");
+	if (s->state != SMTP_ST_TLS)
+		smtp_reply(s, "421 4.4.2 %s Error: session deadline exceeded",
+		    cf->hostname);
+	smtp_close_after(s);
+}
+
+/*
+ * session_deadline from connect: the session is closed now, whatever it
+ * is doing, except a message already read and waiting for the spool: it
+ * gets the spool's answer first (the client must learn whether its mail
+ * was taken), then the 421, before any command pipelined behind it.
+ */
+static void
+smtp_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_sess *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->closing)
+		return;
+	s->expired = true;
+	if (s->state != SMTP_ST_QUEUING)
+		smtp_expire(s);
+}
+
+/* One min_data_rate_window of a message body is over. */
+static void
+smtp_on_rate(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_sess *s = arg;
+	const struct conf *cf = s->srv->cf;
+	uint64_t rate = cf->min_data_rate, secs = (uint64_t)s->rate_window;
+	uint64_t need = rate > UINT64_MAX / secs ? UINT64_MAX : rate * secs;
+
+	(void)fd;
+	(void)what;
+	if (s->closing || !smtp_in_body(s->state))
+		return;
+	if (s->rate_bytes >= need) {
+		s->rate_bytes = 0;
+		return;
+	}
+	log_event(smtp_logid(s),
+	    "reject: data rate too low from %s: %llu bytes in %llds of %s, "
+	    "under %llu bytes/s",
+	    s->peer, (unsigned long long)s->rate_bytes,
+	    (long long)s->rate_window, smtp_state_str(s->state),
+	    (unsigned long long)rate);
+	metrics_reject("min_data_rate");
+	smtp_reply(s, "421 4.4.2 %s Error: data rate too low", cf->hostname);
+	smtp_close_after(s);
+}
+
 /*
  * Consumes whatever input the current state can use. A client that has
  * shut its side of the connection still gets every reply it is owed,
@@ -609,6 +777,11 @@ smtp_process_input(struct smtp_sess *s)
 		struct evbuffer_iovec v;
 		size_t n;
 
+		if (s->expired && s->state != SMTP_ST_QUEUING) {
+			smtp_expire(s);
+			return;
+		}
+
 		/*
 		 * A client that pipelines without reading our replies waits
 		 * until it has read them: smtp_on_write resumes.
@@ -628,6 +801,7 @@ smtp_process_input(struct smtp_sess *s)
 				return;
 			n = smtp_data_feed(s, v.iov_base, v.iov_len);
 			evbuffer_drain(in, n);
+			s->rate_bytes += n;
 			continue;
 		case SMTP_ST_GREET:
 		case SMTP_ST_READY:
@@ -652,8 +826,11 @@ smtp_process_input(struct smtp_sess *s)
 static void
 smtp_on_read(struct bufferevent *bev, void *arg)
 {
+	struct smtp_sess *s = arg;
+
 	(void)bev;
-	smtp_process(arg);
+	s->last_read_ms = mono_ms();
+	smtp_process(s);
 }
 
 static void
@@ -781,7 +958,7 @@ smtp_on_event(struct bufferevent *bev, short what, void *arg)
 		log_event(smtp_logid(s), "lost connection after %s from %s",
 		    smtp_state_str(s->state), s->peer);
 	/* The client has gone. */
-	s->closing = true;
+	smtp_set_closing(s);
 	event_active(s->reap, EV_TIMEOUT, 0);
 }
 
@@ -792,6 +969,7 @@ smtp_sess_free(struct smtp_sess *s)
 
 	log_event(s->id, "disconnect from %s commands=%u messages=%u errors=%u",
 	    s->peer, s->ncmds, s->nmsgs, s->nerrors);
+	smtp_set_closing(s);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	srv->nsessions--;
 	if (srv->dns != NULL)
@@ -800,6 +978,8 @@ smtp_sess_free(struct smtp_sess *s)
 	parse_data_fini(&s->data);
 	bufferevent_free(s->bev);
 	event_free(s->reap);
+	event_free(s->deadline);
+	event_free(s->rate);
 	free(s);
 	if (srv->done != NULL && srv->nsessions == 0) {
 		server_done_cb *done = srv->done;
@@ -866,6 +1046,55 @@ smtp_format_peer(const struct sockaddr *sa, struct smtp_sess *s)
 	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", s->addr, port);
 }
 
+/* Idle: between commands, with no message being read or queued. */
+static bool
+smtp_idle_state(enum smtp_state st)
+{
+	switch (st) {
+	case SMTP_ST_GREET:
+	case SMTP_ST_READY:
+	case SMTP_ST_MAIL:
+	case SMTP_ST_RCPT:
+	case SMTP_ST_CHUNKING:
+		return true;
+	case SMTP_ST_DATA:
+	case SMTP_ST_BDAT:
+	case SMTP_ST_QUEUING:
+	case SMTP_ST_TLS:
+		return false;
+	}
+	return false;
+}
+
+/*
+ * The session to close to make room for a client whose address has
+ * from_ip open sessions: the one idle longest (at least
+ * SMTP_EVICT_IDLE_MS) among those from addresses with more sessions than
+ * that. NULL if there is none.
+ */
+static struct smtp_sess *
+smtp_evictable(struct server *srv, unsigned from_ip, int64_t now)
+{
+	struct smtp_sess *o, *best = NULL;
+
+	TAILQ_FOREACH(o, &srv->sessions, entry)
+	{
+		if (o->closing || !smtp_idle_state(o->state) ||
+		    now - o->last_read_ms < SMTP_EVICT_IDLE_MS)
+			continue;
+		if (best != NULL && o->last_read_ms >= best->last_read_ms)
+			continue;
+		if (smtp_ip_count(srv, o->addr) > from_ip)
+			best = o;
+	}
+	return best;
+}
+
+/*
+ * A new client. Past max_connections_per_ip it gets 421 at once; past
+ * max_connections it gets a session that an idle one gives up (see
+ * smtp_evictable), or 421 if none may.
+ */
 static void
 server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct sockaddr *sa, int salen, void *arg)
@@ -873,7 +1102,8 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	struct server *srv = arg;
 	const struct conf *cf = srv->cf;
 	struct smtp_sess *s = xcalloc(1, sizeof(*s)), *o;
-	unsigned from_ip = 0;
+	struct timeval deadline = {cf->session_deadline, 0};
+	unsigned from_ip;
 
 	(void)l;
 	(void)salen;
@@ -881,18 +1111,22 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	s->sid = ++srv->next_sid;
 	snprintf(s->id, sizeof(s->id), "C%08x", (unsigned)s->sid);
 	smtp_format_peer(sa, s);
-	TAILQ_FOREACH(o, &srv->sessions, entry)
-	if (!o->closing && strcmp(o->addr, s->addr) == 0)
-		from_ip++;
+	from_ip = smtp_ip_count(srv, s->addr);
+	s->last_read_ms = mono_ms();
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->reap = event_new(srv->base, -1, 0, smtp_on_reap, s);
+	s->deadline = evtimer_new(srv->base, smtp_on_deadline, s);
+	s->rate = event_new(srv->base, -1, EV_PERSIST, smtp_on_rate, s);
 	bufferevent_setcb(
 	    s->bev, smtp_on_read, smtp_on_write, smtp_on_event, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_READ_HIGHWAT);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	smtp_set_timeouts(s);
+	evtimer_add(s->deadline, &deadline);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
+	srv->nopen++;
+	smtp_ip_add(srv, s->addr, +1);
 	metrics_inc(M_CONNECTIONS);
 	log_event(s->id, "connect from %s", s->peer);
 	if (srv->dns != NULL)
@@ -900,15 +1134,6 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		    (unsigned)(cf->dns_ptr_timeout_ms ? cf->dns_ptr_timeout_ms
 						      : 3000),
 		    smtp_on_ptr, s);
-	if (srv->nsessions > cf->max_connections) {
-		log_event(s->id, "reject: too many connections (%zu)",
-		    srv->nsessions - 1);
-		metrics_reject("connections");
-		smtp_reply(s, "421 4.7.0 %s Error: too many connections",
-		    cf->hostname);
-		smtp_close_after(s);
-		return;
-	}
 	if (from_ip >= cf->max_connections_per_ip) {
 		log_event(
 		    s->id, "reject: too many connections from %s", s->addr);
@@ -918,6 +1143,30 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		    cf->hostname, s->addr);
 		smtp_close_after(s);
 		return;
+	}
+	if (srv->nopen > cf->max_connections) {
+		o = smtp_evictable(srv, from_ip, s->last_read_ms);
+		if (o == NULL) {
+			log_event(s->id, "reject: too many connections (%zu)",
+			    srv->nopen - 1);
+			metrics_reject("connections");
+			smtp_reply(s,
+			    "421 4.7.0 %s Error: too many connections",
+			    cf->hostname);
+			smtp_close_after(s);
+			return;
+		}
+		log_event(o->id,
+		    "reject: too many connections: closing %s, idle %.1fs "
+		    "after %s, for %s",
+		    o->peer, (double)(s->last_read_ms - o->last_read_ms) / 1e3,
+		    smtp_state_str(o->state), s->peer);
+		metrics_reject("idle_evicted");
+		smtp_reply(o,
+		    "421 4.4.5 %s Error: too many connections; closing idle "
+		    "session",
+		    cf->hostname);
+		smtp_close_after(o);
 	}
 	smtp_reply(s, "220 %s ESMTP mxspool", cf->hostname);
 }
@@ -961,6 +1210,7 @@ server_new(struct event_base *base, const struct conf *cf, struct queue *q)
 	srv->q = q;
 	TAILQ_INIT(&srv->sessions);
 	TAILQ_INIT(&srv->tickets);
+	srv->per_ip = hmap_new();
 	srv->accept_pause = evtimer_new(base, server_on_accept_resume, srv);
 	return srv;
 }
@@ -1095,6 +1345,7 @@ server_free(struct server *srv)
 	while ((s = TAILQ_FIRST(&srv->sessions)) != NULL)
 		smtp_sess_free(s);
 	smtp_tickets_orphan(srv);
+	hmap_free(srv->per_ip); /* empty: every session is gone */
 	listen_close(srv->listeners);
 	if (srv->deadline != NULL)
 		event_free(srv->deadline);

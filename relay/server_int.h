@@ -35,6 +35,7 @@ enum smtp_state {
 };
 
 struct smtp_ticket;
+struct hmap;
 
 struct smtp_sess {
 	TAILQ_ENTRY(smtp_sess) entry;
@@ -45,7 +46,7 @@ struct smtp_sess {
 	char id[16];                     /* "C%08x" */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "[addr]:port" */
 	char addr[INET6_ADDRSTRLEN];
-	char name[256];	 /* verified PTR name, "" while unknown */
+	char name[256];  /* verified PTR name, "" while unknown */
 	uint64_t ptr_id; /* the PTR lookup in flight, or 0 */
 	enum smtp_state state;
 	char helo[PARSE_HELO_MAX + 1];
@@ -53,9 +54,15 @@ struct smtp_sess {
 	bool tls;
 	char tls_info[160];
 	unsigned ncmds, nerrors, nmsgs;
-	bool closing;      /* last reply queued; free once written */
-	bool discard_line; /* skipping the rest of an over-long line */
-	bool eof;          /* the client shut its side: answer, then close */
+	bool closing;         /* last reply queued; free once written */
+	bool discard_line;    /* skipping the rest of an over-long line */
+	bool eof;             /* the client shut its side: answer, then close */
+	int64_t last_read_ms; /* monotonic ms of the client's last input */
+	struct event *deadline; /* session_deadline, armed at connect */
+	bool expired;           /* past it: 421 once the spool has answered */
+	struct event *rate;     /* every min_data_rate_window in a body */
+	uint64_t rate_bytes;    /* body bytes read in the current window */
+	int64_t rate_window;    /* seconds, as armed */
 
 	/* The transaction. */
 	struct envelope *env;
@@ -64,6 +71,9 @@ struct smtp_sess {
 	uint64_t bdat_left; /* bytes of the current chunk still to read */
 	bool bdat_last;     /* the current chunk is the last */
 	char bdat_err[PARSE_REPLY_SIZE]; /* "" or the sticky failure */
+	size_t data_charged; /* bytes of data's buffer counted in the server's
+				data_bytes */
+	bool data_nomem;     /* past data_memory_limit: bytes read, dropped */
 };
 
 struct server {
@@ -78,6 +88,11 @@ struct server {
 	TAILQ_HEAD(, smtp_sess) sessions;
 	TAILQ_HEAD(, smtp_ticket) tickets;
 	size_t nsessions;
+	size_t nopen;        /* sessions not closing */
+	struct hmap *per_ip; /* client address -> open sessions from it */
+	/* Bytes of message data held for clients: the sessions' body buffers
+	 * and the messages handed to the spool that it has not answered. */
+	uint64_t data_bytes;
 	uint64_t next_sid;
 	server_done_cb *done;
 	void *done_arg;
@@ -94,12 +109,21 @@ void smtp_process(struct smtp_sess *s);
 const char *smtp_logid(const struct smtp_sess *s);
 struct smtp_sess *smtp_sess_find(struct server *srv, uint64_t sid);
 uint64_t smtp_size_limit(const struct conf *cf);
+/* Whether the session reads a message body: DATA, or a BDAT transaction
+ * (in a chunk or between chunks). */
+bool smtp_in_body(enum smtp_state st);
 
 /* data.c */
 int smtp_cmd_data(struct smtp_sess *s, char *args);
 int smtp_cmd_bdat(struct smtp_sess *s, char *args);
 /* Consumes body bytes from in; returns how many. */
 size_t smtp_data_feed(struct smtp_sess *s, const char *in, size_t len);
+/*
+ * Brings the server's data_bytes up to date with what s's body buffer
+ * holds now (its capacity, in bytes): after the buffer grows, is taken or
+ * is freed.
+ */
+void smtp_data_account(struct smtp_sess *s);
 /* Forgets pending spool answers of a server being freed. */
 void smtp_tickets_orphan(struct server *srv);
 

@@ -789,10 +789,38 @@ test_load_refuses_zero_timeouts_and_size_limit(void **state)
 	    "F:4: message_size_limit: must be more than 0\n");
 }
 
+/* The bounds on memory and time a client may take (issue 14, 4 and 5). */
+static void
+test_session_limits_default_and_refuse_zero(void **state)
+{
+	struct conf *cf = load_ok(GOOD);
+
+	(void)state;
+	assert_int_equal(cf->data_memory_limit, 512 * 1024 * 1024);
+	assert_int_equal(cf->session_deadline, 30 * 60);
+	assert_int_equal(cf->min_data_rate, 1024);
+	assert_int_equal(cf->min_data_rate_window, 60);
+	conf_free(cf);
+	cf = load_ok(GOOD "data_memory_limit = 64M\nsession_deadline = 1h\n"
+			  "min_data_rate = 0\nmin_data_rate_window = 5s\n");
+	assert_int_equal(cf->data_memory_limit, 64 * 1024 * 1024);
+	assert_int_equal(cf->session_deadline, 3600);
+	assert_int_equal(cf->min_data_rate, 0); /* no minimum */
+	assert_int_equal(cf->min_data_rate_window, 5);
+	conf_free(cf);
+	assert_errors(GOOD "data_memory_limit = 0\nsession_deadline = 0s\n"
+			   "min_data_rate = 1x\nmin_data_rate_window = 0\n",
+	    "F:2: data_memory_limit: must be more than 0\n"
+	    "F:3: session_deadline: must be at least 1s\n"
+	    "F:4: min_data_rate: bad size '1x' (use e.g. 512, 10k, 25M)\n"
+	    "F:5: min_data_rate_window: must be at least 1s\n");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_session_limits_default_and_refuse_zero),
 	    cmocka_unit_test(test_load_refuses_zero_timeouts_and_size_limit),
 	    cmocka_unit_test(
 		test_postmaster_defaults_to_the_first_relay_domain),
