@@ -1067,24 +1067,26 @@ smtp_idle_state(enum smtp_state st)
 }
 
 /*
- * The session to close to make room for a client whose address has
- * from_ip open sessions: the one idle longest (at least
- * SMTP_EVICT_IDLE_MS) among those from addresses with more sessions than
- * that. NULL if there is none.
+ * The session to close to make room for the new client s, whose address
+ * had from_ip open sessions before it: the one idle longest (at least
+ * SMTP_EVICT_IDLE_MS) among those from other addresses with more sessions
+ * than that. NULL if there is none.
  */
 static struct smtp_sess *
-smtp_evictable(struct server *srv, unsigned from_ip, int64_t now)
+smtp_evictable(struct server *srv, const struct smtp_sess *s, unsigned from_ip)
 {
 	struct smtp_sess *o, *best = NULL;
 
 	TAILQ_FOREACH(o, &srv->sessions, entry)
 	{
-		if (o->closing || !smtp_idle_state(o->state) ||
-		    now - o->last_read_ms < SMTP_EVICT_IDLE_MS)
+		if (o == s || o->closing || !smtp_idle_state(o->state) ||
+		    s->last_read_ms - o->last_read_ms < SMTP_EVICT_IDLE_MS)
 			continue;
 		if (best != NULL && o->last_read_ms >= best->last_read_ms)
 			continue;
-		if (smtp_ip_count(srv, o->addr) > from_ip)
+		/* Never one of the new client's own: it holds from_ip. */
+		if (strcmp(o->addr, s->addr) != 0 &&
+		    smtp_ip_count(srv, o->addr) > from_ip)
 			best = o;
 	}
 	return best;
@@ -1145,7 +1147,7 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 		return;
 	}
 	if (srv->nopen > cf->max_connections) {
-		o = smtp_evictable(srv, from_ip, s->last_read_ms);
+		o = smtp_evictable(srv, s, from_ip);
 		if (o == NULL) {
 			log_event(s->id, "reject: too many connections (%zu)",
 			    srv->nopen - 1);

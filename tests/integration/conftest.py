@@ -100,8 +100,12 @@ class Daemon:
                 time.sleep(0.05)
         raise AssertionError("mxspoold did not listen:\n" + self.log())
 
-    def connect(self, timeout=10):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout)
+    def connect(self, timeout=10, source=None):
+        """A raw Client; source: the loopback address to connect from
+        (e.g. "127.0.0.2"), to look like another client host."""
+        s = socket.create_connection(
+            ("127.0.0.1", self.port), timeout,
+            source_address=(source, 0) if source else None)
         return Client(s)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):

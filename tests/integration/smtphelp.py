@@ -8,9 +8,10 @@ from conftest import BUILD
 SMTPDUMP = os.path.join(BUILD, "tests", "tools", "smtpdump")
 
 
-def ehlo(d, name="client.test"):
-    """A raw client that has read the greeting and said EHLO."""
-    c = d.connect()
+def ehlo(d, name="client.test", source=None):
+    """A raw client that has read the greeting and said EHLO; source: the
+    loopback address it connects from."""
+    c = d.connect(source=source)
     assert c.reply()[0].startswith("220 ")
     r = c.cmd("EHLO " + name)
     assert r[-1].startswith("250 "), r

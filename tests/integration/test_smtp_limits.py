@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 
+from conftest import log_lines
 from smtphelp import ehlo, queued_id, send_message, spool_envelopes
 
 
@@ -170,3 +171,110 @@ def test_a_client_that_does_not_read_its_replies_is_paused_not_buffered(daemon):
     other = ehlo(d)
     assert other.cmd("NOOP") == ["250 2.0.0 Ok"]
     other.close()
+
+
+# data_memory_limit (issue 14, point 4). Body buffers are counted by their
+# size, which doubles from 16 KiB: 600 KiB of body hold 1 MiB, 1200 KiB
+# hold 2 MiB. A message alone in memory may always grow.
+
+KIB = 1024
+MIB = 1024 * KIB
+NOMEM = "452 4.3.1 Insufficient system storage"
+
+
+def body_bytes(n):
+    """n bytes of body text in 1000-byte lines (no final dot)."""
+    line = b"x" * 998 + b"\r\n"
+    return (line * (n // len(line) + 1))[:n - 2] + b"\r\n"
+
+
+def in_data(d, source=None):
+    c = ehlo(d, source=source)
+    assert c.cmd("MAIL FROM:<a@sender.test>")[0].startswith("250 ")
+    assert c.cmd("RCPT TO:<user@example.com>")[0].startswith("250 ")
+    return c
+
+
+def rejected(d, reason):
+    from test_ctl import ctl_json
+    return ctl_json(d, "stats")[0]["rejected"].get(reason, 0)
+
+
+def test_data_memory_limit_refuses_new_data_and_bdat_with_452(daemon):
+    d = daemon(extra="data_memory_limit = 1M\n").start()
+    big = in_data(d)
+    assert big.cmd("DATA")[0].startswith("354 ")
+    big.send(b"Subject: big\r\n\r\n" + body_bytes(2 * MIB))  # alone: may grow
+    time.sleep(0.5)
+    refused = in_data(d)
+    assert refused.cmd("DATA") == [NOMEM]
+    # The transaction is still there: the client may try again later.
+    assert refused.cmd("NOOP") == ["250 2.0.0 Ok"]
+    chunked = in_data(d)
+    chunked.send(b"BDAT 10 LAST\r\n0123456789")
+    assert chunked.reply() == [NOMEM]
+    assert chunked.cmd("NOOP") == ["250 2.0.0 Ok"]  # the chunk was read
+    big.send(b".\r\n")
+    queued_id(big.reply()[-1])
+    # Its memory is given back: the refused client's DATA now goes in.
+    assert refused.cmd("DATA")[0].startswith("354 ")
+    refused.send(b"Subject: later\r\n\r\nlater\r\n.\r\n")
+    queued_id(refused.reply()[-1])
+    assert rejected(d, "data_memory") == 2
+    assert len(log_lines(d, "data_memory_limit reached")) == 2
+    for c in (big, refused, chunked):
+        c.close()
+    d.stop()
+    assert len(spool_envelopes(d)) == 2
+
+
+def test_the_message_that_would_cross_the_limit_is_dropped_the_one_at_it_is_not(
+        daemon):
+    d = daemon(extra="data_memory_limit = 3M\n").start()
+    a = in_data(d)
+    assert a.cmd("DATA")[0].startswith("354 ")
+    a.send(b"Subject: a\r\n\r\n" + body_bytes(600 * KIB))  # holds 1 MiB
+    time.sleep(0.3)
+    b = in_data(d)
+    assert b.cmd("DATA")[0].startswith("354 ")
+    b.send(b"Subject: b\r\n\r\n" + body_bytes(600 * KIB))  # 1 MiB
+    time.sleep(0.3)
+    b.send(body_bytes(600 * KIB))  # 2 MiB: 3 MiB in all, exactly the limit
+    time.sleep(0.3)
+    a.send(body_bytes(600 * KIB))  # would need 2 MiB: 4 MiB, over it
+    time.sleep(0.3)
+    assert len(log_lines(d, "over data_memory_limit")) == 1
+    b.send(b".\r\n")
+    qb = queued_id(b.reply()[-1])
+    a.send(b"more after the drop\r\n.\r\n")
+    assert a.reply() == [NOMEM]
+    # The session goes on; its next message is taken.
+    qa = queued_id(send_message(a, b"Subject: again\r\n\r\nsmall\r\n.\r\n"))
+    assert rejected(d, "data_memory") == 1
+    a.close()
+    b.close()
+    d.stop()
+    envs = spool_envelopes(d)
+    assert set(envs) == {qa, qb}
+    assert int(envs[qb]["size"]) > 1200 * KIB
+
+
+def test_a_bdat_transaction_that_would_cross_the_limit_gets_452(daemon):
+    d = daemon(extra="data_memory_limit = 2M\n").start()
+    a = in_data(d)
+    assert a.cmd("DATA")[0].startswith("354 ")
+    a.send(b"Subject: a\r\n\r\n" + body_bytes(600 * KIB))  # holds 1 MiB
+    time.sleep(0.3)
+    b = in_data(d)
+    n = 600 * KIB
+    b.send(b"BDAT %d\r\n" % n + body_bytes(n))  # 1 MiB: 2 MiB, at the limit
+    assert b.reply() == ["250 2.0.0 %d octets received" % n]
+    b.send(b"BDAT %d LAST\r\n" % n + body_bytes(n))  # would need 2 MiB
+    assert b.reply() == [NOMEM]
+    assert b.cmd("NOOP") == ["250 2.0.0 Ok"]
+    a.send(b".\r\n")
+    queued_id(a.reply()[-1])
+    a.close()
+    b.close()
+    d.stop()
+    assert len(spool_envelopes(d)) == 1
