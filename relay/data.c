@@ -212,7 +212,8 @@ smtp_cmd_bdat(struct smtp_sess *s, char *args)
 	if (s->state != SMTP_ST_CHUNKING) {
 		if (s->state == SMTP_ST_RCPT) {
 			parse_data_init(&s->data, smtp_size_limit(cf) + 1);
-			if (!smtp_data_may_start(s, "BDAT"))
+			if (s->bdat_err[0] == '\0' &&
+			    !smtp_data_may_start(s, "BDAT"))
 				snprintf(s->bdat_err, sizeof(s->bdat_err),
 				    SMTP_NOMEM_REPLY);
 		} else if (s->bdat_err[0] == '\0') {

@@ -635,6 +635,65 @@ test_data_unstuffs_dots_and_ends_only_at_crlf_dot_crlf(void **state)
 	}
 }
 
+/* What the buffer will hold is known before it grows (data_memory_limit
+ * is checked against it), and it matches what storing does. */
+static void
+test_data_grown_cap_predicts_the_buffer(void **state)
+{
+	static char big[40000];
+	struct parse_data d;
+	bool done;
+
+	(void)state;
+	memset(big, 'x', sizeof(big));
+	parse_data_init(&d, 50000);
+	assert_int_equal(parse_data_grown_cap(&d, 0), 0);
+	assert_int_equal(parse_data_grown_cap(&d, 1), 16384);
+	assert_int_equal(parse_data_grown_cap(&d, 16385), 32768);
+	assert_int_equal(parse_data_grown_cap(&d, 40000), 50000); /* limit */
+	assert_int_equal(parse_data_feed(&d, "x", 1, &done), 1);
+	assert_int_equal(d.cap, 16384);
+	assert_int_equal(parse_data_grown_cap(&d, 16383), 16384); /* fits */
+	assert_int_equal(parse_data_grown_cap(&d, 16384), 32768);
+	assert_int_equal(
+	    parse_data_feed(&d, big, sizeof(big), &done), sizeof(big));
+	assert_int_equal(d.cap, parse_data_grown_cap(&d, 0));
+	assert_int_equal(d.cap, 50000);
+	assert_int_equal(d.len, 40001);
+	/* Past the limit nothing more is stored: no growth. */
+	assert_int_equal(parse_data_grown_cap(&d, 1000000), 50000);
+	parse_data_fini(&d);
+}
+
+/* A dropped message is still decoded to its end, counted, and checked for
+ * bare newlines, with nothing stored. */
+static void
+test_data_drop_frees_and_reads_on_to_the_end(void **state)
+{
+	static const char in[] = "more\r\nbare\nLF\r\n.\r\nNOOP\r\n";
+	struct parse_data d;
+	bool done;
+	size_t len;
+	char *out;
+
+	(void)state;
+	parse_data_init(&d, 1000);
+	assert_int_equal(parse_data_feed(&d, "first\r\n", 7, &done), 7);
+	parse_data_drop(&d);
+	assert_null(d.buf);
+	assert_int_equal(d.cap, 0);
+	assert_int_equal(parse_data_grown_cap(&d, 100), 0);
+	assert_int_equal(decode(in, sizeof(in) - 1, 3, &d, &done),
+	    sizeof(in) - 1 - strlen("NOOP\r\n"));
+	assert_true(done);
+	assert_int_equal(d.total, 7 + strlen("more\r\nbare\nLF\r\n"));
+	assert_int_equal(d.bare_lf, 1);
+	out = parse_data_take(&d, &len);
+	assert_null(out);
+	assert_int_equal(len, 0);
+	parse_data_fini(&d);
+}
+
 static void
 test_data_keeps_empty_and_dotdot_lines(void **state)
 {
@@ -886,6 +945,8 @@ main(void)
 	    cmocka_unit_test(
 		test_data_unstuffs_dots_and_ends_only_at_crlf_dot_crlf),
 	    cmocka_unit_test(test_data_keeps_empty_and_dotdot_lines),
+	    cmocka_unit_test(test_data_grown_cap_predicts_the_buffer),
+	    cmocka_unit_test(test_data_drop_frees_and_reads_on_to_the_end),
 	    cmocka_unit_test(test_data_ends_at_once_for_an_empty_message),
 	    cmocka_unit_test(test_data_smuggling_sequences_never_end_the_data),
 	    cmocka_unit_test(test_data_stores_at_most_the_limit_but_counts_all),
