@@ -34,9 +34,10 @@
 /* Seconds a connection may take from accept to the end of its reply,
  * however it trickles: one request a connection (Connection: close). */
 #define HTTPD_DEADLINE 10
-/* Bytes of a request line and its headers; the endpoints take no body. */
+/* Bytes of a request line and its headers, and of a body (the endpoints
+ * take none: a small one still gets its 405). */
 #define HTTPD_MAX_HEADERS 8192
-#define HTTPD_MAX_BODY 0
+#define HTTPD_MAX_BODY 1024
 
 /* A connection's deadline. It holds a reference to the connection's
  * bufferevent, so that it can tell whether evhttp still uses it. */
