@@ -264,7 +264,7 @@ commit_write(struct commit *c, struct commit_list *ops)
 			c->broken = true;
 			c->broken_st = st;
 			c->broken_ns = commit_now_ns();
-			c->retry_ns = 0;
+			c->retry_ns = c->broken_ns + COMMIT_RETRY_NS;
 			snprintf(
 			    why, sizeof(why), "spool refuses writes: %s", err);
 			commit_set_why(c, why);
