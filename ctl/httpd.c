@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -28,7 +30,23 @@
 #include "queue/sched.h"
 #include "relay/server.h"
 
-#define HTTPD_TIMEOUT 10 /* seconds per request */
+#define HTTPD_TIMEOUT 10 /* seconds each read or write may wait */
+/* Seconds a connection may take from accept to the end of its reply,
+ * however it trickles: one request a connection (Connection: close). */
+#define HTTPD_DEADLINE 10
+/* Bytes of a request line and its headers, and of a body (the endpoints
+ * take none: a small one still gets its 405). */
+#define HTTPD_MAX_HEADERS 8192
+#define HTTPD_MAX_BODY 1024
+
+/* A connection's deadline. It holds a reference to the connection's
+ * bufferevent, so that it can tell whether evhttp still uses it. */
+struct httpd_conn {
+	TAILQ_ENTRY(httpd_conn) entry;
+	struct httpd *h;
+	struct bufferevent *bev;
+	struct event *deadline;
+};
 
 struct httpd {
 	struct event_base *base;
@@ -36,6 +54,7 @@ struct httpd {
 	struct ctl_deps deps;
 	struct evhttp *http;
 	struct conf_addr addr; /* where it listens, when http is set */
+	TAILQ_HEAD(, httpd_conn) conns;
 };
 
 struct gauge_dest {
@@ -189,7 +208,7 @@ httpd_on_metrics(struct evhttp_request *req, void *arg)
 {
 	struct httpd *h = arg;
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
-	char *text = NULL;
+	char *text = NULL, why[300];
 	size_t len = 0;
 	FILE *fp = open_memstream(&text, &len);
 
@@ -203,6 +222,15 @@ httpd_on_metrics(struct evhttp_request *req, void *arg)
 	    fp, "mxspool_spool_messages", "gauge", "Messages in the spool.");
 	metrics_write_sample(fp, "mxspool_spool_messages", NULL, NULL,
 	    (double)queue_count(h->deps.q));
+	metrics_write_head(fp, "mxspool_spool_free_bytes", "gauge",
+	    "Bytes free on the spool's file system (for mxspoold).");
+	metrics_write_sample(fp, "mxspool_spool_free_bytes", NULL, NULL,
+	    (double)queue_free_bytes(h->deps.q));
+	metrics_write_head(fp, "mxspool_spool_writable", "gauge",
+	    "1 while the spool takes mail, 0 while it refuses writes or its "
+	    "free space is under spool_min_free.");
+	metrics_write_sample(fp, "mxspool_spool_writable", NULL, NULL,
+	    queue_writable(h->deps.q, why, sizeof(why)) ? 1 : 0);
 	metrics_write_head(fp, "mxspool_connections_open", "gauge",
 	    "Inbound SMTP sessions open.");
 	metrics_write_sample(fp, "mxspool_connections_open", NULL, NULL,
@@ -212,17 +240,88 @@ httpd_on_metrics(struct evhttp_request *req, void *arg)
 	free(text);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Connection", "close");
 	evhttp_send_reply(req, HTTP_OK, "OK", NULL);
 }
 
+/*
+ * 200 "ok", or 503 with the reason in one line while the spool refuses
+ * mail: it refuses writes since one failed, or its free space is under
+ * spool_min_free (queue_writable).
+ */
 static void
 httpd_on_healthz(struct evhttp_request *req, void *arg)
 {
-	(void)arg;
-	evbuffer_add_printf(evhttp_request_get_output_buffer(req), "ok\n");
+	struct httpd *h = arg;
+	char why[300];
+	bool ok = queue_writable(h->deps.q, why, sizeof(why));
+
+	evbuffer_add_printf(
+	    evhttp_request_get_output_buffer(req), "%s\n", ok ? "ok" : why);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; charset=utf-8");
-	evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Connection", "close");
+	if (ok)
+		evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+	else
+		evhttp_send_reply(
+		    req, HTTP_SERVUNAVAIL, "Service Unavailable", NULL);
+}
+
+static void
+httpd_conn_free(struct httpd_conn *hc)
+{
+	TAILQ_REMOVE(&hc->h->conns, hc, entry);
+	event_free(hc->deadline);
+	bufferevent_decref(hc->bev);
+	free(hc);
+}
+
+/*
+ * A connection's time is up. evhttp clears a bufferevent's callbacks when
+ * it frees it: if they are still set, the client is still sending or
+ * being answered, and shutting the socket down makes evhttp close it (its
+ * fd is still open: evhttp closes it only after clearing the callbacks).
+ */
+static void
+httpd_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct httpd_conn *hc = arg;
+	bufferevent_data_cb readcb = NULL;
+	evutil_socket_t s;
+
+	(void)fd, (void)what;
+	bufferevent_getcb(hc->bev, &readcb, NULL, NULL, NULL);
+	if (readcb != NULL && (s = bufferevent_getfd(hc->bev)) >= 0) {
+		log_info("metrics: closing a client over the %ds deadline",
+		    HTTPD_DEADLINE);
+		shutdown(s, SHUT_RDWR);
+	}
+	httpd_conn_free(hc);
+}
+
+/* evhttp's bufferevent for each connection it accepts: ours, to time it. */
+static struct bufferevent *
+httpd_new_bev(struct event_base *base, void *arg)
+{
+	struct httpd *h = arg;
+	struct httpd_conn *hc = xcalloc(1, sizeof(*hc));
+	struct timeval tv = {HTTPD_DEADLINE, 0};
+
+	/* No BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself. */
+	hc->bev = bufferevent_socket_new(base, -1, 0);
+	if (hc->bev == NULL) {
+		free(hc);
+		return NULL; /* evhttp makes its own, untimed */
+	}
+	hc->h = h;
+	bufferevent_incref(hc->bev);
+	hc->deadline = evtimer_new(base, httpd_on_deadline, hc);
+	evtimer_add(hc->deadline, &tv);
+	TAILQ_INSERT_TAIL(&h->conns, hc, entry);
+	return hc->bev;
 }
 
 static void
@@ -241,6 +340,7 @@ httpd_new(
 	h->base = base;
 	h->cf = cf;
 	h->deps = *deps;
+	TAILQ_INIT(&h->conns);
 	return h;
 }
 
@@ -276,6 +376,9 @@ httpd_open(
 	}
 	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_timeout(http, HTTPD_TIMEOUT);
+	evhttp_set_max_headers_size(http, HTTPD_MAX_HEADERS);
+	evhttp_set_max_body_size(http, HTTPD_MAX_BODY);
+	evhttp_set_bevcb(http, httpd_new_bev, h);
 	evhttp_set_cb(http, "/metrics", httpd_on_metrics, h);
 	evhttp_set_cb(http, "/healthz", httpd_on_healthz, h);
 	evhttp_set_gencb(http, httpd_on_other, h);
@@ -331,5 +434,7 @@ httpd_free(struct httpd *h)
 		return;
 	if (h->http != NULL)
 		evhttp_free(h->http);
+	while (!TAILQ_EMPTY(&h->conns))
+		httpd_conn_free(TAILQ_FIRST(&h->conns));
 	free(h);
 }

@@ -12,7 +12,9 @@
  * and they ride on the next synced batch anyway.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +32,22 @@
 
 /* A batch stops growing past this many bytes; the rest waits its turn. */
 #define COMMIT_BATCH_BYTES (32u << 20)
+/* After a failed write, how often the writer looks whether the spool can
+ * be reopened: at the next write, or this often while none comes. */
+#define COMMIT_RETRY_NS 1000000000LL
 
 struct commit {
 	struct spool *sp;
 	char *dir;
-	uint64_t min_free; /* bytes the disk keeps free: spool_min_free */
-	bool broken;       /* a write failed: take no more (see commit_write) */
+	_Atomic uint64_t min_free; /* bytes the disk keeps free */
+	/* The writer thread's own: */
+	bool broken;   /* a write failed: no more until reopened */
+	bool down;     /* a reopen failed: sp has no database */
+	int broken_st; /* the failed write's queue_status */
+	int64_t broken_ns, retry_ns; /* when it broke; the next reopen */
+	bool reopen_logged;          /* a failed reopen was logged */
+	/* Under lock, for the loop (commit_refusing): */
+	char why[256]; /* "" while writes are taken */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -61,13 +73,79 @@ commit_now_ns(void)
  * because RocksDB must never run out of space in the middle of a write.
  */
 static bool
-commit_has_room(struct commit *c, size_t bytes)
+commit_has_room(struct commit *c, uint64_t bytes)
 {
 	struct statvfs sv;
 
 	if (statvfs(c->dir, &sv) < 0)
 		return true; /* let the write itself tell */
-	return (uint64_t)sv.f_bavail * sv.f_frsize >= c->min_free + bytes;
+	return (uint64_t)sv.f_bavail * sv.f_frsize >=
+	       atomic_load(&c->min_free) + bytes;
+}
+
+/* What the loop reads: why writes are refused, "" when they are not. */
+static void
+commit_set_why(struct commit *c, const char *why)
+{
+	pthread_mutex_lock(&c->lock);
+	snprintf(c->why, sizeof(c->why), "%s", why);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * After a failed write: once the disk has spool_min_free back and a
+ * margin over it (a tenth of it, 1 MiB at least, so that a disk at the
+ * edge does not flip between the two), the spool is closed and opened
+ * again on this thread, which clears RocksDB's error state (the C API of
+ * RocksDB 7.8 has no Resume) and keeps every write that reached the WAL.
+ * At most once per COMMIT_RETRY_NS. Returns whether writes go on.
+ */
+static bool
+commit_recover(struct commit *c)
+{
+	uint64_t min_free = atomic_load(&c->min_free);
+	uint64_t margin = min_free / 10 > (1u << 20) ? min_free / 10 : 1u << 20;
+	int64_t now = commit_now_ns();
+	char err[200];
+
+	if (now < c->retry_ns)
+		return false;
+	c->retry_ns = now + COMMIT_RETRY_NS;
+	if (!commit_has_room(c, margin))
+		return false;
+	if (spool_reopen(c->sp, err, sizeof(err)) != QUEUE_OK) {
+		if (!c->reopen_logged)
+			log_err("spool %s: cannot reopen it, trying again "
+				"every second: %s",
+			    c->dir, err);
+		c->reopen_logged = true;
+		c->down = true;
+		return false;
+	}
+	log_info("spool %s: reopened after %.1fs; writes resumed", c->dir,
+	    (double)(now - c->broken_ns) / 1e9);
+	c->broken = c->down = c->reopen_logged = false;
+	commit_set_why(c, "");
+	return true;
+}
+
+bool
+commit_refusing(struct commit *c, char *why, size_t n)
+{
+	bool refusing;
+
+	pthread_mutex_lock(&c->lock);
+	refusing = c->why[0] != '\0';
+	if (refusing)
+		snprintf(why, n, "%s", c->why);
+	pthread_mutex_unlock(&c->lock);
+	return refusing;
+}
+
+void
+commit_set_min_free(struct commit *c, uint64_t min_free)
+{
+	atomic_store(&c->min_free, min_free);
 }
 
 void
@@ -119,16 +197,17 @@ commit_write(struct commit *c, struct commit_list *ops)
 	char err[200];
 	int st;
 
+	if (c->broken)
+		commit_recover(c);
 	TAILQ_FOREACH(op, ops, entry)
 	{
 		op->status = QUEUE_OK;
 		if (op->kind == COMMIT_READ)
 			continue; /* after the writes, below */
 		if (c->broken) {
-			op->status = QUEUE_EIO;
+			op->status = c->broken_st;
 			snprintf(op->err, sizeof(op->err),
-			    "the spool failed a write earlier: restart "
-			    "mxspoold");
+			    "the spool refuses writes since one failed");
 			continue;
 		}
 		switch (op->kind) {
@@ -167,15 +246,15 @@ commit_write(struct commit *c, struct commit_list *ops)
 			metrics_observe_commit((commit_now_ns() - t0) / 1e9);
 		if (st != QUEUE_OK) {
 			/*
-			 * XXX RocksDB 7.8 (as Debian builds it) aborts on an
-			 * assertion if a write or close follows a failed WAL
-			 * append, so after one the spool takes no more writes:
-			 * mail is refused with 451 and reads go on until an
-			 * operator restarts the daemon. The free-space check
-			 * above keeps the commonest cause, a full disk, away.
+			 * RocksDB keeps the error (a full disk during a WAL
+			 * append or a flush) and fails every later write, so
+			 * the spool takes none (mail gets 452 or 451, reads go
+			 * on) until commit_recover reopens it.
 			 */
+			char why[sizeof(c->why)];
+
 			log_err("spool %s: write failed, refusing writes until "
-				"restart: %s",
+				"it can be reopened: %s",
 			    c->dir, err);
 			TAILQ_FOREACH(op, ops, entry)
 			if (op->kind != COMMIT_READ && op->status == QUEUE_OK) {
@@ -183,13 +262,26 @@ commit_write(struct commit *c, struct commit_list *ops)
 				snprintf(op->err, sizeof(op->err), "%s", err);
 			}
 			c->broken = true;
+			c->broken_st = st;
+			c->broken_ns = commit_now_ns();
+			c->retry_ns = c->broken_ns + COMMIT_RETRY_NS;
+			snprintf(
+			    why, sizeof(why), "spool refuses writes: %s", err);
+			commit_set_why(c, why);
 		}
 	}
 	spool_batch_free(b);
 	/* Reads see every write queued before them, this batch's too. */
 	TAILQ_FOREACH(op, ops, entry)
-	if (op->kind == COMMIT_READ)
+	if (op->kind == COMMIT_READ) {
+		if (c->down) { /* no database to read */
+			op->status = QUEUE_EIO;
+			snprintf(op->err, sizeof(op->err),
+			    "the spool is closed until it can be reopened");
+			continue;
+		}
 		op->read(c->sp, op);
+	}
 }
 
 static void
@@ -265,8 +357,24 @@ commit_main(void *arg)
 		size_t bytes = 0;
 
 		pthread_mutex_lock(&c->lock);
-		while (TAILQ_EMPTY(&c->pending) && !c->stop)
-			pthread_cond_wait(&c->wake, &c->lock);
+		while (TAILQ_EMPTY(&c->pending) && !c->stop) {
+			struct timespec ts;
+
+			if (!c->broken) {
+				pthread_cond_wait(&c->wake, &c->lock);
+				continue;
+			}
+			/* Broken and idle: look again every second. */
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += 1;
+			if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) ==
+				ETIMEDOUT &&
+			    TAILQ_EMPTY(&c->pending)) {
+				pthread_mutex_unlock(&c->lock);
+				commit_recover(c);
+				pthread_mutex_lock(&c->lock);
+			}
+		}
 		if (TAILQ_EMPTY(&c->pending)) {
 			pthread_mutex_unlock(&c->lock);
 			return NULL;
@@ -322,6 +430,7 @@ commit_new(struct event_base *base, struct spool *sp, const char *dir,
     uint64_t min_free)
 {
 	struct commit *c = xcalloc(1, sizeof(*c));
+	pthread_condattr_t ca;
 	int rc;
 
 	c->sp = sp;
@@ -330,7 +439,10 @@ commit_new(struct event_base *base, struct spool *sp, const char *dir,
 	TAILQ_INIT(&c->pending);
 	TAILQ_INIT(&c->done);
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (c->efd < 0)
 		fatal("eventfd: %s", strerror(errno));

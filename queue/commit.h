@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -73,6 +74,14 @@ TAILQ_HEAD(commit_list, commit_op);
  */
 struct commit *commit_new(struct event_base *base, struct spool *sp,
     const char *dir, uint64_t min_free);
+/*
+ * Whether the spool refuses writes since one failed (until the writer
+ * reopens it, once the disk has room again); if so, why in one line
+ * ("spool refuses writes: <RocksDB's error>"). Any thread.
+ */
+bool commit_refusing(struct commit *c, char *why, size_t n);
+/* spool_min_free after a reload, bytes. */
+void commit_set_min_free(struct commit *c, uint64_t min_free);
 /* Queues op; its done callback runs on the loop later. */
 void commit_push(struct commit *c, struct commit_op *op);
 /* Writes what is pending, runs the callbacks, stops the thread. */

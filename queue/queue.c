@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "common/hmap.h"
@@ -656,6 +657,35 @@ queue_set_conf(struct queue *q, const struct conf *cf)
 {
 	q->cf = cf;
 	spool_set_known_max_age(q->sp, cf->known_recipients_max_age);
+	commit_set_min_free(q->commit, cf->spool_min_free);
+}
+
+int64_t
+queue_free_bytes(const struct queue *q)
+{
+	struct statvfs sv;
+
+	if (statvfs(q->cf->spool_dir, &sv) < 0)
+		return -1;
+	return (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize);
+}
+
+bool
+queue_writable(const struct queue *q, char *why, size_t n)
+{
+	int64_t avail;
+
+	if (commit_refusing(q->commit, why, n))
+		return false;
+	avail = queue_free_bytes(q);
+	if (avail >= 0 && (uint64_t)avail < q->cf->spool_min_free) {
+		snprintf(why, n,
+		    "spool free space %" PRId64 " MiB under spool_min_free "
+		    "%" PRIu64 " MiB",
+		    avail >> 20, q->cf->spool_min_free >> 20);
+		return false;
+	}
+	return true;
 }
 
 void

@@ -6,6 +6,7 @@
 #define MXSPOOL_QUEUE_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -208,6 +209,17 @@ size_t queue_count(const struct queue *q);
 /* A spool from before the index is being indexed: the counters show only
  * what has arrived since the start. */
 bool queue_indexing(const struct queue *q);
+
+/*
+ * Whether the spool takes new mail now. If not, why in one line: "spool
+ * refuses writes: <error>" after a failed write (until the writer thread
+ * reopens it, queue/commit.c), or "spool free space 12 MiB under
+ * spool_min_free 16 MiB" (new mail gets 452 4.3.1 then). For /healthz.
+ */
+bool queue_writable(const struct queue *q, char *why, size_t n);
+/* Bytes free for mxspoold on the spool's file system (statvfs f_bavail),
+ * or -1 when statvfs fails. */
+int64_t queue_free_bytes(const struct queue *q);
 
 const char *queue_status_str(int status);
 

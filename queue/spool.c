@@ -111,9 +111,15 @@ spool_db_options(void)
 	rocksdb_options_set_max_total_wal_size(o, 256 << 20);
 	/* Write SST and blob files out gradually, not in one fsync burst. */
 	rocksdb_options_set_bytes_per_sync(o, 1 << 20);
-	/* RocksDB's own LOG in the spool: keep a few, warnings and up. */
+	/*
+	 * RocksDB's own LOG in the spool: keep a few, fatal errors only.
+	 * Once an append to the LOG has failed (a full disk), RocksDB 7.8
+	 * as Debian builds it aborts on an assertion at the next line it
+	 * logs, and it logs warnings while it recovers from that very
+	 * error; mxspoold logs every failed write with RocksDB's text.
+	 */
 	rocksdb_options_set_keep_log_file_num(o, 3);
-	rocksdb_options_set_info_log_level(o, 2 /* WARN */);
+	rocksdb_options_set_info_log_level(o, 4 /* FATAL */);
 	/* A crash recovers every synced write (point-in-time recovery). */
 	rocksdb_options_set_wal_recovery_mode(o, 2);
 	return o;
@@ -276,6 +282,36 @@ spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 	rocksdb_writeoptions_set_sync(sp->wnosync, 0);
 	sp->ropts = rocksdb_readoptions_create();
 	*spp = sp;
+	return QUEUE_OK;
+}
+
+int
+spool_reopen(struct spool *sp, char *err, size_t errlen)
+{
+	static const char *names[CF_COUNT] = {
+	    "default", "meta", "body", "known", "dest", "index", "lanes"};
+	char *rerr = NULL;
+
+	for (int i = 0; i < CF_COUNT; i++)
+		if (sp->cf[i] != NULL) {
+			rocksdb_column_family_handle_destroy(sp->cf[i]);
+			sp->cf[i] = NULL;
+		}
+	if (sp->db != NULL)
+		rocksdb_close(sp->db);
+	sp->db =
+	    rocksdb_open_column_families(sp->opts, sp->dir, CF_COUNT, names,
+		(const rocksdb_options_t *const *)sp->cf_opts, sp->cf, &rerr);
+	if (sp->db == NULL) {
+		int st = rerr != NULL ? spool_classify(rerr) : QUEUE_EIO;
+
+		snprintf(err, errlen, "spool %s: cannot reopen: %s", sp->dir,
+		    rerr != NULL ? rerr : "unknown error");
+		free(rerr);
+		for (int i = 0; i < CF_COUNT; i++)
+			sp->cf[i] = NULL;
+		return st;
+	}
 	return QUEUE_OK;
 }
 

@@ -16,6 +16,15 @@ struct spool_batch;
 /* Returns a queue_status; err says why in one line. */
 int spool_open(struct spool **sp, const char *dir, char *err, size_t errlen);
 void spool_close(struct spool *sp);
+/*
+ * Closes sp's database and opens it again in place, with the same options:
+ * the error state a failed write (a full disk) leaves in RocksDB is
+ * cleared, and what the write-ahead log holds is kept. Only on the thread
+ * that owns sp, with no iterator or read in flight. On failure sp has no
+ * database: nothing but spool_reopen and spool_close may be called then.
+ * Returns a queue_status; err says why in one line.
+ */
+int spool_reopen(struct spool *sp, char *err, size_t errlen);
 
 struct spool_batch *spool_batch_new(void);
 void spool_batch_free(struct spool_batch *b);

@@ -265,6 +265,7 @@ smtp_message_end(struct smtp_sess *s)
 		log_event(smtp_logid(s),
 		    "reject: bare CR or LF from %s (%u CR, %u LF)", s->peer,
 		    d->bare_cr, d->bare_lf);
+		metrics_reject("bare_lf");
 		smtp_reply(s, "550 5.6.0 Message contains bare CR or LF "
 			      "(RFC 5321 2.3.8)");
 		smtp_reset_txn(s);
@@ -372,10 +373,12 @@ smtp_on_queued(void *arg, int status, const char *qid)
 		break;
 	case QUEUE_ENOSPC:
 		log_event(qid, "spool full: 452 to %s", s->peer);
+		metrics_reject("spool_full");
 		smtp_reply(s, "452 4.3.1 Insufficient system storage");
 		break;
 	default:
 		log_event(qid, "spool error: 451 to %s", s->peer);
+		metrics_reject("spool_error");
 		smtp_reply(s, "451 4.3.0 Error: queue file write error");
 		break;
 	}
@@ -406,6 +409,7 @@ smtp_chunk_end(struct smtp_sess *s)
 		return;
 	}
 	if (s->data.total > smtp_size_limit(s->srv->cf)) {
+		metrics_reject("size");
 		snprintf(s->bdat_err, sizeof(s->bdat_err),
 		    "552 5.3.4 Message size exceeds fixed limit");
 		smtp_chunk_end(s);

@@ -175,6 +175,20 @@ smtp_set_timeouts(struct smtp_sess *s)
 }
 
 /*
+ * A refusal of a command's syntax or sequence (RFC 5321 4.2.2: 500-504,
+ * 555; RFC 3463 X.5.X), counted here as "protocol". Every other refusal
+ * is counted where it is decided, by its own reason.
+ */
+static bool
+smtp_reply_is_protocol(const char *line, size_t n)
+{
+	return n >= 8 && line[0] == '5' &&
+	       ((line[1] == '0' && line[2] >= '0' && line[2] <= '4') ||
+		   strncmp(line, "555", 3) == 0 ||
+		   strncmp(line + 4, "5.5.", 4) == 0);
+}
+
+/*
  * Queues one reply line. Replies starting with 4 or 5 count towards the
  * session's error limit, except the 421 that closes it anyway.
  */
@@ -195,6 +209,8 @@ smtp_reply(struct smtp_sess *s, const char *fmt, ...)
 		n = sizeof(line) - 1;
 	if ((line[0] == '4' || line[0] == '5') && strncmp(line, "421", 3) != 0)
 		s->nerrors++;
+	if (smtp_reply_is_protocol(line, (size_t)n))
+		metrics_reject("protocol");
 	if (line[0] >= '4')
 		log_debug("%s: reply %s", smtp_logid(s), line);
 	evbuffer_add(out, line, (size_t)n);
@@ -589,6 +605,7 @@ smtp_cmd_forbidden(struct smtp_sess *s, char *args)
 {
 	(void)args;
 	log_event(s->id, "reject: non-SMTP command from %s", s->peer);
+	metrics_reject("not_smtp");
 	smtp_reply(s, "521 5.7.0 Error: not an SMTP command. Goodbye.");
 	smtp_close_after(s);
 	return -1;
@@ -930,6 +947,7 @@ smtp_on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_event(smtp_logid(s), "timeout after %s from %s",
 		    smtp_state_str(s->state), s->peer);
+		metrics_reject("timeout");
 		if (s->state != SMTP_ST_TLS)
 			smtp_reply(s, "421 4.4.2 %s Error: timeout exceeded",
 			    s->srv->cf->hostname);
