@@ -14,6 +14,7 @@
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 
 #include "common/conf.h"
 #include "common/idn.h"
+#include "common/priv.h"
 #include "common/xmem.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
@@ -250,6 +252,41 @@ conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 			break;
 		}
 	*(const char **)result = value;
+	return 0;
+}
+
+/*
+ * `user` and `group`: a name the passwd or group database knows, checked
+ * here so that -t reports one that does not exist with its line. "" is
+ * unset.
+ */
+static int
+conf_cb_user(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct priv_id id;
+	char err[256];
+	int nerrs = conf_nerrs;
+
+	conf_cb_account(cfg, opt, value, result);
+	if (value[0] == '\0' || conf_nerrs > nerrs)
+		return 0;
+	if (priv_resolve(value, NULL, &id, err, sizeof(err)) < 0)
+		cfg_error(cfg, "%s", err);
+	return 0;
+}
+
+static int
+conf_cb_group(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	int nerrs = conf_nerrs;
+
+	conf_cb_account(cfg, opt, value, result);
+	if (value[0] == '\0' || conf_nerrs > nerrs)
+		return 0;
+	errno = 0;
+	if (getgrnam(value) == NULL)
+		cfg_error(cfg, "group: no such group '%s'%s%s", value,
+		    errno != 0 ? ": " : "", errno != 0 ? strerror(errno) : "");
 	return 0;
 }
 
@@ -569,6 +606,8 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("metrics_listen", "127.0.0.1:9125", CFGF_NONE, conf_cb_opt_addr),
+    CFG_STR_CB("user", "", CFGF_NONE, conf_cb_user),
+    CFG_STR_CB("group", "", CFGF_NONE, conf_cb_group),
     CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
     CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
@@ -830,6 +869,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	    (unsigned)strtoul(cfg_getstr(cfg, "control_socket_mode"), NULL, 8);
 	cf->control_socket_owner = conf_opt_path(cfg, "control_socket_owner");
 	cf->control_socket_group = conf_opt_path(cfg, "control_socket_group");
+	cf->user = conf_opt_path(cfg, "user");
+	cf->group = conf_opt_path(cfg, "group");
 	if (cfg_getstr(cfg, "metrics_listen")[0] != '\0') {
 		cf->metrics_listen = xcalloc(1, sizeof(*cf->metrics_listen));
 		if (conf_parse_addr(cfg_getstr(cfg, "metrics_listen"),
@@ -966,6 +1007,18 @@ conf_check(cfg_t *cfg, int hint)
 	}
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
+	if (cfg_getstr(cfg, "group")[0] != '\0' &&
+	    cfg_getstr(cfg, "user")[0] == '\0')
+		cfg_error(cfg, "group: set without user (the group is the "
+			       "one mxspoold switches to with user)");
+	if (cfg_getstr(cfg, "user")[0] != '\0' &&
+	    cfg_getstr(cfg, "control_socket_owner")[0] != '\0' &&
+	    strcmp(cfg_getstr(cfg, "control_socket_owner"),
+		cfg_getstr(cfg, "user")) != 0)
+		cfg_error(cfg,
+		    "control_socket_owner: must be empty or the same as user "
+		    "'%s' (the socket is made after the switch to user)",
+		    cfg_getstr(cfg, "user"));
 }
 
 int
@@ -1041,6 +1094,8 @@ conf_free(struct conf *cf)
 	free(cf->control_socket);
 	free(cf->control_socket_owner);
 	free(cf->control_socket_group);
+	free(cf->user);
+	free(cf->group);
 	free(cf->metrics_listen);
 	conf_free_list(cf->relay_domains, cf->nrelay_domains);
 	free(cf->tls_cert_file);

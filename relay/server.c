@@ -837,6 +837,12 @@ server_set_dns(struct server *srv, struct dns *dns)
 	srv->dns = dns;
 }
 
+void
+server_set_queue(struct server *srv, struct queue *q)
+{
+	srv->q = q;
+}
+
 struct smtp_sess *
 smtp_sess_find(struct server *srv, uint64_t sid)
 {

@@ -26,6 +26,10 @@ int server_listen(struct server *srv, char *err, size_t errlen);
 /* Look up each client's name (PTR, confirmed forward) with dns, for the
  * log and the Received header; it never delays a session. */
 void server_set_dns(struct server *srv, struct dns *dns);
+/* Sets the queue sessions spool into: server_new may get NULL, so that
+ * the listeners are bound (as root) before the spool is opened (as the
+ * configured user); it must be set before the event loop runs. */
+void server_set_queue(struct server *srv, struct queue *q);
 /*
  * Listens on exactly cf's addresses: those still listed keep their
  * sockets (no connection is refused meanwhile), new ones open, the rest
