@@ -36,6 +36,8 @@ static const char *conf_cur_path;
 static char *conf_errs;
 static size_t conf_errs_len;
 static int conf_nerrs;
+/* Where group and control_socket_owner were set, for conf_check. */
+static int conf_group_line, conf_owner_line;
 
 /* An error found outside libconfuse's parse (no cfg at hand). */
 static void __attribute__((format(printf, 1, 2)))
@@ -244,6 +246,10 @@ conf_cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	if (strcmp(opt->name, "group") == 0)
+		conf_group_line = cfg->line;
+	else if (strcmp(opt->name, "control_socket_owner") == 0)
+		conf_owner_line = cfg->line;
 	for (const char *p = value; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
 		    *p != '.') {
@@ -993,6 +999,8 @@ conf_has_plain(cfg_t *cfg, const char *name)
 static void
 conf_check(cfg_t *cfg, int hint)
 {
+	const char *user, *owner;
+
 	if (cfg_size(cfg, "relay_domains") == 0) {
 		if (hint > 0)
 			cfg->line = hint;
@@ -1007,18 +1015,21 @@ conf_check(cfg_t *cfg, int hint)
 	}
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
-	if (cfg_getstr(cfg, "group")[0] != '\0' &&
-	    cfg_getstr(cfg, "user")[0] == '\0')
+	/* user and group: reported at the line of the option they refuse. */
+	user = cfg_getstr(cfg, "user");
+	owner = cfg_getstr(cfg, "control_socket_owner");
+	if (cfg_getstr(cfg, "group")[0] != '\0' && user[0] == '\0') {
+		cfg->line = conf_group_line;
 		cfg_error(cfg, "group: set without user (the group is the "
 			       "one mxspoold switches to with user)");
-	if (cfg_getstr(cfg, "user")[0] != '\0' &&
-	    cfg_getstr(cfg, "control_socket_owner")[0] != '\0' &&
-	    strcmp(cfg_getstr(cfg, "control_socket_owner"),
-		cfg_getstr(cfg, "user")) != 0)
+	}
+	if (user[0] != '\0' && owner[0] != '\0' && strcmp(owner, user) != 0) {
+		cfg->line = conf_owner_line;
 		cfg_error(cfg,
 		    "control_socket_owner: must be empty or the same as user "
 		    "'%s' (the socket is made after the switch to user)",
-		    cfg_getstr(cfg, "user"));
+		    user);
+	}
 }
 
 int
@@ -1035,6 +1046,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_errs = NULL;
 	conf_errs_len = 0;
 	conf_nerrs = 0;
+	conf_group_line = conf_owner_line = 0;
 
 	text = conf_read_file(path, &why);
 	if (text == NULL) {

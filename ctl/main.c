@@ -424,12 +424,12 @@ main(int argc, char **argv)
 	evsignal_add(d.sig_term, NULL);
 	evsignal_add(d.sig_int, NULL);
 	/*
-	 * What needs root, while the daemon may still have it: the listen
-	 * ports (25 is below 1024) and the TLS key (often readable by root
-	 * alone). Connections wait in the backlog until the loop runs.
+	 * What needs root, while the daemon may still have it: binding the
+	 * listen ports (25 is below 1024) and the TLS key (often readable by
+	 * root alone). They listen once everything else is ready.
 	 */
 	d.srv = server_new(d.base, d.cf, NULL);
-	if (server_listen(d.srv, err, sizeof(err)) < 0)
+	if (server_bind(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	/*
 	 * Then the switch, for good, before any thread starts (RocksDB's and
@@ -465,6 +465,9 @@ main(int argc, char **argv)
 		if (httpd_listen(d.httpd, err, sizeof(err)) < 0)
 			log_err("%s: metrics are off", err);
 	}
+	/* Last: a client that can connect finds everything running. */
+	if (server_start(d.srv, err, sizeof(err)) < 0)
+		fatal("%s", err);
 
 	for (size_t i = 0; i < d.cf->nlisten; i++)
 		log_info("listening on %s", d.cf->listen[i].text);

@@ -23,6 +23,13 @@ struct server *server_new(
  * address; on failure says what in err.
  */
 int server_listen(struct server *srv, char *err, size_t errlen);
+/*
+ * server_listen in two steps: server_bind loads the TLS certificate and
+ * binds every listen address (what may need root), server_start listens
+ * on them (what lets clients in). Each says what failed in err.
+ */
+int server_bind(struct server *srv, char *err, size_t errlen);
+int server_start(struct server *srv, char *err, size_t errlen);
 /* Look up each client's name (PTR, confirmed forward) with dns, for the
  * log and the Received header; it never delays a session. */
 void server_set_dns(struct server *srv, struct dns *dns);

@@ -102,6 +102,9 @@ def test_root_is_given_up_after_binding_a_privileged_port(opendir):
     d = opendir(extra=AS_NOBODY, listen=["127.0.0.1:%d" % port])
     d.port = port
     d.start()
+    # The port, bound as root, listens only once the rest runs: a client
+    # that gets in finds the control socket there too.
+    assert os.path.exists(d.ctl_sock)
     st = status(d.proc.pid)
     assert st["Uid"].split() == [str(NOBODY)] * 4, st["Uid"]
     assert st["Gid"].split() == [str(NOBODY)] * 4, st["Gid"]
