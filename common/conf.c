@@ -14,7 +14,6 @@
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
-#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -284,15 +283,20 @@ conf_cb_user(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_group(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	char err[256];
+	gid_t gid;
 	int nerrs = conf_nerrs;
 
 	conf_cb_account(cfg, opt, value, result);
 	if (value[0] == '\0' || conf_nerrs > nerrs)
 		return 0;
-	errno = 0;
-	if (getgrnam(value) == NULL)
-		cfg_error(cfg, "group: no such group '%s'%s%s", value,
-		    errno != 0 ? ": " : "", errno != 0 ? strerror(errno) : "");
+	if (priv_lookup_group(value, &gid, err, sizeof(err)) < 0)
+		cfg_error(cfg, "%s", err);
+	else if (gid == 0)
+		cfg_error(cfg,
+		    "group: '%s' has gid 0 and would keep what root's "
+		    "group may read and write",
+		    value);
 	return 0;
 }
 

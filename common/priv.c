@@ -14,19 +14,48 @@
 
 #include "common/priv.h"
 
+/* The reason a lookup found nothing, or "" for plain "no such name"
+ * (getpwnam(3) lists the errno values that mean just that). */
+static const char *
+priv_lookup_why(int e)
+{
+	if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM)
+		return "";
+	return strerror(e);
+}
+
+int
+priv_lookup_group(const char *group, gid_t *gid, char *err, size_t errlen)
+{
+	struct group *gr;
+
+	errno = 0;
+	gr = getgrnam(group);
+	if (gr == NULL) {
+		const char *why = priv_lookup_why(errno);
+
+		snprintf(err, errlen, "group: no such group '%s'%s%s", group,
+		    why[0] ? ": " : "", why);
+		return -1;
+	}
+	*gid = gr->gr_gid;
+	return 0;
+}
+
 int
 priv_resolve(const char *user, const char *group, struct priv_id *id, char *err,
     size_t errlen)
 {
 	struct passwd *pw;
-	struct group *gr;
 
 	memset(id, 0, sizeof(*id));
 	errno = 0;
 	pw = getpwnam(user);
 	if (pw == NULL) {
+		const char *why = priv_lookup_why(errno);
+
 		snprintf(err, errlen, "user: no such user '%s'%s%s", user,
-		    errno != 0 ? ": " : "", errno != 0 ? strerror(errno) : "");
+		    why[0] ? ": " : "", why);
 		return -1;
 	}
 	if (pw->pw_uid == 0) {
@@ -43,16 +72,15 @@ priv_resolve(const char *user, const char *group, struct priv_id *id, char *err,
 	memcpy(id->name, user, strlen(user) + 1);
 	id->uid = pw->pw_uid;
 	id->gid = pw->pw_gid;
-	if (group == NULL)
-		return 0;
-	errno = 0;
-	gr = getgrnam(group);
-	if (gr == NULL) {
-		snprintf(err, errlen, "group: no such group '%s'%s%s", group,
-		    errno != 0 ? ": " : "", errno != 0 ? strerror(errno) : "");
+	if (group != NULL &&
+	    priv_lookup_group(group, &id->gid, err, errlen) < 0)
+		return -1;
+	if (id->gid == 0) {
+		snprintf(err, errlen,
+		    "group: gid 0 would keep what root's group may read and "
+		    "write (set group to another)");
 		return -1;
 	}
-	id->gid = gr->gr_gid;
 	return 0;
 }
 

@@ -20,11 +20,15 @@ struct priv_id {
 /*
  * Looks up user (a name) and group (a name, or NULL for the user's primary
  * group) in the passwd and group databases (NSS). Returns 0, or -1 with
- * "user: no such user 'x'" (or the group's) in err. A user with uid 0 is
- * refused: it would keep every privilege.
+ * "user: no such user 'x'" (or the group's) in err. A user with uid 0, or
+ * a group with gid 0, is refused: it would keep root's privileges.
  */
 int priv_resolve(const char *user, const char *group, struct priv_id *id,
     char *err, size_t errlen);
+
+/* Looks up a group by name into *gid; -1 with "group: no such group 'x'"
+ * in err if there is none. */
+int priv_lookup_group(const char *group, gid_t *gid, char *err, size_t errlen);
 
 /*
  * Becomes id for good: the supplementary groups of id->name (initgroups,

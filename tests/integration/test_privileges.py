@@ -210,6 +210,7 @@ def test_a_control_socket_directory_the_user_cannot_write_is_refused(
     ('user = "nobody"\ngroup = "no-such-group-mx"\n',
      "group: no such group 'no-such-group-mx'"),
     ('user = "root"\n', "user: 'root' has uid 0 and keeps every privilege"),
+    ('user = "nobody"\ngroup = "root"\n', "group: 'root' has gid 0"),
     ('user = "no body"\n', "user: bad user or group name 'no body'"),
 ])
 def test_check_names_the_line_of_a_bad_user_or_group(opendir, extra,
@@ -313,3 +314,28 @@ def test_a_spool_below_a_directory_the_user_cannot_enter_is_refused(opendir):
     assert len(fatal) == 1, log
     assert fatal[0].endswith("fatal: spool directory %s: Permission denied "
                              "for user nobody" % d.spool), fatal
+
+
+def test_a_reload_cannot_bind_a_privileged_port_once_root_is_gone(opendir):
+    """Only a restart, as root, can add a port below 1024: a reload is
+    refused, the running ports stay."""
+    d = opendir(extra=AS_NOBODY)
+    d.start()
+    port = privileged_port()
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace('listen = {"127.0.0.1:%d"}' % d.port,
+                             'listen = {"127.0.0.1:%d", "127.0.0.1:%d"}'
+                             % (d.port, port)))
+    r = subprocess.run([os.path.join(os.path.dirname(MXSPOOLD), "mxspoolctl"),
+                        "-c", d.conf, "reload"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1
+    assert "cannot listen on 127.0.0.1:%d: Permission denied" % port \
+        in r.stderr, r.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), 1).close()
+    c = ehlo(d)
+    assert c.cmd("NOOP")[0].startswith("250 ")
+    c.close()

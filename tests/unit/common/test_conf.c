@@ -428,6 +428,9 @@ test_user_and_group_are_names_that_exist(void **state)
 	assert_errors(GOOD "user = \"root\"\n",
 	    "F:2: user: 'root' has uid 0 and keeps every privilege (leave "
 	    "user unset to run as root)\n");
+	assert_errors(GOOD "user = \"nobody\"\ngroup = \"root\"\n",
+	    "F:3: group: 'root' has gid 0 and would keep what root's group may "
+	    "read and write\n");
 	assert_errors(GOOD "user = \"a:b\"\n",
 	    "F:2: user: bad user or group name 'a:b'\n");
 	assert_errors(GOOD "group = \"nogroup\"\n",
