@@ -25,6 +25,7 @@
 
 #include "common/conf.h"
 #include "common/idn.h"
+#include "common/priv.h"
 #include "common/xmem.h"
 
 #define CONF_FILE_MAX (1024 * 1024)
@@ -34,6 +35,8 @@ static const char *conf_cur_path;
 static char *conf_errs;
 static size_t conf_errs_len;
 static int conf_nerrs;
+/* Where group and control_socket_owner were set, for conf_check. */
+static int conf_group_line, conf_owner_line;
 
 /* An error found outside libconfuse's parse (no cfg at hand). */
 static void __attribute__((format(printf, 1, 2)))
@@ -242,6 +245,10 @@ conf_cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	if (strcmp(opt->name, "group") == 0)
+		conf_group_line = cfg->line;
+	else if (strcmp(opt->name, "control_socket_owner") == 0)
+		conf_owner_line = cfg->line;
 	for (const char *p = value; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
 		    *p != '.') {
@@ -250,6 +257,46 @@ conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 			break;
 		}
 	*(const char **)result = value;
+	return 0;
+}
+
+/*
+ * `user` and `group`: a name the passwd or group database knows, checked
+ * here so that -t reports one that does not exist with its line. "" is
+ * unset.
+ */
+static int
+conf_cb_user(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct priv_id id;
+	char err[256];
+	int nerrs = conf_nerrs;
+
+	conf_cb_account(cfg, opt, value, result);
+	if (value[0] == '\0' || conf_nerrs > nerrs)
+		return 0;
+	if (priv_resolve(value, NULL, &id, err, sizeof(err)) < 0)
+		cfg_error(cfg, "%s", err);
+	return 0;
+}
+
+static int
+conf_cb_group(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char err[256];
+	gid_t gid;
+	int nerrs = conf_nerrs;
+
+	conf_cb_account(cfg, opt, value, result);
+	if (value[0] == '\0' || conf_nerrs > nerrs)
+		return 0;
+	if (priv_lookup_group(value, &gid, err, sizeof(err)) < 0)
+		cfg_error(cfg, "%s", err);
+	else if (gid == 0)
+		cfg_error(cfg,
+		    "group: '%s' has gid 0 and would keep what root's "
+		    "group may read and write",
+		    value);
 	return 0;
 }
 
@@ -569,6 +616,8 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("metrics_listen", "127.0.0.1:9125", CFGF_NONE, conf_cb_opt_addr),
+    CFG_STR_CB("user", "", CFGF_NONE, conf_cb_user),
+    CFG_STR_CB("group", "", CFGF_NONE, conf_cb_group),
     CFG_STR_LIST_CB("relay_domains", 0, CFGF_NODEFAULT, conf_cb_domain),
     CFG_STR_CB("log_level", "info", CFGF_NONE, conf_cb_log_level),
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
@@ -835,6 +884,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	    (unsigned)strtoul(cfg_getstr(cfg, "control_socket_mode"), NULL, 8);
 	cf->control_socket_owner = conf_opt_path(cfg, "control_socket_owner");
 	cf->control_socket_group = conf_opt_path(cfg, "control_socket_group");
+	cf->user = conf_opt_path(cfg, "user");
+	cf->group = conf_opt_path(cfg, "group");
 	if (cfg_getstr(cfg, "metrics_listen")[0] != '\0') {
 		cf->metrics_listen = xcalloc(1, sizeof(*cf->metrics_listen));
 		if (conf_parse_addr(cfg_getstr(cfg, "metrics_listen"),
@@ -961,6 +1012,8 @@ conf_has_plain(cfg_t *cfg, const char *name)
 static void
 conf_check(cfg_t *cfg, int hint)
 {
+	const char *user, *owner;
+
 	if (cfg_size(cfg, "relay_domains") == 0) {
 		if (hint > 0)
 			cfg->line = hint;
@@ -975,6 +1028,21 @@ conf_check(cfg_t *cfg, int hint)
 	}
 	if (cfg_size(cfg, "listen") == 0)
 		cfg_error(cfg, "listen: missing required value");
+	/* user and group: reported at the line of the option they refuse. */
+	user = cfg_getstr(cfg, "user");
+	owner = cfg_getstr(cfg, "control_socket_owner");
+	if (cfg_getstr(cfg, "group")[0] != '\0' && user[0] == '\0') {
+		cfg->line = conf_group_line;
+		cfg_error(cfg, "group: set without user (the group is the "
+			       "one mxspoold switches to with user)");
+	}
+	if (user[0] != '\0' && owner[0] != '\0' && strcmp(owner, user) != 0) {
+		cfg->line = conf_owner_line;
+		cfg_error(cfg,
+		    "control_socket_owner: must be empty or the same as user "
+		    "'%s' (the socket is made after the switch to user)",
+		    user);
+	}
 }
 
 int
@@ -991,6 +1059,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_errs = NULL;
 	conf_errs_len = 0;
 	conf_nerrs = 0;
+	conf_group_line = conf_owner_line = 0;
 
 	text = conf_read_file(path, &why);
 	if (text == NULL) {
@@ -1050,6 +1119,8 @@ conf_free(struct conf *cf)
 	free(cf->control_socket);
 	free(cf->control_socket_owner);
 	free(cf->control_socket_group);
+	free(cf->user);
+	free(cf->group);
 	free(cf->metrics_listen);
 	conf_free_list(cf->relay_domains, cf->nrelay_domains);
 	free(cf->tls_cert_file);

@@ -91,6 +91,8 @@ struct conf {
 	char *control_socket_owner;       /* user name; NULL: the daemon's */
 	char *control_socket_group;       /* group name; NULL: the daemon's */
 	struct conf_addr *metrics_listen; /* /metrics, /healthz; NULL: off */
+	char *user;  /* who mxspoold becomes after start; NULL: no switch */
+	char *group; /* its group; NULL: the user's primary group */
 	char **relay_domains; /* lower-case A-labels; ".x.com": below it */
 	size_t nrelay_domains;
 	enum log_level log_level;

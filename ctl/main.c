@@ -1,8 +1,10 @@
 /* mxspoold: the daemon's entry point. */
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/priv.h"
 #include "common/xmem.h"
 #include "ctl/ctl.h"
 #include "ctl/httpd.h"
@@ -58,9 +61,13 @@ usage(FILE *fp)
 	    "  control_socket  " CONF_DEFAULT_CONTROL_SOCKET "\n");
 }
 
-/* mkdir -p, mode 0700 for what it creates. */
+/*
+ * mkdir -p, with mode for what it creates; each directory it creates is
+ * given to owner (when not NULL), so that the daemon can still use it
+ * after it drops root.
+ */
 static int
-mkdirs(const char *path)
+mkdirs(const char *path, mode_t mode, const struct priv_id *owner)
 {
 	char buf[PATH_MAX];
 	size_t len = strlen(path);
@@ -70,32 +77,123 @@ mkdirs(const char *path)
 		return -1;
 	}
 	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
 			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
+		if (p[-1] != '/') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, mode) == 0) {
+				if (owner != NULL &&
+				    chown(buf, owner->uid, owner->gid) < 0)
+					return -1;
+			} else if (errno != EEXIST)
+				return -1;
+			*p = c;
+		}
+		if (*p == '\0')
+			break;
 	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -1;
 	return 0;
 }
 
-static void
-daemon_prepare_spool(const struct conf *cf)
+/* Whether directory path has no entries. */
+static bool
+dir_is_empty(const char *path)
 {
+	DIR *dir = opendir(path);
+	struct dirent *de;
+	bool empty = true;
+
+	if (dir == NULL)
+		return false;
+	while (empty && (de = readdir(dir)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 ||
+			strcmp(de->d_name, "..") == 0;
+	closedir(dir);
+	return empty;
+}
+
+/*
+ * Before the switch to user (as root, when user is set): makes the spool
+ * directory and the control socket's directory, giving what it creates to
+ * the user. An empty spool directory someone else owns (as `make install`
+ * leaves it) is given to the user too: it holds no mail yet. One with
+ * mail in it is left as it is, for daemon_check_dirs to refuse.
+ */
+static void
+daemon_prepare_dirs(const struct conf *cf, const struct priv_id *owner)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(cf->control_socket, '/');
 	struct stat st;
 
-	if (mkdirs(cf->spool_dir) < 0)
+	if (mkdirs(cf->spool_dir, 0700, owner) < 0)
 		fatal("spool directory %s: cannot create: %s", cf->spool_dir,
 		    strerror(errno));
 	if (stat(cf->spool_dir, &st) < 0 || !S_ISDIR(st.st_mode))
 		fatal("spool directory %s: not a directory", cf->spool_dir);
-	if (access(cf->spool_dir, R_OK | W_OK | X_OK) < 0)
+	if (owner != NULL && st.st_uid != owner->uid &&
+	    dir_is_empty(cf->spool_dir)) {
+		if (chown(cf->spool_dir, owner->uid, owner->gid) < 0)
+			fatal("spool directory %s: cannot give it to user %s: "
+			      "%s",
+			    cf->spool_dir, owner->name, strerror(errno));
+		log_info("spool directory %s: empty, given to user %s",
+		    cf->spool_dir, owner->name);
+	}
+	/* The socket's directory: the socket is made after the switch. */
+	if (slash != NULL && slash != cf->control_socket &&
+	    (size_t)(slash - cf->control_socket) < sizeof(dir)) {
+		memcpy(dir, cf->control_socket,
+		    (size_t)(slash - cf->control_socket));
+		dir[slash - cf->control_socket] = '\0';
+		if (mkdirs(dir, 0755, owner) < 0)
+			fatal("control socket %s: cannot create its directory: "
+			      "%s",
+			    cf->control_socket, strerror(errno));
+	}
+}
+
+/*
+ * After the switch (or without one): the spool directory must be usable by
+ * whoever the daemon now is, for RocksDB opens files in it for as long as
+ * it runs. access(2) asks with the real ids, which now are the user's.
+ */
+static void
+daemon_check_dirs(const struct conf *cf)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(cf->control_socket, '/');
+	struct stat st;
+
+	if (stat(cf->spool_dir, &st) < 0)
+		fatal("spool directory %s: %s%s%s", cf->spool_dir,
+		    strerror(errno), cf->user != NULL ? " for user " : "",
+		    cf->user != NULL ? cf->user : "");
+	if (access(cf->spool_dir, R_OK | W_OK | X_OK) < 0) {
+		if (cf->user != NULL)
+			fatal("spool directory %s: not writable by user %s "
+			      "(it belongs to uid %u, gid %u, mode %04o): %s; "
+			      "give it to the user (chown -R) or set user",
+			    cf->spool_dir, cf->user, (unsigned)st.st_uid,
+			    (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777),
+			    strerror(errno));
 		fatal("spool directory %s: not writable: %s", cf->spool_dir,
 		    strerror(errno));
+	}
+	if (cf->user != NULL && slash != NULL && slash != cf->control_socket &&
+	    (size_t)(slash - cf->control_socket) < sizeof(dir)) {
+		memcpy(dir, cf->control_socket,
+		    (size_t)(slash - cf->control_socket));
+		dir[slash - cf->control_socket] = '\0';
+		if (access(dir, W_OK | X_OK) < 0)
+			fatal(
+			    "control socket %s: its directory is not writable "
+			    "by user %s: %s",
+			    cf->control_socket, cf->user, strerror(errno));
+	}
 }
 
 /*
@@ -146,6 +244,14 @@ report_idn_names(const struct conf *cf, const char *path, FILE *out)
 	free(text);
 }
 
+/* Whether two optional strings are equal (both NULL is equal). */
+static bool
+same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	       (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /*
  * Reads the config again. An invalid one is refused (its errors logged and
  * returned) and the old one stays; a valid one is handed to every part,
@@ -179,6 +285,10 @@ daemon_reload(void *arg, char **errors)
 	if (strcmp(cf->spool_dir, d->cf->spool_dir) != 0)
 		log_warn("reload: spool_dir %s takes effect at the next start",
 		    cf->spool_dir);
+	if (!same_str(cf->user, d->cf->user) ||
+	    !same_str(cf->group, d->cf->group))
+		log_warn(
+		    "reload: user and group take effect at the next start");
 	log_set_level(cf->log_level);
 	server_set_conf(d->srv, cf);
 	if (dns_set_conf(d->dns, cf) < 0)
@@ -240,6 +350,7 @@ main(int argc, char **argv)
 	const char *path = CONF_DEFAULT_PATH;
 	struct daemon d = {0};
 	char err[512], *errors;
+	struct priv_id id;
 	int ch, check = 0;
 
 	while ((ch = getopt(argc, argv, "c:thv")) != -1) {
@@ -288,18 +399,19 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* GMime, for the 8BITMIME downgrade: set up once, before the loop. */
 	downgrade_init();
-	daemon_prepare_spool(d.cf);
+	if (d.cf->user != NULL &&
+	    priv_resolve(d.cf->user, d.cf->group, &id, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	/* Without root only the user it already is will do: say so first. */
+	if (d.cf->user != NULL && geteuid() != 0 &&
+	    priv_drop(&id, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	daemon_prepare_dirs(
+	    d.cf, d.cf->user != NULL && geteuid() == 0 ? &id : NULL);
 
 	d.base = event_base_new();
 	if (d.base == NULL)
 		fatal("cannot create the event loop");
-	if (queue_open(&d.q, d.cf, d.base, err, sizeof(err)) < 0)
-		fatal("%s", err);
-	if (dns_new(&d.dns, d.cf, d.base) < 0)
-		fatal("cannot start the DNS resolver");
-	d.sched = sched_new(d.base, d.cf, d.q, d.dns, &client_deliver_ops);
-	d.srv = server_new(d.base, d.cf, d.q);
-	server_set_dns(d.srv, d.dns);
 	/*
 	 * Signals are caught before anyone can connect: a client that sees
 	 * the port open may stop the daemon at once, and must get a clean
@@ -311,8 +423,35 @@ main(int argc, char **argv)
 	d.sig_int = evsignal_new(d.base, SIGINT, daemon_on_signal, &d);
 	evsignal_add(d.sig_term, NULL);
 	evsignal_add(d.sig_int, NULL);
-	if (server_listen(d.srv, err, sizeof(err)) < 0)
+	/*
+	 * What needs root, while the daemon may still have it: binding the
+	 * listen ports (25 is below 1024) and the TLS key (often readable by
+	 * root alone). They listen once everything else is ready.
+	 */
+	d.srv = server_new(d.base, d.cf, NULL);
+	if (server_bind(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
+	/*
+	 * Then the switch, for good, before any thread starts (RocksDB's and
+	 * the writer's): everything below runs as the user.
+	 */
+	if (d.cf->user != NULL) {
+		if (priv_drop(&id, err, sizeof(err)) < 0)
+			fatal("%s", err);
+		log_info("running as user %s (uid %u), group id %u", id.name,
+		    (unsigned)id.uid, (unsigned)id.gid);
+	} else if (geteuid() == 0)
+		log_warn("running as root: set user (mxspool.conf(5)) so that "
+			 "mxspoold gives root up once its ports are open");
+	daemon_check_dirs(d.cf);
+
+	if (queue_open(&d.q, d.cf, d.base, err, sizeof(err)) < 0)
+		fatal("%s", err);
+	if (dns_new(&d.dns, d.cf, d.base) < 0)
+		fatal("cannot start the DNS resolver");
+	d.sched = sched_new(d.base, d.cf, d.q, d.dns, &client_deliver_ops);
+	server_set_queue(d.srv, d.q);
+	server_set_dns(d.srv, d.dns);
 	{
 		struct ctl_deps deps = {
 		    .q = d.q, .sched = d.sched, .dns = d.dns, .srv = d.srv};
@@ -326,6 +465,9 @@ main(int argc, char **argv)
 		if (httpd_listen(d.httpd, err, sizeof(err)) < 0)
 			log_err("%s: metrics are off", err);
 	}
+	/* Last: a client that can connect finds everything running. */
+	if (server_start(d.srv, err, sizeof(err)) < 0)
+		fatal("%s", err);
 
 	for (size_t i = 0; i < d.cf->nlisten; i++)
 		log_info("listening on %s", d.cf->listen[i].text);

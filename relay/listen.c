@@ -10,6 +10,8 @@
 #include "common/xmem.h"
 #include "relay/listen.h"
 
+#define LISTEN_BACKLOG 1024
+
 struct listen_set {
 	struct evconnlistener **l;
 	struct conf_addr *addrs; /* what each listener is bound to */
@@ -17,8 +19,9 @@ struct listen_set {
 	evconnlistener_errorcb errcb;
 };
 
+/* A socket bound to a; listening too if now (else listen_start does). */
 static evutil_socket_t
-listen_socket(const struct conf_addr *a)
+listen_socket(const struct conf_addr *a, bool now)
 {
 	int fd, one = 1;
 
@@ -33,7 +36,7 @@ listen_socket(const struct conf_addr *a)
 		(void)setsockopt(
 		    fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&a->sa, a->salen) < 0 ||
-	    listen(fd, 1024) < 0) {
+	    (now && listen(fd, LISTEN_BACKLOG) < 0)) {
 		int e = errno;
 		close(fd);
 		errno = e;
@@ -44,9 +47,9 @@ listen_socket(const struct conf_addr *a)
 
 static struct evconnlistener *
 listen_one(struct event_base *base, const struct conf_addr *a,
-    evconnlistener_cb cb, void *arg, char *err, size_t errlen)
+    evconnlistener_cb cb, void *arg, bool now, char *err, size_t errlen)
 {
-	evutil_socket_t fd = listen_socket(a);
+	evutil_socket_t fd = listen_socket(a, now);
 	struct evconnlistener *l;
 
 	if (fd < 0) {
@@ -54,8 +57,12 @@ listen_one(struct event_base *base, const struct conf_addr *a,
 		    strerror(errno));
 		return NULL;
 	}
+	/* Backlog 0: libevent leaves listen(2) to us (a negative one would
+	 * call it again, with a backlog of 128). */
 	l = evconnlistener_new(base, cb, arg,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+		(now ? 0 : LEV_OPT_DISABLED),
+	    0, fd);
 	if (l == NULL) {
 		snprintf(err, errlen, "cannot listen on %s: %s", a->text,
 		    strerror(errno));
@@ -82,7 +89,7 @@ listen_find(const struct listen_set *ls, const struct conf_addr *a)
 static struct listen_set *
 listen_build(struct listen_set *old, struct event_base *base,
     const struct conf_addr *addrs, size_t naddrs, evconnlistener_cb cb,
-    void *arg, char *err, size_t errlen)
+    void *arg, bool now, char *err, size_t errlen)
 {
 	struct listen_set *ls = xcalloc(1, sizeof(*ls));
 
@@ -98,11 +105,13 @@ listen_build(struct listen_set *old, struct event_base *base,
 			ls->l[i] = old->l[k];
 			continue;
 		}
-		ls->l[i] = listen_one(base, &addrs[i], cb, arg, err, errlen);
+		ls->l[i] =
+		    listen_one(base, &addrs[i], cb, arg, now, err, errlen);
 		if (ls->l[i] == NULL) {
 			/* Give back nothing of old's; close what is new. */
 			for (size_t j = 0; j < i; j++)
-				if (old == NULL || listen_find(old, &addrs[j]) < 0)
+				if (old == NULL ||
+				    listen_find(old, &addrs[j]) < 0)
 					evconnlistener_free(ls->l[j]);
 			free(ls->l);
 			free(ls->addrs);
@@ -119,7 +128,31 @@ struct listen_set *
 listen_open(struct event_base *base, const struct conf_addr *addrs,
     size_t naddrs, evconnlistener_cb cb, void *arg, char *err, size_t errlen)
 {
-	return listen_build(NULL, base, addrs, naddrs, cb, arg, err, errlen);
+	return listen_build(
+	    NULL, base, addrs, naddrs, cb, arg, true, err, errlen);
+}
+
+struct listen_set *
+listen_bind(struct event_base *base, const struct conf_addr *addrs,
+    size_t naddrs, evconnlistener_cb cb, void *arg, char *err, size_t errlen)
+{
+	return listen_build(
+	    NULL, base, addrs, naddrs, cb, arg, false, err, errlen);
+}
+
+int
+listen_start(struct listen_set *ls, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ls->n; i++) {
+		if (listen(evconnlistener_get_fd(ls->l[i]), LISTEN_BACKLOG) <
+		    0) {
+			snprintf(err, errlen, "cannot listen on %s: %s",
+			    ls->addrs[i].text, strerror(errno));
+			return -1;
+		}
+		evconnlistener_enable(ls->l[i]);
+	}
+	return 0;
 }
 
 struct listen_set *
@@ -128,7 +161,7 @@ listen_update(struct listen_set *ls, struct event_base *base,
     void *arg, char *err, size_t errlen)
 {
 	struct listen_set *nls =
-	    listen_build(ls, base, addrs, naddrs, cb, arg, err, errlen);
+	    listen_build(ls, base, addrs, naddrs, cb, arg, true, err, errlen);
 
 	if (nls == NULL)
 		return NULL;

@@ -1035,6 +1035,12 @@ server_set_dns(struct server *srv, struct dns *dns)
 	srv->dns = dns;
 }
 
+void
+server_set_queue(struct server *srv, struct queue *q)
+{
+	srv->q = q;
+}
+
 struct smtp_sess *
 smtp_sess_find(struct server *srv, uint64_t sid)
 {
@@ -1260,16 +1266,30 @@ server_load_tls(
 }
 
 int
-server_listen(struct server *srv, char *err, size_t errlen)
+server_bind(struct server *srv, char *err, size_t errlen)
 {
 	if (server_load_tls(srv, srv->cf, err, errlen) < 0)
 		return -1;
-	srv->listeners = listen_open(srv->base, srv->cf->listen,
+	srv->listeners = listen_bind(srv->base, srv->cf->listen,
 	    srv->cf->nlisten, server_on_accept, srv, err, errlen);
 	if (srv->listeners == NULL)
 		return -1;
 	listen_set_error_cb(srv->listeners, server_on_accept_error);
 	return 0;
+}
+
+int
+server_start(struct server *srv, char *err, size_t errlen)
+{
+	return listen_start(srv->listeners, err, errlen);
+}
+
+int
+server_listen(struct server *srv, char *err, size_t errlen)
+{
+	if (server_bind(srv, err, errlen) < 0)
+		return -1;
+	return server_start(srv, err, errlen);
 }
 
 int

@@ -23,9 +23,20 @@ struct server *server_new(
  * address; on failure says what in err.
  */
 int server_listen(struct server *srv, char *err, size_t errlen);
+/*
+ * server_listen in two steps: server_bind loads the TLS certificate and
+ * binds every listen address (what may need root), server_start listens
+ * on them (what lets clients in). Each says what failed in err.
+ */
+int server_bind(struct server *srv, char *err, size_t errlen);
+int server_start(struct server *srv, char *err, size_t errlen);
 /* Look up each client's name (PTR, confirmed forward) with dns, for the
  * log and the Received header; it never delays a session. */
 void server_set_dns(struct server *srv, struct dns *dns);
+/* Sets the queue sessions spool into: server_new may get NULL, so that
+ * the listeners are bound (as root) before the spool is opened (as the
+ * configured user); it must be set before the event loop runs. */
+void server_set_queue(struct server *srv, struct queue *q);
 /*
  * Listens on exactly cf's addresses: those still listed keep their
  * sockets (no connection is refused meanwhile), new ones open, the rest

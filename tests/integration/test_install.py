@@ -2,6 +2,7 @@
 PREFIX=/usr, and the installed programs look where it put things."""
 
 import os
+import pwd
 import re
 import stat
 import subprocess
@@ -81,21 +82,44 @@ def test_the_template_refuses_to_run_until_relay_domains_is_set(installed):
     assert "example.com\"}\n" not in re.sub(r"(?m)^#.*\n", "", text)
     assert "127.0.0.1:2526" not in text
     daemon = installed / "usr/sbin/mxspoold"
+    # The template sets user "mxspool" (make install creates no account):
+    # where there is no such user, -t says so too, with its line.
+    user_line = text.splitlines().index('user = "mxspool"') + 1
+    try:
+        pwd.getpwnam("mxspool")
+        no_user = ""
+    except KeyError:
+        no_user = "%s:%d: user: no such user 'mxspool'\n" % (conf, user_line)
     r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
                        text=True)
     assert r.returncode == 1
+    assert r.stderr.startswith(no_user), r.stderr
     m = re.fullmatch(re.escape(str(conf)) + r":(\d+): relay_domains: not set "
                      r"\(the domains this backup MX accepts mail for\)\n",
-                     r.stderr)
+                     r.stderr[len(no_user):])
     assert m, r.stderr
     # The line is the template's commented-out relay_domains.
     line = text.splitlines()[int(m.group(1)) - 1]
     assert line.startswith("#relay_domains = "), line
-    # With the one required option set, the rest of the template is valid.
     conf.write_text(text + '\nrelay_domains = {"example.org"}\n')
     r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
                        text=True)
-    assert r.returncode == 0 and r.stderr == ""
+    assert r.returncode == (1 if no_user else 0) and r.stderr == no_user, \
+        r.stderr
+    # With the one required option set and a user that exists, the rest of
+    # the template is valid.
+    conf.write_text(text.replace('user = "mxspool"', 'user = "nobody"') +
+                    '\nrelay_domains = {"example.org"}\n')
+    r = subprocess.run([daemon, "-t", "-c", conf], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def test_make_run_keeps_the_identity_it_is_started_with():
+    """The development config sets no user: make run, as root or not,
+    switches to nobody."""
+    dev = open(os.path.join(ROOT, "etc", "mxspool-dev.conf")).read()
+    assert not re.search(r"(?m)^\s*(user|group)\s*=", dev)
 
 
 def test_a_second_install_keeps_the_operators_config(installed):

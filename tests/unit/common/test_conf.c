@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -372,15 +373,75 @@ test_template_config_wants_relay_domains_and_nothing_else(void **state)
 	char *errs = NULL;
 	struct conf *cf = NULL;
 
+	const char *p;
+
 	(void)state;
 	assert_int_equal(conf_load(&cf, "etc/mxspool.conf", &errs), -1);
-	assert_non_null(strstr(errs,
+	p = errs;
+	/* The template sets user "mxspool": where the account does not exist
+	 * (make install creates none), that is reported too. */
+	if (getpwnam("mxspool") == NULL) {
+		const char *want = ": user: no such user 'mxspool'\n";
+
+		assert_int_equal(strncmp(p, "etc/mxspool.conf:", 17), 0);
+		p = strchr(p, '\n') + 1;
+		assert_int_equal(
+		    strncmp(p - strlen(want), want, strlen(want)), 0);
+	}
+	assert_non_null(strstr(p,
 	    ": relay_domains: not set (the domains this backup MX accepts mail "
 	    "for)\n"));
-	assert_int_equal(strncmp(errs, "etc/mxspool.conf:", 17), 0);
+	assert_int_equal(strncmp(p, "etc/mxspool.conf:", 17), 0);
 	/* One line: no other error. */
-	assert_ptr_equal(strchr(errs, '\n'), errs + strlen(errs) - 1);
+	assert_ptr_equal(strchr(p, '\n'), errs + strlen(errs) - 1);
 	free(errs);
+}
+
+static void
+test_user_and_group_are_names_that_exist(void **state)
+{
+	char *errs = NULL;
+	struct conf *cf;
+	const char *text = GOOD "user = \"nobody\"\ngroup = \"nogroup\"\n";
+	int fd;
+
+	(void)state;
+	assert_null(load_errors(GOOD "user = \"\"\ngroup = \"\"\n"));
+	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
+	fd = mkstemp(conf_path);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	assert_int_equal(conf_load(&cf, conf_path, &errs), 0);
+	unlink(conf_path);
+	assert_string_equal(cf->user, "nobody");
+	assert_string_equal(cf->group, "nogroup");
+	conf_free(cf);
+	assert_int_equal(conf_load(&cf, "etc/mxspool-dev.conf", &errs), 0);
+	assert_null(cf->user); /* make run: no switch */
+	assert_null(cf->group);
+	conf_free(cf);
+
+	assert_errors(GOOD "user = \"no-such-user-mx\"\n",
+	    "F:2: user: no such user 'no-such-user-mx'\n");
+	assert_errors(GOOD "user = \"nobody\"\n\ngroup = \"no-such-group\"\n",
+	    "F:4: group: no such group 'no-such-group'\n");
+	assert_errors(GOOD "user = \"root\"\n",
+	    "F:2: user: 'root' has uid 0 and keeps every privilege (leave "
+	    "user unset to run as root)\n");
+	assert_errors(GOOD "user = \"nobody\"\ngroup = \"root\"\n",
+	    "F:3: group: 'root' has gid 0 and would keep what root's group may "
+	    "read and write\n");
+	assert_errors(GOOD "user = \"a:b\"\n",
+	    "F:2: user: bad user or group name 'a:b'\n");
+	assert_errors(GOOD "group = \"nogroup\"\n",
+	    "F:2: group: set without user (the group is the one mxspoold "
+	    "switches to with user)\n");
+	assert_errors(GOOD
+	    "user = \"nobody\"\ncontrol_socket_owner = \"root\"\n",
+	    "F:3: control_socket_owner: must be empty or the same as user "
+	    "'nobody' (the socket is made after the switch to user)\n");
+	assert_null(load_errors(
+	    GOOD "user = \"nobody\"\ncontrol_socket_owner = \"nobody\"\n"));
 }
 
 static void
@@ -845,6 +906,7 @@ main(void)
 	    cmocka_unit_test(test_development_config_is_valid),
 	    cmocka_unit_test(
 		test_template_config_wants_relay_domains_and_nothing_else),
+	    cmocka_unit_test(test_user_and_group_are_names_that_exist),
 	    cmocka_unit_test(test_route_parses_every_form),
 	    cmocka_unit_test(test_route_rejects_bad_forms),
 	    cmocka_unit_test(test_domain_sections_override_global_policy),
