@@ -39,13 +39,21 @@
 #define HTTPD_MAX_HEADERS 8192
 #define HTTPD_MAX_BODY 1024
 
-/* A connection's deadline. It holds a reference to the connection's
- * bufferevent, so that it can tell whether evhttp still uses it. */
+/* Read ahead of evhttp's parser, at most: a request is far smaller. */
+#define HTTPD_READ_MAX 65536
+
+/*
+ * A connection's deadline. It holds a reference to the connection's
+ * bufferevent, so that it can tell whether evhttp still uses it; the
+ * bufferevent closes the socket when the last reference goes
+ * (BEV_OPT_CLOSE_ON_FREE, which evhttp honours), so that no other
+ * connection can get the descriptor while the reference keeps the
+ * bufferevent's events registered on it.
+ */
 struct httpd_conn {
 	TAILQ_ENTRY(httpd_conn) entry;
-	struct httpd *h;
 	struct bufferevent *bev;
-	struct event *deadline;
+	time_t deadline; /* monotonic seconds */
 };
 
 struct httpd {
@@ -55,6 +63,7 @@ struct httpd {
 	struct evhttp *http;
 	struct conf_addr addr; /* where it listens, when http is set */
 	TAILQ_HEAD(, httpd_conn) conns;
+	struct event *tick; /* each second while there are conns */
 };
 
 struct gauge_dest {
@@ -270,36 +279,58 @@ httpd_on_healthz(struct evhttp_request *req, void *arg)
 		    req, HTTP_SERVUNAVAIL, "Service Unavailable", NULL);
 }
 
-static void
-httpd_conn_free(struct httpd_conn *hc)
+static const struct timeval httpd_tick = {1, 0};
+
+static time_t
+httpd_now(void)
 {
-	TAILQ_REMOVE(&hc->h->conns, hc, entry);
-	event_free(hc->deadline);
-	bufferevent_decref(hc->bev);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void
+httpd_conn_free(struct httpd *h, struct httpd_conn *hc)
+{
+	TAILQ_REMOVE(&h->conns, hc, entry);
+	bufferevent_decref(hc->bev); /* the last one closes the socket */
 	free(hc);
 }
 
 /*
- * A connection's time is up. evhttp clears a bufferevent's callbacks when
- * it frees it: if they are still set, the client is still sending or
- * being answered, and shutting the socket down makes evhttp close it (its
- * fd is still open: evhttp closes it only after clearing the callbacks).
+ * Each second: a connection evhttp is done with (it clears a bufferevent's
+ * callbacks when it frees it) is let go, which closes its socket; one
+ * still in use past its deadline is shut down, which makes evhttp free
+ * it, and it goes at the next tick.
  */
 static void
-httpd_on_deadline(evutil_socket_t fd, short what, void *arg)
+httpd_on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct httpd_conn *hc = arg;
-	bufferevent_data_cb readcb = NULL;
-	evutil_socket_t s;
+	struct httpd *h = arg;
+	struct httpd_conn *hc, *next;
+	time_t now = httpd_now();
 
 	(void)fd, (void)what;
-	bufferevent_getcb(hc->bev, &readcb, NULL, NULL, NULL);
-	if (readcb != NULL && (s = bufferevent_getfd(hc->bev)) >= 0) {
-		log_info("metrics: closing a client over the %ds deadline",
-		    HTTPD_DEADLINE);
-		shutdown(s, SHUT_RDWR);
+	for (hc = TAILQ_FIRST(&h->conns); hc != NULL; hc = next) {
+		bufferevent_data_cb readcb = NULL;
+		evutil_socket_t s;
+
+		next = TAILQ_NEXT(hc, entry);
+		bufferevent_getcb(hc->bev, &readcb, NULL, NULL, NULL);
+		if (readcb == NULL) {
+			httpd_conn_free(h, hc);
+		} else if (now >= hc->deadline &&
+			   (s = bufferevent_getfd(hc->bev)) >= 0) {
+			log_info("metrics: closing a client over the %ds "
+				 "deadline",
+			    HTTPD_DEADLINE);
+			shutdown(s, SHUT_RDWR);
+			hc->deadline = now + HTTPD_DEADLINE; /* once */
+		}
 	}
-	httpd_conn_free(hc);
+	if (!TAILQ_EMPTY(&h->conns))
+		evtimer_add(h->tick, &httpd_tick);
 }
 
 /* evhttp's bufferevent for each connection it accepts: ours, to time it. */
@@ -308,18 +339,17 @@ httpd_new_bev(struct event_base *base, void *arg)
 {
 	struct httpd *h = arg;
 	struct httpd_conn *hc = xcalloc(1, sizeof(*hc));
-	struct timeval tv = {HTTPD_DEADLINE, 0};
 
-	/* No BEV_OPT_CLOSE_ON_FREE: evhttp closes the socket itself. */
-	hc->bev = bufferevent_socket_new(base, -1, 0);
+	hc->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (hc->bev == NULL) {
 		free(hc);
 		return NULL; /* evhttp makes its own, untimed */
 	}
-	hc->h = h;
+	bufferevent_setwatermark(hc->bev, EV_READ, 0, HTTPD_READ_MAX);
 	bufferevent_incref(hc->bev);
-	hc->deadline = evtimer_new(base, httpd_on_deadline, hc);
-	evtimer_add(hc->deadline, &tv);
+	hc->deadline = httpd_now() + HTTPD_DEADLINE;
+	if (TAILQ_EMPTY(&h->conns))
+		evtimer_add(h->tick, &httpd_tick);
 	TAILQ_INSERT_TAIL(&h->conns, hc, entry);
 	return hc->bev;
 }
@@ -341,6 +371,7 @@ httpd_new(
 	h->cf = cf;
 	h->deps = *deps;
 	TAILQ_INIT(&h->conns);
+	h->tick = evtimer_new(base, httpd_on_tick, h);
 	return h;
 }
 
@@ -435,6 +466,7 @@ httpd_free(struct httpd *h)
 	if (h->http != NULL)
 		evhttp_free(h->http);
 	while (!TAILQ_EMPTY(&h->conns))
-		httpd_conn_free(TAILQ_FIRST(&h->conns));
+		httpd_conn_free(h, TAILQ_FIRST(&h->conns));
+	event_free(h->tick);
 	free(h);
 }

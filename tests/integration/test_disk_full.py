@@ -63,19 +63,7 @@ def body(n):
 
 
 def send_one(d, msg):
-    """(code, text, qid or None) of one message in its own session. A
-    session that gets no reply is tried again (XXX: now and then a session
-    stalls in DATA with no reply, under any spool state: a relay/ matter
-    left to its own fix; the stalled message was never acknowledged)."""
-    for _ in range(3):
-        try:
-            return send_once(d, msg)
-        except (OSError, smtplib.SMTPServerDisconnected):
-            continue
-    return send_once(d, msg)
-
-
-def send_once(d, msg):
+    """(code, text, qid or None) of one message in its own session."""
     with smtplib.SMTP("127.0.0.1", d.port, timeout=15) as s:
         s.ehlo("client.test")
         s.mail("a@sender.test")

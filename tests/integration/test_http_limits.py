@@ -106,3 +106,26 @@ def test_a_trickling_client_is_closed_at_the_deadline(served):
     assert closed, "still open after %.1fs" % took
     assert 9 <= took <= 13, took
     assert "over the 10s deadline" in d.log()
+
+
+def test_a_closed_metrics_connection_never_takes_an_smtp_sessions_data(served):
+    """A metrics connection's descriptor, once evhttp is done with it,
+    must not be registered for reading when an SMTP session gets the same
+    number: it used to read part of that session's message, and the
+    session waited forever for the rest."""
+    import smtplib
+    d = served
+    body = b"Subject: big\r\n\r\n" + b"".join(
+        b"%075d\r\n" % i for i in range(1400))  # 108 kB
+    for i in range(10):
+        s = socket.create_connection(("127.0.0.1", d.mport))
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert answer(s).split(b" ")[1] == b"200"
+        s.close()
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as c:
+            c.ehlo("client.test")
+            c.mail("a@sender.test")
+            c.rcpt("user@example.com")
+            code, text = c.data(body)
+            assert code == 250, (i, code, text)
+    assert d.stop() == 0
