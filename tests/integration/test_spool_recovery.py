@@ -387,3 +387,20 @@ def test_mxspoold_refuses_in_strict_mode_and_salvages_with_a_metric(daemon):
     lost = lost_to(batches, at, at + 1)
     assert set(qids) - lost <= kept
     assert kept < set(qids) and len(kept) == held
+
+
+def test_spool_recovery_takes_strict_or_salvage_only(tmp_path):
+    from conftest import MXSPOOLD
+    conf = tmp_path / "m.conf"
+    for value, ok in (("strict", True), ("salvage", True), ("maybe", False),
+                      ("", False), ("Strict", False)):
+        conf.write_text('relay_domains = {"example.com"}\n'
+                        'spool_dir = "%s"\n'
+                        'spool_recovery = "%s"\n' % (tmp_path / "spool", value))
+        r = subprocess.run([MXSPOOLD, "-t", "-c", str(conf)], capture_output=True, text=True)
+        if ok:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 1
+            assert r.stderr == ("%s:3: spool_recovery: '%s' is not one of strict, salvage\n"
+                                % (conf, value))
