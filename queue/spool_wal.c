@@ -40,12 +40,13 @@ spool_wal_list(const char *dir, struct spool_wals *ws, char *err, size_t errlen)
 		return -1;
 	}
 	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
 		char *end;
 		unsigned long long num;
 		struct spool_wal *w;
 
 		if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
-		    strlen(de->d_name) >= sizeof(w->name))
+		    len >= sizeof(w->name))
 			continue;
 		errno = 0;
 		num = strtoull(de->d_name, &end, 10);
@@ -55,10 +56,11 @@ spool_wal_list(const char *dir, struct spool_wals *ws, char *err, size_t errlen)
 		w = &ws->w[ws->n++];
 		memset(w, 0, sizeof(*w));
 		w->number = num;
-		snprintf(w->name, sizeof(w->name), "%s", de->d_name);
+		memcpy(w->name, de->d_name, len + 1);
 	}
 	closedir(d);
-	qsort(ws->w, ws->n, sizeof(*ws->w), spool_wal_cmp);
+	if (ws->n > 1)
+		qsort(ws->w, ws->n, sizeof(*ws->w), spool_wal_cmp);
 	return 0;
 }
 
@@ -69,7 +71,9 @@ spool_wal_list(const char *dir, struct spool_wals *ws, char *err, size_t errlen)
  * what its cut-short end held had been acknowledged: the next log was
  * only started after it). A tail that is more than a cut-short record
  * (garbage a power cut left in an unsynced write) is no damage either,
- * but RocksDB refuses it unless it stops there (point-in-time mode).
+ * but RocksDB refuses it in kTolerateCorruptedTailRecords mode, and in
+ * point-in-time mode would stop there and not replay the later logs: as
+ * nothing intact is in it, it is read skipping what does not read.
  */
 int
 spool_wal_check(const char *dir, struct spool_wals *ws,
@@ -90,7 +94,7 @@ spool_wal_check(const char *dir, struct spool_wals *ws,
 			return -1;
 		w->damaged = w->wc.damage_at != WALCHECK_NONE;
 		if (w->wc.tail_garbage)
-			ws->mode = SPOOL_WAL_POINT_IN_TIME;
+			ws->mode = SPOOL_WAL_SKIP_ANY;
 		if (w->wc.batches == 0)
 			continue;
 		if (prev != NULL && w->wc.first_seq != prev->wc.next_seq) {

@@ -15,11 +15,7 @@
 #include "queue/walcheck.h"
 
 /* RocksDB's WALRecoveryMode, which its C API takes as a plain int. */
-enum {
-	SPOOL_WAL_TOLERATE_TAIL = 0,
-	SPOOL_WAL_POINT_IN_TIME = 2,
-	SPOOL_WAL_SKIP_ANY = 3
-};
+enum { SPOOL_WAL_TOLERATE_TAIL = 0, SPOOL_WAL_SKIP_ANY = 3 };
 
 /* The write-ahead logs in the spool: RocksDB's NNNNNN.log files. */
 struct spool_wal {

@@ -256,6 +256,22 @@ def test_a_torn_tail_recovers_quietly_in_strict_mode_too(tmp_path):
             assert "verified %d acknowledged messages" % len(acks) in r.stdout
             assert r.stderr == ""
             assert not os.path.exists(os.path.join(spool, "quarantine"))
+            # Opened as always: replay without a flush, which would drop
+            # the logs; past a bad tail (known to hold nothing intact, and
+            # followed by the next start's log) skipping it.
+            opts = open(max(glob.glob(os.path.join(spool, "OPTIONS-*")),
+                            key=lambda p: int(p.rsplit("-", 1)[1]))).read()
+            assert "avoid_flush_during_recovery=true" in opts
+            assert "wal_recovery_mode=%s" % (
+                "kTolerateCorruptedTailRecords" if tail == "cut record"
+                else "kSkipAnyCorruptedRecords") in opts, tail
+        # Mail acknowledged in the next log, after the bad tail, is
+        # replayed too.
+        more, _ = run_cycle(TOOL, spool, 99, 0.5, 4)
+        assert len(wal_files(spool)) >= 2
+        rc, out, err = verify(spool, acks + more)
+        assert rc == 0 and err == "", out[-2000:] + err[-2000:]
+        assert "verified %d acknowledged messages" % len(acks + more) in out
 
 
 def test_a_log_cut_short_before_acknowledged_records_is_not_quiet(tmp_path):
