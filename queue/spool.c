@@ -387,9 +387,10 @@ spool_drop_index(struct spool *sp, char *err, size_t errlen)
 }
 
 /*
- * Replays the logs skipping whatever does not read (RocksDB's
- * kSkipAnyCorruptedRecords), flushing what was read to tables during the
- * recovery, after which RocksDB deletes the logs; drops the index.
+ * Replays the logs, rewritten to their intact batches, skipping whatever
+ * still does not read (kSkipAnyCorruptedRecords), and flushes what was
+ * read to tables during the recovery, after which RocksDB deletes the
+ * logs; drops the index.
  */
 static int
 spool_salvage(const char *dir, char *err, size_t errlen)
@@ -523,6 +524,10 @@ spool_open(struct spool **spp, const char *dir, bool salvage,
 			    dir, rec->wal, rec->wal_offset, rec->why,
 			    rec->lost_bytes, rec->quarantine + strlen(dir) + 1,
 			    rec->kept_batches);
+		st = QUEUE_EIO;
+		goto out;
+	}
+	if (spool_wal_rewrite(dir, &ws, err, errlen) < 0) {
 		st = QUEUE_EIO;
 		goto out;
 	}

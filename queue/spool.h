@@ -34,8 +34,9 @@ struct spool_recovery {
  * never acknowledged) is dropped quietly. Damage before it (acknowledged
  * mail) is logged with what it covers and the damaged logs are copied to
  * DIR/quarantine/<UTC time>/ first; then with salvage, every intact
- * record after the damage is kept (RocksDB's kSkipAnyCorruptedRecords,
- * after which RocksDB deletes the logs) and the index and counters are
+ * record after the damage is kept (the logs rewritten to their intact
+ * write batches, replayed with kSkipAnyCorruptedRecords and flushed,
+ * after which RocksDB deletes them) and the index and counters are
  * dropped to be rebuilt from the envelopes; without, the open fails and
  * err names the file and the way to salvage it. rec (may be NULL) says
  * what was found. Returns a queue_status; err says why in one line.

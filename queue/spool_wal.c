@@ -278,3 +278,32 @@ spool_wal_in_use(const char *dir)
 	close(fd);
 	return busy;
 }
+
+int
+spool_wal_rewrite(
+    const char *dir, const struct spool_wals *ws, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ws->n; i++) {
+		char path[PATH_MAX], tmp[PATH_MAX];
+
+		if (!ws->w[i].damaged && !ws->all)
+			continue;
+		if (!spool_wal_path(path, sizeof(path), dir, ws->w[i].name, "",
+			err, errlen) ||
+		    !spool_wal_path(tmp, sizeof(tmp), dir, ws->w[i].name,
+			".salvaged", err, errlen) ||
+		    walcheck_rewrite(path, tmp, err, errlen) < 0)
+			return -1;
+		if (rename(tmp, path) < 0) {
+			snprintf(err, errlen, "spool %s: cannot rename %s: %s",
+			    dir, tmp, strerror(errno));
+			return -1;
+		}
+	}
+	if (spool_sync_dir(dir) < 0) {
+		snprintf(err, errlen, "spool %s: cannot sync it: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -43,6 +43,14 @@ int spool_wal_check(const char *dir, struct spool_wals *ws,
  * DIR/quarantine/YYYYMMDDTHHMMSSZ/, named in rec->quarantine. 0 or -1. */
 int spool_wal_quarantine(const char *dir, const struct spool_wals *ws,
     struct spool_recovery *rec, char *err, size_t errlen);
+/*
+ * Replaces each damaged log (all with ws->all) by one of its intact write
+ * batches alone (walcheck_rewrite), so that the recovery reads every one
+ * of them and nothing else: RocksDB's own skipping, past damage, can put
+ * together fragments that do not belong together. 0, or -1 with err set.
+ */
+int spool_wal_rewrite(
+    const char *dir, const struct spool_wals *ws, char *err, size_t errlen);
 /* Whether another process holds RocksDB's lock on DIR/LOCK. */
 bool spool_wal_in_use(const char *dir);
 /* dir/name+suffix into buf; false, with err set, if it is too long. */

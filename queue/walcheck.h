@@ -48,6 +48,22 @@ uint32_t walcheck_crc32c(uint32_t crc, const void *p, size_t len);
  */
 void walcheck_scan(const unsigned char *buf, size_t len, struct walcheck *wc);
 
+/* walcheck_scan, giving cb each intact write batch (borrowed for the
+ * call), in order. */
+typedef void walcheck_batch_cb(
+    void *arg, const unsigned char *batch, size_t len);
+void walcheck_scan_batches(const unsigned char *buf, size_t len,
+    struct walcheck *wc, walcheck_batch_cb *cb, void *arg);
+
+/*
+ * Writes to the file `to` (made or emptied, mode 0600, synced) a log of
+ * the intact write batches of the log at `from`, laid out afresh: what
+ * a recovery can read whole, the damage left out. Returns 0, or -1 with
+ * err set.
+ */
+int walcheck_rewrite(
+    const char *from, const char *to, char *err, size_t errlen);
+
 /* walcheck_scan on the file at path. Returns 0, or -1 with err set. */
 int walcheck_file(
     const char *path, struct walcheck *wc, char *err, size_t errlen);

@@ -6,8 +6,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -350,6 +352,47 @@ test_every_single_byte_damage_is_survived(void **state)
 	free(l.p);
 }
 
+/* A rewritten log holds exactly the batches that read, laid out anew:
+ * nothing unreadable left, only the gap in sequence numbers. */
+static void
+test_a_rewrite_keeps_every_intact_batch_and_nothing_else(void **state)
+{
+	char from[] = "/tmp/walcheck-from-XXXXXX", to[64], err[256];
+	struct log l = {0};
+	struct walcheck before, after;
+	int fd = mkstemp(from);
+
+	(void)state;
+	assert_true(fd >= 0);
+	add_batch(&l, 1, 2, 1000);
+	add_batch(&l, 3, 5, 100000);
+	add_batch(&l, 8, 2, 1000);
+	add_batch(&l, 10, 2, 40000);
+	add_batch(&l, 12, 2, 1000);
+	l.p[2 * B + 500] ^= 0x80;
+	assert_int_equal(write(fd, l.p, l.len), (ssize_t)l.len);
+	close(fd);
+	snprintf(to, sizeof(to), "%s.new", from);
+	scan(&l, &before);
+	assert_int_equal(walcheck_rewrite(from, to, err, sizeof(err)), 0);
+	assert_int_equal(walcheck_file(to, &after, err, sizeof(err)), 0);
+	assert_int_equal(after.batches, before.batches);
+	assert_int_equal(after.batches, 4);
+	assert_int_equal(after.first_seq, 1);
+	assert_int_equal(after.next_seq, 14);
+	assert_int_equal(after.lost_bytes, 0);
+	assert_int_equal(after.lost_seqs, 5);
+	assert_string_equal(after.why, "sequence numbers missing");
+	assert_int_equal(after.intact_end, after.size);
+	assert_false(after.tail_garbage);
+	/* A log that does not exist is an error, not a crash. */
+	assert_int_equal(
+	    walcheck_rewrite("/nonexistent/x", to, err, sizeof(err)), -1);
+	unlink(from);
+	unlink(to);
+	free(l.p);
+}
+
 int
 main(void)
 {
@@ -370,6 +413,8 @@ main(void)
 	    cmocka_unit_test(test_a_bad_length_in_the_middle_is_damage),
 	    cmocka_unit_test(test_recyclable_records_read_too),
 	    cmocka_unit_test(test_every_single_byte_damage_is_survived),
+	    cmocka_unit_test(
+		test_a_rewrite_keeps_every_intact_batch_and_nothing_else),
 	};
 
 	return cmocka_run_group_tests_name("queue/walcheck", tests, NULL, NULL);
