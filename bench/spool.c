@@ -183,7 +183,7 @@ bench_fill(const char *dir, long count, bool indexed)
 	char cnt[QINDEX_COUNT];
 	struct spool_batch *b;
 
-	if (spool_open(&sp, dir, err, sizeof(err)) != QUEUE_OK) {
+	if (spool_open(&sp, dir, false, NULL, err, sizeof(err)) != QUEUE_OK) {
 		fprintf(stderr, "bench: %s\n", err);
 		return 1;
 	}

@@ -459,6 +459,17 @@ conf_cb_dns_prefer(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+static int
+conf_cb_spool_recovery(
+    cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (strcmp(value, "strict") != 0 && strcmp(value, "salvage") != 0)
+		cfg_error(cfg, "%s: '%s' is not one of strict, salvage",
+		    opt->name, value);
+	*(const char **)result = value;
+	return 0;
+}
+
 /* An optional file that must be readable when given. */
 static int
 conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -610,6 +621,7 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
     CFG_STR_CB("spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_path),
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
+    CFG_STR_CB("spool_recovery", "salvage", CFGF_NONE, conf_cb_spool_recovery),
     CFG_STR_CB(
 	"control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE, conf_cb_path),
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
@@ -879,6 +891,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 
 	cf->spool_dir = xstrdup(cfg_getstr(cfg, "spool_dir"));
 	cf->spool_min_free = (uint64_t)cfg_getint(cfg, "spool_min_free");
+	cf->spool_recovery_strict =
+	    strcmp(cfg_getstr(cfg, "spool_recovery"), "strict") == 0;
 	cf->control_socket = xstrdup(cfg_getstr(cfg, "control_socket"));
 	cf->control_socket_mode =
 	    (unsigned)strtoul(cfg_getstr(cfg, "control_socket_mode"), NULL, 8);

@@ -86,6 +86,9 @@ struct conf {
 	size_t nlisten;
 	char *spool_dir;
 	uint64_t spool_min_free; /* refuse mail (452 4.3.1) below this */
+	/* A write-ahead log damaged before its tail: refuse to start
+	 * (strict), or keep what reads after the damage (salvage). */
+	bool spool_recovery_strict;
 	char *control_socket;
 	unsigned control_socket_mode;     /* permission bits, default 0660 */
 	char *control_socket_owner;       /* user name; NULL: the daemon's */

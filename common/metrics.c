@@ -40,6 +40,12 @@ static const struct {
 	"Recipient 5xx replies the rejection guard held instead of bouncing."},
     [M_CONNECTIONS] = {"mxspool_connections_total",
 	"Inbound SMTP connections accepted."},
+    [M_WAL_DAMAGED_BYTES] = {"mxspool_spool_wal_damaged_bytes_total",
+	"Bytes of the spool's write-ahead log found unreadable at start."},
+    [M_WAL_LOST_UPDATES] = {"mxspool_spool_wal_lost_updates_total",
+	"Spool updates (key writes) lost to write-ahead log damage."},
+    [M_WAL_SALVAGED] = {"mxspool_spool_wal_salvaged_batches_total",
+	"Intact write batches kept after write-ahead log damage."},
 };
 
 static const struct {
@@ -333,7 +339,10 @@ metrics_json(void)
 	    [M_DEFERRED] = "deferred",
 	    [M_BOUNCED] = "bounced",
 	    [M_SUSPECT] = "suspect",
-	    [M_CONNECTIONS] = "connections"};
+	    [M_CONNECTIONS] = "connections",
+	    [M_WAL_DAMAGED_BYTES] = "wal_damaged_bytes",
+	    [M_WAL_LOST_UPDATES] = "wal_lost_updates",
+	    [M_WAL_SALVAGED] = "wal_salvaged_batches"};
 	json_t *o = json_object(), *commit;
 
 	pthread_mutex_lock(&metrics_lock);

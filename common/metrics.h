@@ -21,6 +21,10 @@ enum metric {
 	M_BOUNCED,     /* recipients returned to their sender with a DSN */
 	M_SUSPECT,     /* 5xx held by the rejection guard, not bounced */
 	M_CONNECTIONS, /* inbound SMTP connections accepted */
+	/* A write-ahead log damaged before its tail, found at start. */
+	M_WAL_DAMAGED_BYTES, /* bytes of log that could not be read */
+	M_WAL_LOST_UPDATES,  /* sequence numbers (key writes) lost */
+	M_WAL_SALVAGED,      /* intact write batches kept after damage */
 	M_NMETRICS
 };
 

@@ -575,6 +575,7 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 {
 	struct queue *q;
 	struct spool *sp;
+	struct spool_recovery rec;
 	char last[QID_SIZE + 1];
 	int64_t t0 = commit_now_ns();
 	bool indexed;
@@ -583,8 +584,14 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 	void *val;
 
 	*qp = NULL;
-	if (spool_open(&sp, cf->spool_dir, err, errlen) != QUEUE_OK)
+	if (spool_open(&sp, cf->spool_dir, !cf->spool_recovery_strict, &rec,
+		err, errlen) != QUEUE_OK)
 		return -1;
+	if (rec.salvaged) {
+		metrics_add(M_WAL_DAMAGED_BYTES, rec.lost_bytes);
+		metrics_add(M_WAL_LOST_UPDATES, rec.lost_updates);
+		metrics_add(M_WAL_SALVAGED, rec.kept_batches);
+	}
 	q = xcalloc(1, sizeof(*q));
 	q->base = base;
 	q->cf = cf;

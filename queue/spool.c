@@ -12,19 +12,26 @@
  * and in default, "format" -> "2" once the index and the counters are
  * kept (a spool from before them is indexed by one scan at start).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/xmem.h"
 #include "queue/qid.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
+#include "queue/spool_wal.h"
 
 #define SPOOL_QUARANTINE "quarantine/"
 #define SPOOL_KEY_MAX 64 /* longer keys (only from corruption) are cut */
@@ -40,6 +47,14 @@ enum {
 	CF_COUNT
 };
 
+/*
+ * The last sequence number known synced, 8 bytes big-endian, written
+ * (not synced) after every synced write: a log cut short before that
+ * point lost acknowledged mail, which the log alone cannot show. Never
+ * ahead of the synced log, so a power cut only makes it less telling.
+ */
+#define SPOOL_MARK "walmark"
+
 #define SPOOL_FORMAT_KEY "format"
 #define SPOOL_FORMAT "2"
 
@@ -53,6 +68,7 @@ struct spool {
 	rocksdb_compactionfilter_t *known_filter;
 	_Atomic int64_t known_max_age; /* seconds; 0: keep for ever */
 	char *dir;
+	int mark_fd; /* SPOOL_MARK, or -1 */
 };
 
 /* A batch is built on the loop and written by the writer thread. */
@@ -120,8 +136,13 @@ spool_db_options(void)
 	 */
 	rocksdb_options_set_keep_log_file_num(o, 3);
 	rocksdb_options_set_info_log_level(o, 4 /* FATAL */);
-	/* A crash recovers every synced write (point-in-time recovery). */
-	rocksdb_options_set_wal_recovery_mode(o, 2);
+	/*
+	 * A record cut short at the end of the log (a crash in the middle
+	 * of a write, never acknowledged) is dropped; damage before it is
+	 * an error (kTolerateCorruptedTailRecords). spool_wal_check has
+	 * looked first and chooses otherwise when it must.
+	 */
+	rocksdb_options_set_wal_recovery_mode(o, SPOOL_WAL_TOLERATE_TAIL);
 	return o;
 }
 
@@ -132,12 +153,13 @@ spool_db_options(void)
  * RocksDB's C API has no setter for these two.
  */
 static rocksdb_options_t *
-spool_db_options_fast(void)
+spool_db_options_fast(int wal_recovery_mode)
 {
 	rocksdb_options_t *base = spool_db_options();
 	rocksdb_options_t *o = rocksdb_options_create();
 	char *err = NULL;
 
+	rocksdb_options_set_wal_recovery_mode(base, wal_recovery_mode);
 	rocksdb_get_options_from_string(base,
 	    "avoid_flush_during_recovery=true;avoid_flush_during_shutdown=true",
 	    o, &err);
@@ -240,17 +262,21 @@ spool_cf_options(struct spool *sp, int cf)
 	return o;
 }
 
-int
-spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
+/* Opens the database with o (taking it). *corrupt: RocksDB said so. */
+static int
+spool_open_db(struct spool **spp, const char *dir, rocksdb_options_t *o,
+    bool *corrupt, char *err, size_t errlen)
 {
 	static const char *names[CF_COUNT] = {
 	    "default", "meta", "body", "known", "dest", "index", "lanes"};
 	struct spool *sp = xcalloc(1, sizeof(*sp));
-	char *rerr = NULL;
+	char *rerr = NULL, path[PATH_MAX];
 
 	*spp = NULL;
+	*corrupt = false;
+	sp->mark_fd = -1;
 	sp->dir = xstrdup(dir);
-	sp->opts = spool_db_options_fast();
+	sp->opts = o;
 	for (int i = 0; i < CF_COUNT; i++)
 		sp->cf_opts[i] = spool_cf_options(sp, i);
 	sp->db = rocksdb_open_column_families(sp->opts, dir, CF_COUNT, names,
@@ -266,6 +292,7 @@ spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 			free(rerr);
 			st = QUEUE_EIO;
 		} else if (rerr != NULL) {
+			*corrupt = strncmp(rerr, "Corruption", 10) == 0;
 			st = spool_classify(rerr);
 			snprintf(err, errlen, "spool %s: %s", dir, rerr);
 			free(rerr);
@@ -281,6 +308,16 @@ spool_open(struct spool **spp, const char *dir, char *err, size_t errlen)
 	sp->wnosync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(sp->wnosync, 0);
 	sp->ropts = rocksdb_readoptions_create();
+	if (!spool_wal_path(
+		path, sizeof(path), dir, SPOOL_MARK, "", err, errlen) ||
+	    (sp->mark_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) <
+		0) {
+		if (sp->mark_fd < 0)
+			snprintf(err, errlen, "spool %s: %s: %s", dir, path,
+			    strerror(errno));
+		spool_close(sp);
+		return QUEUE_EIO;
+	}
 	*spp = sp;
 	return QUEUE_OK;
 }
@@ -315,6 +352,258 @@ spool_reopen(struct spool *sp, char *err, size_t errlen)
 	return QUEUE_OK;
 }
 
+/* The mark's sequence number; 0 if there is none. */
+static uint64_t
+spool_mark_get(struct spool *sp)
+{
+	unsigned char b[8];
+	uint64_t v = 0;
+
+	if (pread(sp->mark_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		return 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+static void
+spool_mark_set(struct spool *sp, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (unsigned char)(v & 0xff);
+	if (pwrite(sp->mark_fd, b, sizeof(b), 0) != (ssize_t)sizeof(b))
+		log_warn(
+		    "spool %s: %s: %s", sp->dir, SPOOL_MARK, strerror(errno));
+}
+
+/*
+ * Empties the index and the counters and takes the mark that says they
+ * are kept: after a salvage they may count what was lost, so queue_open
+ * builds them again from the envelopes.
+ */
+static int
+spool_drop_index(struct spool *sp, char *err, size_t errlen)
+{
+	static const int cfs[] = {CF_INDEX, CF_LANES};
+	rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+	char *rerr = NULL;
+
+	for (size_t i = 0; i < sizeof(cfs) / sizeof(cfs[0]) && rerr == NULL;
+	     i++) {
+		rocksdb_iterator_t *it = rocksdb_create_iterator_cf(
+		    sp->db, sp->ropts, sp->cf[cfs[i]]);
+
+		for (rocksdb_iter_seek_to_first(it);
+		     rocksdb_iter_valid(it) && rerr == NULL;
+		     rocksdb_iter_next(it)) {
+			size_t klen;
+			const char *k = rocksdb_iter_key(it, &klen);
+
+			rocksdb_writebatch_delete_cf(
+			    wb, sp->cf[cfs[i]], k, klen);
+			if (rocksdb_writebatch_count(wb) >= 10000) {
+				rocksdb_write(sp->db, sp->wnosync, wb, &rerr);
+				rocksdb_writebatch_clear(wb);
+			}
+		}
+		if (rerr == NULL)
+			rocksdb_iter_get_error(it, &rerr);
+		rocksdb_iter_destroy(it);
+	}
+	rocksdb_writebatch_delete_cf(
+	    wb, sp->cf[CF_DEFAULT], SPOOL_FORMAT_KEY, strlen(SPOOL_FORMAT_KEY));
+	if (rerr == NULL)
+		rocksdb_write(sp->db, sp->wsync, wb, &rerr);
+	rocksdb_writebatch_destroy(wb);
+	if (rerr != NULL)
+		return spool_fail(rerr, err, errlen);
+	return QUEUE_OK;
+}
+
+/*
+ * Replays the logs, rewritten to their intact batches, skipping whatever
+ * still does not read (kSkipAnyCorruptedRecords), and flushes what was
+ * read to tables during the recovery, after which RocksDB deletes the
+ * logs; drops the index.
+ */
+static int
+spool_salvage(const char *dir, char *err, size_t errlen)
+{
+	rocksdb_options_t *o = spool_db_options();
+	struct spool *sp;
+	bool corrupt;
+	int st;
+
+	rocksdb_options_set_wal_recovery_mode(o, SPOOL_WAL_SKIP_ANY);
+	if ((st = spool_open_db(&sp, dir, o, &corrupt, err, errlen)) !=
+	    QUEUE_OK)
+		return st;
+	st = spool_drop_index(sp, err, errlen);
+	spool_close(sp);
+	return st;
+}
+
+/*
+ * Whether sequence numbers known synced (SPOOL_MARK) are missing from
+ * what RocksDB replayed: a log cut short before its real end. Then the
+ * last log that holds any is marked damaged, at its end.
+ */
+static bool
+spool_check_mark(
+    struct spool *sp, struct spool_wals *ws, struct spool_recovery *rec)
+{
+	uint64_t mark = spool_mark_get(sp);
+	uint64_t seq = rocksdb_get_latest_sequence_number(sp->db);
+	struct spool_wal *w = NULL;
+
+	if (mark <= seq)
+		return false;
+	for (size_t i = ws->n; i-- > 0 && w == NULL;)
+		if (ws->w[i].wc.batches > 0)
+			w = &ws->w[i];
+	rec->damaged = true;
+	rec->lost_updates = mark - seq;
+	snprintf(rec->why, sizeof(rec->why),
+	    "cut short: %" PRIu64 " synced updates missing after its end",
+	    mark - seq);
+	if (w == NULL) {
+		snprintf(rec->wal, sizeof(rec->wal), "*.log");
+		ws->all = true;
+		return true;
+	}
+	snprintf(rec->wal, sizeof(rec->wal), "%s", w->name);
+	rec->wal_offset = w->wc.size;
+	w->damaged = true;
+	w->wc.damage_at = w->wc.size;
+	w->wc.lost_seqs = mark - seq;
+	snprintf(w->wc.why, sizeof(w->wc.why), "cut short");
+	return true;
+}
+
+int
+spool_open(struct spool **spp, const char *dir, bool salvage,
+    struct spool_recovery *rec, char *err, size_t errlen)
+{
+	struct spool_recovery mine;
+	struct spool_wals ws = {0};
+	bool corrupt = false;
+	int st = QUEUE_EIO;
+
+	*spp = NULL;
+	if (rec == NULL)
+		rec = &mine;
+	memset(rec, 0, sizeof(*rec));
+	if (spool_wal_in_use(dir)) {
+		snprintf(
+		    err, errlen, "spool %s is in use by another process", dir);
+		return QUEUE_EIO;
+	}
+	if (spool_wal_check(dir, &ws, rec, err, errlen) < 0)
+		goto out;
+	if (!rec->damaged) {
+		st = spool_open_db(spp, dir, spool_db_options_fast(ws.mode),
+		    &corrupt, err, errlen);
+		if (st == QUEUE_OK) {
+			if (spool_check_mark(*spp, &ws, rec)) {
+				spool_close(*spp);
+				*spp = NULL;
+			} else
+				goto out;
+		} else if (!corrupt) {
+			goto out;
+		} else {
+			/* RocksDB saw what the scan did not: copy every log. */
+			rec->damaged = true;
+			snprintf(rec->wal, sizeof(rec->wal), "*.log");
+			snprintf(rec->why, sizeof(rec->why), "%s",
+			    err + strlen("spool ") + strlen(dir) + 2);
+			log_warn("spool %s: RocksDB finds its write-ahead log "
+				 "damaged (%s)",
+			    dir, rec->why);
+			ws.all = true;
+		}
+	}
+	if (spool_wal_quarantine(dir, &ws, rec, err, errlen) < 0) {
+		st = QUEUE_EIO;
+		goto out;
+	}
+	for (size_t i = 0; i < ws.n; i++)
+		if (ws.w[i].damaged)
+			log_warn("spool %s: write-ahead log %s damaged at byte "
+				 "%" PRIu64 " (%s): %" PRIu64
+				 " bytes and %" PRIu64
+				 " updates unreadable; %" PRIu64
+				 " intact write batches after it; copied to %s",
+			    dir, ws.w[i].name, ws.w[i].wc.damage_at,
+			    ws.w[i].wc.why, ws.w[i].wc.lost_bytes,
+			    ws.w[i].wc.lost_seqs, ws.w[i].wc.after,
+			    rec->quarantine);
+	if (!salvage) {
+		/* One line, with the spool named once: a path may be long. */
+		if (ws.all)
+			snprintf(err, errlen,
+			    "spool %s: write-ahead log damaged (%s), logs "
+			    "copied "
+			    "to %s/; to keep what still reads, start with "
+			    "spool_recovery = salvage",
+			    dir, rec->why, rec->quarantine + strlen(dir) + 1);
+		else
+			snprintf(err, errlen,
+			    "spool %s: write-ahead log %s damaged at byte "
+			    "%" PRIu64 " (%s; %" PRIu64
+			    " bytes unreadable), copied to %s/; to "
+			    "keep the %" PRIu64
+			    " intact write batches after it, start "
+			    "with spool_recovery = salvage",
+			    dir, rec->wal, rec->wal_offset, rec->why,
+			    rec->lost_bytes, rec->quarantine + strlen(dir) + 1,
+			    rec->kept_batches);
+		st = QUEUE_EIO;
+		goto out;
+	}
+	if (spool_wal_rewrite(dir, &ws, err, errlen) < 0) {
+		st = QUEUE_EIO;
+		goto out;
+	}
+	if ((st = spool_salvage(dir, err, errlen)) != QUEUE_OK)
+		goto out;
+	/* What salvage left must read cleanly now. */
+	{
+		struct spool_recovery again = {0};
+
+		if (spool_wal_check(dir, &ws, &again, err, errlen) < 0) {
+			st = QUEUE_EIO;
+			goto out;
+		}
+		if (again.damaged) {
+			snprintf(err, errlen,
+			    "spool %s: write-ahead log %s still damaged after "
+			    "salvage (%s); the logs as found are in %s",
+			    dir, again.wal, again.why, rec->quarantine);
+			st = QUEUE_EIO;
+			goto out;
+		}
+	}
+	st = spool_open_db(
+	    spp, dir, spool_db_options_fast(ws.mode), &corrupt, err, errlen);
+	if (st != QUEUE_OK)
+		goto out;
+	rec->salvaged = true;
+	spool_mark_set(*spp, rocksdb_get_latest_sequence_number((*spp)->db));
+	log_warn(
+	    "spool %s: SALVAGED after write-ahead log damage: kept %" PRIu64
+	    " intact write batches after it, lost %" PRIu64 " bytes (%" PRIu64
+	    " updates); the logs as found are in %s; the index is "
+	    "rebuilt from the envelopes",
+	    dir, rec->kept_batches, rec->lost_bytes, rec->lost_updates,
+	    rec->quarantine);
+out:
+	free(ws.w);
+	return st;
+}
+
 void
 spool_close(struct spool *sp)
 {
@@ -336,6 +625,8 @@ spool_close(struct spool *sp)
 		rocksdb_writeoptions_destroy(sp->wnosync);
 	if (sp->ropts != NULL)
 		rocksdb_readoptions_destroy(sp->ropts);
+	if (sp->mark_fd >= 0)
+		close(sp->mark_fd);
 	free(sp->dir);
 	free(sp);
 }
@@ -526,6 +817,8 @@ spool_write(struct spool *sp, struct spool_batch *b, bool sync, char *err,
 	rocksdb_writebatch_destroy(wb);
 	if (rerr != NULL)
 		return spool_fail(rerr, err, errlen);
+	if (sync)
+		spool_mark_set(sp, rocksdb_get_latest_sequence_number(sp->db));
 	return QUEUE_OK;
 }
 

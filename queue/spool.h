@@ -6,6 +6,7 @@
 #ifndef MXSPOOL_SPOOL_H
 #define MXSPOOL_SPOOL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,8 +14,35 @@
 struct spool;
 struct spool_batch;
 
-/* Returns a queue_status; err says why in one line. */
-int spool_open(struct spool **sp, const char *dir, char *err, size_t errlen);
+/* What spool_open found wrong in the write-ahead log, and did about it. */
+struct spool_recovery {
+	bool damaged;              /* unreadable before the tail: mail lost */
+	bool salvaged;             /* and the intact records after it kept */
+	uint64_t lost_bytes;       /* of log that held no readable record */
+	uint64_t lost_updates;     /* sequence numbers (one key written each)
+				      missing; 0 when RocksDB found the damage */
+	uint64_t kept_batches;     /* intact write batches after the damage */
+	uint64_t wal_offset;       /* where the damage starts in wal, bytes */
+	char wal[PATH_MAX];        /* the first damaged log */
+	char why[160];             /* what the damage looked like */
+	char quarantine[PATH_MAX]; /* the copies of the damaged logs */
+};
+
+/*
+ * Opens the spool in dir, made if missing, replaying its write-ahead log.
+ * A record cut short at the log's end (a crash during a write that was
+ * never acknowledged) is dropped quietly. Damage before it (acknowledged
+ * mail) is logged with what it covers and the damaged logs are copied to
+ * DIR/quarantine/<UTC time>/ first; then with salvage, every intact
+ * record after the damage is kept (the logs rewritten to their intact
+ * write batches, replayed with kSkipAnyCorruptedRecords and flushed,
+ * after which RocksDB deletes them) and the index and counters are
+ * dropped to be rebuilt from the envelopes; without, the open fails and
+ * err names the file and the way to salvage it. rec (may be NULL) says
+ * what was found. Returns a queue_status; err says why in one line.
+ */
+int spool_open(struct spool **sp, const char *dir, bool salvage,
+    struct spool_recovery *rec, char *err, size_t errlen);
 void spool_close(struct spool *sp);
 /*
  * Closes sp's database and opens it again in place, with the same options:

@@ -51,7 +51,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: smtpdump body DIR QID | env DIR\n");
 		return 2;
 	}
-	if (spool_open(&sp, argv[2], err, sizeof(err)) != QUEUE_OK) {
+	if (spool_open(&sp, argv[2], false, NULL, err, sizeof(err)) !=
+	    QUEUE_OK) {
 		fprintf(stderr, "smtpdump: %s\n", err);
 		return 1;
 	}

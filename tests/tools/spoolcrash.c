@@ -8,8 +8,9 @@
  *     reported durable: exactly when mxspoold would answer 250.
  *     A refused submission prints "NACK <qid> <reason>" and the submitter
  *     tries again a little later.
- *   spoolcrash verify DIR < acks
- *     Opens the spool as mxspoold does at start (recovery included) and
+ *   spoolcrash verify DIR [strict] < acks
+ *     Opens the spool as mxspoold does at start (recovery included, with
+ *     spool_recovery = salvage, or strict when asked) and
  *     checks that every acknowledged id is there with a byte-identical
  *     body, and audits the index and counters against a full scan of the
  *     envelopes. Exits 0 when all is well, 1 (listing the failures)
@@ -35,6 +36,8 @@
 #include "queue/spool.h"
 
 #define RUN_LIMIT 120 /* seconds: the tool stops by itself in any case */
+
+static bool recovery_strict; /* spool_recovery = strict */
 
 struct tool {
 	struct event_base *base;
@@ -129,10 +132,11 @@ static void
 open_queue(struct tool *t, const char *dir, uint64_t min_free)
 {
 	static struct conf cf;
-	char err[256];
+	char err[1024];
 
 	cf.spool_dir = (char *)(uintptr_t)dir;
 	cf.spool_min_free = min_free;
+	cf.spool_recovery_strict = recovery_strict;
 	t->base = event_base_new();
 	if (queue_open(&t->q, &cf, t->base, err, sizeof(err)) < 0) {
 		fprintf(stderr, "spoolcrash: %s\n", err);
@@ -406,9 +410,9 @@ run_corrupt(const char *dir)
 {
 	struct spool_batch *b = spool_batch_new();
 	struct spool *sp;
-	char err[256];
+	char err[1024];
 
-	if (spool_open(&sp, dir, err, sizeof(err)) != QUEUE_OK) {
+	if (spool_open(&sp, dir, false, NULL, err, sizeof(err)) != QUEUE_OK) {
 		fprintf(stderr, "spoolcrash: %s\n", err);
 		return 1;
 	}
@@ -431,13 +435,16 @@ main(int argc, char **argv)
 		return run_submit(argv[2], atoi(argv[3]),
 		    strtoull(argv[4], NULL, 10),
 		    argc == 6 ? strtoull(argv[5], NULL, 10) : 0);
-	if (argc == 3 && strcmp(argv[1], "verify") == 0)
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "strict") == 0)) &&
+	    strcmp(argv[1], "verify") == 0) {
+		recovery_strict = argc == 4;
 		return run_verify(argv[2]);
+	}
 	if (argc == 3 && strcmp(argv[1], "corrupt") == 0)
 		return run_corrupt(argv[2]);
 	fprintf(stderr,
 	    "usage: spoolcrash submit DIR SUBMITTERS SEED [MIN_FREE]\n"
-	    "       spoolcrash verify DIR < acks\n"
+	    "       spoolcrash verify DIR [strict] < acks\n"
 	    "       spoolcrash corrupt DIR\n");
 	return 2;
 }
