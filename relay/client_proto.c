@@ -14,6 +14,7 @@
 #include "common/utf8.h"
 #include "common/xmem.h"
 #include "relay/client_int.h"
+#include "relay/downgrade.h"
 
 void
 client_reply_init(struct client_reply *r)
@@ -260,15 +261,6 @@ client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext)
 	return xstrndup(buf, len);
 }
 
-static bool
-octets_ascii(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return false;
-	return true;
-}
-
 int
 client_addr_ascii(const char *addr, char **out)
 {
@@ -276,9 +268,9 @@ client_addr_ascii(const char *addr, char **out)
 	char dom[IDN_NAME_SIZE];
 
 	*out = NULL;
-	if (octets_ascii(addr, strlen(addr)))
+	if (downgrade_is_7bit(addr, strlen(addr)))
 		return 0;
-	if (at == NULL || !octets_ascii(addr, (size_t)(at - addr)) ||
+	if (at == NULL || !downgrade_is_7bit(addr, (size_t)(at - addr)) ||
 	    idn_to_ascii(at + 1, dom, sizeof(dom), NULL, 0) != 0)
 		return -1;
 	*out = xasprintf("%.*s@%s", (int)(at - addr), addr, dom);

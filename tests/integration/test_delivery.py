@@ -7,6 +7,7 @@ import email
 import email.policy
 import smtplib
 import time
+import types
 
 import pytest
 
@@ -26,6 +27,11 @@ def config(store, recorder=None, retry="", domain_extra="", extra=""):
     if recorder is not None:
         text += 'bounce_route = "%s"\n' % route(recorder)
     return text + extra
+
+
+def dead_store(port=None):
+    """A store nothing listens for, as route() and config() take it."""
+    return types.SimpleNamespace(lmtp=False, port=port or free_port())
 
 
 def send(d, n=1, rcpts=("user@example.com",), sender="alice@sender.test",
@@ -126,10 +132,7 @@ def test_refused_connections_hold_mail_without_spending_attempts(daemon, store, 
     port = free_port()
     rec = store()
 
-    class Dead:
-        lmtp = False
-    dead = Dead()
-    dead.port = port
+    dead = dead_store(port)
     d = daemon(extra=config(dead, rec)).start()
     send(d, 10)
     time.sleep(3.5)
@@ -229,10 +232,7 @@ def test_null_sender_mail_never_gets_a_dsn(daemon, store):
 def test_warn_after_sends_one_delay_notice_and_max_age_returns_the_mail(daemon, store):
     rec = store()
 
-    class Dead:
-        lmtp = False
-    dead = Dead()
-    dead.port = free_port()
+    dead = dead_store()
     d = daemon(extra=config(dead, rec, retry="warn_after = 2s\n max_age = 5s")).start()
     send(d, 1)
     rec.wait_for(lambda: len(rec.messages()) >= 1, timeout=20, what="the delay notice")

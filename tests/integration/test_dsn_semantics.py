@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for, log_lines
-from test_delivery import config, parse_dsn
+from conftest import wait_for, log_lines
+from test_delivery import config, dead_store, parse_dsn
 from test_downgrade import NO_UTF8
 
 NO_DSN = ["PIPELINING", "SIZE 10485760", "8BITMIME", "ENHANCEDSTATUSCODES",
@@ -115,10 +115,7 @@ def test_a_returned_message_separates_our_words_from_the_stores_reply(daemon, ba
 def test_a_store_that_never_answered_gets_our_words_under_our_type(daemon, backend):
     rec = backend()
 
-    class Dead:
-        lmtp = False
-    dead = Dead()
-    dead.port = free_port()
+    dead = dead_store()
     d = daemon(extra=config(dead, rec, retry="max_age = 3s")).start()
     s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
     s.sendmail("s@client.test", ["x@example.com"], b"Subject: a\r\n\r\na\r\n")
