@@ -268,12 +268,6 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 			res.outcome = OUTCOME_SENT;
 			break;
 		case VERDICT_FAIL:
-			/* Our own verdict: the store said nothing, so there is
-			 * nothing for the rejection guard to doubt. */
-			if (cr->stage == STAGE_LOCAL) {
-				res.outcome = OUTCOME_BOUNCED;
-				break;
-			}
 			switch (dest_judge_5xx(d, m, idx, now)) {
 			case FATE_BOUNCE:
 				res.outcome = OUTCOME_BOUNCED;

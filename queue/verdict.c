@@ -107,8 +107,6 @@ reply_stage_str(enum reply_stage st)
 	switch (st) {
 	case STAGE_NONE:
 		return "none";
-	case STAGE_LOCAL:
-		return "none (local)";
 	case STAGE_MAIL:
 		return "MAIL";
 	case STAGE_RCPT:

@@ -14,13 +14,11 @@
 
 /* The command a reply answered (RFC 5321 4.1.1). */
 enum reply_stage {
-	STAGE_NONE,  /* none: greeting, EHLO, connection lost */
-	STAGE_LOCAL, /* none: our own verdict that the message cannot go to
-			this host (SMTPUTF8, 8BITMIME, SIZE it lacks) */
-	STAGE_MAIL,  /* MAIL FROM */
-	STAGE_RCPT,  /* RCPT TO */
-	STAGE_DATA,  /* DATA, before any content */
-	STAGE_DOT,   /* the end of data or BDAT LAST; LMTP: per recipient */
+	STAGE_NONE, /* none: greeting, EHLO, connection lost, or our own */
+	STAGE_MAIL, /* MAIL FROM */
+	STAGE_RCPT, /* RCPT TO */
+	STAGE_DATA, /* DATA, before any content */
+	STAGE_DOT,  /* the end of data or BDAT LAST; LMTP: per recipient */
 };
 
 enum verdict {

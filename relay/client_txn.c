@@ -382,7 +382,7 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 	/* No reply came; the code is ours, of the dsn's class, so that the
 	 * owner sees a permanent failure. */
 	for (size_t i = 0; i < m->nrcpts; i++)
-		rcpt_set(&m->rcpts[i], STAGE_LOCAL, code, dsn, text);
+		rcpt_set(&m->rcpts[i], STAGE_NONE, code, dsn, text);
 	log_info("%s: client %s: %s", m->qid, cs->relay, text);
 	cs->in_owner = true;
 	cs->cbs.done(cs->arg, cs, m);

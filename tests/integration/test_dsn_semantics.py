@@ -181,10 +181,12 @@ def test_a_reused_connection_found_closed_is_retried_at_once_on_a_new_one(daemon
     assert d.stop() == 0
 
 
-def test_our_own_refusal_is_returned_even_by_a_store_never_heard_from(daemon, backend):
+def test_our_own_refusal_is_held_like_a_stores_5xx_until_the_store_is_trusted(daemon, backend):
     """The client's own 5.6.7 (the store lacks SMTPUTF8 and the recipient
-    is not ASCII) is not a store's 5xx: the rejection guard has nothing to
-    doubt, so it is returned at once, not held as suspect."""
+    is not ASCII) is judged by the rejection guard as a store's 5xx is
+    (contract 2): a store that fell back to HELO or a reduced EHLO while
+    sick must not make mail bounce. Held while the store gave no 2xx
+    lately; returned once it has accepted someone."""
     b = backend(extensions=NO_UTF8)
     rec = backend()
     d = daemon(extra=config(b, rec)).start()
@@ -193,12 +195,16 @@ def test_our_own_refusal_is_returned_even_by_a_store_never_heard_from(daemon, ba
     assert s.mail("s@client.test", options=["SMTPUTF8"])[0] == 250
     assert s.rcpt("ren\u00e9e@example.com")[0] == 250
     assert s.data(b"Subject: a\r\n\r\nhello\r\n")[0] == 250
+    wait_for(lambda: log_lines(d, "suspect 5xx, held"), what="held as suspect")
+    time.sleep(1)
+    assert rec.messages() == []
+    # The store accepts someone: it is trusted, and the 5.6.7 stands.
+    s.sendmail("s@client.test", ["ok@example.com"], b"Subject: b\r\n\r\nb\r\n")
     s.quit()
-    rec.wait_for(lambda: len(rec.messages()) == 1, what="the notice")
+    rec.wait_for(lambda: len(rec.messages()) == 1, timeout=30, what="the notice")
     _, _, rc = parse_dsn(rec.messages()[0]["data"])
     assert rc[0]["Status"] == "5.6.7"
     assert " ".join(rc[0]["Diagnostic-Code"].split()).startswith(
         "X-mxspool; SMTPUTF8 is required")
-    assert b.messages() == []
-    assert log_lines(d, "suspect") == []
+    assert [m["rcpts"] for m in b.messages()] == [["ok@example.com"]]
     assert d.stop() == 0
