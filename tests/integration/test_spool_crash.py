@@ -18,15 +18,20 @@ TOOL = os.path.join(BUILD, "tests/tools/spoolcrash")
 MUTANT = os.path.join(BUILD, "tests/tools/spoolcrash-mutant")
 
 
-def run_cycle(tool, spool, seed, run_for, submitters=16):
-    """Starts submitting, kills with SIGKILL after run_for seconds, and
-    returns the complete ACK lines printed before the kill. Output goes to
-    files, not pipes: a full pipe would stall the tool and hide losses."""
+def run_cycle(tool, spool, seed, run_for, submitters=16, until=None):
+    """Starts submitting, kills with SIGKILL after run_for seconds (or as
+    soon as until(), polled every 10 ms, is true), and returns the
+    complete ACK lines printed before the kill. Output goes to files, not
+    pipes: a full pipe would stall the tool and hide losses."""
     outp, errp = spool + ".out", spool + ".err"
     with open(outp, "wb") as out, open(errp, "wb") as err:
         p = subprocess.Popen([tool, "submit", spool, str(submitters), str(seed)],
                              stdout=out, stderr=err)
-        time.sleep(run_for)
+        end = time.monotonic() + run_for
+        while time.monotonic() < end and p.poll() is None:
+            if until is not None and until():
+                break
+            time.sleep(min(0.01, max(0, end - time.monotonic())))
         p.send_signal(signal.SIGKILL)
         p.wait(30)
     with open(outp) as f:

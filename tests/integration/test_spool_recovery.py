@@ -90,17 +90,39 @@ def wal_files(spool):
     return sorted(glob.glob(os.path.join(spool, "*.log")))
 
 
+def log_bytes(spool, after=()):
+    """The size of the newest log not in after, 0 if there is none."""
+    logs = [l for l in wal_files(spool) if l not in after]
+    try:
+        return os.path.getsize(logs[-1]) if logs else 0
+    except FileNotFoundError:
+        return 0
+
+
+def write_log(spool, seed, min_bytes, after=()):
+    """Submits into spool until its newest log (one not in after) holds
+    min_bytes, then kills the writer: its acknowledgements. Stopping on
+    the log's size, not on a clock, writes as much on a disk whose fsync
+    takes 10 ms as on a tmpfs where it is free, where a fixed time fills
+    one 17 MB log after another."""
+    acks, err = run_cycle(TOOL, spool, seed, 60, 4,
+                          until=lambda: log_bytes(spool, after) >= min_bytes)
+    assert log_bytes(spool, after) >= min_bytes, (
+        "wrote %d bytes of log in 60 s, %d acknowledged: %s %s" % (
+            log_bytes(spool, after), len(acks),
+            [(l, os.path.getsize(l)) for l in wal_files(spool)], err[-500:]))
+    return acks
+
+
 def acked_spool(tmp_path, min_bytes=256 << 10):
     """A spool whose single log holds at least min_bytes of acknowledged
     mail, the writer killed: (spool, acks, log path)."""
-    for attempt in range(6):
-        spool = str(tmp_path / ("spool%d" % attempt))
-        os.mkdir(spool)
-        acks, _ = run_cycle(TOOL, spool, 7 + attempt, 0.5 * (attempt + 1), 4)
-        logs = wal_files(spool)
-        if len(logs) == 1 and os.path.getsize(logs[0]) >= min_bytes:
-            return spool, acks, logs[0]
-    raise AssertionError("could not write %d bytes of log" % min_bytes)
+    spool = str(tmp_path / "spool")
+    os.mkdir(spool)
+    acks = write_log(spool, 7, min_bytes)
+    logs = wal_files(spool)
+    assert len(logs) == 1, [(l, os.path.getsize(l)) for l in logs]
+    return spool, acks, logs[0]
 
 
 def ack_ids(acks):
@@ -268,7 +290,7 @@ def test_a_torn_tail_recovers_quietly_in_strict_mode_too(tmp_path):
                 else "kSkipAnyCorruptedRecords") in opts, tail
         # Mail acknowledged in the next log, after the bad tail, is
         # replayed too.
-        more, _ = run_cycle(TOOL, spool, 99, 0.5, 4)
+        more = write_log(spool, 99, 64 << 10, after=wal_files(spool))
         assert len(wal_files(spool)) >= 2
         rc, out, err = verify(spool, acks + more)
         assert rc == 0 and err == "", out[-2000:] + err[-2000:]
@@ -320,31 +342,18 @@ def test_a_log_cut_short_before_acknowledged_records_is_not_quiet(tmp_path):
 def test_an_older_log_cut_short_breaks_the_sequence_and_is_caught(tmp_path):
     """Two logs (the spool reopened between two crashes): the first cut
     in the middle leaves a gap in sequence numbers before the second."""
-    for attempt in range(6):
-        spool = str(tmp_path / ("spool%d" % attempt))
-        os.mkdir(spool)
-        # Long enough for a few batches on a slow (sanitized) build, short
-        # enough that no memtable fills and drops the log.
-        first, _ = run_cycle(TOOL, spool, 11 + attempt, 0.3 * (attempt + 1), 4)
-        rc, out, err = verify(spool, first)
-        assert rc == 0, out + err
-        second, _ = run_cycle(TOOL, spool, 12 + attempt, 0.3 * (attempt + 1), 4)
-        # The oldest log with some batches and a later one that holds
-        # some too (a full memtable is flushed and its log dropped while
-        # the writer runs; a slow start may leave the second one empty).
-        logs = wal_files(spool)
-        found = None
-        for i, old in enumerate(logs[:-1]):
-            with open(old, "rb") as f:
-                batches = wal_batches(f.read())
-            if len(batches) > 4:
-                found = old
-                break
-        if found and second and any(
-                wal_batches(open(l, "rb").read()) for l in logs[i + 1:]):
-            break
-    else:
-        raise AssertionError("no older log with mail: %s" % logs)
+    spool = str(tmp_path / "spool")
+    os.mkdir(spool)
+    first = write_log(spool, 11, 128 << 10)
+    rc, out, err = verify(spool, first)
+    assert rc == 0, out + err
+    logs = wal_files(spool)
+    second = write_log(spool, 12, 64 << 10, after=logs)
+    # The oldest log with mail, and a later one that holds some too.
+    old = logs[0]
+    with open(old, "rb") as f:
+        batches = wal_batches(f.read())
+    assert len(batches) > 4, (old, len(batches))
     s, e, *_ = middle_batch(batches)
     os.truncate(old, s + (e - s) // 2)
     damaged = check_strict(spool, first + second, old, "sequence numbers missing after it")
