@@ -705,7 +705,8 @@ cmd_list(struct ctl_conn *k, json_t *req)
 }
 
 /* show: the envelope; with "part", the header or the whole body streamed
- * in chunks, as text when they are UTF-8, else base64. */
+ * in chunks, as text when they are UTF-8 without NUL, else base64: any
+ * octet goes through. */
 struct show_state {
 	uint64_t cid;
 	struct ctl *c;
@@ -769,7 +770,8 @@ show_pump(struct ctl_conn *k, void *arg)
 		n = nl != NULL ? (size_t)(nl - p) + 1 : CTL_CHUNK;
 	}
 	o = json_object();
-	text = json_stringn(p, n);
+	/* NUL is UTF-8 but no JSON reader takes it by default. */
+	text = memchr(p, '\0', n) == NULL ? json_stringn(p, n) : NULL;
 	if (text != NULL) {
 		json_object_set_new(o, "data", text);
 		json_object_set_new(o, "encoding", json_string("text"));

@@ -215,6 +215,26 @@ def test_show_gives_envelope_headers_and_exact_body(outage):
     assert rc == 2
 
 
+def test_show_carries_any_octet_of_the_message(outage):
+    """NUL is valid UTF-8 but no JSON text holds it: such a part goes as
+    base64, and the CLI writes the bytes back exactly."""
+    d = outage
+    data = b"Subject: nul\x00here\r\nX-Ok: yes\r\n\r\nbefore\x00after\r\n\x00\r\n"
+    send(d, "erin@sender.test", ["u9@example.com"], data)
+    erin = [m["id"] for m in ctl_json(d, "list")
+            if m["sender"] == "erin@sender.test"][0]
+    p = subprocess.run([MXSPOOLCTL, "-c", d.conf, "show", erin, "--body"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.endswith(data)
+    p = subprocess.run([MXSPOOLCTL, "-c", d.conf, "show", erin, "--headers"],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert b"Subject: nul\x00here\r\nX-Ok: yes\r\n" in p.stdout, p.stdout
+    chunks = ctl_json(d, "show", erin, "--body")
+    assert {c.get("encoding") for c in chunks[:-1]} == {"base64"}
+
+
 def test_flush_probes_a_backing_off_destination_at_once(outage):
     d = outage
     before = dest(ctl_json(d, "summary")[0], d.dead)
