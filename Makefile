@@ -135,7 +135,9 @@ DEV_CONF = etc/mxspool-dev.conf
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@mkdir -p var/spool
+	@# mxspoold makes var/spool 0700; one an older make run made 0755
+	@# would be refused (spool_dir_check).
+	@mkdir -p var && chmod 0700 var/spool 2>/dev/null || true
 	@echo "mxspoold: listening on 127.0.0.1:2525, spool in ./var/spool"
 	@echo "  send a test message:  swaks --server 127.0.0.1:2525 --to user@example.com"
 	@echo "                        (swaks: apt-get install swaks, or make deps-test)"

@@ -622,6 +622,7 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_path),
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB("spool_recovery", "salvage", CFGF_NONE, conf_cb_spool_recovery),
+    CFG_BOOL("spool_dir_check", cfg_true, CFGF_NONE),
     CFG_STR_CB(
 	"control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE, conf_cb_path),
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
@@ -893,6 +894,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->spool_min_free = (uint64_t)cfg_getint(cfg, "spool_min_free");
 	cf->spool_recovery_strict =
 	    strcmp(cfg_getstr(cfg, "spool_recovery"), "strict") == 0;
+	cf->spool_dir_check = cfg_getbool(cfg, "spool_dir_check");
 	cf->control_socket = xstrdup(cfg_getstr(cfg, "control_socket"));
 	cf->control_socket_mode =
 	    (unsigned)strtoul(cfg_getstr(cfg, "control_socket_mode"), NULL, 8);

@@ -89,6 +89,7 @@ struct conf {
 	/* A write-ahead log damaged before its tail: refuse to start
 	 * (strict), or keep what reads after the damage (salvage). */
 	bool spool_recovery_strict;
+	bool spool_dir_check; /* refuse a spool others may enter or read */
 	char *control_socket;
 	unsigned control_socket_mode;     /* permission bits, default 0660 */
 	char *control_socket_owner;       /* user name; NULL: the daemon's */

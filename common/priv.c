@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -245,4 +247,37 @@ priv_drop(const struct priv_id *id, char *err, size_t errlen)
 		return -1;
 	}
 	return priv_verify(id, err, errlen);
+}
+
+int
+priv_mkdirs(const char *path, mode_t mode, const struct priv_id *owner)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		if (p[-1] != '/') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, mode) == 0) {
+				if (chmod(buf, mode) < 0 ||
+				    (owner != NULL &&
+					chown(buf, owner->uid, owner->gid) < 0))
+					return -1;
+			} else if (errno != EEXIST)
+				return -1;
+			*p = c;
+		}
+		if (*p == '\0')
+			break;
+	}
+	return 0;
 }

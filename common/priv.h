@@ -47,6 +47,14 @@ int priv_lookup_group(const char *group, gid_t *gid, char *err, size_t errlen);
  */
 int priv_drop(const struct priv_id *id, char *err, size_t errlen);
 
+/*
+ * mkdir -p path. Each directory it creates gets exactly mode (whatever the
+ * umask) and is given to owner when owner is not NULL, so that the daemon
+ * can still use it after it drops root; existing ones are left as they
+ * are. Returns 0, or -1 with errno set (ENAMETOOLONG beyond PATH_MAX).
+ */
+int priv_mkdirs(const char *path, mode_t mode, const struct priv_id *owner);
+
 /* How many threads the process has (from /proc/self/status), or 0 if it
  * cannot tell. */
 unsigned priv_threads(void);

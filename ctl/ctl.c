@@ -24,6 +24,7 @@
 #include <event2/listener.h>
 
 #include "common/log.h"
+#include "common/priv.h"
 #include "common/xmem.h"
 #include "ctl/ctl_int.h"
 
@@ -361,33 +362,6 @@ ctl_new(struct event_base *base, const struct conf *cf,
 	return c;
 }
 
-/* mkdir -p of path's directory; what it creates is 0755. */
-static int
-ctl_make_dir(const char *path)
-{
-	char buf[PATH_MAX];
-	char *slash;
-
-	if (strlen(path) >= sizeof(buf))
-		return -1;
-	strcpy(buf, path);
-	slash = strrchr(buf, '/');
-	if (slash == NULL || slash == buf)
-		return 0;
-	*slash = '\0';
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 /* Gives the socket file its configured owner, group and mode. */
 static int
 ctl_set_perms(const char *path, const struct conf *cf, char *err, size_t errlen)
@@ -439,6 +413,8 @@ ctl_open(struct ctl *c, const struct conf *cf, char *err, size_t errlen)
 {
 	const char *path = cf->control_socket;
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char dir[sizeof(sun.sun_path)];
+	const char *slash;
 	struct evconnlistener *lev;
 	mode_t mask;
 	int fd, probe;
@@ -448,7 +424,14 @@ ctl_open(struct ctl *c, const struct conf *cf, char *err, size_t errlen)
 		return NULL;
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	if (ctl_make_dir(path) < 0) {
+	/* Its directory, made 0755 if missing (as the daemon's user). */
+	slash = strrchr(path, '/');
+	if (slash != NULL && slash != path) {
+		memcpy(dir, path, (size_t)(slash - path));
+		dir[slash - path] = '\0';
+	}
+	if (slash != NULL && slash != path &&
+	    priv_mkdirs(dir, 0755, NULL) < 0) {
 		snprintf(err, errlen,
 		    "control socket %s: cannot create its "
 		    "directory: %s",

@@ -61,43 +61,6 @@ usage(FILE *fp)
 	    "  control_socket  " CONF_DEFAULT_CONTROL_SOCKET "\n");
 }
 
-/*
- * mkdir -p, with mode for what it creates; each directory it creates is
- * given to owner (when not NULL), so that the daemon can still use it
- * after it drops root.
- */
-static int
-mkdirs(const char *path, mode_t mode, const struct priv_id *owner)
-{
-	char buf[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(buf)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		if (p[-1] != '/') {
-			char c = *p;
-
-			*p = '\0';
-			if (mkdir(buf, mode) == 0) {
-				if (owner != NULL &&
-				    chown(buf, owner->uid, owner->gid) < 0)
-					return -1;
-			} else if (errno != EEXIST)
-				return -1;
-			*p = c;
-		}
-		if (*p == '\0')
-			break;
-	}
-	return 0;
-}
-
 /* Whether directory path has no entries. */
 static bool
 dir_is_empty(const char *path)
@@ -129,7 +92,7 @@ daemon_prepare_dirs(const struct conf *cf, const struct priv_id *owner)
 	const char *slash = strrchr(cf->control_socket, '/');
 	struct stat st;
 
-	if (mkdirs(cf->spool_dir, 0700, owner) < 0)
+	if (priv_mkdirs(cf->spool_dir, 0700, owner) < 0)
 		fatal("spool directory %s: cannot create: %s", cf->spool_dir,
 		    strerror(errno));
 	if (stat(cf->spool_dir, &st) < 0 || !S_ISDIR(st.st_mode))
@@ -149,7 +112,7 @@ daemon_prepare_dirs(const struct conf *cf, const struct priv_id *owner)
 		memcpy(dir, cf->control_socket,
 		    (size_t)(slash - cf->control_socket));
 		dir[slash - cf->control_socket] = '\0';
-		if (mkdirs(dir, 0755, owner) < 0)
+		if (priv_mkdirs(dir, 0755, owner) < 0)
 			fatal("control socket %s: cannot create its directory: "
 			      "%s",
 			    cf->control_socket, strerror(errno));
@@ -172,6 +135,11 @@ daemon_check_dirs(const struct conf *cf)
 		fatal("spool directory %s: %s%s%s", cf->spool_dir,
 		    strerror(errno), cf->user != NULL ? " for user " : "",
 		    cf->user != NULL ? cf->user : "");
+	if (cf->spool_dir_check && (st.st_mode & 077) != 0)
+		fatal(
+		    "spool directory %s: mode %04o lets other users read "
+		    "queued mail: chmod 0700 it, or set spool_dir_check = off",
+		    cf->spool_dir, (unsigned)(st.st_mode & 07777));
 	if (access(cf->spool_dir, R_OK | W_OK | X_OK) < 0) {
 		if (cf->user != NULL)
 			fatal("spool directory %s: not writable by user %s "
@@ -395,6 +363,9 @@ main(int argc, char **argv)
 		return 0;
 	}
 
+	/* Queued mail, its logs and RocksDB's files are for the daemon
+	 * alone; the control socket is given its mode explicitly. */
+	umask(077);
 	log_open("mxspoold", d.cf->log_dest, d.cf->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	/* GMime, for the 8BITMIME downgrade: set up once, before the loop. */
