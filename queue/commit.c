@@ -171,6 +171,7 @@ commit_op_free(struct commit_op *op)
 		free(op->edits[i].val);
 	}
 	free(op->edits);
+	free(op->also_meta);
 	free(op->meta);
 	free(op->body);
 	free(op);
@@ -212,9 +213,11 @@ commit_write(struct commit *c, struct commit_list *ops)
 		}
 		switch (op->kind) {
 		case COMMIT_SUBMIT:
-			/* Room for this and the rest of the batch. */
+			/* Room for this and the rest of the batch; a
+			 * notification may use the reserve. */
 			batch_bytes += op->metalen + op->bodylen;
-			if (!commit_has_room(c, batch_bytes)) {
+			if (op->also_meta == NULL &&
+			    !commit_has_room(c, batch_bytes)) {
 				batch_bytes -= op->metalen + op->bodylen;
 				op->status = QUEUE_ENOSPC;
 				snprintf(op->err, sizeof(op->err),
@@ -224,6 +227,9 @@ commit_write(struct commit *c, struct commit_list *ops)
 			}
 			spool_batch_put_meta(b, op->qid, op->meta, op->metalen);
 			spool_batch_put_body(b, op->qid, op->body, op->bodylen);
+			if (op->also_meta != NULL)
+				spool_batch_put_meta(b, op->also_qid,
+				    op->also_meta, op->also_metalen);
 			sync = true;
 			break;
 		case COMMIT_UPDATE:
@@ -333,6 +339,9 @@ commit_mutant_ack_early(struct commit *c, struct commit_list *ops)
 		memcpy(copy->meta, op->meta, op->metalen);
 		copy->body = xmalloc(op->bodylen + 1);
 		memcpy(copy->body, op->body, op->bodylen);
+		if (op->also_meta != NULL)
+			copy->also_meta =
+			    xmemdup(op->also_meta, op->also_metalen);
 		TAILQ_INSERT_TAIL(&shadow, copy, entry);
 		op->status = QUEUE_OK;
 	}

@@ -45,6 +45,12 @@ struct commit_op {
 	size_t metalen;
 	char *body; /* owned: to write (SUBMIT) or as read */
 	size_t bodylen;
+	/* SUBMIT: another message's record, written in the same batch (a
+	 * notification and the original's record that says it was sent);
+	 * such a submit is not held to min_free. */
+	char also_qid[QID_SIZE];
+	char *also_meta; /* owned, or NULL */
+	size_t also_metalen;
 	struct commit_edit *edits; /* owned, with their keys and values */
 	size_t nedits;
 	/* READ: runs on the writer thread; it reads what it needs (never on

@@ -804,8 +804,9 @@ queue_on_submitted(struct commit_op *op)
 	free(call);
 }
 
-void
-queue_submit(struct queue *q, struct envelope *env, char *body, size_t len,
+/* The submit of env and body, with its index edits; not yet pushed. */
+static struct commit_op *
+submit_op(struct queue *q, struct envelope *env, char *body, size_t len,
     queue_done_cb *cb, void *arg)
 {
 	struct commit_op *op = op_new(COMMIT_SUBMIT, env->qid);
@@ -823,6 +824,41 @@ queue_submit(struct queue *q, struct envelope *env, char *body, size_t len,
 	queue_reindex(q, op, env->qid, NULL, &call->idx);
 	op->done = queue_on_submitted;
 	op->arg = call;
+	return op;
+}
+
+void
+queue_submit(struct queue *q, struct envelope *env, char *body, size_t len,
+    queue_done_cb *cb, void *arg)
+{
+	commit_push(q->commit, submit_op(q, env, body, len, cb, arg));
+}
+
+/* Puts qm's record as it is now, and its index edits, into op. */
+static void
+record_into(struct queue *q, struct qmsg *qm, struct commit_op *op, char **meta,
+    size_t *metalen)
+{
+	struct qindex idx;
+
+	*meta = envelope_encode(qm->env, metalen);
+	qindex_of(qm->env, &idx);
+	queue_reindex(q, op, qm->qid, &qm->idx, &idx);
+	qindex_fini(&qm->idx);
+	qm->idx = idx;
+}
+
+void
+queue_submit_notice(struct queue *q, struct envelope *env, char *body,
+    size_t len, const char *about, queue_done_cb *cb, void *arg)
+{
+	struct commit_op *op = submit_op(q, env, body, len, cb, arg);
+	struct qmsg *qm = hmap_get(q->window, about);
+
+	if (qm != NULL && !qm->gone) {
+		memcpy(op->also_qid, qm->qid, QID_SIZE);
+		record_into(q, qm, op, &op->also_meta, &op->also_metalen);
+	}
 	commit_push(q->commit, op);
 }
 
@@ -959,16 +995,11 @@ queue_update(struct queue *q, const char *qid)
 {
 	struct qmsg *qm = hmap_get(q->window, qid);
 	struct commit_op *op;
-	struct qindex idx;
 
 	if (qm == NULL || qm->gone)
 		return;
 	op = op_new(COMMIT_UPDATE, qid);
-	op->meta = envelope_encode(qm->env, &op->metalen);
-	qindex_of(qm->env, &idx);
-	queue_reindex(q, op, qid, &qm->idx, &idx);
-	qindex_fini(&qm->idx);
-	qm->idx = idx;
+	record_into(q, qm, op, &op->meta, &op->metalen);
 	op->done = queue_on_written;
 	commit_push(q->commit, op);
 }

@@ -48,6 +48,20 @@ void queue_submit(struct queue *q, struct envelope *env, char *body, size_t len,
     queue_done_cb *cb, void *arg);
 
 /*
+ * A notification about message `about` (DSN, RFC 3464): queues env and
+ * body as queue_submit does and, in the same synced write batch, about's
+ * record as it is now in the window (its recipients marked failed, or
+ * ENV_DELAY_SENT set, by the caller first). A crash leaves both or
+ * neither, so the sender never gets a notice twice for one event nor the
+ * record a mark without the notice. Not held to spool_min_free: that
+ * floor keeps room for exactly this. If cb gets an error, about's record
+ * was not written: the caller puts its envelope back and calls
+ * queue_update.
+ */
+void queue_submit_notice(struct queue *q, struct envelope *env, char *body,
+    size_t len, const char *about, queue_done_cb *cb, void *arg);
+
+/*
  * Reads a message's body for delivery. cb gets QUEUE_OK and the body (which
  * it then owns and frees), or an error status and NULL.
  */

@@ -39,6 +39,25 @@ dsn_req_free(struct dsn_req *r)
 	free(r);
 }
 
+/*
+ * What the original's record says once its notice is queued: the failed
+ * recipients settled, or the delay notice sent. on: set it (before the
+ * notice is queued, which writes it in the same batch), or take it back.
+ */
+static void
+sched_mark_notified(struct smsg *m, const struct dsn_req *r, bool on)
+{
+	if (r->action == DSN_DELAYED) {
+		if (on)
+			m->env->flags |= ENV_DELAY_SENT;
+		else
+			m->env->flags &= ~(uint32_t)ENV_DELAY_SENT;
+	} else if (r->action == DSN_FAILED)
+		for (size_t i = 0; i < r->nrcpts; i++)
+			m->env->rcpts[r->rcpts[i].idx].state =
+			    on ? RCPT_FAILED : RCPT_PENDING;
+}
+
 static void
 sched_on_dsn_queued(void *arg, int status, const char *dsnqid)
 {
@@ -57,18 +76,16 @@ sched_on_dsn_queued(void *arg, int status, const char *dsnqid)
 	if (status == QUEUE_OK) {
 		log_event(r->qid, "sender %s notification: %s",
 		    dsn_action_str(r->action), dsnqid);
-		for (size_t i = 0; i < r->nrcpts; i++)
-			if (r->action == DSN_FAILED)
-				m->env->rcpts[r->rcpts[i].idx].state =
-				    RCPT_FAILED;
-		if (r->action == DSN_DELAYED)
-			m->env->flags |= ENV_DELAY_SENT;
-	} else if (r->action == DSN_FAILED) {
-		/* Not returned: the recipients stay pending and are tried
-		 * again, so the sender still hears of them later. */
+	} else {
+		/* Neither the notice nor the mark was written: the mark is
+		 * taken back (sched_settle stores that), and the recipients
+		 * stay pending and are tried again, so the sender still hears
+		 * of them later. */
 		log_warn("%s: cannot queue a notification: %s", r->qid,
 		    queue_status_str(status));
-		sched_plan(s, m, sched_now_ms() + 60000);
+		sched_mark_notified(m, r, false);
+		if (r->action == DSN_FAILED)
+			sched_plan(s, m, sched_now_ms() + 60000);
 	}
 	dsn_req_free(r);
 	sched_settle(s, m);
@@ -109,8 +126,9 @@ sched_send_dsn(struct sched *s, struct smsg *m, struct dsn_req *r)
 	n->flags = ENV_DSN | (dsn_needs_smtputf8(env) ? ENV_SMTPUTF8 : 0);
 	envelope_add_rcpt(n, env->sender, NULL, NOTIFY_NEVER);
 	m->dsn_pending++;
+	sched_mark_notified(m, r, true);
 	sched_call_begin(s, &r->call);
-	queue_submit(s->q, n, text, len, sched_on_dsn_queued, r);
+	queue_submit_notice(s->q, n, text, len, m->qid, sched_on_dsn_queued, r);
 }
 
 static void

@@ -16,11 +16,14 @@ import glob
 import os
 import re
 import shutil
+import smtplib
 import subprocess
+import time
 
 from conftest import free_port, log_lines, wait_for
 from smtphelp import SMTPDUMP, ehlo, queued_id, send_message
 from test_metrics import get, sample
+from test_delivery import parse_dsn
 from test_spool_crash import TOOL, run_cycle, verify
 
 BLOCK = 32768
@@ -443,3 +446,42 @@ def test_spool_recovery_takes_strict_or_salvage_only(tmp_path):
             assert r.returncode == 1
             assert r.stderr == ("%s:3: spool_recovery: '%s' is not one of strict, salvage\n"
                                 % (conf, value))
+
+
+def test_a_notice_and_its_failed_mark_are_one_write(daemon, backend):
+    """The failure notice and the original's record that says its
+    recipient failed are one synced batch: a crash right after it (the
+    log cut there, as a power cut would leave it) neither loses the notice
+    nor, by trying the recipient again, sends a second one."""
+    from test_delivery import config
+
+    store = backend(rcpt={"x@example.com": "550 5.1.1 no such user"})
+    rec = backend(listen=False)     # the notice waits in the queue
+    # The store is believed about its 5xx, after a restart too.
+    d = daemon(extra=config(store, rec, retry="rejection_guard = false")).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    s.sendmail("s@client.test", ["x@example.com"], b"Subject: b\r\n\r\nb\r\n")
+    s.quit()
+    line = wait_for(lambda: log_lines(d, "sender failed notification: "),
+                    what="the notice")[0]
+    m = re.search(r" ([0-9A-Z]{12}): sender failed notification: ([0-9A-Z]{12})",
+                  line)
+    orig, notice = m.group(1), m.group(2)
+    d.kill()
+    where = [(log, b) for log in wal_files(d.spool)
+             for b in wal_batches(open(log, "rb").read()) if notice in b[2]]
+    # The first is the notice's own submit; later ones record its tries.
+    log, (start, end, qids, _) = where[0]
+    assert orig in qids, "the notice went without the original's record"
+    assert log == wal_files(d.spool)[-1]
+    os.truncate(log, end)           # what a crash right after it leaves
+    d.start()
+    rec.set(listen=True)
+    rec.wait_for(lambda: len(rec.messages()) == 1, timeout=30,
+                 what="the notice")
+    time.sleep(5)                   # retries are 1 s to 4 s apart
+    assert len(rec.messages()) == 1
+    _, _, rc = parse_dsn(rec.messages()[0]["data"])
+    assert rc[0]["Final-Recipient"] == "rfc822; x@example.com"
+    assert store.messages() == []
+    assert d.stop() == 0
