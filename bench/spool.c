@@ -263,7 +263,7 @@ bench_recover(const char *dir)
 int
 main(int argc, char **argv)
 {
-	log_open("bench-spool", LOG_TO_STDERR, LOG_LV_WARN);
+	log_open("bench-spool", NULL, LOG_TO_STDERR, LOG_LV_WARN);
 	if (argc == 4 && strcmp(argv[1], "fsync") == 0)
 		return bench_fsync(argv[2], atof(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "commit") == 0)

@@ -1,4 +1,5 @@
 /* Logging to stderr (with a timestamp) or to syslog (facility mail). */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,12 @@
 #include "common/log.h"
 
 static const char *log_ident = "mxspool";
+static char log_host[256] = "localhost";
 static enum log_dest log_dest = LOG_TO_STDERR;
 static enum log_level log_min = LOG_LV_INFO;
+/* syslog(3) keeps one tag: the role's is set under this lock. */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_tag[128];
 
 static const char *const log_names[] = {
     [LOG_LV_DEBUG] = "debug",
@@ -22,15 +27,17 @@ static const char *const log_names[] = {
 };
 
 void
-log_open(const char *ident, enum log_dest dest, enum log_level level)
+log_open(const char *ident, const char *host, enum log_dest dest,
+    enum log_level level)
 {
 	if (log_dest == LOG_TO_SYSLOG && dest != LOG_TO_SYSLOG)
 		closelog();
 	log_ident = ident;
+	if (host != NULL && host[0] != '\0')
+		snprintf(log_host, sizeof(log_host), "%s", host);
 	log_dest = dest;
 	log_min = level;
-	if (dest == LOG_TO_SYSLOG)
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	log_tag[0] = '\0';
 }
 
 void
@@ -70,8 +77,9 @@ log_level_str(enum log_level level)
  * Info lines carry no level word, like Postfix; the others say
  * "warning:", "error:" and so on, so that grep finds them.
  */
-static void __attribute__((format(printf, 3, 0)))
-log_vwrite(enum log_level level, const char *tag, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 4, 0)))
+log_vwrite(enum log_level level, const char *role, const char *tag,
+    const char *fmt, va_list ap)
 {
 	static const int prio[] = {
 	    [LOG_LV_DEBUG] = LOG_DEBUG,
@@ -83,7 +91,16 @@ log_vwrite(enum log_level level, const char *tag, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (log_dest == LOG_TO_SYSLOG) {
+		char want[sizeof(log_tag)];
+
+		snprintf(want, sizeof(want), "%s/%s", log_ident, role);
+		pthread_mutex_lock(&log_lock);
+		if (strcmp(want, log_tag) != 0) {
+			memcpy(log_tag, want, sizeof(log_tag));
+			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		}
 		syslog(prio[level], "%s%s", tag, msg);
+		pthread_mutex_unlock(&log_lock);
 		return;
 	}
 
@@ -95,56 +112,42 @@ log_vwrite(enum log_level level, const char *tag, const char *fmt, va_list ap)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* One fprintf per line so that lines from threads do not interleave. */
-	fprintf(stderr, "%s.%03ldZ %s[%ld]: %s%s\n", when, ts.tv_nsec / 1000000,
-	    log_ident, (long)getpid(), tag, msg);
+	fprintf(stderr, "%s.%03ldZ %s %s/%s[%ld]: %s%s\n", when,
+	    ts.tv_nsec / 1000000, log_host, log_ident, role, (long)getpid(),
+	    tag, msg);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-log_put(enum log_level level, const char *tag, const char *fmt, ...)
+static void __attribute__((format(printf, 4, 5)))
+log_put(enum log_level level, const char *role, const char *tag,
+    const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vwrite(level, tag, fmt, ap);
+	log_vwrite(level, role, tag, fmt, ap);
 	va_end(ap);
 }
 
-#define LOG_BODY(level, tag)                                                   \
-	do {                                                                   \
-		va_list ap;                                                    \
-		if (!log_enabled(level))                                       \
-			return;                                                \
-		va_start(ap, fmt);                                             \
-		log_vwrite(level, tag, fmt, ap);                               \
-		va_end(ap);                                                    \
-	} while (0)
-
 void
-log_debug(const char *fmt, ...)
+log_at(enum log_level level, const char *role, const char *fmt, ...)
 {
-	LOG_BODY(LOG_LV_DEBUG, "debug: ");
+	static const char *const tags[] = {
+	    [LOG_LV_DEBUG] = "debug: ",
+	    [LOG_LV_INFO] = "",
+	    [LOG_LV_WARN] = "warning: ",
+	    [LOG_LV_ERR] = "error: ",
+	};
+	va_list ap;
+
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(level, role, tags[level], fmt, ap);
+	va_end(ap);
 }
 
 void
-log_info(const char *fmt, ...)
-{
-	LOG_BODY(LOG_LV_INFO, "");
-}
-
-void
-log_warn(const char *fmt, ...)
-{
-	LOG_BODY(LOG_LV_WARN, "warning: ");
-}
-
-void
-log_err(const char *fmt, ...)
-{
-	LOG_BODY(LOG_LV_ERR, "error: ");
-}
-
-void
-log_event(const char *id, const char *fmt, ...)
+log_event_as(const char *role, const char *id, const char *fmt, ...)
 {
 	char line[4096];
 	va_list ap;
@@ -154,11 +157,11 @@ log_event(const char *id, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	log_info("%s: %s", id, line);
+	log_put(LOG_LV_INFO, role, "", "%s: %s", id, line);
 }
 
 void
-fatal(const char *fmt, ...)
+fatal_as(const char *role, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -166,7 +169,7 @@ fatal(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_put(LOG_LV_ERR, "fatal: ", "%s", msg);
+	log_put(LOG_LV_ERR, role, "fatal: ", "%s", msg);
 	/* Whoever started the daemon must see why it did not start. */
 	if (log_dest == LOG_TO_SYSLOG)
 		fprintf(stderr, "%s: fatal: %s\n", log_ident, msg);
@@ -174,7 +177,7 @@ fatal(const char *fmt, ...)
 }
 
 void
-log_panic(const char *file, int line, const char *fmt, ...)
+log_panic(const char *role, const char *file, int line, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -182,6 +185,6 @@ log_panic(const char *file, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_put(LOG_LV_ERR, "panic: ", "%s:%d: %s", file, line, msg);
+	log_put(LOG_LV_ERR, role, "panic: ", "%s:%d: %s", file, line, msg);
 	abort();
 }

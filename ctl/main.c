@@ -366,7 +366,7 @@ main(int argc, char **argv)
 	/* Queued mail, its logs and RocksDB's files are for the daemon
 	 * alone; the control socket is given its mode explicitly. */
 	umask(077);
-	log_open("mxspoold", d.cf->log_dest, d.cf->log_level);
+	log_open("mxspool", d.cf->hostname, d.cf->log_dest, d.cf->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	/* GMime, for the 8BITMIME downgrade: set up once, before the loop. */
 	downgrade_init();

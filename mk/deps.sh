@@ -18,11 +18,12 @@ libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev"
 # their peers. swaks speaks TLS only with Net::SSLeay; dnsmasq-base is the
 # binary without the system-wide resolver service of package dnsmasq; the
 # tests run their own Dovecot (dovecot-core, dovecot-lmtpd) and promtool
-# (prometheus); mandoc lints the man pages; openssl makes certificates.
+# (prometheus); mandoc lints the man pages; openssl makes certificates;
+# pflogsumm reads the daemon's log as an operator's report would.
 # tests/integration/test_deps.py checks that what the tests run is here.
 test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
 libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
-mandoc"
+mandoc pflogsumm"
 
 # `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
 bench="postfix"

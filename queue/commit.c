@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * Group commit. The loop thread appends operations to `pending` under a
  * mutex and signals the writer. The writer takes everything pending at

@@ -69,7 +69,7 @@ struct client_target {
 	int64_t data_timeout;    /* DATA reply and each write */
 	int64_t final_timeout;   /* reply(ies) to the end of data */
 	int64_t idle_timeout;    /* an idle session waits this long for work */
-	bool quiet;              /* failures to connect at debug level only */
+	bool quiet; /* a probe: session failures at debug level only */
 };
 
 /* Why a session ended. */

@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * The queue: the spool on disk (through the writer thread), its index and
  * counters (queue/qindex.h), and the active window of messages in memory.
@@ -1035,7 +1036,8 @@ queue_remove(struct queue *q, const char *qid)
 }
 
 void
-queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
+queue_log_rcpt(
+    const struct envelope *env, size_t idx, const struct rcpt_result *res)
 {
 	static const char *const status[] = {
 	    [OUTCOME_SENT] = "sent",
@@ -1043,6 +1045,26 @@ queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
 	    [OUTCOME_BOUNCED] = "bounced",
 	    [OUTCOME_EXPIRED] = "expired",
 	};
+	const struct env_rcpt *r = &env->rcpts[idx];
+	const char *dsn = res->dsn != NULL ? res->dsn : r->dsn_status;
+	struct timespec ts;
+	double delay;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	delay = (double)ts.tv_sec + ts.tv_nsec / 1e9 - env->arrival / 1e6;
+	log_event_as(res->role != NULL ? res->role : LOG_ROLE, env->qid,
+	    "to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s%s)", r->addr,
+	    res->relay != NULL ? res->relay : "none", delay < 0 ? 0 : delay,
+	    dsn != NULL ? dsn : "4.0.0", status[res->outcome],
+	    res->note != NULL ? res->note : "",
+	    res->says != NULL    ? res->says
+	    : res->reply != NULL ? res->reply
+				 : "");
+}
+
+void
+queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
+{
 	static const enum metric counter[] = {
 	    [OUTCOME_SENT] = M_DELIVERED,
 	    [OUTCOME_DEFERRED] = M_DEFERRED,
@@ -1050,8 +1072,6 @@ queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
 	    [OUTCOME_EXPIRED] = M_BOUNCED,
 	};
 	struct env_rcpt *r = &env->rcpts[idx];
-	struct timespec ts;
-	double delay;
 
 	/* Copied first: res may point into r. */
 	if (res->dsn != NULL) {
@@ -1070,16 +1090,8 @@ queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
 		free(r->last_error);
 		r->last_error = t;
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	delay = (double)ts.tv_sec + ts.tv_nsec / 1e9 - env->arrival / 1e6;
-	log_event(env->qid,
-	    "to=<%s>, relay=%s, delay=%.1f, dsn=%s, status=%s (%s%s)", r->addr,
-	    res->relay != NULL ? res->relay : "none", delay < 0 ? 0 : delay,
-	    r->dsn_status != NULL ? r->dsn_status : "4.0.0",
-	    status[res->outcome], res->note != NULL ? res->note : "",
-	    res->says != NULL    ? res->says
-	    : res->reply != NULL ? res->reply
-				 : "");
+	if (!res->quiet)
+		queue_log_rcpt(env, idx, res);
 	metrics_inc(counter[res->outcome]);
 }
 

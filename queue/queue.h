@@ -130,8 +130,17 @@ struct rcpt_result {
 	const char *reply; /* the reply or why, kept; NULL keeps the last */
 	const char *note;  /* logged before the reply: "soft_bounce: " */
 	const char *says;  /* logged instead of the reply (the operator) */
+	const char *role;  /* who logs it: "smtp", "lmtp"; NULL: qmgr */
+	bool quiet;        /* recorded, not logged: a failed probe's message */
 };
 
+/*
+ * Logs a recipient's result in the Postfix shape (ID: to=<..>, relay=..,
+ * delay=.., dsn=.., status=..) as res->role, without recording it (a
+ * message held behind a failing destination, said once).
+ */
+void queue_log_rcpt(
+    const struct envelope *env, size_t idx, const struct rcpt_result *res);
 /*
  * Records a recipient's result in the envelope of a message in the
  * window (state, enhanced status, last reply), logs it in the Postfix

@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * The delivery scheduler (see sched.h).
  *
@@ -117,6 +118,42 @@ job_unready(struct job *j)
 		TAILQ_REMOVE(&j->d->ready, j, link);
 		j->d->nready--;
 		j->ready = false;
+	}
+}
+
+const char *
+dest_role(const struct dest *d)
+{
+	return d->route.kind == ROUTE_LMTP || d->route.kind == ROUTE_LMTP_UNIX
+		   ? "lmtp"
+		   : "smtp";
+}
+
+/*
+ * A message held behind a failing destination is logged as deferred when
+ * it is first held (while its recipients have no result yet), so that log
+ * tools count it: "ID: to=<..>, relay=none, delay=.., dsn=4.4.1,
+ * status=deferred (delivery temporarily suspended: WHY)", as Postfix
+ * says of mail for a destination it has marked dead.
+ */
+static void
+job_say_held(const struct job *j)
+{
+	const struct dest *d = j->d;
+	const struct envelope *env = j->m->env;
+	char why[1024];
+
+	snprintf(why, sizeof(why), "delivery temporarily suspended: %s",
+	    d->last_error != NULL ? d->last_error : "destination failing");
+	for (size_t i = 0; i < j->nridx; i++) {
+		const struct env_rcpt *r = &env->rcpts[j->ridx[i]];
+		struct rcpt_result res = {.outcome = OUTCOME_DEFERRED,
+		    .dsn = d->pol.refused ? "4.4.1" : "4.3.0",
+		    .reply = why,
+		    .role = dest_role(d)};
+
+		if (r->state == RCPT_PENDING && r->last_error == NULL)
+			queue_log_rcpt(env, j->ridx[i], &res);
 	}
 }
 
@@ -311,8 +348,10 @@ dest_shrink(struct dest *d)
 		return;
 	out = xcalloc(d->nready, sizeof(*out));
 	TAILQ_FOREACH(j, &d->ready, link)
-	if (k++ > 0)
+	if (k++ > 0) {
+		job_say_held(j);
 		out[n++] = j->m;
+	}
 	for (size_t i = 0; i < n; i++) {
 		/* A message may have two jobs here: parked with the first. */
 		if (hmap_get(s->msgs, out[i]->qid) == out[i])
@@ -324,13 +363,15 @@ dest_shrink(struct dest *d)
 void
 dest_failed(struct dest *d, const char *why)
 {
+	bool news = d->pol.state == DEST_UP;
+
 	dest_set_error(d, why);
 	retry_dest_failed(
 	    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
-	log_info("%s: destination failing (%s): %" PRIu64 " messages held, "
-		 "next probe in %llds",
-	    d->key, why, dest_queued(d),
-	    (long long)(d->pol.interval_ms / 1000));
+	/* One line when it starts failing, and one per failed probe. */
+	log_info("%s: %s (%s): %" PRIu64 " messages held, next probe in %llds",
+	    d->key, news ? "destination failing" : "probe failed", why,
+	    dest_queued(d), (long long)(d->pol.interval_ms / 1000));
 	dest_shrink(d);
 	sched_wake_at(d->s, d->pol.next_probe);
 }
@@ -589,6 +630,9 @@ sched_plan(struct sched *s, struct smsg *m, int64_t due)
 		j->ridx = xrealloc(j->ridx, (j->nridx + 1) * sizeof(size_t));
 		j->ridx[j->nridx++] = i;
 	}
+	for (size_t k = 0; k < m->njobs; k++)
+		if (m->jobs[k]->ready && m->jobs[k]->d->pol.state == DEST_BACKOFF)
+			job_say_held(m->jobs[k]);
 }
 
 struct smsg *
@@ -827,17 +871,11 @@ sched_on_timer(evutil_socket_t fd, short what, void *arg)
 	while (hmap_next(s->dests, &pos, &key, &val)) {
 		struct dest *d = val;
 
+		/* The probe's outcome is what is logged (dest_failed). */
 		if (retry_dest_tick(&d->pol, dest_retry(d), now) &&
-		    d->pol.state == DEST_PROBING) {
-			if (d->pol.refused)
-				log_debug("%s: probing (%" PRIu64
-					  " messages held)",
-				    d->key, dest_queued(d));
-			else
-				log_info("%s: probing (%" PRIu64
-					 " messages held)",
-				    d->key, dest_queued(d));
-		}
+		    d->pol.state == DEST_PROBING)
+			log_debug("%s: probing (%" PRIu64 " messages held)",
+			    d->key, dest_queued(d));
 	}
 	if (now >= s->next_sweep)
 		sched_sweep(s, now);

@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * The rejection guard in the scheduler (queue/guard.h has the rules):
  * what a 5xx for a recipient becomes, the suspect state of a destination

@@ -124,6 +124,9 @@ struct dest {
 	char *last_error;
 };
 
+/* Who logs its deliveries: "lmtp" for an LMTP route, else "smtp". */
+const char *dest_role(const struct dest *d);
+
 struct sched {
 	struct event_base *base;
 	const struct deliver_ops *ops; /* the sessions (relay/client.c) */

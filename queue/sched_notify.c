@@ -1,3 +1,4 @@
+#define LOG_ROLE "bounce"
 /*
  * Telling senders: delivery status notifications queued from the null
  * sender before a failed recipient is settled, delay notices after
@@ -74,8 +75,12 @@ sched_on_dsn_queued(void *arg, int status, const char *dsnqid)
 		for (size_t i = 0; i < r->nrcpts; i++)
 			m->notifying[r->rcpts[i].idx] = false;
 	if (status == QUEUE_OK) {
+		/* Postfix's words, which operators grep for. */
 		log_event(r->qid, "sender %s notification: %s",
-		    dsn_action_str(r->action), dsnqid);
+		    r->action == DSN_FAILED    ? "non-delivery"
+		    : r->action == DSN_DELAYED ? "delay"
+					       : "delivery status",
+		    dsnqid);
 	} else {
 		/* Neither the notice nor the mark was written: the mark is
 		 * taken back (sched_settle stores that), and the recipients

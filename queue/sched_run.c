@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * Delivery sessions for the scheduler: finding where a destination's mail
  * goes (dns/), opening sessions (relay/client) within its limits, handing
@@ -258,6 +259,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		    .relay = relay,
 		    .dsn = dsn,
 		    .reply = cr->text ? cr->text : "no reply",
+		    .role = dest_role(d),
 		};
 
 		retried[k] = r->last_error != NULL;
@@ -402,9 +404,12 @@ sched_note_failure(struct dest *d, const char *dsn, const char *why)
 		return;
 	env = j->m->env;
 	for (size_t i = 0; i < j->nridx; i++) {
+		/* A probe's failure is dest_failed's line. */
 		struct rcpt_result res = {.outcome = OUTCOME_DEFERRED,
 		    .dsn = dsn[0] ? dsn : "4.4.1",
-		    .reply = why};
+		    .reply = why,
+		    .role = dest_role(d),
+		    .quiet = d->pol.state == DEST_PROBING};
 
 		queue_record(env, j->ridx[i], &res);
 	}
@@ -495,7 +500,8 @@ sess_start(struct dest *d, const struct dns_answer *ans)
 	 */
 	ss->greeting_probe =
 	    d->pol.state == DEST_PROBING && d->pol.refused && !d->guard.suspect;
-	ss->target.quiet = ss->greeting_probe;
+	/* A probe's outcome is one line of the scheduler's (dest_failed). */
+	ss->target.quiet = d->pol.state == DEST_PROBING;
 	TAILQ_INSERT_TAIL(&d->sessions, ss, link);
 	d->nsessions++;
 	s->nsessions++;
@@ -522,7 +528,8 @@ dest_permfail(struct dest *d, const struct dns_answer *ans)
 		for (size_t i = 0; i < n; i++) {
 			struct rcpt_result res = {.outcome = OUTCOME_BOUNCED,
 			    .dsn = ans->dsn,
-			    .reply = ans->reason};
+			    .reply = ans->reason,
+			    .role = dest_role(d)};
 
 			queue_record(m->env, j->ridx[i], &res);
 			list[i].idx = j->ridx[i];

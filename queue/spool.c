@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * RocksDB storage. Column families:
  *   meta  queue id -> envelope record (queue/envelope.c)

@@ -1,3 +1,4 @@
+#define LOG_ROLE "qmgr"
 /*
  * The spool's write-ahead log files (spool_wal.h). A log is judged with
  * its neighbours: a cut-short end is a crash's torn write only if the

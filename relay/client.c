@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtp"
 /*
  * Outbound SMTP (RFC 5321) and LMTP (RFC 2033) sessions on libevent.
  *
@@ -168,9 +169,7 @@ client_note_refused(struct client_session *cs, int err)
 		cs->not_refused = true;
 }
 
-/* A candidate failed: at info level, but a probe of a destination that
- * refuses connections (every second) only at debug level. */
-static void
+void
 client_log_failure(const struct client_session *cs)
 {
 	if (cs->t->quiet)

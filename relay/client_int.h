@@ -188,6 +188,9 @@ struct client_session {
 /* client.c */
 void client_set_state(struct client_session *cs, enum cs_state st);
 const char *client_logid(const struct client_session *cs);
+/* Why the session failed (cs->end.text): at info level, but in a probe
+ * only at debug level, as its outcome is logged by the scheduler. */
+void client_log_failure(const struct client_session *cs);
 int64_t client_secs(int64_t v, int64_t def);
 void client_timeouts(struct client_session *cs, int64_t rd, int64_t wr);
 void client_send(struct client_session *cs, const char *cmd);

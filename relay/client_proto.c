@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtp"
 /*
  * The pure half of the outbound client: reading replies (RFC 5321 4.2),
  * the EHLO keywords, the MAIL and RCPT commands with their ESMTP

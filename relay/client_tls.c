@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtp"
 /*
  * Outbound TLS for relay/client: the client contexts and the STARTTLS
  * wrap. Contexts are built once and kept: loading a CA store for every

@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtp"
 /*
  * The transaction half of relay/client: what a reply means in each state
  * (client_step), the message's own checks against the server's offer, the
@@ -535,7 +536,7 @@ client_hello_done(struct client_session *cs)
 		return CS_READY;
 	client_set_end(cs, 0, "4.7.4",
 	    "TLS is required, but was not offered by host %s", cs->name);
-	log_info("%s: client: %s", cs->id, cs->end.text);
+	client_log_failure(cs);
 	return CS_QUIT;
 }
 
@@ -550,7 +551,7 @@ client_refused(
 	client_reply_dsn(r, dsn, sizeof(dsn));
 	client_set_end(
 	    cs, r->code, dsn, "host %s refused %s: %s", cs->name, what, text);
-	log_info("%s: client: %s", cs->id, cs->end.text);
+	client_log_failure(cs);
 	free(text);
 	return CS_QUIT;
 }

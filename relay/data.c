@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtpd"
 /*
  * DATA and BDAT: reading the message, checking it, and handing it to the
  * spool. The 250 goes out only from the spool's callback, after the
@@ -258,6 +259,7 @@ smtp_message_end(struct smtp_sess *s)
 	struct smtp_ticket *tk;
 	struct envelope *env;
 	char *body, *hdr, *msg;
+	char msgid[256];
 	size_t blen, hlen;
 	unsigned hops, max_hops = cf->max_hops;
 
@@ -300,6 +302,8 @@ smtp_message_end(struct smtp_sess *s)
 	if (d->long_lines > 0)
 		log_event(smtp_logid(s), "warning: %u lines over 1000 octets",
 		    d->long_lines);
+	if (parse_message_id(body, blen, msgid, sizeof(msgid)))
+		log_event(s->qid, "message-id=%s", msgid);
 
 	env = s->env;
 	s->env = NULL;
@@ -336,7 +340,9 @@ smtp_message_end(struct smtp_sess *s)
 	s->srv->data_bytes += tk->charged;
 	smtp_data_account(s);
 	TAILQ_INSERT_TAIL(&s->srv->tickets, tk, entry);
-	log_event(s->qid, "from=<%s>, size=%llu, nrcpt=%zu, proto=%s",
+	/* The queue manager's line in Postfix, where log tools look. */
+	log_event_as("qmgr", s->qid,
+	    "from=<%s>, size=%llu, nrcpt=%zu, proto=%s",
 	    env->sender, (unsigned long long)env->size, env->nrcpts,
 	    t.protocol);
 	smtp_set_state(s, SMTP_ST_QUEUING);

@@ -152,6 +152,15 @@ unsigned parse_bare_newlines(const char *buf, size_t len, bool *cr);
 /* The number of Received: header fields in the header section of msg. */
 unsigned parse_count_received(const char *msg, size_t len);
 
+/*
+ * The first Message-ID field's body (RFC 5322 3.6.4) in msg's header
+ * section, unfolded, without leading and trailing white space, and with
+ * anything but printable ASCII turned into '?', for the log: into out
+ * (truncated to outlen - 1 octets). False if there is none or it is
+ * empty.
+ */
+bool parse_message_id(const char *msg, size_t len, char *out, size_t outlen);
+
 /* What the Received header says. */
 struct parse_trace {
 	const char *helo;     /* as the client gave it, or NULL */

@@ -266,6 +266,48 @@ parse_count_received(const char *msg, size_t len)
 	return n;
 }
 
+bool
+parse_message_id(const char *msg, size_t len, char *out, size_t outlen)
+{
+	size_t i = 0, n = 0;
+	bool in = false, space = false;
+
+	while (i < len) {
+		const char *eol = memchr(msg + i, '\n', len - i);
+		size_t end = eol != NULL ? (size_t)(eol - msg) : len;
+		size_t llen = end - i, k = i;
+
+		if (llen == 0 || (llen == 1 && msg[i] == '\r'))
+			break;
+		if (in && msg[i] != ' ' && msg[i] != '\t')
+			break; /* the next field: ours is whole */
+		if (!in && llen >= 11 &&
+		    strncasecmp(msg + i, "Message-ID:", 11) == 0) {
+			in = true;
+			k = i + 11;
+		}
+		for (; in && k < end; k++) {
+			unsigned char c = (unsigned char)msg[k];
+
+			if (c == ' ' || c == '\t' || c == '\r') {
+				space = n > 0;
+				continue;
+			}
+			if (space && n + 1 < outlen)
+				out[n++] = ' ';
+			space = false;
+			if (n + 1 < outlen)
+				out[n++] = c > 0x20 && c < 0x7f ? (char)c : '?';
+		}
+		if (eol == NULL)
+			break;
+		i = end + 1;
+	}
+	if (outlen > 0)
+		out[n < outlen ? n : outlen - 1] = '\0';
+	return n > 0;
+}
+
 /*
  * Copies s into a form safe inside a header comment: no controls, CR, LF,
  * parentheses, backslash, semicolon or space.

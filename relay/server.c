@@ -1,3 +1,4 @@
+#define LOG_ROLE "smtpd"
 /*
  * The inbound ESMTP server: listeners, connection limits, and the session
  * state machine for every command but DATA and BDAT (relay/data.c).
@@ -124,6 +125,20 @@ const char *
 smtp_logid(const struct smtp_sess *s)
 {
 	return s->qid[0] != '\0' ? s->qid : s->id;
+}
+
+void
+smtp_log_reject(const struct smtp_sess *s, const char *cmd, const char *reply,
+    const char *to)
+{
+	char to_part[PARSE_ADDR_SIZE + 8] = "";
+
+	if (to != NULL)
+		snprintf(to_part, sizeof(to_part), " to=<%s>", to);
+	log_event(s->qid[0] != '\0' ? s->qid : "NOQUEUE",
+	    "reject: %s from %s: %s; from=<%s>%s proto=%s helo=<%s>", cmd,
+	    s->peer, reply, s->env != NULL ? s->env->sender : "", to_part,
+	    s->esmtp ? "ESMTP" : "SMTP", s->helo);
 }
 
 bool
@@ -390,10 +405,7 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	env->ret = m.ret;
 	env->envid = m.has_envid ? xstrdup(m.envid) : NULL;
 	env->flags = m.smtputf8 ? ENV_SMTPUTF8 : 0;
-	queue_new_qid(s->srv->q, s->qid);
-	memcpy(env->qid, s->qid, QID_SIZE);
 	s->env = env;
-	log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
 	smtp_set_state(s, SMTP_ST_MAIL);
 	smtp_reply(s, "250 2.1.0 Ok");
 	return 0;
@@ -438,9 +450,11 @@ smtp_rcpt_domain(struct smtp_sess *s, const struct parse_rcpt *r,
 
 	note[0] = '\0';
 	if (idn_to_ascii(r->domain, ace, IDN_NAME_SIZE, why, sizeof(why)) < 0) {
-		log_event(smtp_logid(s),
-		    "reject: RCPT from %s: 553 5.1.3 <%s>: bad domain name: %s",
-		    s->peer, r->addr, why);
+		char rej[PARSE_ADDR_SIZE + 160];
+
+		snprintf(rej, sizeof(rej), "553 5.1.3 <%s>: bad domain name: %s",
+		    r->addr, why);
+		smtp_log_reject(s, "RCPT", rej, r->addr);
 		metrics_reject("domain");
 		smtp_reply(
 		    s, "553 5.1.3 <%s>: Bad domain name: %s", r->addr, why);
@@ -470,6 +484,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
 	char ace[IDN_NAME_SIZE], note[4 * IDN_NAME_SIZE + 4] = "";
+	char rej[PARSE_ADDR_SIZE + 160];
 	struct parse_rcpt r;
 	const char *addr;
 
@@ -511,24 +526,29 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	} else if (smtp_rcpt_domain(s, &r, ace, note, sizeof(note)) < 0) {
 		return -1;
 	} else if (!conf_is_relay_domain(cf, ace)) {
-		log_event(smtp_logid(s),
-		    "reject: RCPT from %s: 554 5.7.1 <%s>%s: Relay access "
-		    "denied",
-		    s->peer, r.addr, note);
+		snprintf(rej, sizeof(rej),
+		    "554 5.7.1 <%s>: Relay access denied", r.addr);
+		smtp_log_reject(s, "RCPT", rej, r.addr);
 		metrics_reject("relay");
-		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
+		smtp_reply(s, "%s", rej);
 		return -1;
 	} else if (strcasecmp(r.local, "postmaster") != 0 &&
 		   !smtp_rcpt_listed(cf, &r)) {
-		log_event(smtp_logid(s),
-		    "reject: RCPT from %s: 550 5.1.1 <%s>%s: unknown recipient",
-		    s->peer, r.addr, note);
-		metrics_reject("unknown_recipient");
-		smtp_reply(s,
+		snprintf(rej, sizeof(rej),
 		    "550 5.1.1 <%s>: Recipient address rejected: User unknown "
 		    "in relay recipient table",
 		    r.addr);
+		smtp_log_reject(s, "RCPT", rej, r.addr);
+		metrics_reject("unknown_recipient");
+		smtp_reply(s, "%s", rej);
 		return -1;
+	}
+	/* A queue id once there is something to queue, as Postfix does
+	 * (before it, refusals are NOQUEUE). */
+	if (s->qid[0] == '\0') {
+		queue_new_qid(s->srv->q, s->qid);
+		memcpy(s->env->qid, s->qid, QID_SIZE);
+		log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
 	}
 	/* The envelope keeps the address as received; the log shows the
 	 * domain's other form once, for searching by either. */

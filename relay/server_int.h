@@ -107,6 +107,13 @@ void smtp_reset_txn(struct smtp_sess *s);
 void smtp_set_timeouts(struct smtp_sess *s);
 void smtp_process(struct smtp_sess *s);
 const char *smtp_logid(const struct smtp_sess *s);
+/*
+ * Logs a refusal in the shape Postfix log tools count: "ID: reject: CMD
+ * from PEER: REPLY; from=<..> to=<..> proto=ESMTP helo=<..>", ID the
+ * queue id once a recipient is accepted, else NOQUEUE; to may be NULL.
+ */
+void smtp_log_reject(const struct smtp_sess *s, const char *cmd,
+    const char *reply, const char *to);
 struct smtp_sess *smtp_sess_find(struct server *srv, uint64_t sid);
 uint64_t smtp_size_limit(const struct conf *cf);
 /* Whether the session reads a message body: DATA, or a BDAT transaction

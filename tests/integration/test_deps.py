@@ -21,6 +21,7 @@ USED = [
     "/usr/lib/dovecot/lmtp",
     "/usr/bin/promtool",
     "/usr/bin/mandoc",
+    "/usr/sbin/pflogsumm",
     "/usr/bin/openssl",
     "/usr/bin/ldd",
     "/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm",

@@ -462,9 +462,9 @@ def test_a_notice_and_its_failed_mark_are_one_write(daemon, backend):
     s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
     s.sendmail("s@client.test", ["x@example.com"], b"Subject: b\r\n\r\nb\r\n")
     s.quit()
-    line = wait_for(lambda: log_lines(d, "sender failed notification: "),
+    line = wait_for(lambda: log_lines(d, "sender non-delivery notification: "),
                     what="the notice")[0]
-    m = re.search(r" ([0-9A-Z]{12}): sender failed notification: ([0-9A-Z]{12})",
+    m = re.search(r" ([0-9A-Z]{12}): sender non-delivery notification: ([0-9A-Z]{12})",
                   line)
     orig, notice = m.group(1), m.group(2)
     d.kill()

@@ -236,7 +236,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s", errors ? errors : "bad config\n");
 		return 2;
 	}
-	log_open("mxroute", LOG_TO_STDERR, cf->log_level);
+	log_open("mxroute", NULL, LOG_TO_STDERR, cf->log_level);
 	base = event_base_new();
 	if (base == NULL || dns_new(&dns, cf, base) < 0)
 		return 2;

@@ -396,7 +396,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s", errors != NULL ? errors : "bad config\n");
 		return 2;
 	}
-	log_open("sendmsg", LOG_TO_STDERR, cf->log_level);
+	log_open("sendmsg", NULL, LOG_TO_STDERR, cf->log_level);
 
 	ans->domain = xstrdup("sendmsg.test");
 	ans->status = DNS_OK;

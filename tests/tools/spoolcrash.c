@@ -430,7 +430,7 @@ run_corrupt(const char *dir)
 int
 main(int argc, char **argv)
 {
-	log_open("spoolcrash", LOG_TO_STDERR, LOG_LV_WARN);
+	log_open("spoolcrash", NULL, LOG_TO_STDERR, LOG_LV_WARN);
 	if ((argc == 5 || argc == 6) && strcmp(argv[1], "submit") == 0)
 		return run_submit(argv[2], atoi(argv[3]),
 		    strtoull(argv[4], NULL, 10),
