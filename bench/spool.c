@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/conf.h"
@@ -264,6 +265,8 @@ int
 main(int argc, char **argv)
 {
 	log_open("bench-spool", NULL, LOG_TO_STDERR, LOG_LV_WARN);
+	/* A spool mxspoold will take (spool_dir_check): for it alone. */
+	umask(077);
 	if (argc == 4 && strcmp(argv[1], "fsync") == 0)
 		return bench_fsync(argv[2], atof(argv[3]));
 	if (argc == 5 && strcmp(argv[1], "commit") == 0)

@@ -484,7 +484,7 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	const struct conf *cf = s->srv->cf;
 	char reply[PARSE_REPLY_SIZE];
 	char ace[IDN_NAME_SIZE], note[4 * IDN_NAME_SIZE + 4] = "";
-	char rej[PARSE_ADDR_SIZE + 160];
+	char rej[PARSE_ADDR_SIZE + 4 * IDN_NAME_SIZE + 160];
 	struct parse_rcpt r;
 	const char *addr;
 
@@ -522,25 +522,29 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		return -1;
 	}
 	if (r.postmaster) {
-		log_event(smtp_logid(s), "to=<%s>, orig_to=<%s>", addr, r.addr);
+		/* Said below, with the queue id. */
 	} else if (smtp_rcpt_domain(s, &r, ace, note, sizeof(note)) < 0) {
 		return -1;
 	} else if (!conf_is_relay_domain(cf, ace)) {
+		/* The log shows the domain's other form too, for grep. */
 		snprintf(rej, sizeof(rej),
-		    "554 5.7.1 <%s>: Relay access denied", r.addr);
+		    "554 5.7.1 <%s>%s: Relay access denied", r.addr, note);
 		smtp_log_reject(s, "RCPT", rej, r.addr);
 		metrics_reject("relay");
-		smtp_reply(s, "%s", rej);
+		smtp_reply(s, "554 5.7.1 <%s>: Relay access denied", r.addr);
 		return -1;
 	} else if (strcasecmp(r.local, "postmaster") != 0 &&
 		   !smtp_rcpt_listed(cf, &r)) {
 		snprintf(rej, sizeof(rej),
+		    "550 5.1.1 <%s>%s: Recipient address rejected: User "
+		    "unknown in relay recipient table",
+		    r.addr, note);
+		smtp_log_reject(s, "RCPT", rej, r.addr);
+		metrics_reject("unknown_recipient");
+		smtp_reply(s,
 		    "550 5.1.1 <%s>: Recipient address rejected: User unknown "
 		    "in relay recipient table",
 		    r.addr);
-		smtp_log_reject(s, "RCPT", rej, r.addr);
-		metrics_reject("unknown_recipient");
-		smtp_reply(s, "%s", rej);
 		return -1;
 	}
 	/* A queue id once there is something to queue, as Postfix does
@@ -550,6 +554,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 		memcpy(s->env->qid, s->qid, QID_SIZE);
 		log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
 	}
+	if (r.postmaster)
+		log_event(s->qid, "to=<%s>, orig_to=<%s>", addr, r.addr);
 	/* The envelope keeps the address as received; the log shows the
 	 * domain's other form once, for searching by either. */
 	if (note[0] != '\0')
