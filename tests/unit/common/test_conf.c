@@ -14,6 +14,7 @@
 
 #include "common/conf.h"
 #include "common/xmem.h"
+#include "tests/unit/common/conf_load.h"
 
 static void
 test_duration_accepts_each_unit(void **state)
@@ -142,61 +143,6 @@ test_domain_syntax(void **state)
 	assert_false(conf_valid_domain("a_b.c"));
 	assert_false(conf_valid_domain("a b"));
 }
-
-static char conf_path[64];
-
-/*
- * Loads text as a config file. Returns NULL if it loaded, else its errors
- * with the temporary file's name replaced by "F", so that tests can compare
- * whole lines such as "F:3: ...".
- */
-static char *
-load_errors(const char *text)
-{
-	char *errs = NULL, *out, *o;
-	struct conf *cf = NULL;
-	size_t plen;
-	int fd, rc;
-
-	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
-	fd = mkstemp(conf_path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-	rc = conf_load(&cf, conf_path, &errs);
-	unlink(conf_path);
-	if (rc == 0) {
-		assert_non_null(cf);
-		assert_null(errs);
-		conf_free(cf);
-		return NULL;
-	}
-	assert_null(cf);
-	assert_non_null(errs);
-	plen = strlen(conf_path);
-	out = o = calloc(1, strlen(errs) + 1);
-	for (const char *p = errs; *p;) {
-		if (strncmp(p, conf_path, plen) == 0) {
-			*o++ = 'F';
-			p += plen;
-		} else
-			*o++ = *p++;
-	}
-	free(errs);
-	return out;
-}
-
-static void
-assert_errors(const char *text, const char *want)
-{
-	char *got = load_errors(text);
-
-	assert_non_null(got);
-	assert_string_equal(got, want);
-	free(got);
-}
-
-#define GOOD "relay_domains = {\"example.com\"}\n"
 
 static void
 test_load_accepts_minimal_and_fills_defaults(void **state)
@@ -492,24 +438,6 @@ test_route_rejects_bad_forms(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (conf_parse_route(bad[i], &r) == 0)
 			fail_msg("accepted bad route '%s'", bad[i]);
-}
-
-/* Loads text into *cfp or fails the test with the errors. */
-static struct conf *
-load_ok(const char *text)
-{
-	char *errs = NULL;
-	struct conf *cf = NULL;
-	int fd;
-
-	strcpy(conf_path, "/tmp/mxspool-test-XXXXXX");
-	fd = mkstemp(conf_path);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	close(fd);
-	if (conf_load(&cf, conf_path, &errs) < 0)
-		fail_msg("config did not load: %s", errs);
-	unlink(conf_path);
-	return cf;
 }
 
 static void
