@@ -6,9 +6,10 @@
  * such error at once. Syntax errors and unknown options stop libconfuse at
  * the first one; those are reported too, with their line.
  *
- * Comments are removed here before libconfuse sees the text: its 3.3 lexer
- * counts each comment's newline twice (so every line number after a comment
- * is wrong) and refuses a comment inside a list (libconfuse issue #150).
+ * Comments are removed (conf_text.c) before libconfuse sees the text: its
+ * 3.3 lexer counts each comment's newline twice (so every line number after
+ * a comment is wrong) and refuses a comment inside a list (libconfuse issue
+ * #150).
  */
 #include <arpa/inet.h>
 #include <confuse.h>
@@ -24,11 +25,10 @@
 #include <unistd.h>
 
 #include "common/conf.h"
+#include "common/conf_int.h"
 #include "common/idn.h"
 #include "common/priv.h"
 #include "common/xmem.h"
-
-#define CONF_FILE_MAX (1024 * 1024)
 
 /* Errors of the load in progress: loads run on one thread at a time. */
 static const char *conf_cur_path;
@@ -65,72 +65,6 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
-}
-
-/*
- * Blanks out comments outside quoted strings: # and // to the end of the
- * line, and C-style blocks. Every newline stays, so line numbers stay true.
- */
-static void
-conf_strip_comments(char *p)
-{
-	char quote = 0;
-
-	for (; *p; p++) {
-		if (quote) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (*p == quote)
-				quote = 0;
-		} else if (*p == '"' || *p == '\'') {
-			quote = *p;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			for (; *p && *p != '\n'; p++)
-				*p = ' ';
-			if (*p == '\0')
-				return;
-		} else if (p[0] == '/' && p[1] == '*') {
-			for (; *p && !(p[0] == '*' && p[1] == '/'); p++)
-				if (*p != '\n')
-					*p = ' ';
-			if (*p == '\0')
-				return;
-			p[0] = p[1] = ' ';
-			p++;
-		}
-	}
-}
-
-/* Reads a whole config file; on failure returns NULL and sets *why. */
-static char *
-conf_read_file(const char *path, const char **why)
-{
-	FILE *fp = fopen(path, "r");
-	char *buf;
-	size_t n;
-
-	if (fp == NULL) {
-		*why = strerror(errno);
-		return NULL;
-	}
-	buf = xmalloc(CONF_FILE_MAX + 1);
-	n = fread(buf, 1, CONF_FILE_MAX + 1, fp);
-	if (ferror(fp)) {
-		*why = strerror(errno);
-		free(buf);
-		buf = NULL;
-	} else if (n > CONF_FILE_MAX) {
-		*why = "larger than 1 MiB";
-		free(buf);
-		buf = NULL;
-	} else if (memchr(buf, '\0', n) != NULL) {
-		*why = "contains a NUL byte";
-		free(buf);
-		buf = NULL;
-	} else
-		buf[n] = '\0';
-	fclose(fp);
-	return buf;
 }
 
 /*
@@ -983,32 +917,6 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	for (size_t i = 0; i < cf->ndomains; i++)
 		conf_build_domain(cf, &cf->domains[i],
 		    cfg_getnsec(cfg, "domain", (unsigned)i));
-}
-
-/*
- * The line where text shows option `name` commented out ("#name = ..."),
- * as a template does, or 0: where an operator should set a missing one.
- */
-static int
-conf_hint_line(const char *text, const char *name)
-{
-	size_t n = strlen(name);
-	int line = 1;
-
-	for (const char *p = text; *p != '\0'; line++) {
-		const char *q = p + strspn(p, " \t");
-
-		if (*q == '#') {
-			q += 1 + strspn(q + 1, " \t");
-			if (strncmp(q, name, n) == 0 &&
-			    q[n + strspn(q + n, " \t")] == '=')
-				return line;
-		}
-		if ((p = strchr(p, '\n')) == NULL)
-			break;
-		p++;
-	}
-	return 0;
 }
 
 /* Whether list option name has a value that does not start with a dot. */
