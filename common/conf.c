@@ -68,35 +68,185 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 }
 
 /*
- * Parse callbacks. Each receives the text as written and stores the parsed
- * value in *result; a bad value is reported with its line and parsing goes
- * on (returning -1 would stop libconfuse at the first problem).
+ * The range of every number option. The upper bounds are what the code
+ * that uses each value can honour with room to spare, so that nothing -t
+ * lets through overflows a timeval, a count of milliseconds or an int on
+ * its way; mxspool.conf(5) and the README list them. conf_ranges_check
+ * makes sure no number option is left out.
  */
-static int
-conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	int64_t secs = 0;
+struct conf_range {
+	const char *name;
+	int64_t min, max;
+};
 
-	if (conf_parse_duration(value, &secs) < 0 || secs > LONG_MAX)
-		cfg_error(cfg,
-		    "%s: bad duration '%s' (use e.g. 30s, 5m, 4h, 5d)",
-		    opt->name, value);
-	*(long *)result = (long)secs;
+#define CONF_DAY (24 * 3600)
+#define CONF_GIB ((int64_t)1 << 30)
+#define CONF_COUNT_MAX 1000000
+/* The DNS timeouts are kept in milliseconds as ints, as c-ares takes them. */
+#define CONF_DNS_TIMEOUT_MAX 30
+_Static_assert(CONF_DNS_TIMEOUT_MAX * 1000LL <= INT_MAX,
+    "dns_timeout and dns_ptr_timeout fit int milliseconds");
+
+static const struct conf_range conf_ranges[] = {
+    /* Timeouts, each a timeval: a day is longer than any peer waits. A
+     * 0 is refused where it would time everything out at once, and means
+     * the built-in default for the delivery timeouts. */
+    {"shutdown_timeout", 0, CONF_DAY},
+    {"command_timeout", 1, CONF_DAY},
+    {"data_timeout", 1, CONF_DAY},
+    {"session_deadline", 1, CONF_DAY},
+    {"min_data_rate_window", 1, CONF_DAY},
+    {"connect_timeout", 0, CONF_DAY},
+    {"client_command_timeout", 0, CONF_DAY},
+    {"client_data_timeout", 0, CONF_DAY},
+    {"client_final_timeout", 0, CONF_DAY},
+    /* Per try, and the whole of a client's PTR lookup: as resolv.conf(5)
+     * caps timeout at 30 s and attempts at 5. 0: the default. */
+    {"dns_timeout", 0, CONF_DNS_TIMEOUT_MAX},
+    {"dns_ptr_timeout", 0, CONF_DNS_TIMEOUT_MAX},
+    {"dns_tries", 1, 5},
+    /* RFC 8767 4: a TTL is capped at 7 days. */
+    {"dns_min_ttl", 0, 7 * CONF_DAY},
+    {"dns_max_ttl", 0, 7 * CONF_DAY},
+    {"dns_negative_ttl", 0, 7 * CONF_DAY},
+    /* Retry intervals: a store that is back is probed within a day. */
+    {"initial", 0, CONF_DAY},
+    {"max_interval", 0, CONF_DAY},
+    {"probe_interval", 0, CONF_DAY},
+    {"reject_storm_window", 0, CONF_DAY},
+    /* Ages: a year (0: never). */
+    {"max_age", 0, 365 * CONF_DAY},
+    {"warn_after", 0, 365 * CONF_DAY},
+    {"known_recipients_max_age", 0, 365 * CONF_DAY},
+    /* A body is one RocksDB value (which must stay under 4 GiB) and is
+     * held whole in memory, with its Received header. */
+    {"message_size_limit", 1, CONF_GIB},
+    {"data_memory_limit", 1, 64 * CONF_GIB},
+    {"min_data_rate", 0, CONF_GIB},
+    /* 1 PiB: more than the disk of any spool. */
+    {"spool_min_free", 0, 1024 * 1024 * CONF_GIB},
+    {"max_recipients", 1, CONF_COUNT_MAX},
+    {"max_connections", 1, CONF_COUNT_MAX},
+    {"max_connections_per_ip", 1, CONF_COUNT_MAX},
+    {"max_errors", 1, CONF_COUNT_MAX},
+    {"max_hops", 1, CONF_COUNT_MAX},
+    {"dns_cache_size", 1, CONF_COUNT_MAX},
+    {"max_outbound_connections", 1, CONF_COUNT_MAX},
+    {"active_limit", 1, CONF_COUNT_MAX},
+    {"recovery_connections", 1, CONF_COUNT_MAX},
+    {"max_msgs_per_connection", 1, CONF_COUNT_MAX},
+    {"reject_storm_min", 1, CONF_COUNT_MAX},
+};
+
+static const struct conf_range *
+conf_range_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(conf_ranges) / sizeof(conf_ranges[0]);
+	     i++)
+		if (strcmp(conf_ranges[i].name, name) == 0)
+			return &conf_ranges[i];
+	PANIC("number option %s has no range in conf_ranges", name);
+}
+
+enum conf_kind { CONF_DURATION, CONF_SIZE, CONF_COUNT };
+
+/* value as a number of kind: 0, CONF_PARSE_BAD or CONF_PARSE_RANGE. */
+static int
+conf_parse_number(enum conf_kind kind, const char *value, int64_t *v)
+{
+	unsigned long long n;
+	uint64_t bytes;
+	char *end;
+	int rc;
+
+	if (kind == CONF_DURATION)
+		return conf_parse_duration(value, v);
+	if (kind == CONF_SIZE) {
+		if ((rc = conf_parse_size(value, &bytes)) < 0)
+			return rc;
+		n = bytes;
+	} else {
+		if (!isdigit((unsigned char)value[0]))
+			return CONF_PARSE_BAD;
+		errno = 0;
+		n = strtoull(value, &end, 10);
+		if (*end != '\0')
+			return CONF_PARSE_BAD;
+		if (errno == ERANGE)
+			return CONF_PARSE_RANGE;
+	}
+	if (n > INT64_MAX)
+		return CONF_PARSE_RANGE;
+	*v = (int64_t)n;
 	return 0;
 }
 
-/* A duration where 0 makes no sense (a timeout). */
-static int
-conf_cb_timeout(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+/* v as the config would write it: "1d", "64G", "5". */
+static void
+conf_format_number(enum conf_kind kind, int64_t v, char *buf, size_t len)
 {
-	int64_t secs;
+	if (kind == CONF_DURATION)
+		conf_format_duration(v, buf, len);
+	else if (kind == CONF_SIZE)
+		conf_format_size((uint64_t)v, buf, len);
+	else
+		snprintf(buf, len, "%lld", (long long)v);
+}
 
-	conf_cb_duration(cfg, opt, value, result);
-	if (conf_parse_duration(value, &secs) == 0 && secs == 0) {
-		cfg_error(cfg, "%s: must be at least 1s", opt->name);
-		*(long *)result = 1;
+/*
+ * Parse callbacks. Each receives the text as written and stores the parsed
+ * value in *result; a bad value is reported with its line and parsing goes
+ * on (returning -1 would stop libconfuse at the first problem).
+ *
+ * A number of the given kind, within its option's range.
+ */
+static int
+conf_cb_number(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+    enum conf_kind kind)
+{
+	static const char *const what[][2] = {
+	    [CONF_DURATION] = {"duration", "30s, 5m, 4h, 5d"},
+	    [CONF_SIZE] = {"size", "512, 10k, 25M"},
+	    [CONF_COUNT] = {"number", "20"}};
+	const struct conf_range *r = conf_range_of(opt->name);
+	char lim[32];
+	int64_t v = 0;
+	int rc = conf_parse_number(kind, value, &v);
+
+	if (rc == CONF_PARSE_BAD) {
+		cfg_error(cfg, "%s: bad %s '%s' (use e.g. %s)", opt->name,
+		    what[kind][0], value, what[kind][1]);
+		v = r->min;
+	} else if (rc < 0 || v > r->max) {
+		conf_format_number(kind, r->max, lim, sizeof(lim));
+		cfg_error(cfg, "%s: %s is more than the limit of %s", opt->name,
+		    value, lim);
+		v = r->max;
+	} else if (v < r->min) {
+		conf_format_number(kind, r->min, lim, sizeof(lim));
+		cfg_error(cfg, "%s: must be at least %s", opt->name, lim);
+		v = r->min;
 	}
+	*(long *)result = (long)v;
 	return 0;
+}
+
+static int
+conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_cb_number(cfg, opt, value, result, CONF_DURATION);
+}
+
+static int
+conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_cb_number(cfg, opt, value, result, CONF_SIZE);
+}
+
+static int
+conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_cb_number(cfg, opt, value, result, CONF_COUNT);
 }
 
 static int
@@ -254,52 +404,6 @@ conf_cb_log(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 		cfg_error(cfg, "%s: '%s' is not one of stderr, syslog",
 		    opt->name, value);
 	*(const char **)result = value;
-	return 0;
-}
-
-static int
-conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	uint64_t bytes = 0;
-
-	if (conf_parse_size(value, &bytes) < 0 || bytes > LONG_MAX)
-		cfg_error(cfg, "%s: bad size '%s' (use e.g. 512, 10k, 25M)",
-		    opt->name, value);
-	*(long *)result = (long)bytes;
-	return 0;
-}
-
-/* A size where 0 makes no sense (a message size limit). */
-static int
-conf_cb_size_pos(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	uint64_t bytes;
-
-	conf_cb_size(cfg, opt, value, result);
-	if (conf_parse_size(value, &bytes) == 0 && bytes == 0) {
-		cfg_error(cfg, "%s: must be more than 0", opt->name);
-		*(long *)result = 1;
-	}
-	return 0;
-}
-
-/* A count: a positive integer below a million. */
-static int
-conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	char *end;
-	long n;
-
-	errno = 0;
-	n = strtol(value, &end, 10);
-	if (errno != 0 || end == value || *end != '\0' || n < 1 ||
-	    n > 1000000) {
-		cfg_error(cfg,
-		    "%s: '%s' is not a whole number from 1 to 1000000",
-		    opt->name, value);
-		n = 1;
-	}
-	*(long *)result = n;
 	return 0;
 }
 
@@ -569,19 +673,17 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
     CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
     /* Inbound SMTP. */
-    CFG_INT_CB(
-	"message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
+    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_INT_CB("max_recipients", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections_per_ip", 50, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_errors", 20, CFGF_NONE, conf_cb_count),
-    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_timeout),
-    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_timeout),
-    CFG_INT_CB(
-	"data_memory_limit", 512 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
-    CFG_INT_CB("session_deadline", 30 * 60, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("data_memory_limit", 512 * 1024 * 1024, CFGF_NONE, conf_cb_size),
+    CFG_INT_CB("session_deadline", 30 * 60, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("min_data_rate", 1024, CFGF_NONE, conf_cb_size),
-    CFG_INT_CB("min_data_rate_window", 60, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("min_data_rate_window", 60, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
@@ -615,6 +717,19 @@ static cfg_opt_t conf_opts[] = {
 	CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
+
+/* Every number option has its range in conf_ranges (a bug otherwise). */
+static void
+conf_ranges_check(const cfg_opt_t *opts)
+{
+	for (; opts->name != NULL; opts++)
+		if (opts->type == CFGT_SEC)
+			conf_ranges_check(opts->subopts);
+		else if (opts->parsecb == conf_cb_duration ||
+			 opts->parsecb == conf_cb_size ||
+			 opts->parsecb == conf_cb_count)
+			(void)conf_range_of(opts->name);
+}
 
 static char *
 conf_default_hostname(void)
@@ -879,9 +994,9 @@ conf_build(struct conf *cf, cfg_t *cfg)
 			cfg_getnstr(cfg, "dns_servers", (unsigned)i),
 			&cf->dns_servers[i]) < 0)
 			PANIC("dns server passed its check but not parse");
-	cf->dns_timeout_ms = cfg_getint(cfg, "dns_timeout") * 1000;
+	cf->dns_timeout_ms = (int)cfg_getint(cfg, "dns_timeout") * 1000;
 	cf->dns_tries = (unsigned)cfg_getint(cfg, "dns_tries");
-	cf->dns_ptr_timeout_ms = cfg_getint(cfg, "dns_ptr_timeout") * 1000;
+	cf->dns_ptr_timeout_ms = (int)cfg_getint(cfg, "dns_ptr_timeout") * 1000;
 	cf->dns_prefer_ipv6 =
 	    strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
 	cf->mx_self_names =
@@ -988,6 +1103,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 		*errors = xasprintf("%s: cannot read: %s\n", path, why);
 		return -1;
 	}
+	conf_ranges_check(conf_opts);
 	hint = conf_hint_line(text, "relay_domains");
 	conf_strip_comments(text);
 	conf_cur_path = path;

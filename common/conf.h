@@ -125,10 +125,9 @@ struct conf {
 	/* DNS (dns/). */
 	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
 	size_t ndns_servers;
-	int64_t dns_timeout_ms; /* per try */
+	int dns_timeout_ms; /* per try; an int, as c-ares takes it */
 	unsigned dns_tries;
-	int64_t
-	    dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
+	int dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
 	bool dns_prefer_ipv6;   /* address order within a host */
 	char **mx_self_names;   /* lower case; default: { hostname } */
 	size_t nmx_self_names;
@@ -160,11 +159,22 @@ struct conf {
 int conf_load(struct conf **cfp, const char *path, char **errors);
 void conf_free(struct conf *cf);
 
-/* "30s", "5m", "4h", "5d", "1w", combinations such as "1h30m", or plain
- * seconds. */
+/* Why a value did not parse: written wrong, or too big for its type. */
+enum conf_parse_status { CONF_PARSE_BAD = -1, CONF_PARSE_RANGE = -2 };
+/*
+ * "30s", "5m", "4h", "5d", "1w", combinations such as "1h30m", or plain
+ * seconds, into *secs. Returns 0, CONF_PARSE_BAD, or CONF_PARSE_RANGE for
+ * a well-written duration of more than INT64_MAX seconds.
+ */
 int conf_parse_duration(const char *s, int64_t *secs);
-/* "512", "10k", "25M", "1G" (binary multiples). */
+/*
+ * "512", "10k", "25M", "1G", "2T" (binary multiples) into *bytes. Returns
+ * 0, CONF_PARSE_BAD, or CONF_PARSE_RANGE past UINT64_MAX bytes.
+ */
 int conf_parse_size(const char *s, uint64_t *bytes);
+/* The other way, in the largest unit that divides: "1d", "90s", "64G". */
+void conf_format_duration(int64_t secs, char *buf, size_t len);
+void conf_format_size(uint64_t bytes, char *buf, size_t len);
 /* "127.0.0.1:25", "[::1]:25", "*:25" (IPv4 any), "[::]:25". Numeric only. */
 int conf_parse_addr(const char *s, struct conf_addr *out);
 /* A host or domain name: letters, digits, hyphens, dots; at most 253.

@@ -614,8 +614,7 @@ test_load_reports_bad_policy_values(void **state)
 			   "tls_cert_file = \"/nonexistent/cert.pem\"\n",
 	    "F:3: multiplier: '0.5' is not a number from 1 to 100\n"
 	    "F:4: jitter: '2' is not a number from 0 to 1\n"
-	    "F:5: max_connections: '0' is not a whole number from 1 to "
-	    "1000000\n"
+	    "F:5: max_connections: must be at least 1\n"
 	    "F:6: initial: bad duration 'x' (use e.g. 30s, 5m, 4h, 5d)\n"
 	    "F:7: tls: 'always' is not one of none, may, encrypt, verify\n"
 	    "F:9: route: bad route 'smtp:' (use mx, smtp:[host]:port, "
@@ -775,7 +774,7 @@ test_load_refuses_zero_timeouts_and_size_limit(void **state)
 			   "message_size_limit = 0\n",
 	    "F:2: command_timeout: must be at least 1s\n"
 	    "F:3: data_timeout: must be at least 1s\n"
-	    "F:4: message_size_limit: must be more than 0\n");
+	    "F:4: message_size_limit: must be at least 1\n");
 }
 
 /* The bounds on memory and time a client may take (issue 14, 4 and 5). */
@@ -799,7 +798,7 @@ test_session_limits_default_and_refuse_zero(void **state)
 	conf_free(cf);
 	assert_errors(GOOD "data_memory_limit = 0\nsession_deadline = 0s\n"
 			   "min_data_rate = 1x\nmin_data_rate_window = 0\n",
-	    "F:2: data_memory_limit: must be more than 0\n"
+	    "F:2: data_memory_limit: must be at least 1\n"
 	    "F:3: session_deadline: must be at least 1s\n"
 	    "F:4: min_data_rate: bad size '1x' (use e.g. 512, 10k, 25M)\n"
 	    "F:5: min_data_rate_window: must be at least 1s\n");

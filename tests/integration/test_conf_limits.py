@@ -1,0 +1,80 @@
+"""What the config may ask for (issue 14, point 9): `mxspoold -t` refuses,
+at its line, every value the daemon could not honour (numbers past their
+limits), the daemon refuses to start with them, and the limits themselves
+work."""
+
+import subprocess
+import time
+
+from conftest import MXSPOOLD
+from dnsmasq import MxrouteSession, SilentServer, write_conf
+
+
+def check(conf):
+    return subprocess.run([MXSPOOLD, "-t", "-c", conf], capture_output=True,
+                          text=True, timeout=30)
+
+
+def refused(d, lines):
+    """d's config gets exactly lines from -t, and stops the daemon too."""
+    r = check(d.conf)
+    assert (r.returncode, r.stderr.splitlines()) == \
+        (1, ["%s:%s" % (d.conf, l) for l in lines])
+    d.start(wait=False)
+    assert d.proc.wait(10) == 1
+    assert d.log().splitlines() == r.stderr.splitlines()
+
+
+def first_line(d):
+    """The line of d's config where its extra text starts."""
+    with open(d.conf) as f:
+        return len(f.read().splitlines()) + 1
+
+
+def test_numbers_past_their_limits_are_refused(daemon):
+    # Before: -t passed all of these; INT64_MAX closed every session
+    # within a second, 4294968s of DNS timeout was 704 ms, the retry
+    # interval logged "next probe in -9223372036854775s".
+    d = daemon()
+    n = first_line(d)
+    with open(d.conf, "a") as f:
+        f.write("command_timeout = 9223372036854775807\n"
+                "dns_timeout = 4294968s\n"
+                "retry {\n initial = 9223372036854775807\n}\n"
+                "message_size_limit = 5G\n")
+    refused(d, [
+        "%d: command_timeout: 9223372036854775807 is more than the limit "
+        "of 1d" % n,
+        "%d: dns_timeout: 4294968s is more than the limit of 30s" % (n + 1),
+        "%d: initial: 9223372036854775807 is more than the limit of 1d"
+        % (n + 3),
+        "%d: message_size_limit: 5G is more than the limit of 1G" % (n + 5),
+    ])
+
+
+def test_a_session_at_the_longest_command_timeout_is_not_cut(daemon):
+    d = daemon(extra="command_timeout = 1d\ndata_timeout = 1d\n"
+                     "session_deadline = 1d\n").start()
+    c = d.connect()
+    assert c.reply()[0].startswith("220 ")
+    time.sleep(2)
+    assert c.cmd("NOOP") == ["250 2.0.0 Ok"]
+    assert c.cmd("QUIT")[0].startswith("221 ")
+
+
+def test_a_dns_timeout_at_its_limit_waits_that_long(tmp_path):
+    # 30 s, in milliseconds as an int for c-ares; 4294968s wrapped to
+    # 704 ms before.
+    silent = SilentServer()
+    try:
+        conf = write_conf(tmp_path, [silent.port],
+                          "dns_timeout = 30s\ndns_tries = 1\n")
+        s = MxrouteSession(conf)
+        try:
+            s.send("example.test")
+            assert s.read(timeout=2) is None
+        finally:
+            s.proc.kill()
+            s.proc.wait()
+    finally:
+        silent.stop()

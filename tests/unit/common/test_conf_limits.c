@@ -1,0 +1,180 @@
+/*
+ * Unit tests for common/conf.c: what the config may ask for and what it
+ * refuses, at its line, because the daemon could not honour it (issue 14,
+ * point 9): numbers past their limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/conf.h"
+#include "tests/unit/common/conf_load.h"
+
+static void
+test_duration_and_size_tell_too_big_from_bad(void **state)
+{
+	int64_t s = 42;
+	uint64_t b = 42;
+
+	(void)state;
+	assert_int_equal(conf_parse_duration("9223372036854775807", &s), 0);
+	assert_true(s == INT64_MAX);
+	assert_int_equal(
+	    conf_parse_duration("9223372036854775808", &s), CONF_PARSE_RANGE);
+	assert_int_equal(
+	    conf_parse_duration("99999999999999999999s", &s), CONF_PARSE_RANGE);
+	assert_int_equal(
+	    conf_parse_duration("15250284452472w", &s), CONF_PARSE_RANGE);
+	assert_int_equal(conf_parse_duration("1h9223372036854775807s", &s),
+	    CONF_PARSE_RANGE);
+	/* Too big, but written wrong too: wrong comes first. */
+	assert_int_equal(
+	    conf_parse_duration("99999999999999999999s5", &s), CONF_PARSE_BAD);
+	assert_int_equal(
+	    conf_parse_duration("99999999999999999999x", &s), CONF_PARSE_BAD);
+	assert_int_equal(conf_parse_duration("0s5", &s), CONF_PARSE_BAD);
+	assert_true(s == INT64_MAX);
+
+	assert_int_equal(conf_parse_size("2T", &b), 0);
+	assert_true(b == (uint64_t)2 << 40);
+	assert_int_equal(conf_parse_size("1t", &b), 0);
+	assert_true(b == (uint64_t)1 << 40);
+	assert_int_equal(conf_parse_size("17179869184G", &b), CONF_PARSE_RANGE);
+	assert_int_equal(
+	    conf_parse_size("99999999999999999999", &b), CONF_PARSE_RANGE);
+	assert_int_equal(
+	    conf_parse_size("99999999999999999999x", &b), CONF_PARSE_BAD);
+}
+
+static void
+test_durations_and_sizes_print_as_written(void **state)
+{
+	char buf[32];
+
+	(void)state;
+	conf_format_duration(86400, buf, sizeof(buf));
+	assert_string_equal(buf, "1d");
+	conf_format_duration(365 * 86400, buf, sizeof(buf));
+	assert_string_equal(buf, "365d");
+	conf_format_duration(30 * 3600, buf, sizeof(buf));
+	assert_string_equal(buf, "30h");
+	conf_format_duration(90, buf, sizeof(buf));
+	assert_string_equal(buf, "90s");
+	conf_format_duration(0, buf, sizeof(buf));
+	assert_string_equal(buf, "0s");
+	conf_format_size((uint64_t)64 << 30, buf, sizeof(buf));
+	assert_string_equal(buf, "64G");
+	conf_format_size((uint64_t)1 << 50, buf, sizeof(buf));
+	assert_string_equal(buf, "1024T");
+	conf_format_size(1536, buf, sizeof(buf));
+	assert_string_equal(buf, "1536");
+	conf_format_size(0, buf, sizeof(buf));
+	assert_string_equal(buf, "0");
+}
+
+/*
+ * Each of these was taken before, and then not honoured: INT64_MAX
+ * seconds timed every session out at once, dns_timeout overflowed in
+ * conf.c (UBSan) or, at 4294968s, wrapped to 704 ms, a retry interval
+ * that size logged a negative next probe.
+ */
+static void
+test_numbers_past_their_limits_are_refused_at_their_line(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "command_timeout = 9223372036854775807\n"
+			   "dns_timeout = 9223372036854775807\n"
+			   "dns_ptr_timeout = 4294968s\n"
+			   "retry {\n initial = 9223372036854775807\n"
+			   " max_age = 366d\n}\n"
+			   "domain \"example.com\" {\n"
+			   " retry { max_interval = 1d1s }\n}\n"
+			   "known_recipients_max_age = 99999999999999999999d\n"
+			   "message_size_limit = 2G\n"
+			   "data_memory_limit = 65G\n"
+			   "spool_min_free = 1025T\n"
+			   "min_data_rate = 1T\n"
+			   "dns_tries = 6\n"
+			   "max_connections = 1000001\n"
+			   "dns_max_ttl = 8d\n",
+	    "F:2: command_timeout: 9223372036854775807 is more than the limit "
+	    "of 1d\n"
+	    "F:3: dns_timeout: 9223372036854775807 is more than the limit of "
+	    "30s\n"
+	    "F:4: dns_ptr_timeout: 4294968s is more than the limit of 30s\n"
+	    "F:6: initial: 9223372036854775807 is more than the limit of 1d\n"
+	    "F:7: max_age: 366d is more than the limit of 365d\n"
+	    "F:10: max_interval: 1d1s is more than the limit of 1d\n"
+	    "F:12: known_recipients_max_age: 99999999999999999999d is more "
+	    "than the limit of 365d\n"
+	    "F:13: message_size_limit: 2G is more than the limit of 1G\n"
+	    "F:14: data_memory_limit: 65G is more than the limit of 64G\n"
+	    "F:15: spool_min_free: 1025T is more than the limit of 1024T\n"
+	    "F:16: min_data_rate: 1T is more than the limit of 1G\n"
+	    "F:17: dns_tries: 6 is more than the limit of 5\n"
+	    "F:18: max_connections: 1000001 is more than the limit of "
+	    "1000000\n"
+	    "F:19: dns_max_ttl: 8d is more than the limit of 7d\n");
+	assert_errors(GOOD "max_errors = 10k\nmax_hops = -1\n",
+	    "F:2: max_errors: bad number '10k' (use e.g. 20)\n"
+	    "F:3: max_hops: bad number '-1' (use e.g. 20)\n");
+}
+
+/* A limit is a value the daemon takes, and keeps whole. */
+static void
+test_every_limit_itself_is_taken(void **state)
+{
+	struct conf *cf = load_ok(
+	    GOOD "command_timeout = 1d\ndata_timeout = 24h\n"
+		 "session_deadline = 86400\nshutdown_timeout = 1d\n"
+		 "client_final_timeout = 1d\ndns_timeout = 30s\n"
+		 "dns_ptr_timeout = 30s\ndns_tries = 5\ndns_max_ttl = 1w\n"
+		 "known_recipients_max_age = 365d\nmessage_size_limit = 1G\n"
+		 "data_memory_limit = 64G\nspool_min_free = 1024T\n"
+		 "active_limit = 1000000\n"
+		 "retry {\n initial = 1d\n max_interval = 1d\n"
+		 " max_age = 365d\n warn_after = 365d\n}\n");
+
+	(void)state;
+	assert_int_equal(cf->command_timeout, 86400);
+	assert_int_equal(cf->data_timeout, 86400);
+	assert_int_equal(cf->session_deadline, 86400);
+	assert_int_equal(cf->shutdown_timeout, 86400);
+	assert_int_equal(cf->client_final_timeout, 86400);
+	/* In milliseconds, as c-ares takes them: an int. */
+	assert_int_equal(cf->dns_timeout_ms, 30000);
+	assert_int_equal(cf->dns_ptr_timeout_ms, 30000);
+	assert_int_equal(cf->dns_tries, 5);
+	assert_int_equal(cf->dns_max_ttl, 7 * 86400);
+	assert_int_equal(cf->known_recipients_max_age, 365 * 86400);
+	assert_true(cf->message_size_limit == (uint64_t)1 << 30);
+	assert_true(cf->data_memory_limit == (uint64_t)64 << 30);
+	assert_true(cf->spool_min_free == (uint64_t)1 << 50);
+	assert_int_equal(cf->active_limit, 1000000);
+	assert_int_equal(cf->retry.initial, 86400);
+	assert_int_equal(cf->retry.max_interval, 86400);
+	assert_int_equal(cf->retry.max_age, 365 * 86400);
+	assert_int_equal(cf->retry.warn_after, 365 * 86400);
+	conf_free(cf);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_duration_and_size_tell_too_big_from_bad),
+	    cmocka_unit_test(test_durations_and_sizes_print_as_written),
+	    cmocka_unit_test(
+		test_numbers_past_their_limits_are_refused_at_their_line),
+	    cmocka_unit_test(test_every_limit_itself_is_taken),
+	};
+
+	return cmocka_run_group_tests_name(
+	    "common/conf limits", tests, NULL, NULL);
+}
