@@ -67,6 +67,22 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
 }
 
+/* Each section text leaves open at its end, at the line that opens it. */
+static void
+conf_check_sections(const char *text)
+{
+	struct conf_open open[8];
+	size_t max = sizeof(open) / sizeof(open[0]),
+	       n = conf_open_sections(text, open, max);
+
+	for (size_t i = 0; i < n && i < max; i++)
+		conf_add_error("%s:%d: section '%.*s%s%.*s' opened here is "
+			       "never closed",
+		    conf_cur_path, open[i].line, open[i].name.len,
+		    open[i].name.p, open[i].title.len > 0 ? " " : "",
+		    open[i].title.len, open[i].title.p);
+}
+
 /*
  * The range of every number option. The upper bounds are what the code
  * that uses each value can honour with room to spare, so that nothing -t
@@ -1107,6 +1123,7 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	hint = conf_hint_line(text, "relay_domains");
 	conf_strip_comments(text);
 	conf_cur_path = path;
+	conf_check_sections(text);
 	cfg = cfg_init(conf_opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_on_error);
 	cfg_set_validate_func(cfg, "domain", conf_validate_domain_sec);

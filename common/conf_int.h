@@ -23,4 +23,27 @@ void conf_strip_comments(char *text);
  */
 int conf_hint_line(const char *text, const char *name);
 
+/* A token of the text: a word, a quoted string or one of {}=,() */
+struct conf_tok {
+	const char *p;
+	int len; /* 0: none */
+};
+
+/* A section still open at the end of the text. */
+struct conf_open {
+	int line;              /* where its brace is */
+	struct conf_tok name;  /* `domain`, `retry` */
+	struct conf_tok title; /* `"example.com"`, with its quotes; or none */
+};
+
+/*
+ * libconfuse 3.3 takes a file that ends inside a section (`retry {` with
+ * no closing brace) as if the section were closed there. This finds the
+ * sections of text (without comments) still open at its end, outermost
+ * first: it fills at most max of out and returns how many it found. A
+ * list's brace (after `=`) counts for the pairing but opens no section:
+ * libconfuse reports a list left open itself.
+ */
+size_t conf_open_sections(const char *text, struct conf_open *out, size_t max);
+
 #endif

@@ -2,7 +2,9 @@
  * The text passes over a config file (see conf_int.h): reading it, and
  * what libconfuse 3.3 gets wrong or cannot tell, done on the text itself.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,4 +93,72 @@ conf_hint_line(const char *text, const char *name)
 		p++;
 	}
 	return 0;
+}
+
+/* The token at *pp, which moves past it; *line counts the newlines. */
+static struct conf_tok
+conf_next_tok(const char **pp, int *line)
+{
+	const char *p = *pp;
+	struct conf_tok t;
+
+	for (; isspace((unsigned char)*p); p++)
+		*line += *p == '\n';
+	t.p = p;
+	if (*p == '"' || *p == '\'') {
+		for (p++; *p != '\0' && *p != *t.p; p++) {
+			if (*p == '\\' && p[1] != '\0')
+				p++;
+			*line += *p == '\n';
+		}
+		p += *p != '\0';
+	} else if (*p != '\0' && strchr("{}=,()", *p) != NULL) {
+		p++;
+	} else {
+		while (*p != '\0' && !isspace((unsigned char)*p) &&
+		       strchr("{}=,()\"'", *p) == NULL)
+			p++;
+	}
+	t.len = (int)(p - t.p);
+	*pp = p;
+	return t;
+}
+
+size_t
+conf_open_sections(const char *text, struct conf_open *out, size_t max)
+{
+	struct {
+		bool section;
+		struct conf_open at;
+	} open[16];
+	const size_t nopen = sizeof(open) / sizeof(open[0]);
+	struct conf_tok prev = {0}, last = {0}, t;
+	size_t depth = 0, n = 0;
+	int line = 1;
+
+	while ((t = conf_next_tok(&text, &line)).len > 0) {
+		if (t.p[0] == '{' && depth < nopen) {
+			bool titled = last.len > 0 &&
+				      (last.p[0] == '"' || last.p[0] == '\'');
+
+			open[depth].section = last.len > 0 && last.p[0] != '=';
+			open[depth].at.line = line;
+			open[depth].at.name = titled ? prev : last;
+			open[depth].at.title =
+			    titled ? last : (struct conf_tok){NULL, 0};
+		}
+		if (t.p[0] == '{')
+			depth++;
+		else if (t.p[0] == '}' && depth > 0)
+			depth--;
+		prev = last;
+		last = t;
+	}
+	for (size_t i = 0; i < depth && i < nopen; i++)
+		if (open[i].section) {
+			if (n < max)
+				out[n] = open[i].at;
+			n++;
+		}
+	return n;
 }

@@ -1,7 +1,7 @@
 """What the config may ask for (issue 14, point 9): `mxspoold -t` refuses,
 at its line, every value the daemon could not honour (numbers past their
-limits), the daemon refuses to start with them, and the limits themselves
-work."""
+limits, a file that ends inside a section), the daemon refuses to start
+with them, and the limits themselves work."""
 
 import subprocess
 import time
@@ -49,6 +49,19 @@ def test_numbers_past_their_limits_are_refused(daemon):
         "%d: initial: 9223372036854775807 is more than the limit of 1d"
         % (n + 3),
         "%d: message_size_limit: 5G is more than the limit of 1G" % (n + 5),
+    ])
+
+
+def test_a_file_that_ends_inside_a_section_is_refused(daemon):
+    d = daemon()
+    n = first_line(d)
+    with open(d.conf, "a") as f:
+        f.write('domain "example.com" {\n route = "mx"\n retry {\n'
+                '  initial = 1m\n')
+    refused(d, [
+        "%d: section 'domain \"example.com\"' opened here is never closed"
+        % n,
+        "%d: section 'retry' opened here is never closed" % (n + 2),
     ])
 
 

@@ -1,7 +1,8 @@
 /*
  * Unit tests for common/conf.c: what the config may ask for and what it
  * refuses, at its line, because the daemon could not honour it (issue 14,
- * point 9): numbers past their limits.
+ * point 9): numbers past their limits and a file that ends inside a
+ * section.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -164,6 +165,38 @@ test_every_limit_itself_is_taken(void **state)
 	conf_free(cf);
 }
 
+/* libconfuse takes the end of the file as the end of every section. */
+static void
+test_a_file_ending_inside_a_section_is_refused(void **state)
+{
+	(void)state;
+	assert_errors(GOOD "retry {\n initial = 5s\n",
+	    "F:2: section 'retry' opened here is never closed\n");
+	assert_errors(GOOD "domain \"example.com\" {\n"
+			   " route = \"lmtp:unix:/run/dovecot/lmtp\"\n",
+	    "F:2: section 'domain \"example.com\"' opened here is never "
+	    "closed\n");
+	/* Both, where a domain's retry block is left open too. */
+	assert_errors(GOOD "domain \"example.com\" {\n retry {\n"
+			   "  initial = 5s\n",
+	    "F:2: section 'domain \"example.com\"' opened here is never "
+	    "closed\n"
+	    "F:3: section 'retry' opened here is never closed\n");
+	/* What follows is read as inside the section: that comes after. */
+	assert_errors(GOOD "retry {\n initial = 5s\n\nsoft_bounce = true\n",
+	    "F:2: section 'retry' opened here is never closed\n"
+	    "F:5: no such option 'soft_bounce'\n");
+	/* Braces in strings and comments, one-line sections and lists do
+	 * not count. */
+	assert_null(load_errors(
+	    GOOD "spool_dir = \"/tmp/{x\" # {\n/* { */ retry { initial = 5s }\n"
+		 "domain \"example.com\" { retry { } route = \"mx\" }\n"
+		 "mx_self_names = {\"a.example\",\n\"b.example\"}\n"));
+	/* A list left open libconfuse reports itself. */
+	assert_errors(GOOD "mx_self_names = {\"a.example\",\n",
+	    "F:3: premature end of file\n");
+}
+
 int
 main(void)
 {
@@ -173,6 +206,7 @@ main(void)
 	    cmocka_unit_test(
 		test_numbers_past_their_limits_are_refused_at_their_line),
 	    cmocka_unit_test(test_every_limit_itself_is_taken),
+	    cmocka_unit_test(test_a_file_ending_inside_a_section_is_refused),
 	};
 
 	return cmocka_run_group_tests_name(
