@@ -314,6 +314,50 @@ conf_cb_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* A Unix socket's path: it must fit sun_path, or it would be cut. */
+static int
+conf_cb_socket_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	conf_cb_path(cfg, opt, value, result);
+	if (strlen(value) > CONF_SOCKET_PATH_MAX)
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %zu "
+		    "for a Unix socket",
+		    opt->name, strlen(value), CONF_SOCKET_PATH_MAX);
+	return 0;
+}
+
+/*
+ * The spool directory: RocksDB and the WAL quarantine make files and
+ * directories below it, whose whole paths must fit PATH_MAX, and no
+ * file system takes a name in it of more than NAME_MAX bytes.
+ */
+static int
+conf_cb_spool_dir(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	conf_cb_path(cfg, opt, value, result);
+	if (strlen(value) > CONF_SPOOL_DIR_MAX) {
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %d "
+		    "(PATH_MAX, less room for the spool's own files)",
+		    opt->name, strlen(value), CONF_SPOOL_DIR_MAX);
+		return 0;
+	}
+	for (const char *p = value; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		if (n > NAME_MAX) {
+			cfg_error(cfg,
+			    "%s: a name of %zu bytes in the path is more than "
+			    "the limit of %d (NAME_MAX)",
+			    opt->name, n, NAME_MAX);
+			break;
+		}
+		p += n + (p[n] == '/');
+	}
+	return 0;
+}
+
 /* An address, or "" for off. */
 static int
 conf_cb_opt_addr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -463,9 +507,17 @@ conf_cb_multiplier(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_route(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	const char *unix_path = "lmtp:unix:";
 	struct conf_route r;
 
-	if (conf_parse_route(value, &r) < 0)
+	if (strncmp(value, unix_path, strlen(unix_path)) == 0 &&
+	    strlen(value + strlen(unix_path)) > CONF_SOCKET_PATH_MAX)
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %zu "
+		    "for a Unix socket",
+		    opt->name, strlen(value + strlen(unix_path)),
+		    CONF_SOCKET_PATH_MAX);
+	else if (conf_parse_route(value, &r) < 0)
 		cfg_error(cfg,
 		    "%s: bad route '%s' (use mx, smtp:[host]:port, "
 		    "lmtp:[host]:port or lmtp:unix:/path)",
@@ -673,11 +725,12 @@ static cfg_opt_t conf_domain_opts[] = {
 static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
     CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
-    CFG_STR_CB("spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_path),
+    CFG_STR_CB(
+	"spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_spool_dir),
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB("spool_recovery", "salvage", CFGF_NONE, conf_cb_spool_recovery),
-    CFG_STR_CB(
-	"control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE, conf_cb_path),
+    CFG_STR_CB("control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE,
+	conf_cb_socket_path),
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),

@@ -6,10 +6,12 @@
 #ifndef MXSPOOL_CONF_H
 #define MXSPOOL_CONF_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "common/log.h"
 
@@ -19,6 +21,12 @@
 #define CONF_DEFAULT_PATH MXSPOOL_SYSCONFDIR "/mxspool/mxspool.conf"
 #define CONF_DEFAULT_SPOOL_DIR MXSPOOL_LOCALSTATEDIR "/spool/mxspool"
 #define CONF_DEFAULT_CONTROL_SOCKET MXSPOOL_RUNSTATEDIR "/mxspool/control.sock"
+
+/* The longest path of a Unix socket: sun_path, less its NUL (107). */
+#define CONF_SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* The longest spool_dir: PATH_MAX less room for the longest name RocksDB
+ * and the WAL quarantine put below it ("/quarantine/<stamp>-N/<log>"). */
+#define CONF_SPOOL_DIR_MAX (PATH_MAX - 96)
 
 /* A listening or connecting address, as given and as a sockaddr. */
 struct conf_addr {
@@ -209,7 +217,8 @@ bool conf_recipient_known(
     const struct conf *cf, const char *local, const char *domain);
 /* Whether domain has a recipients file. */
 bool conf_has_recipients(const struct conf *cf, const char *domain);
-/* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path". */
+/* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path" (a path
+ * of at most CONF_SOCKET_PATH_MAX bytes). */
 int conf_parse_route(const char *s, struct conf_route *out);
 void conf_route_fini(struct conf_route *r);
 const char *conf_tls_policy_str(enum tls_policy p);

@@ -289,7 +289,7 @@ conf_parse_route(const char *s, struct conf_route *out)
 		return -1;
 	rest = s + 5;
 	if (out->kind == ROUTE_LMTP && strncmp(rest, "unix:", 5) == 0) {
-		if (rest[5] != '/')
+		if (rest[5] != '/' || strlen(rest + 5) > CONF_SOCKET_PATH_MAX)
 			return -1;
 		out->kind = ROUTE_LMTP_UNIX;
 		out->port = 0;

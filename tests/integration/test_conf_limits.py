@@ -1,12 +1,15 @@
 """What the config may ask for (issue 14, point 9): `mxspoold -t` refuses,
 at its line, every value the daemon could not honour (numbers past their
-limits, a file that ends inside a section), the daemon refuses to start
-with them, and the limits themselves work."""
+limits, a file that ends inside a section, paths that would be cut), the
+daemon refuses to start with them, and the limits themselves work."""
 
+import os
 import subprocess
+import tempfile
 import time
 
-from conftest import MXSPOOLD
+from backend import Backend
+from conftest import MXSPOOLD, wait_for
 from dnsmasq import MxrouteSession, SilentServer, write_conf
 
 
@@ -65,6 +68,30 @@ def test_a_file_that_ends_inside_a_section_is_refused(daemon):
     ])
 
 
+def test_paths_that_would_be_cut_are_refused(daemon, tmp_path):
+    # Before: -t passed these; the control socket and the spool failed
+    # at start, and delivery went to the lmtp:unix path cut to 107 bytes.
+    long_sock = "/tmp/" + "s" * 103  # 108 bytes
+    long_dir = str(tmp_path) + "/" + "/".join(["d" * 200] * 20)
+    d = daemon()
+    n = first_line(d)
+    with open(d.conf, "a") as f:
+        f.write('control_socket = "%s"\n' % long_sock)
+        f.write('spool_dir = "%s"\n' % long_dir)
+        f.write('domain "example.com" {\n route = "lmtp:unix:%s"\n}\n'
+                % long_sock)
+    refused(d, [
+        "%d: control_socket: a path of 108 bytes is more than the limit "
+        "of 107 for a Unix socket" % n,
+        "%d: spool_dir: a path of %d bytes is more than the limit of 4000 "
+        "(PATH_MAX, less room for the spool's own files)"
+        % (n + 1, len(long_dir)),
+        "%d: route: a path of 108 bytes is more than the limit of 107 for "
+        "a Unix socket" % (n + 3),
+    ])
+    assert not os.path.exists(os.path.join(str(tmp_path), "d" * 200))
+
+
 def test_a_session_at_the_longest_command_timeout_is_not_cut(daemon):
     d = daemon(extra="command_timeout = 1d\ndata_timeout = 1d\n"
                      "session_deadline = 1d\n").start()
@@ -91,3 +118,33 @@ def test_a_dns_timeout_at_its_limit_waits_that_long(tmp_path):
             s.proc.wait()
     finally:
         silent.stop()
+
+
+def test_an_lmtp_socket_path_at_the_limit_delivers(daemon):
+    # A directory short enough that the socket's path is exactly 107
+    # bytes, the most sun_path holds.
+    top = tempfile.mkdtemp(prefix="mxs-", dir="/tmp")
+    name = "b" * (107 - len(top) - len("/.sock"))
+    try:
+        b = Backend(top, name=name, lmtp=True, unix=True).start()
+        try:
+            assert len(b.path) == 107
+            d = daemon(extra='domain "example.com" {\n'
+                             ' route = "lmtp:unix:%s"\n}\n' % b.path).start()
+            c = d.connect()
+            c.reply()
+            c.cmd("EHLO client.test")
+            assert c.cmd("MAIL FROM:<a@sender.test>")[0].startswith("250")
+            assert c.cmd("RCPT TO:<user@example.com>")[0].startswith("250")
+            assert c.cmd("DATA")[0].startswith("354")
+            c.send("Subject: x\r\n\r\nhello\r\n.\r\n")
+            assert c.reply()[0].startswith("250")
+            b.wait_for(lambda: len(b.messages()) == 1, what="delivery")
+            wait_for(lambda: "status=sent" in d.log(), 10, "the log")
+            assert "relay=%s" % b.path in d.log()
+        finally:
+            b.stop()
+    finally:
+        for f in os.listdir(top):
+            os.unlink(os.path.join(top, f))
+        os.rmdir(top)

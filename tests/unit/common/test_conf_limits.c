@@ -1,8 +1,8 @@
 /*
  * Unit tests for common/conf.c: what the config may ask for and what it
  * refuses, at its line, because the daemon could not honour it (issue 14,
- * point 9): numbers past their limits and a file that ends inside a
- * section.
+ * point 9): numbers past their limits, a file that ends inside a section,
+ * and paths that would be cut.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "common/conf.h"
+#include "common/xmem.h"
 #include "tests/unit/common/conf_load.h"
 
 static void
@@ -197,6 +198,81 @@ test_a_file_ending_inside_a_section_is_refused(void **state)
 	    "F:3: premature end of file\n");
 }
 
+/* sun_path holds 108 bytes with its NUL: a longer path would be cut. */
+static void
+test_socket_paths_that_would_be_cut_are_refused(void **state)
+{
+	char path[200], text[1024];
+	struct conf_route r;
+	struct conf *cf;
+
+	(void)state;
+	memset(path, 'a', sizeof(path));
+	path[0] = '/';
+	path[107] = '\0';
+	snprintf(text, sizeof(text),
+	    GOOD "control_socket = \"%s\"\ndomain \"example.com\" {\n"
+		 " route = \"lmtp:unix:%s\"\n}\n",
+	    path, path);
+	cf = load_ok(text);
+	assert_int_equal(strlen(cf->control_socket), 107);
+	assert_int_equal(strlen(cf->domains[0].route.path), 107);
+	conf_free(cf);
+
+	path[107] = 'a';
+	path[108] = '\0';
+	snprintf(text, sizeof(text),
+	    GOOD
+	    "control_socket = \"%s\"\ndomain \"example.com\" {\n"
+	    " route = \"lmtp:unix:%s\"\n}\nbounce_route = \"lmtp:unix:%s\"\n",
+	    path, path, path);
+	assert_errors(text,
+	    "F:2: control_socket: a path of 108 bytes is more than the limit "
+	    "of 107 for a Unix socket\n"
+	    "F:4: route: a path of 108 bytes is more than the limit of 107 "
+	    "for a Unix socket\n"
+	    "F:6: bounce_route: a path of 108 bytes is more than the limit of "
+	    "107 for a Unix socket\n");
+	snprintf(text, sizeof(text), "lmtp:unix:%s", path);
+	assert_int_equal(conf_parse_route(text, &r), -1);
+}
+
+/* RocksDB's files go below spool_dir: it must leave them room. */
+static void
+test_a_spool_dir_with_no_room_is_refused(void **state)
+{
+	char path[CONF_SPOOL_DIR_MAX + 2], *text;
+	struct conf *cf;
+
+	(void)state;
+	/* CONF_SPOOL_DIR_MAX bytes, in names of 200. */
+	memset(path, 'd', sizeof(path));
+	for (size_t i = 0; i < CONF_SPOOL_DIR_MAX; i += 201)
+		path[i] = '/';
+	path[CONF_SPOOL_DIR_MAX] = '\0';
+	text = xasprintf(GOOD "spool_dir = \"%s\"\n", path);
+	cf = load_ok(text);
+	assert_int_equal(strlen(cf->spool_dir), CONF_SPOOL_DIR_MAX);
+	conf_free(cf);
+	free(text);
+
+	path[CONF_SPOOL_DIR_MAX] = 'd';
+	path[CONF_SPOOL_DIR_MAX + 1] = '\0';
+	text = xasprintf(GOOD "\nspool_dir = \"%s\"\n", path);
+	assert_errors(text, "F:3: spool_dir: a path of 4001 bytes is more than "
+			    "the limit of 4000 (PATH_MAX, less room for the "
+			    "spool's own files)\n");
+	free(text);
+
+	memset(path, 'd', 300);
+	path[0] = '/';
+	path[300] = '\0';
+	text = xasprintf(GOOD "spool_dir = \"/var%s/spool\"\n", path);
+	assert_errors(text, "F:2: spool_dir: a name of 299 bytes in the path "
+			    "is more than the limit of 255 (NAME_MAX)\n");
+	free(text);
+}
+
 int
 main(void)
 {
@@ -207,6 +283,8 @@ main(void)
 		test_numbers_past_their_limits_are_refused_at_their_line),
 	    cmocka_unit_test(test_every_limit_itself_is_taken),
 	    cmocka_unit_test(test_a_file_ending_inside_a_section_is_refused),
+	    cmocka_unit_test(test_socket_paths_that_would_be_cut_are_refused),
+	    cmocka_unit_test(test_a_spool_dir_with_no_room_is_refused),
 	};
 
 	return cmocka_run_group_tests_name(
