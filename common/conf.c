@@ -35,8 +35,30 @@ static const char *conf_cur_path;
 static char *conf_errs;
 static size_t conf_errs_len;
 static int conf_nerrs;
-/* Where group and control_socket_owner were set, for conf_check. */
-static int conf_group_line, conf_owner_line;
+/* Where options that conf_check and the TLS check report on were set
+ * (0: not set). */
+static struct conf_seen {
+	const char *name;
+	int line;
+} conf_seen[] = {{"group", 0}, {"control_socket_owner", 0},
+    {"tls_cert_file", 0}, {"tls_key_file", 0}};
+
+static void
+conf_note_line(const cfg_opt_t *opt, int line)
+{
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		if (strcmp(conf_seen[i].name, opt->name) == 0)
+			conf_seen[i].line = line;
+}
+
+static int
+conf_line_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		if (strcmp(conf_seen[i].name, name) == 0)
+			return conf_seen[i].line;
+	PANIC("conf_seen does not keep the line of %s", name);
+}
 
 /* An error found outside libconfuse's parse (no cfg at hand). */
 static void __attribute__((format(printf, 1, 2)))
@@ -389,10 +411,7 @@ conf_cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	if (strcmp(opt->name, "group") == 0)
-		conf_group_line = cfg->line;
-	else if (strcmp(opt->name, "control_socket_owner") == 0)
-		conf_owner_line = cfg->line;
+	conf_note_line(opt, cfg->line);
 	for (const char *p = value; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
 		    *p != '.') {
@@ -580,6 +599,7 @@ conf_cb_spool_recovery(
 static int
 conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	conf_note_line(opt, value[0] != '\0' ? cfg->line : 0);
 	if (value[0] != '\0' && access(value, R_OK) < 0)
 		cfg_error(cfg, "%s: cannot read '%s': %s", opt->name, value,
 		    strerror(errno));
@@ -1049,6 +1069,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
 	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
 	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");
+	cf->tls_cert_line = conf_line_of("tls_cert_file");
+	cf->tls_key_line = conf_line_of("tls_key_file");
 	cf->postmaster = conf_mailbox_ace(cfg_getstr(cfg, "postmaster"));
 	for (size_t i = 0; cf->postmaster == NULL && i < cf->nrelay_domains;
 	     i++)
@@ -1138,12 +1160,22 @@ conf_check(cfg_t *cfg, int hint)
 	user = cfg_getstr(cfg, "user");
 	owner = cfg_getstr(cfg, "control_socket_owner");
 	if (cfg_getstr(cfg, "group")[0] != '\0' && user[0] == '\0') {
-		cfg->line = conf_group_line;
+		cfg->line = conf_line_of("group");
 		cfg_error(cfg, "group: set without user (the group is the "
 			       "one mxspoold switches to with user)");
 	}
+	if ((cfg_getstr(cfg, "tls_cert_file")[0] == '\0') !=
+	    (cfg_getstr(cfg, "tls_key_file")[0] == '\0')) {
+		bool cert = cfg_getstr(cfg, "tls_cert_file")[0] != '\0';
+
+		cfg->line =
+		    conf_line_of(cert ? "tls_cert_file" : "tls_key_file");
+		cfg_error(cfg,
+		    "tls_cert_file and tls_key_file go together: %s is not set",
+		    cert ? "tls_key_file" : "tls_cert_file");
+	}
 	if (user[0] != '\0' && owner[0] != '\0' && strcmp(owner, user) != 0) {
-		cfg->line = conf_owner_line;
+		cfg->line = conf_line_of("control_socket_owner");
 		cfg_error(cfg,
 		    "control_socket_owner: must be empty or the same as user "
 		    "'%s' (the socket is made after the switch to user)",
@@ -1165,7 +1197,8 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_errs = NULL;
 	conf_errs_len = 0;
 	conf_nerrs = 0;
-	conf_group_line = conf_owner_line = 0;
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		conf_seen[i].line = 0;
 
 	text = conf_read_file(path, &why);
 	if (text == NULL) {

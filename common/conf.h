@@ -122,6 +122,7 @@ struct conf {
 	unsigned max_hops;               /* Received headers: 554 5.4.6 */
 	char *tls_cert_file;             /* NULL: no STARTTLS offered */
 	char *tls_key_file;
+	int tls_cert_line, tls_key_line; /* their lines in path; 0: unset */
 	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
 
 	/* What one client may hold of the server (relay/server.c, data.c). */

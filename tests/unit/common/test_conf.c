@@ -623,7 +623,9 @@ test_load_reports_bad_policy_values(void **state)
 	    "F:11: message_size_limit: bad size '10q' (use e.g. 512, 10k, "
 	    "25M)\n"
 	    "F:12: tls_cert_file: cannot read '/nonexistent/cert.pem': No such "
-	    "file or directory\n");
+	    "file or directory\n"
+	    "F:12: tls_cert_file and tls_key_file go together: tls_key_file "
+	    "is not set\n");
 }
 
 /* RFC 5890: a domain in U-labels and in A-labels is one domain, in any

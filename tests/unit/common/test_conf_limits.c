@@ -2,7 +2,7 @@
  * Unit tests for common/conf.c: what the config may ask for and what it
  * refuses, at its line, because the daemon could not honour it (issue 14,
  * point 9): numbers past their limits, a file that ends inside a section,
- * and paths that would be cut.
+ * paths that would be cut, and the lines of the TLS files.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -273,6 +273,26 @@ test_a_spool_dir_with_no_room_is_refused(void **state)
 	free(text);
 }
 
+/* -t and the daemon name the line of the TLS file at fault. */
+static void
+test_tls_files_keep_their_lines(void **state)
+{
+	struct conf *cf = load_ok(GOOD "tls_cert_file = \"/dev/null\"\n\n"
+				       "tls_key_file = \"/dev/null\"\n");
+
+	(void)state;
+	assert_int_equal(cf->tls_cert_line, 2);
+	assert_int_equal(cf->tls_key_line, 4);
+	conf_free(cf);
+	cf = load_ok(GOOD);
+	assert_int_equal(cf->tls_cert_line, 0);
+	assert_int_equal(cf->tls_key_line, 0);
+	conf_free(cf);
+	assert_errors(GOOD "\ntls_key_file = \"/dev/null\"\n",
+	    "F:3: tls_cert_file and tls_key_file go together: tls_cert_file "
+	    "is not set\n");
+}
+
 int
 main(void)
 {
@@ -285,6 +305,7 @@ main(void)
 	    cmocka_unit_test(test_a_file_ending_inside_a_section_is_refused),
 	    cmocka_unit_test(test_socket_paths_that_would_be_cut_are_refused),
 	    cmocka_unit_test(test_a_spool_dir_with_no_room_is_refused),
+	    cmocka_unit_test(test_tls_files_keep_their_lines),
 	};
 
 	return cmocka_run_group_tests_name(
