@@ -6,9 +6,10 @@
  * such error at once. Syntax errors and unknown options stop libconfuse at
  * the first one; those are reported too, with their line.
  *
- * Comments are removed here before libconfuse sees the text: its 3.3 lexer
- * counts each comment's newline twice (so every line number after a comment
- * is wrong) and refuses a comment inside a list (libconfuse issue #150).
+ * Comments are removed (conf_text.c) before libconfuse sees the text: its
+ * 3.3 lexer counts each comment's newline twice (so every line number after
+ * a comment is wrong) and refuses a comment inside a list (libconfuse issue
+ * #150).
  */
 #include <arpa/inet.h>
 #include <confuse.h>
@@ -24,19 +25,40 @@
 #include <unistd.h>
 
 #include "common/conf.h"
+#include "common/conf_int.h"
 #include "common/idn.h"
 #include "common/priv.h"
 #include "common/xmem.h"
-
-#define CONF_FILE_MAX (1024 * 1024)
 
 /* Errors of the load in progress: loads run on one thread at a time. */
 static const char *conf_cur_path;
 static char *conf_errs;
 static size_t conf_errs_len;
 static int conf_nerrs;
-/* Where group and control_socket_owner were set, for conf_check. */
-static int conf_group_line, conf_owner_line;
+/* Where options that conf_check and the TLS check report on were set
+ * (0: not set). */
+static struct conf_seen {
+	const char *name;
+	int line;
+} conf_seen[] = {{"group", 0}, {"control_socket_owner", 0},
+    {"tls_cert_file", 0}, {"tls_key_file", 0}};
+
+static void
+conf_note_line(const cfg_opt_t *opt, int line)
+{
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		if (strcmp(conf_seen[i].name, opt->name) == 0)
+			conf_seen[i].line = line;
+}
+
+static int
+conf_line_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		if (strcmp(conf_seen[i].name, name) == 0)
+			return conf_seen[i].line;
+	PANIC("conf_seen does not keep the line of %s", name);
+}
 
 /* An error found outside libconfuse's parse (no cfg at hand). */
 static void __attribute__((format(printf, 1, 2)))
@@ -67,102 +89,202 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
 }
 
-/*
- * Blanks out comments outside quoted strings: # and // to the end of the
- * line, and C-style blocks. Every newline stays, so line numbers stay true.
- */
+/* Each section text leaves open at its end, at the line that opens it. */
 static void
-conf_strip_comments(char *p)
+conf_check_sections(const char *text)
 {
-	char quote = 0;
+	struct conf_open open[8];
+	size_t max = sizeof(open) / sizeof(open[0]),
+	       n = conf_open_sections(text, open, max);
 
-	for (; *p; p++) {
-		if (quote) {
-			if (*p == '\\' && p[1] != '\0')
-				p++;
-			else if (*p == quote)
-				quote = 0;
-		} else if (*p == '"' || *p == '\'') {
-			quote = *p;
-		} else if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
-			for (; *p && *p != '\n'; p++)
-				*p = ' ';
-			if (*p == '\0')
-				return;
-		} else if (p[0] == '/' && p[1] == '*') {
-			for (; *p && !(p[0] == '*' && p[1] == '/'); p++)
-				if (*p != '\n')
-					*p = ' ';
-			if (*p == '\0')
-				return;
-			p[0] = p[1] = ' ';
-			p++;
-		}
-	}
+	for (size_t i = 0; i < n && i < max; i++)
+		conf_add_error("%s:%d: section '%.*s%s%.*s' opened here is "
+			       "never closed",
+		    conf_cur_path, open[i].line, open[i].name.len,
+		    open[i].name.p, open[i].title.len > 0 ? " " : "",
+		    open[i].title.len, open[i].title.p);
 }
 
-/* Reads a whole config file; on failure returns NULL and sets *why. */
-static char *
-conf_read_file(const char *path, const char **why)
-{
-	FILE *fp = fopen(path, "r");
-	char *buf;
-	size_t n;
+/*
+ * The range of every number option. The upper bounds are what the code
+ * that uses each value can honour with room to spare, so that nothing -t
+ * lets through overflows a timeval, a count of milliseconds or an int on
+ * its way; mxspool.conf(5) and the README list them. conf_ranges_check
+ * makes sure no number option is left out.
+ */
+struct conf_range {
+	const char *name;
+	int64_t min, max;
+};
 
-	if (fp == NULL) {
-		*why = strerror(errno);
-		return NULL;
+#define CONF_DAY (24 * 3600)
+#define CONF_GIB ((int64_t)1 << 30)
+#define CONF_COUNT_MAX 1000000
+/* The DNS timeouts are kept in milliseconds as ints, as c-ares takes them. */
+#define CONF_DNS_TIMEOUT_MAX 30
+_Static_assert(CONF_DNS_TIMEOUT_MAX * 1000LL <= INT_MAX,
+    "dns_timeout and dns_ptr_timeout fit int milliseconds");
+
+static const struct conf_range conf_ranges[] = {
+    /* Timeouts, each a timeval: a day is longer than any peer waits. A
+     * 0 is refused where it would time everything out at once, and means
+     * the built-in default for the delivery timeouts. */
+    {"shutdown_timeout", 0, CONF_DAY},
+    {"command_timeout", 1, CONF_DAY},
+    {"data_timeout", 1, CONF_DAY},
+    {"session_deadline", 1, CONF_DAY},
+    {"min_data_rate_window", 1, CONF_DAY},
+    {"connect_timeout", 0, CONF_DAY},
+    {"client_command_timeout", 0, CONF_DAY},
+    {"client_data_timeout", 0, CONF_DAY},
+    {"client_final_timeout", 0, CONF_DAY},
+    /* Per try, and the whole of a client's PTR lookup: as resolv.conf(5)
+     * caps timeout at 30 s and attempts at 5. 0: the default. */
+    {"dns_timeout", 0, CONF_DNS_TIMEOUT_MAX},
+    {"dns_ptr_timeout", 0, CONF_DNS_TIMEOUT_MAX},
+    {"dns_tries", 1, 5},
+    /* RFC 8767 4: a TTL is capped at 7 days. */
+    {"dns_min_ttl", 0, 7 * CONF_DAY},
+    {"dns_max_ttl", 0, 7 * CONF_DAY},
+    {"dns_negative_ttl", 0, 7 * CONF_DAY},
+    /* Retry intervals: a store that is back is probed within a day. */
+    {"initial", 0, CONF_DAY},
+    {"max_interval", 0, CONF_DAY},
+    {"probe_interval", 0, CONF_DAY},
+    {"reject_storm_window", 0, CONF_DAY},
+    /* Ages: a year (0: never). */
+    {"max_age", 0, 365 * CONF_DAY},
+    {"warn_after", 0, 365 * CONF_DAY},
+    {"known_recipients_max_age", 0, 365 * CONF_DAY},
+    /* A body is one RocksDB value (which must stay under 4 GiB) and is
+     * held whole in memory, with its Received header. */
+    {"message_size_limit", 1, CONF_GIB},
+    {"data_memory_limit", 1, 64 * CONF_GIB},
+    {"min_data_rate", 0, CONF_GIB},
+    /* 1 PiB: more than the disk of any spool. */
+    {"spool_min_free", 0, 1024 * 1024 * CONF_GIB},
+    {"max_recipients", 1, CONF_COUNT_MAX},
+    {"max_connections", 1, CONF_COUNT_MAX},
+    {"max_connections_per_ip", 1, CONF_COUNT_MAX},
+    {"max_errors", 1, CONF_COUNT_MAX},
+    {"max_hops", 1, CONF_COUNT_MAX},
+    {"dns_cache_size", 1, CONF_COUNT_MAX},
+    {"max_outbound_connections", 1, CONF_COUNT_MAX},
+    {"active_limit", 1, CONF_COUNT_MAX},
+    {"recovery_connections", 1, CONF_COUNT_MAX},
+    {"max_msgs_per_connection", 1, CONF_COUNT_MAX},
+    {"reject_storm_min", 1, CONF_COUNT_MAX},
+};
+
+static const struct conf_range *
+conf_range_of(const char *name)
+{
+	for (size_t i = 0; i < sizeof(conf_ranges) / sizeof(conf_ranges[0]);
+	     i++)
+		if (strcmp(conf_ranges[i].name, name) == 0)
+			return &conf_ranges[i];
+	PANIC("number option %s has no range in conf_ranges", name);
+}
+
+enum conf_kind { CONF_DURATION, CONF_SIZE, CONF_COUNT };
+
+/* value as a number of kind: 0, CONF_PARSE_BAD or CONF_PARSE_RANGE. */
+static int
+conf_parse_number(enum conf_kind kind, const char *value, int64_t *v)
+{
+	unsigned long long n;
+	uint64_t bytes;
+	char *end;
+	int rc;
+
+	if (kind == CONF_DURATION)
+		return conf_parse_duration(value, v);
+	if (kind == CONF_SIZE) {
+		if ((rc = conf_parse_size(value, &bytes)) < 0)
+			return rc;
+		n = bytes;
+	} else {
+		if (!isdigit((unsigned char)value[0]))
+			return CONF_PARSE_BAD;
+		errno = 0;
+		n = strtoull(value, &end, 10);
+		if (*end != '\0')
+			return CONF_PARSE_BAD;
+		if (errno == ERANGE)
+			return CONF_PARSE_RANGE;
 	}
-	buf = xmalloc(CONF_FILE_MAX + 1);
-	n = fread(buf, 1, CONF_FILE_MAX + 1, fp);
-	if (ferror(fp)) {
-		*why = strerror(errno);
-		free(buf);
-		buf = NULL;
-	} else if (n > CONF_FILE_MAX) {
-		*why = "larger than 1 MiB";
-		free(buf);
-		buf = NULL;
-	} else if (memchr(buf, '\0', n) != NULL) {
-		*why = "contains a NUL byte";
-		free(buf);
-		buf = NULL;
-	} else
-		buf[n] = '\0';
-	fclose(fp);
-	return buf;
+	if (n > INT64_MAX)
+		return CONF_PARSE_RANGE;
+	*v = (int64_t)n;
+	return 0;
+}
+
+/* v as the config would write it: "1d", "64G", "5". */
+static void
+conf_format_number(enum conf_kind kind, int64_t v, char *buf, size_t len)
+{
+	if (kind == CONF_DURATION)
+		conf_format_duration(v, buf, len);
+	else if (kind == CONF_SIZE)
+		conf_format_size((uint64_t)v, buf, len);
+	else
+		snprintf(buf, len, "%lld", (long long)v);
 }
 
 /*
  * Parse callbacks. Each receives the text as written and stores the parsed
  * value in *result; a bad value is reported with its line and parsing goes
  * on (returning -1 would stop libconfuse at the first problem).
+ *
+ * A number of the given kind, within its option's range.
  */
 static int
-conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+conf_cb_number(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result,
+    enum conf_kind kind)
 {
-	int64_t secs = 0;
+	static const char *const what[][2] = {
+	    [CONF_DURATION] = {"duration", "30s, 5m, 4h, 5d"},
+	    [CONF_SIZE] = {"size", "512, 10k, 25M"},
+	    [CONF_COUNT] = {"number", "20"}};
+	const struct conf_range *r = conf_range_of(opt->name);
+	char lim[32];
+	int64_t v = 0;
+	int rc = conf_parse_number(kind, value, &v);
 
-	if (conf_parse_duration(value, &secs) < 0 || secs > LONG_MAX)
-		cfg_error(cfg,
-		    "%s: bad duration '%s' (use e.g. 30s, 5m, 4h, 5d)",
-		    opt->name, value);
-	*(long *)result = (long)secs;
+	if (rc == CONF_PARSE_BAD) {
+		cfg_error(cfg, "%s: bad %s '%s' (use e.g. %s)", opt->name,
+		    what[kind][0], value, what[kind][1]);
+		v = r->min;
+	} else if (rc < 0 || v > r->max) {
+		conf_format_number(kind, r->max, lim, sizeof(lim));
+		cfg_error(cfg, "%s: %s is more than the limit of %s", opt->name,
+		    value, lim);
+		v = r->max;
+	} else if (v < r->min) {
+		conf_format_number(kind, r->min, lim, sizeof(lim));
+		cfg_error(cfg, "%s: must be at least %s", opt->name, lim);
+		v = r->min;
+	}
+	*(long *)result = (long)v;
 	return 0;
 }
 
-/* A duration where 0 makes no sense (a timeout). */
 static int
-conf_cb_timeout(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+conf_cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	int64_t secs;
+	return conf_cb_number(cfg, opt, value, result, CONF_DURATION);
+}
 
-	conf_cb_duration(cfg, opt, value, result);
-	if (conf_parse_duration(value, &secs) == 0 && secs == 0) {
-		cfg_error(cfg, "%s: must be at least 1s", opt->name);
-		*(long *)result = 1;
-	}
-	return 0;
+static int
+conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_cb_number(cfg, opt, value, result, CONF_SIZE);
+}
+
+static int
+conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return conf_cb_number(cfg, opt, value, result, CONF_COUNT);
 }
 
 static int
@@ -214,6 +336,50 @@ conf_cb_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
+/* A Unix socket's path: it must fit sun_path, or it would be cut. */
+static int
+conf_cb_socket_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	conf_cb_path(cfg, opt, value, result);
+	if (strlen(value) > CONF_SOCKET_PATH_MAX)
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %zu "
+		    "for a Unix socket",
+		    opt->name, strlen(value), CONF_SOCKET_PATH_MAX);
+	return 0;
+}
+
+/*
+ * The spool directory: RocksDB and the WAL quarantine make files and
+ * directories below it, whose whole paths must fit PATH_MAX, and no
+ * file system takes a name in it of more than NAME_MAX bytes.
+ */
+static int
+conf_cb_spool_dir(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	conf_cb_path(cfg, opt, value, result);
+	if (strlen(value) > CONF_SPOOL_DIR_MAX) {
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %d "
+		    "(PATH_MAX, less room for the spool's own files)",
+		    opt->name, strlen(value), CONF_SPOOL_DIR_MAX);
+		return 0;
+	}
+	for (const char *p = value; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+
+		if (n > NAME_MAX) {
+			cfg_error(cfg,
+			    "%s: a name of %zu bytes in the path is more than "
+			    "the limit of %d (NAME_MAX)",
+			    opt->name, n, NAME_MAX);
+			break;
+		}
+		p += n + (p[n] == '/');
+	}
+	return 0;
+}
+
 /* An address, or "" for off. */
 static int
 conf_cb_opt_addr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -245,10 +411,7 @@ conf_cb_mode(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_account(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
-	if (strcmp(opt->name, "group") == 0)
-		conf_group_line = cfg->line;
-	else if (strcmp(opt->name, "control_socket_owner") == 0)
-		conf_owner_line = cfg->line;
+	conf_note_line(opt, cfg->line);
 	for (const char *p = value; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '_' && *p != '-' &&
 		    *p != '.') {
@@ -323,52 +486,6 @@ conf_cb_log(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	return 0;
 }
 
-static int
-conf_cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	uint64_t bytes = 0;
-
-	if (conf_parse_size(value, &bytes) < 0 || bytes > LONG_MAX)
-		cfg_error(cfg, "%s: bad size '%s' (use e.g. 512, 10k, 25M)",
-		    opt->name, value);
-	*(long *)result = (long)bytes;
-	return 0;
-}
-
-/* A size where 0 makes no sense (a message size limit). */
-static int
-conf_cb_size_pos(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	uint64_t bytes;
-
-	conf_cb_size(cfg, opt, value, result);
-	if (conf_parse_size(value, &bytes) == 0 && bytes == 0) {
-		cfg_error(cfg, "%s: must be more than 0", opt->name);
-		*(long *)result = 1;
-	}
-	return 0;
-}
-
-/* A count: a positive integer below a million. */
-static int
-conf_cb_count(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
-{
-	char *end;
-	long n;
-
-	errno = 0;
-	n = strtol(value, &end, 10);
-	if (errno != 0 || end == value || *end != '\0' || n < 1 ||
-	    n > 1000000) {
-		cfg_error(cfg,
-		    "%s: '%s' is not a whole number from 1 to 1000000",
-		    opt->name, value);
-		n = 1;
-	}
-	*(long *)result = n;
-	return 0;
-}
-
 /* A fraction for jitter: 0 to 1. */
 static int
 conf_cb_fraction(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -409,9 +526,17 @@ conf_cb_multiplier(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 static int
 conf_cb_route(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	const char *unix_path = "lmtp:unix:";
 	struct conf_route r;
 
-	if (conf_parse_route(value, &r) < 0)
+	if (strncmp(value, unix_path, strlen(unix_path)) == 0 &&
+	    strlen(value + strlen(unix_path)) > CONF_SOCKET_PATH_MAX)
+		cfg_error(cfg,
+		    "%s: a path of %zu bytes is more than the limit of %zu "
+		    "for a Unix socket",
+		    opt->name, strlen(value + strlen(unix_path)),
+		    CONF_SOCKET_PATH_MAX);
+	else if (conf_parse_route(value, &r) < 0)
 		cfg_error(cfg,
 		    "%s: bad route '%s' (use mx, smtp:[host]:port, "
 		    "lmtp:[host]:port or lmtp:unix:/path)",
@@ -474,6 +599,7 @@ conf_cb_spool_recovery(
 static int
 conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
+	conf_note_line(opt, value[0] != '\0' ? cfg->line : 0);
 	if (value[0] != '\0' && access(value, R_OK) < 0)
 		cfg_error(cfg, "%s: cannot read '%s': %s", opt->name, value,
 		    strerror(errno));
@@ -619,12 +745,13 @@ static cfg_opt_t conf_domain_opts[] = {
 static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("hostname", "", CFGF_NONE, conf_cb_hostname),
     CFG_STR_LIST_CB("listen", "{\"0.0.0.0:25\"}", CFGF_NONE, conf_cb_addr),
-    CFG_STR_CB("spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_path),
+    CFG_STR_CB(
+	"spool_dir", CONF_DEFAULT_SPOOL_DIR, CFGF_NONE, conf_cb_spool_dir),
     CFG_INT_CB("spool_min_free", 128 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_STR_CB("spool_recovery", "salvage", CFGF_NONE, conf_cb_spool_recovery),
     CFG_BOOL("spool_dir_check", cfg_true, CFGF_NONE),
-    CFG_STR_CB(
-	"control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE, conf_cb_path),
+    CFG_STR_CB("control_socket", CONF_DEFAULT_CONTROL_SOCKET, CFGF_NONE,
+	conf_cb_socket_path),
     CFG_STR_CB("control_socket_mode", "0660", CFGF_NONE, conf_cb_mode),
     CFG_STR_CB("control_socket_owner", "", CFGF_NONE, conf_cb_account),
     CFG_STR_CB("control_socket_group", "", CFGF_NONE, conf_cb_account),
@@ -636,19 +763,17 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("log", "stderr", CFGF_NONE, conf_cb_log),
     CFG_INT_CB("shutdown_timeout", 10, CFGF_NONE, conf_cb_duration),
     /* Inbound SMTP. */
-    CFG_INT_CB(
-	"message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
+    CFG_INT_CB("message_size_limit", 25 * 1024 * 1024, CFGF_NONE, conf_cb_size),
     CFG_INT_CB("max_recipients", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections", 1000, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_connections_per_ip", 50, CFGF_NONE, conf_cb_count),
     CFG_INT_CB("max_errors", 20, CFGF_NONE, conf_cb_count),
-    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_timeout),
-    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_timeout),
-    CFG_INT_CB(
-	"data_memory_limit", 512 * 1024 * 1024, CFGF_NONE, conf_cb_size_pos),
-    CFG_INT_CB("session_deadline", 30 * 60, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("command_timeout", 300, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("data_timeout", 180, CFGF_NONE, conf_cb_duration),
+    CFG_INT_CB("data_memory_limit", 512 * 1024 * 1024, CFGF_NONE, conf_cb_size),
+    CFG_INT_CB("session_deadline", 30 * 60, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("min_data_rate", 1024, CFGF_NONE, conf_cb_size),
-    CFG_INT_CB("min_data_rate_window", 60, CFGF_NONE, conf_cb_timeout),
+    CFG_INT_CB("min_data_rate_window", 60, CFGF_NONE, conf_cb_duration),
     CFG_INT_CB("max_hops", 50, CFGF_NONE, conf_cb_count),
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
@@ -682,6 +807,19 @@ static cfg_opt_t conf_opts[] = {
 	CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
     CFG_END(),
 };
+
+/* Every number option has its range in conf_ranges (a bug otherwise). */
+static void
+conf_ranges_check(const cfg_opt_t *opts)
+{
+	for (; opts->name != NULL; opts++)
+		if (opts->type == CFGT_SEC)
+			conf_ranges_check(opts->subopts);
+		else if (opts->parsecb == conf_cb_duration ||
+			 opts->parsecb == conf_cb_size ||
+			 opts->parsecb == conf_cb_count)
+			(void)conf_range_of(opts->name);
+}
 
 static char *
 conf_default_hostname(void)
@@ -933,6 +1071,8 @@ conf_build(struct conf *cf, cfg_t *cfg)
 	cf->max_hops = (unsigned)cfg_getint(cfg, "max_hops");
 	cf->tls_cert_file = conf_opt_path(cfg, "tls_cert_file");
 	cf->tls_key_file = conf_opt_path(cfg, "tls_key_file");
+	cf->tls_cert_line = conf_line_of("tls_cert_file");
+	cf->tls_key_line = conf_line_of("tls_key_file");
 	cf->postmaster = conf_mailbox_ace(cfg_getstr(cfg, "postmaster"));
 	for (size_t i = 0; cf->postmaster == NULL && i < cf->nrelay_domains;
 	     i++)
@@ -947,9 +1087,9 @@ conf_build(struct conf *cf, cfg_t *cfg)
 			cfg_getnstr(cfg, "dns_servers", (unsigned)i),
 			&cf->dns_servers[i]) < 0)
 			PANIC("dns server passed its check but not parse");
-	cf->dns_timeout_ms = cfg_getint(cfg, "dns_timeout") * 1000;
+	cf->dns_timeout_ms = (int)cfg_getint(cfg, "dns_timeout") * 1000;
 	cf->dns_tries = (unsigned)cfg_getint(cfg, "dns_tries");
-	cf->dns_ptr_timeout_ms = cfg_getint(cfg, "dns_ptr_timeout") * 1000;
+	cf->dns_ptr_timeout_ms = (int)cfg_getint(cfg, "dns_ptr_timeout") * 1000;
 	cf->dns_prefer_ipv6 =
 	    strcmp(cfg_getstr(cfg, "dns_prefer"), "ipv6") == 0;
 	cf->mx_self_names =
@@ -987,32 +1127,6 @@ conf_build(struct conf *cf, cfg_t *cfg)
 		    cfg_getnsec(cfg, "domain", (unsigned)i));
 }
 
-/*
- * The line where text shows option `name` commented out ("#name = ..."),
- * as a template does, or 0: where an operator should set a missing one.
- */
-static int
-conf_hint_line(const char *text, const char *name)
-{
-	size_t n = strlen(name);
-	int line = 1;
-
-	for (const char *p = text; *p != '\0'; line++) {
-		const char *q = p + strspn(p, " \t");
-
-		if (*q == '#') {
-			q += 1 + strspn(q + 1, " \t");
-			if (strncmp(q, name, n) == 0 &&
-			    q[n + strspn(q + n, " \t")] == '=')
-				return line;
-		}
-		if ((p = strchr(p, '\n')) == NULL)
-			break;
-		p++;
-	}
-	return 0;
-}
-
 /* Whether list option name has a value that does not start with a dot. */
 static bool
 conf_has_plain(cfg_t *cfg, const char *name)
@@ -1048,12 +1162,22 @@ conf_check(cfg_t *cfg, int hint)
 	user = cfg_getstr(cfg, "user");
 	owner = cfg_getstr(cfg, "control_socket_owner");
 	if (cfg_getstr(cfg, "group")[0] != '\0' && user[0] == '\0') {
-		cfg->line = conf_group_line;
+		cfg->line = conf_line_of("group");
 		cfg_error(cfg, "group: set without user (the group is the "
 			       "one mxspoold switches to with user)");
 	}
+	if ((cfg_getstr(cfg, "tls_cert_file")[0] == '\0') !=
+	    (cfg_getstr(cfg, "tls_key_file")[0] == '\0')) {
+		bool cert = cfg_getstr(cfg, "tls_cert_file")[0] != '\0';
+
+		cfg->line =
+		    conf_line_of(cert ? "tls_cert_file" : "tls_key_file");
+		cfg_error(cfg,
+		    "tls_cert_file and tls_key_file go together: %s is not set",
+		    cert ? "tls_key_file" : "tls_cert_file");
+	}
 	if (user[0] != '\0' && owner[0] != '\0' && strcmp(owner, user) != 0) {
-		cfg->line = conf_owner_line;
+		cfg->line = conf_line_of("control_socket_owner");
 		cfg_error(cfg,
 		    "control_socket_owner: must be empty or the same as user "
 		    "'%s' (the socket is made after the switch to user)",
@@ -1075,16 +1199,19 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_errs = NULL;
 	conf_errs_len = 0;
 	conf_nerrs = 0;
-	conf_group_line = conf_owner_line = 0;
+	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
+		conf_seen[i].line = 0;
 
 	text = conf_read_file(path, &why);
 	if (text == NULL) {
 		*errors = xasprintf("%s: cannot read: %s\n", path, why);
 		return -1;
 	}
+	conf_ranges_check(conf_opts);
 	hint = conf_hint_line(text, "relay_domains");
 	conf_strip_comments(text);
 	conf_cur_path = path;
+	conf_check_sections(text);
 	cfg = cfg_init(conf_opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_on_error);
 	cfg_set_validate_func(cfg, "domain", conf_validate_domain_sec);

@@ -6,10 +6,12 @@
 #ifndef MXSPOOL_CONF_H
 #define MXSPOOL_CONF_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include "common/log.h"
 
@@ -19,6 +21,12 @@
 #define CONF_DEFAULT_PATH MXSPOOL_SYSCONFDIR "/mxspool/mxspool.conf"
 #define CONF_DEFAULT_SPOOL_DIR MXSPOOL_LOCALSTATEDIR "/spool/mxspool"
 #define CONF_DEFAULT_CONTROL_SOCKET MXSPOOL_RUNSTATEDIR "/mxspool/control.sock"
+
+/* The longest path of a Unix socket: sun_path, less its NUL (107). */
+#define CONF_SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+/* The longest spool_dir: PATH_MAX less room for the longest name RocksDB
+ * and the WAL quarantine put below it ("/quarantine/<stamp>-N/<log>"). */
+#define CONF_SPOOL_DIR_MAX (PATH_MAX - 96)
 
 /* A listening or connecting address, as given and as a sockaddr. */
 struct conf_addr {
@@ -115,6 +123,7 @@ struct conf {
 	unsigned max_hops;               /* Received headers: 554 5.4.6 */
 	char *tls_cert_file;             /* NULL: no STARTTLS offered */
 	char *tls_key_file;
+	int tls_cert_line, tls_key_line; /* their lines in path; 0: unset */
 	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
 
 	/* What one client may hold of the server (relay/server.c, data.c). */
@@ -126,10 +135,9 @@ struct conf {
 	/* DNS (dns/). */
 	struct conf_addr *dns_servers; /* none: the system's resolv.conf */
 	size_t ndns_servers;
-	int64_t dns_timeout_ms; /* per try */
+	int dns_timeout_ms; /* per try; an int, as c-ares takes it */
 	unsigned dns_tries;
-	int64_t
-	    dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
+	int dns_ptr_timeout_ms; /* longest a PTR lookup may hold a session */
 	bool dns_prefer_ipv6;   /* address order within a host */
 	char **mx_self_names;   /* lower case; default: { hostname } */
 	size_t nmx_self_names;
@@ -161,11 +169,22 @@ struct conf {
 int conf_load(struct conf **cfp, const char *path, char **errors);
 void conf_free(struct conf *cf);
 
-/* "30s", "5m", "4h", "5d", "1w", combinations such as "1h30m", or plain
- * seconds. */
+/* Why a value did not parse: written wrong, or too big for its type. */
+enum conf_parse_status { CONF_PARSE_BAD = -1, CONF_PARSE_RANGE = -2 };
+/*
+ * "30s", "5m", "4h", "5d", "1w", combinations such as "1h30m", or plain
+ * seconds, into *secs. Returns 0, CONF_PARSE_BAD, or CONF_PARSE_RANGE for
+ * a well-written duration of more than INT64_MAX seconds.
+ */
 int conf_parse_duration(const char *s, int64_t *secs);
-/* "512", "10k", "25M", "1G" (binary multiples). */
+/*
+ * "512", "10k", "25M", "1G", "2T" (binary multiples) into *bytes. Returns
+ * 0, CONF_PARSE_BAD, or CONF_PARSE_RANGE past UINT64_MAX bytes.
+ */
 int conf_parse_size(const char *s, uint64_t *bytes);
+/* The other way, in the largest unit that divides: "1d", "90s", "64G". */
+void conf_format_duration(int64_t secs, char *buf, size_t len);
+void conf_format_size(uint64_t bytes, char *buf, size_t len);
 /* "127.0.0.1:25", "[::1]:25", "*:25" (IPv4 any), "[::]:25". Numeric only. */
 int conf_parse_addr(const char *s, struct conf_addr *out);
 /* A host or domain name: letters, digits, hyphens, dots; at most 253.
@@ -200,7 +219,8 @@ bool conf_recipient_known(
     const struct conf *cf, const char *local, const char *domain);
 /* Whether domain has a recipients file. */
 bool conf_has_recipients(const struct conf *cf, const char *domain);
-/* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path". */
+/* "mx", "smtp:[host]:port", "lmtp:host:port", "lmtp:unix:/path" (a path
+ * of at most CONF_SOCKET_PATH_MAX bytes). */
 int conf_parse_route(const char *s, struct conf_route *out);
 void conf_route_fini(struct conf_route *r);
 const char *conf_tls_policy_str(enum tls_policy p);

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,28 +15,34 @@
 #include "common/idn.h"
 #include "common/xmem.h"
 
+struct conf_unit {
+	const char *name;
+	uint64_t value;
+};
+
 int
 conf_parse_duration(const char *s, int64_t *secs)
 {
+	const char *start = s;
+	bool too_big = false;
 	int64_t total = 0;
 
 	if (*s == '\0')
-		return -1;
+		return CONF_PARSE_BAD;
 	while (*s != '\0') {
+		unsigned long long n;
 		int64_t unit;
 		char *end;
 
 		if (!isdigit((unsigned char)*s))
-			return -1;
+			return CONF_PARSE_BAD;
 		errno = 0;
-		unsigned long long n = strtoull(s, &end, 10);
-		if (errno != 0)
-			return -1;
+		n = strtoull(s, &end, 10);
 		switch (*end) {
 		case '\0':
 			/* A bare number is seconds, but only on its own. */
-			if (total != 0)
-				return -1;
+			if (s != start)
+				return CONF_PARSE_BAD;
 			unit = 1;
 			break;
 		case 's':
@@ -54,14 +61,20 @@ conf_parse_duration(const char *s, int64_t *secs)
 			unit = 7 * 86400;
 			break;
 		default:
-			return -1;
+			return CONF_PARSE_BAD;
 		}
-		if (n >
-		    (unsigned long long)(INT64_MAX - total) / (uint64_t)unit)
-			return -1;
-		total += (int64_t)n * unit;
+		/* Past INT64_MAX seconds: the rest is still read, so that
+		 * only a well-written duration is called too big. */
+		if (errno == ERANGE ||
+		    n > (unsigned long long)(INT64_MAX - total) /
+			    (uint64_t)unit)
+			too_big = true;
+		else
+			total += (int64_t)n * unit;
 		s = *end ? end + 1 : end;
 	}
+	if (too_big)
+		return CONF_PARSE_RANGE;
 	*secs = total;
 	return 0;
 }
@@ -74,11 +87,9 @@ conf_parse_size(const char *s, uint64_t *bytes)
 	char *end;
 
 	if (!isdigit((unsigned char)*s))
-		return -1;
+		return CONF_PARSE_BAD;
 	errno = 0;
 	n = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
 	switch (*end) {
 	case '\0':
 		break;
@@ -94,15 +105,53 @@ conf_parse_size(const char *s, uint64_t *bytes)
 	case 'G':
 		mult = 1024 * 1024 * 1024;
 		break;
+	case 't':
+	case 'T':
+		mult = (uint64_t)1024 * 1024 * 1024 * 1024;
+		break;
 	default:
-		return -1;
+		return CONF_PARSE_BAD;
 	}
 	if (*end != '\0' && end[1] != '\0')
-		return -1;
-	if (n > UINT64_MAX / mult)
-		return -1;
+		return CONF_PARSE_BAD;
+	if (errno == ERANGE || n > UINT64_MAX / mult)
+		return CONF_PARSE_RANGE;
 	*bytes = n * mult;
 	return 0;
+}
+
+/*
+ * n in the largest unit of units (largest first, value 0 last) that
+ * divides it: "1d", "64G"; 0 is "0" and the last unit.
+ */
+static void
+conf_format_units(
+    uint64_t n, const struct conf_unit *units, char *buf, size_t len)
+{
+	const struct conf_unit *u = units;
+
+	while (u->value != 0 && (n == 0 || n % u->value != 0))
+		u++;
+	snprintf(buf, len, "%llu%s",
+	    (unsigned long long)(u->value ? n / u->value : n), u->name);
+}
+
+void
+conf_format_duration(int64_t secs, char *buf, size_t len)
+{
+	static const struct conf_unit units[] = {
+	    {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"s", 0}};
+
+	conf_format_units((uint64_t)secs, units, buf, len);
+}
+
+void
+conf_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const struct conf_unit units[] = {{"T", (uint64_t)1 << 40},
+	    {"G", 1 << 30}, {"M", 1 << 20}, {"k", 1 << 10}, {"", 0}};
+
+	conf_format_units(bytes, units, buf, len);
 }
 
 static int
@@ -240,7 +289,7 @@ conf_parse_route(const char *s, struct conf_route *out)
 		return -1;
 	rest = s + 5;
 	if (out->kind == ROUTE_LMTP && strncmp(rest, "unix:", 5) == 0) {
-		if (rest[5] != '/')
+		if (rest[5] != '/' || strlen(rest + 5) > CONF_SOCKET_PATH_MAX)
 			return -1;
 		out->kind = ROUTE_LMTP_UNIX;
 		out->port = 0;

@@ -169,22 +169,13 @@ daemon_check_dirs(const struct conf *cf)
  * is a config error like any other.
  */
 static int
-check_tls(const struct conf *cf, const char *path)
+check_tls(const struct conf *cf)
 {
-	struct tls_ctx *ctx;
-	char err[512];
+	char err[1280];
+	struct tls_ctx *ctx = server_tls_new(cf, err, sizeof(err));
 
-	if (cf->tls_cert_file == NULL && cf->tls_key_file == NULL)
-		return 0;
-	if (cf->tls_cert_file == NULL || cf->tls_key_file == NULL) {
-		fprintf(stderr,
-		    "%s: tls_cert_file and tls_key_file go together\n", path);
-		return -1;
-	}
-	ctx = tls_server_new(
-	    cf->tls_cert_file, cf->tls_key_file, err, sizeof(err));
-	if (ctx == NULL) {
-		fprintf(stderr, "%s: %s\n", path, err);
+	if (ctx == NULL && err[0] != '\0') {
+		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
 	tls_free(ctx);
@@ -352,7 +343,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		if (check_tls(d.cf, path) < 0) {
+		if (check_tls(d.cf) < 0) {
 			conf_free(d.cf);
 			return 1;
 		}

@@ -549,7 +549,7 @@ dns_new(struct dns **dp, const struct conf *cf, struct event_base *base)
 	memset(&opts, 0, sizeof(opts));
 	opts.sock_state_cb = dns_on_sock_state;
 	opts.sock_state_cb_data = d;
-	opts.timeout = cf->dns_timeout_ms > 0 ? (int)cf->dns_timeout_ms : 5000;
+	opts.timeout = cf->dns_timeout_ms > 0 ? cf->dns_timeout_ms : 5000;
 	opts.tries = cf->dns_tries > 0 ? (int)cf->dns_tries : 2;
 	/* Names are fully qualified: no search list, no hosts file. */
 	opts.flags = ARES_FLAG_NOSEARCH;

@@ -117,8 +117,13 @@ client_candidate(
 
 		if (cs->host_i > 0 || ans->path == NULL)
 			return false;
+		/* conf_parse_route refuses a path that would be cut. */
+		if (strlen(ans->path) >= sizeof(sun->sun_path))
+			PANIC("socket path %s passed its check but does not "
+			      "fit",
+			    ans->path);
 		sun->sun_family = AF_UNIX;
-		snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", ans->path);
+		memcpy(sun->sun_path, ans->path, strlen(ans->path) + 1);
 		*sslen = sizeof(*sun);
 		snprintf(cs->name, sizeof(cs->name), "%s", ans->path);
 		snprintf(cs->relay, sizeof(cs->relay), "%s", ans->path);

@@ -1267,24 +1267,39 @@ server_new(struct event_base *base, const struct conf *cf, struct queue *q)
 	return srv;
 }
 
+struct tls_ctx *
+server_tls_new(const struct conf *cf, char *err, size_t errlen)
+{
+	enum tls_file bad;
+	struct tls_ctx *ctx;
+	char why[1024];
+	int line;
+
+	err[0] = '\0';
+	/* conf_load makes sure that both are set, or neither. */
+	if (cf->tls_cert_file == NULL || cf->tls_key_file == NULL)
+		return NULL;
+	ctx = tls_server_new(
+	    cf->tls_cert_file, cf->tls_key_file, &bad, why, sizeof(why));
+	if (ctx != NULL)
+		return ctx;
+	line = bad == TLS_FILE_KEY    ? cf->tls_key_line
+	       : bad == TLS_FILE_CERT ? cf->tls_cert_line
+				      : 0;
+	if (line > 0)
+		snprintf(err, errlen, "%s:%d: %s", cf->path, line, why);
+	else
+		snprintf(err, errlen, "%s: %s", cf->path, why);
+	return NULL;
+}
+
 static int
 server_load_tls(
     struct server *srv, const struct conf *cf, char *err, size_t errlen)
 {
-	struct tls_ctx *ctx;
+	struct tls_ctx *ctx = server_tls_new(cf, err, errlen);
 
-	if (cf->tls_cert_file == NULL && cf->tls_key_file == NULL) {
-		tls_free(srv->tls);
-		srv->tls = NULL;
-		return 0;
-	}
-	if (cf->tls_cert_file == NULL || cf->tls_key_file == NULL) {
-		snprintf(
-		    err, errlen, "tls_cert_file and tls_key_file go together");
-		return -1;
-	}
-	ctx = tls_server_new(cf->tls_cert_file, cf->tls_key_file, err, errlen);
-	if (ctx == NULL)
+	if (ctx == NULL && err[0] != '\0')
 		return -1;
 	tls_free(srv->tls);
 	srv->tls = ctx;

@@ -10,6 +10,7 @@
 
 struct dns;
 struct server;
+struct tls_ctx;
 typedef void server_done_cb(void *arg);
 
 /*
@@ -30,6 +31,13 @@ int server_listen(struct server *srv, char *err, size_t errlen);
  */
 int server_bind(struct server *srv, char *err, size_t errlen);
 int server_start(struct server *srv, char *err, size_t errlen);
+/*
+ * The inbound TLS context of cf's tls_cert_file and tls_key_file, for
+ * server_bind, a reload and -t: NULL with err "" when cf sets neither;
+ * NULL when one does not load, with err "FILE:LINE: why" at the line that
+ * sets the file at fault. tls_free frees it.
+ */
+struct tls_ctx *server_tls_new(const struct conf *cf, char *err, size_t errlen);
 /* Look up each client's name (PTR, confirmed forward) with dns, for the
  * log and the Received header; it never delays a session. */
 void server_set_dns(struct server *srv, struct dns *dns);

@@ -37,13 +37,14 @@ tls_err_string(char *buf, size_t len)
 }
 
 struct tls_ctx *
-tls_server_new(
-    const char *cert_file, const char *key_file, char *err, size_t errlen)
+tls_server_new(const char *cert_file, const char *key_file, enum tls_file *bad,
+    char *err, size_t errlen)
 {
 	char why[256];
 	SSL_CTX *ssl;
 	struct tls_ctx *ctx;
 
+	*bad = TLS_FILE_NONE;
 	ERR_clear_error();
 	ssl = SSL_CTX_new(TLS_server_method());
 	if (ssl == NULL) {
@@ -67,6 +68,7 @@ tls_server_new(
 		tls_err_string(why, sizeof(why));
 		snprintf(err, errlen, "tls_cert_file %s: cannot load: %s",
 		    cert_file, why);
+		*bad = TLS_FILE_CERT;
 		SSL_CTX_free(ssl);
 		return NULL;
 	}
@@ -84,6 +86,7 @@ tls_server_new(
 		else
 			snprintf(err, errlen,
 			    "tls_key_file %s: cannot load: %s", key_file, why);
+		*bad = TLS_FILE_KEY;
 		SSL_CTX_free(ssl);
 		return NULL;
 	}
@@ -92,6 +95,7 @@ tls_server_new(
 		snprintf(err, errlen,
 		    "tls_key_file %s does not match tls_cert_file %s: %s",
 		    key_file, cert_file, why);
+		*bad = TLS_FILE_KEY;
 		SSL_CTX_free(ssl);
 		return NULL;
 	}

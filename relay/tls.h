@@ -11,13 +11,17 @@
 
 struct tls_ctx; /* opaque: an SSL_CTX with our settings */
 
+/* The file a tls_server_new failure is about. */
+enum tls_file { TLS_FILE_NONE, TLS_FILE_CERT, TLS_FILE_KEY };
+
 /*
  * A server context from a PEM certificate chain and key: TLS 1.2 and 1.3,
  * no compression, no renegotiation. On failure (unreadable file, key that
- * does not match the certificate) returns NULL with one line in err.
+ * does not match the certificate) returns NULL with one line in err, and
+ * in *bad the file it is about (the key, for one that does not match).
  */
-struct tls_ctx *tls_server_new(
-    const char *cert_file, const char *key_file, char *err, size_t errlen);
+struct tls_ctx *tls_server_new(const char *cert_file, const char *key_file,
+    enum tls_file *bad, char *err, size_t errlen);
 /* NULL is a no-op. Sessions that use ctx keep it alive. */
 void tls_free(struct tls_ctx *ctx);
 

@@ -25,7 +25,8 @@ def test_every_config_option_is_in_the_man_page_and_the_shipped_config():
     with open(os.path.join(ROOT, "common", "conf.c")) as f:
         src = f.read()
     import re
-    names = set(re.findall(r'CFG_(?:STR|INT|FLOAT|BOOL|STR_LIST)_CB\("([a-z_]+)"', src))
+    names = set(re.findall(
+        r'CFG_(?:STR|INT|FLOAT|BOOL|STR_LIST)(?:_CB)?\(\s*"([a-z_]+)"', src))
     assert len(names) > 30
     with open(os.path.join(ROOT, "docs", "mxspool.conf.5")) as f:
         man = f.read()

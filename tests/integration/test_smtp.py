@@ -447,7 +447,7 @@ def test_too_many_errors_disconnect(daemon):
 
 
 def test_a_full_spool_gets_452_and_nothing_is_acknowledged(daemon):
-    d = daemon(extra="spool_min_free = 1000000G\n").start()
+    d = daemon(extra="spool_min_free = 1024T\n").start()
     c = ehlo(d)
     assert send_message(c, MSG) == "452 4.3.1 Insufficient system storage"
     # The transaction is over; the session is not.

@@ -152,6 +152,15 @@ def check(conf):
                           text=True, timeout=30)
 
 
+def at(conf, option):
+    """"CONF:LINE:", where conf sets option: how errors about it start."""
+    with open(conf) as f:
+        for n, line in enumerate(f, 1):
+            if line.startswith(option + " "):
+                return "%s:%d:" % (conf, n)
+    raise AssertionError("%s sets no %s" % (conf, option))
+
+
 def test_check_accepts_a_matching_certificate_and_key(daemon, tmp_path):
     cert, key = make_cert(str(tmp_path))
     d = daemon(extra='tls_cert_file = "%s"\ntls_key_file = "%s"\n'
@@ -167,12 +176,15 @@ def test_check_rejects_a_key_that_does_not_match(daemon, tmp_path):
                % (cert, key))
     r = check(d.conf)
     assert r.returncode == 1
-    assert "tls_key_file %s does not match tls_cert_file %s" % (key, cert) \
-        in r.stderr
+    # At the key's line, which is the one to fix.
+    assert r.stderr.startswith(
+        "%s tls_key_file %s does not match tls_cert_file %s: "
+        % (at(d.conf, "tls_key_file"), key, cert)), r.stderr
     # And the daemon refuses to start with it, in one line.
     d.start(wait=False)
     assert d.proc.wait(10) == 1
-    assert "does not match" in d.log()
+    assert "fatal: %s tls_key_file %s does not match" \
+        % (at(d.conf, "tls_key_file"), key) in d.log()
 
 
 def test_check_rejects_a_certificate_without_key_and_garbage(daemon, tmp_path):
@@ -180,17 +192,20 @@ def test_check_rejects_a_certificate_without_key_and_garbage(daemon, tmp_path):
     d = daemon(extra='tls_cert_file = "%s"\n' % cert)
     r = check(d.conf)
     assert r.returncode == 1
-    assert "tls_cert_file and tls_key_file go together" in r.stderr
+    assert r.stderr == "%s tls_cert_file and tls_key_file go together: " \
+        "tls_key_file is not set\n" % at(d.conf, "tls_cert_file")
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
     d2 = daemon(extra='tls_cert_file = "%s"\ntls_key_file = "%s"\n'
                 % (junk, key))
     r = check(d2.conf)
     assert r.returncode == 1
-    assert "tls_cert_file %s: cannot load" % junk in r.stderr
+    assert r.stderr.startswith("%s tls_cert_file %s: cannot load: "
+                               % (at(d2.conf, "tls_cert_file"), junk))
     missing = str(tmp_path / "missing.pem")
     d3 = daemon(extra='tls_cert_file = "%s"\ntls_key_file = "%s"\n'
                 % (cert, missing))
     r = check(d3.conf)
     assert r.returncode == 1
-    assert "missing.pem" in r.stderr
+    assert r.stderr.startswith("%s tls_key_file: cannot read '%s'"
+                               % (at(d3.conf, "tls_key_file"), missing))
