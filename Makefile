@@ -173,7 +173,7 @@ test-asan: deps-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_TARGETS ?= parse
+FUZZ_TARGETS ?= parse envelope
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer
 
@@ -182,6 +182,7 @@ FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 FUZZ_O = $(patsubst %,$(BUILD)/%.o,$(1))
 FUZZ_BIN = $(BUILD)/tests/fuzz/fuzz_
 $(FUZZ_BIN)parse: $(call FUZZ_O,relay/parse relay/parse_data common/xmem)
+$(FUZZ_BIN)envelope: $(call FUZZ_O,queue/envelope queue/qid common/xmem)
 
 $(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o
 	$(LINK) -o $@ $^ $(LDLIBS)
