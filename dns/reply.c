@@ -124,6 +124,20 @@ dns_rr_add(struct dns_rrset *s, int pref, const char *name, int family,
 		memcpy(r->addr, addr, alen);
 }
 
+/*
+ * Keeps the smallest TTL of the set's address records. c-ares gives each
+ * as an int, so a TTL with the top bit set comes out negative: it counts
+ * as zero (RFC 2181 8), as in dns_reply_ttls.
+ */
+static void
+dns_min_ttl(struct dns_rrset *s, int ttl)
+{
+	int64_t t = ttl < 0 ? 0 : ttl;
+
+	if (s->ttl < 0 || t < s->ttl)
+		s->ttl = t;
+}
+
 /* Turns a successful reply into records; a reply that does not parse is a
  * temporary failure (the next server or try may do better). */
 static void
@@ -150,8 +164,7 @@ dns_parse_records(
 		for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
 			dns_rr_add(s, 0, NULL, AF_INET, &ttl4[i].ipaddr,
 			    sizeof(ttl4[i].ipaddr));
-			if (s->ttl < 0 || ttl4[i].ttl < s->ttl)
-				s->ttl = ttl4[i].ttl;
+			dns_min_ttl(s, ttl4[i].ttl);
 		}
 		break;
 	case DNS_T_AAAA:
@@ -159,8 +172,7 @@ dns_parse_records(
 		for (int i = 0; rc == ARES_SUCCESS && i < n; i++) {
 			dns_rr_add(s, 0, NULL, AF_INET6, &ttl6[i].ip6addr,
 			    sizeof(ttl6[i].ip6addr));
-			if (s->ttl < 0 || ttl6[i].ttl < s->ttl)
-				s->ttl = ttl6[i].ttl;
+			dns_min_ttl(s, ttl6[i].ttl);
 		}
 		break;
 	case DNS_T_PTR:
@@ -215,9 +227,12 @@ dns_reply_rrset(struct dns_rrset *s, int type, int status,
 	switch (status) {
 	case ARES_SUCCESS:
 		dns_parse_records(s, type, buf, len);
-		if (type == DNS_T_MX || type == DNS_T_PTR)
+		/* A reply whose records do not parse stays a temporary
+		 * failure with no TTL, whatever the TTL walk read. */
+		if (s->rc == DNS_RC_OK &&
+		    (type == DNS_T_MX || type == DNS_T_PTR))
 			s->ttl = ans_ttl;
-		if (s->rc == DNS_RC_NODATA)
+		else if (s->rc == DNS_RC_NODATA)
 			s->ttl = neg_ttl;
 		break;
 	case ARES_ENODATA:
