@@ -173,7 +173,7 @@ test-asan: deps-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_TARGETS ?= parse envelope reply dns
+FUZZ_TARGETS ?= parse envelope reply dns walcheck
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer
 
@@ -187,6 +187,7 @@ $(FUZZ_BIN)reply: $(call FUZZ_O,relay/client_proto relay/parse_data \
 	relay/downgrade common/idn common/utf8 common/xmem)
 $(FUZZ_BIN)dns: $(call FUZZ_O,dns/reply dns/cache dns/mx dns/answer \
 	common/xmem)
+$(FUZZ_BIN)walcheck: $(call FUZZ_O,queue/walcheck common/xmem)
 
 $(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o
 	$(LINK) -o $@ $^ $(LDLIBS)
