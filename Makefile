@@ -173,12 +173,13 @@ test-asan: deps-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_TARGETS ?= parse envelope reply dns walcheck config
+FUZZ_TARGETS ?= parse envelope reply dns walcheck config ctl
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer
 
 # What each target links besides its own file: the pure code it drives,
-# never the archive.
+# never the archive (fuzz_ctl.c stands in for the queue, the scheduler
+# and the resolver).
 FUZZ_O = $(patsubst %,$(BUILD)/%.o,$(1))
 FUZZ_BIN = $(BUILD)/tests/fuzz/fuzz_
 $(FUZZ_BIN)parse: $(call FUZZ_O,relay/parse relay/parse_data common/xmem)
@@ -190,6 +191,10 @@ $(FUZZ_BIN)dns: $(call FUZZ_O,dns/reply dns/cache dns/mx dns/answer \
 $(FUZZ_BIN)walcheck: $(call FUZZ_O,queue/walcheck common/xmem)
 $(FUZZ_BIN)config: $(call FUZZ_O,common/conf common/confval common/idn \
 	common/priv common/log common/xmem)
+$(FUZZ_BIN)ctl: $(call FUZZ_O,ctl/ctl ctl/ctl_cmd ctl/ctl_util \
+	ctl/ctl_proto common/conf common/confval common/idn common/priv \
+	common/log common/hmap common/metrics dns/answer queue/envelope \
+	queue/qid queue/qindex common/xmem)
 
 # XXX: common/conf.c sorts an empty recipients file's list as
 # qsort(NULL, 0, ...), which UBSan reports (nonnull-attribute) and the
