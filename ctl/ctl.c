@@ -43,6 +43,7 @@ struct ctl_conn {
 	bool busy;    /* a request is in progress */
 	bool closing; /* close once the output is written */
 	bool in_read; /* inside ctl_on_read's loop */
+	bool eof;     /* the client will send no more: answer, then close */
 	ctl_pump_cb *pump;
 	void *pstate;
 	void (*pfree)(void *);
@@ -133,8 +134,11 @@ ctl_end(struct ctl_conn *k)
 	k->pfree = NULL;
 	if (k->in_read || k->closing)
 		return;
-	bufferevent_enable(k->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(k->bev)) > 0)
+	/* After the client's EOF the socket is not read again, but what
+	 * it sent before is, and then the connection closes (ctl_on_read). */
+	if (!k->eof)
+		bufferevent_enable(k->bev, EV_READ);
+	if (k->eof || evbuffer_get_length(bufferevent_get_input(k->bev)) > 0)
 		bufferevent_trigger(k->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
 }
 
@@ -260,13 +264,16 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		free(line);
 	}
 	k->in_read = false;
+	/* Every whole line the client sent before its EOF is answered. */
+	if (k->eof && !k->busy)
+		k->closing = true;
 	if (k->closing) {
 		bufferevent_disable(bev, EV_READ);
 		if (ctl_conn_pending(k) == 0)
 			ctl_conn_free(k);
 		return;
 	}
-	if (k->busy)
+	if (k->busy || k->eof)
 		bufferevent_disable(bev, EV_READ);
 	else
 		bufferevent_enable(bev, EV_READ);
@@ -288,10 +295,21 @@ ctl_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct ctl_conn *k = arg;
 
-	(void)bev;
 	if (what & BEV_EVENT_TIMEOUT)
 		log_debug("control: client idle, closing");
-	/* EOF, an error or a timeout: whatever was in progress is dropped;
+	/*
+	 * EOF alone: the client has sent all it will, and may be waiting
+	 * for the answers (a shell's pipe half-closes): the requests it
+	 * sent are answered before the connection closes. A client that
+	 * has gone altogether makes the first write fail, which ends it.
+	 */
+	if (what == (BEV_EVENT_READING | BEV_EVENT_EOF) && !k->closing) {
+		k->eof = true;
+		if (!k->busy && !k->in_read)
+			ctl_on_read(bev, k); /* may free k */
+		return;
+	}
+	/* An error or a timeout: whatever was in progress is dropped;
 	 * async answers will not find the connection. */
 	ctl_conn_free(k);
 }

@@ -10,7 +10,8 @@
  * {"id": 7, "error": {"code": "not_found", "message": "..."}}. Listings and
  * message bodies are streamed: any number of {"id": 7, "item": {...}} or
  * {"id": 7, "chunk": "...", "encoding": "text"|"base64"} lines, then the
- * result. Requests on one connection are answered in order.
+ * result. Requests on one connection are answered in order, all of them
+ * also when the client shuts its sending side once they are out.
  *
  * This header and ctl/ctl_proto.c are all of ctl/ that mxspoolctl links:
  * they use nothing but the C library (no queue/, no libevent, no RocksDB).

@@ -195,12 +195,20 @@ struct dns {
 
 int64_t dns_now_ms(void);
 /*
- * From a reply (untrusted bytes): the smallest TTL of the answer records
- * of type, and the RFC 2308 negative TTL from an SOA in the authority
- * section; -1 for each that is not there or not well formed.
+ * Replies (reply.c). From a reply (untrusted bytes): the smallest TTL of
+ * the answer records of type, and the RFC 2308 negative TTL from an SOA
+ * in the authority section; -1 for each that is not there or not well
+ * formed.
  */
 void dns_reply_ttls(const unsigned char *buf, int len, int type,
     int64_t *ans_ttl, int64_t *neg_ttl);
+/*
+ * The record set a query of type gets from c-ares's status and reply (buf
+ * may be NULL): the records, or NODATA, NXDOMAIN, or TEMP with why; and
+ * the TTL to cache it for. Fills every field of s (dns_rrset_fini frees).
+ */
+void dns_reply_rrset(struct dns_rrset *s, int type, int status,
+    const unsigned char *buf, int len);
 /* route.c: frees every request without calling back. */
 void dns_reqs_free(struct dns *d);
 /* route.c: the done event's handler. */

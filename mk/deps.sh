@@ -2,11 +2,12 @@
 # Installs the Debian 12 packages of the named sets that are missing, with
 # apt-get, as root or through sudo. Quiet and fast when all are there.
 #
-#   sh mk/deps.sh build [test] [bench] [fresh]
+#   sh mk/deps.sh build [test] [bench] [fuzz] [fresh]
 #
 # Every program, library and Perl or Python module that the build, the
-# tests, `make run` and `make bench` use is listed here, in the set of the
-# first target that needs it: nothing may come from a machine's leftovers.
+# tests, `make run`, `make bench` and `make fuzz` use is listed here, in
+# the set of the first target that needs it: nothing may come from a
+# machine's leftovers.
 # `make check-fresh` proves the lists on a bare Debian root.
 set -eu
 
@@ -28,6 +29,12 @@ mandoc pflogsumm"
 # `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
 bench="postfix"
 
+# `make fuzz`: the libFuzzer targets, built with clang. Debian's clang
+# only recommends libclang-rt-14-dev, which holds libFuzzer and the
+# sanitizer runtimes (libclang_rt.fuzzer-x86_64.a, asan, ubsan): apt-get
+# --no-install-recommends would leave it out.
+fuzz="clang libclang-rt-14-dev"
+
 # `make check-fresh`: builds the bare Debian root.
 fresh="debootstrap"
 
@@ -38,10 +45,11 @@ for set in "$@"; do
 	build) pkgs="$pkgs $build" ;;
 	test) pkgs="$pkgs $test" ;;
 	bench) pkgs="$pkgs $bench" ;;
+	fuzz) pkgs="$pkgs $fuzz" ;;
 	fresh) pkgs="$pkgs $fresh" ;;
 	--list) list=1 ;;
 	*)
-		echo "deps: unknown package set '$set' (build, test, bench, fresh)" >&2
+		echo "deps: unknown package set '$set' (build, test, bench, fuzz, fresh)" >&2
 		exit 2
 		;;
 	esac

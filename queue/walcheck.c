@@ -137,7 +137,10 @@ scan_problem(struct scan *s, uint64_t at, const char *why, bool garbage)
 static void
 scan_head(struct scan *s, const unsigned char *p, size_t n)
 {
-	if (s->cb != NULL) {
+	/* An empty fragment (RocksDB writes one where a block has just a
+	 * header's room left) adds nothing, and must not offset a buffer
+	 * not yet made. */
+	if (s->cb != NULL && n > 0) {
 		s->batch = xgrow(s->batch, &s->batchcap, s->batchlen + n, 1);
 		memcpy(s->batch + s->batchlen, p, n);
 		s->batchlen += n;

@@ -1,24 +1,53 @@
 /*
  * libFuzzer target for relay/parse.c: every parser entry point on the
  * same input, and the DATA decoder fed in pieces whose sizes the input
- * chooses. Invariants checked: no crash, no leak, decoded output never
- * longer than the input nor than the limit, and the end of data found
- * only right after CRLF "." CRLF.
+ * chooses. Invariants checked: no crash, no leak, a refusal is a whole
+ * reply line, an accepted address fits its bounds and has a domain (or is
+ * <Postmaster>), decoded output never longer than the input nor than the
+ * limit, and the end of data found only right after CRLF "." CRLF.
  *
- *   clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -I. \
- *       tests/fuzz/fuzz_parse.c relay/parse.c relay/parse_data.c \
- *       common/xmem.c -o fuzz_parse
- *   ./fuzz_parse -max_total_time=60
+ *   make fuzz FUZZ_TARGETS=parse   (seeds: tests/fuzz/corpus/parse/)
  */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "relay/parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A refusal: "501 5.5.4 text", whole, within the buffer. */
+static void
+check_reply(const char *reply)
+{
+	size_t n = strnlen(reply, PARSE_REPLY_SIZE);
+
+	if (n == PARSE_REPLY_SIZE || n < 4 || reply[0] < '4' ||
+	    reply[0] > '5' || !isdigit((unsigned char)reply[1]) ||
+	    !isdigit((unsigned char)reply[2]) || reply[3] != ' ' ||
+	    strpbrk(reply, "\r\n") != NULL)
+		abort();
+}
+
+static void
+check_rcpt(const struct parse_rcpt *r)
+{
+	if (strlen(r->addr) > PARSE_PATH_MAX ||
+	    strlen(r->local) > PARSE_LOCAL_MAX ||
+	    strlen(r->domain) > PARSE_DOMAIN_MAX)
+		abort();
+	/* <Postmaster> alone has no domain; every other address has one. */
+	if (r->postmaster &&
+	    (r->domain[0] != '\0' || strcasecmp(r->local, "postmaster") != 0))
+		abort();
+	if (!r->postmaster &&
+	    (strchr(r->addr, '@') == NULL || r->domain[0] == '\0'))
+		abort();
+}
 
 static void
 fuzz_commands(const uint8_t *data, size_t size)
@@ -33,19 +62,34 @@ fuzz_commands(const uint8_t *data, size_t size)
 
 	memcpy(line, data, len);
 	line[len] = '\0';
-	(void)parse_mail(line, &m, reply, sizeof(reply));
-	(void)parse_rcpt(line, false, &r, reply, sizeof(reply));
-	(void)parse_rcpt(line, true, &r, reply, sizeof(reply));
-	(void)parse_bdat(line, &n, &last, reply, sizeof(reply));
-	(void)parse_helo("EHLO", line, helo, reply, sizeof(reply));
+	if (parse_mail(line, &m, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	else if (strlen(m.addr) > PARSE_PATH_MAX ||
+		 strlen(m.envid) > PARSE_ENVID_MAX ||
+		 (m.addr[0] != '\0' && strchr(m.addr, '@') == NULL))
+		abort();
+	if (parse_rcpt(line, false, &r, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	else
+		check_rcpt(&r);
+	if (parse_rcpt(line, true, &r, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	else
+		check_rcpt(&r);
+	if (parse_bdat(line, &n, &last, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	if (parse_helo("EHLO", line, helo, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	else if (strlen(helo) > PARSE_HELO_MAX)
+		abort();
 	verb = parse_split(line, &args);
 	(void)verb;
-	if (parse_rcpt(args, true, &r, reply, sizeof(reply)) == 0) {
-		if (strlen(r.local) > PARSE_LOCAL_MAX ||
-		    strlen(r.domain) > PARSE_DOMAIN_MAX ||
-		    strchr(r.addr, '@') == NULL)
-			abort();
-	}
+	if (parse_rcpt(args, true, &r, reply, sizeof(reply)) < 0)
+		check_reply(reply);
+	else
+		check_rcpt(&r);
+	if (parse_mail(args, &m, reply, sizeof(reply)) < 0)
+		check_reply(reply);
 }
 
 static void

@@ -431,6 +431,32 @@ def test_a_client_that_leaves_mid_request_does_no_harm(outage):
     assert d.proc.poll() is None
 
 
+def test_a_client_that_half_closes_gets_every_reply(outage):
+    """A client may shut its sending side once its requests are out (a
+    shell's pipe into socat does): each request is still answered, in
+    order, and then the daemon closes. Found by tests/fuzz/fuzz_ctl.c:
+    the daemon took the EOF for a client that had gone, and dropped the
+    replies still to come."""
+    d = outage
+    qid = d.msgs["alice@sender.test"]["id"]
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(os.path.join(d.dir, "ctl.sock"))
+    s.sendall(b'{"id": 1, "cmd": "stats"}\n'
+              b'{"id": 2, "cmd": "list"}\n'
+              b'{"id": 3, "cmd": "show", "qid": "%s", "part": "body"}\n'
+              b'{"id": 4, "cmd": "summary"}\n' % qid.encode())
+    s.shutdown(socket.SHUT_WR)
+    replies = [json.loads(line) for line in s.makefile("rb")]
+    s.close()
+    ends = [r["id"] for r in replies if "result" in r or "error" in r]
+    assert ends == [1, 2, 3, 4]
+    assert len([r for r in replies if "item" in r]) == 4
+    assert "first" in "".join(r["chunk"]["data"] for r in replies
+                              if "chunk" in r)
+    assert d.proc.poll() is None
+
+
 def test_socket_is_mode_0660(outage):
     st = os.stat(os.path.join(outage.dir, "ctl.sock"))
     assert stat.S_ISSOCK(st.st_mode)

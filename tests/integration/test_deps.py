@@ -46,12 +46,12 @@ def owner(path):
     raise AssertionError("%s belongs to no package" % path)
 
 
-def unlisted(path):
-    """path's package if mk/deps.sh should list it and does not, else None.
-    Packages every Debian system has (Essential, or priority required)
-    need no entry."""
+def unlisted(path, sets=("build", "test")):
+    """path's package if mk/deps.sh should list it in sets and does not,
+    else None. Packages every Debian system has (Essential, or priority
+    required) need no entry."""
     pkg = owner(path)
-    if pkg in deps("build", "test"):
+    if pkg in deps(*sets):
         return None
     r = subprocess.run(["dpkg-query", "-W", "-f", "${Essential} ${Priority}",
                         pkg], capture_output=True, text=True)
@@ -77,6 +77,23 @@ def test_what_the_tests_use_comes_from_a_listed_package(path):
         % (path, pkg)
 
 
+def test_what_make_fuzz_uses_comes_from_the_fuzz_set():
+    """clang, and the libFuzzer and sanitizer runtimes it links, which
+    Debian's clang only recommends. make test does not install the fuzz
+    set: without clang there is nothing to check."""
+    if not os.path.exists("/usr/bin/clang"):
+        pytest.skip("clang is not installed (make fuzz installs it)")
+    rt = subprocess.run(["/usr/bin/clang", "--print-runtime-dir"],
+                        capture_output=True, text=True,
+                        check=True).stdout.strip()
+    for path in ["/usr/bin/clang"] + [
+            os.path.join(rt, "libclang_rt.%s-x86_64.a" % lib)
+            for lib in ("fuzzer", "asan", "ubsan_standalone")]:
+        pkg = unlisted(path, ("build", "fuzz"))
+        assert pkg is None, "%s comes from %s, which the fuzz set of " \
+            "mk/deps.sh does not list" % (path, pkg)
+
+
 def test_the_check_can_fail():
     """A package this machine has only as another's dependency is caught;
     an essential one is not."""
@@ -87,6 +104,8 @@ def test_the_check_can_fail():
 def test_each_set_is_known_and_a_bad_one_is_refused():
     assert "postfix" in deps("bench") and "postfix" not in deps("test")
     assert "debootstrap" in deps("fresh")
+    assert {"clang", "libclang-rt-14-dev"} <= deps("fuzz")
+    assert "clang" not in deps("build", "test")
     assert not deps("build") & {"dnsmasq", "dnsmasq-base", "prometheus",
                                 "dovecot-lmtpd", "swaks"}
     r = subprocess.run(["sh", os.path.join(ROOT, "mk", "deps.sh"), "tests"],

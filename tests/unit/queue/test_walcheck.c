@@ -393,6 +393,37 @@ test_a_rewrite_keeps_every_intact_batch_and_nothing_else(void **state)
 	free(l.p);
 }
 
+static void
+count_batch(void *arg, const unsigned char *batch, size_t len)
+{
+	(void)batch;
+	(void)len;
+	(*(int *)arg)++;
+}
+
+/* An empty record first, then a batch: the empty one is too short to be
+ * a batch, damage before the one that reads. (Scanned with a callback,
+ * it once offset the batch buffer before there was one: UBSan's "zero
+ * offset to null pointer", found by tests/fuzz/fuzz_walcheck.c.) */
+static void
+test_an_empty_first_record_is_damage_and_no_batch(void **state)
+{
+	struct log l = {0};
+	struct walcheck wc;
+	int calls = 0;
+
+	(void)state;
+	fragment(&l, 1, (const unsigned char *)"", 0);
+	add_batch(&l, 1, 2, 100);
+	walcheck_scan_batches(l.p, l.len, &wc, count_batch, &calls);
+	assert_int_equal(calls, 1);
+	assert_int_equal(wc.batches, 1);
+	assert_int_equal(wc.damage_at, 0);
+	assert_string_equal(wc.why, "write batch too short");
+	assert_int_equal(wc.lost_bytes, 7);
+	free(l.p);
+}
+
 int
 main(void)
 {
@@ -413,6 +444,7 @@ main(void)
 	    cmocka_unit_test(test_a_bad_length_in_the_middle_is_damage),
 	    cmocka_unit_test(test_recyclable_records_read_too),
 	    cmocka_unit_test(test_every_single_byte_damage_is_survived),
+	    cmocka_unit_test(test_an_empty_first_record_is_damage_and_no_batch),
 	    cmocka_unit_test(
 		test_a_rewrite_keeps_every_intact_batch_and_nothing_else),
 	};

@@ -1,6 +1,6 @@
 /*
- * Unit tests for dns/resolve.c: reading TTLs out of DNS replies, which are
- * untrusted bytes from the network.
+ * Unit tests for dns/reply.c: reading records and TTLs out of DNS replies,
+ * which are untrusted bytes from the network.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ares.h>
 #include <cmocka.h>
 
 #include "dns/dns_int.h"
@@ -230,6 +231,127 @@ test_reply_ttls_survives_random_bytes(void **state)
 	}
 }
 
+static void
+test_reply_rrset_gives_the_mx_records_and_their_smallest_ttl(void **state)
+{
+	struct dns_rrset s;
+	struct pkt p;
+
+	(void)state;
+	header(&p, 0, 2, 0);
+	mx_rr(&p, 300, "mx1.example.test");
+	mx_rr(&p, 60, "mx2.example.test");
+	dns_reply_rrset(&s, DNS_T_MX, ARES_SUCCESS, p.b, (int)p.len);
+	assert_int_equal(s.rc, DNS_RC_OK);
+	assert_null(s.why);
+	assert_int_equal(s.nrr, 2);
+	assert_int_equal(s.rr[0].pref, 10);
+	assert_string_equal(s.rr[0].name, "mx1.example.test");
+	assert_string_equal(s.rr[1].name, "mx2.example.test");
+	assert_int_equal(s.ttl, 60);
+	dns_rrset_fini(&s);
+}
+
+static void
+test_reply_rrset_caches_nxdomain_for_the_soa_ttl(void **state)
+{
+	struct dns_rrset s;
+	struct pkt p;
+
+	(void)state;
+	header(&p, 3, 0, 1);
+	soa_rr(&p, 900, 300);
+	dns_reply_rrset(&s, DNS_T_MX, ARES_ENOTFOUND, p.b, (int)p.len);
+	assert_int_equal(s.rc, DNS_RC_NXDOMAIN);
+	assert_int_equal(s.nrr, 0);
+	assert_int_equal(s.ttl, 300);
+	dns_rrset_fini(&s);
+}
+
+static void
+test_reply_rrset_makes_a_timeout_or_a_bad_reply_temporary(void **state)
+{
+	struct dns_rrset s;
+	struct pkt p;
+
+	(void)state;
+	dns_reply_rrset(&s, DNS_T_A, ARES_ETIMEOUT, NULL, 0);
+	assert_int_equal(s.rc, DNS_RC_TEMP);
+	assert_string_equal(s.why, "timeout");
+	assert_int_equal(s.ttl, -1);
+	dns_rrset_fini(&s);
+	/* Success, but the records do not parse: the next try may do
+	 * better. */
+	header(&p, 0, 1, 0);
+	mx_rr(&p, 300, "mx1.example.test");
+	dns_reply_rrset(&s, DNS_T_MX, ARES_SUCCESS, p.b, (int)p.len - 3);
+	assert_int_equal(s.rc, DNS_RC_TEMP);
+	assert_non_null(s.why);
+	assert_int_equal(s.nrr, 0);
+	assert_int_equal(s.ttl, -1);
+	dns_rrset_fini(&s);
+}
+
+static void
+test_reply_rrset_gives_no_ttl_to_mx_records_that_do_not_parse(void **state)
+{
+	struct dns_rrset s;
+	struct pkt p;
+
+	(void)state;
+	/* Whole as far as the TTL walk goes (an MX record of 4 bytes), but
+	 * its target starts with a reserved label type (0x80): c-ares
+	 * refuses the name. Found by tests/fuzz/fuzz_dns.c. */
+	header(&p, 0, 1, 0);
+	p.b[p.len++] = 0xc0;
+	p.b[p.len++] = 12;
+	put16(&p, DNS_T_MX);
+	put16(&p, 1);
+	put32(&p, 60);
+	put16(&p, 4);
+	put16(&p, 10);
+	p.b[p.len++] = 0x80;
+	p.b[p.len++] = 0;
+	dns_reply_rrset(&s, DNS_T_MX, ARES_SUCCESS, p.b, (int)p.len);
+	assert_int_equal(s.rc, DNS_RC_TEMP);
+	assert_int_equal(s.nrr, 0);
+	assert_int_equal(s.ttl, -1);
+	dns_rrset_fini(&s);
+}
+
+static void
+a_rr(struct pkt *p, uint32_t ttl, unsigned char last)
+{
+	p->b[p->len++] = 0xc0; /* the question's name */
+	p->b[p->len++] = 12;
+	put16(p, DNS_T_A);
+	put16(p, 1);
+	put32(p, ttl);
+	put16(p, 4);
+	put32(p, 0xc0000200u | last); /* 192.0.2.last */
+}
+
+static void
+test_reply_rrset_counts_a_top_bit_address_ttl_as_zero(void **state)
+{
+	struct dns_rrset s;
+	struct pkt p;
+
+	(void)state;
+	/* c-ares gives 0x80000010 as a negative int; it neither shows as
+	 * such nor loses to the next record's TTL. Found by
+	 * tests/fuzz/fuzz_dns.c. */
+	header(&p, 0, 2, 0);
+	p.b[p.len - 3] = DNS_T_A; /* the question's type */
+	a_rr(&p, 0x80000010u, 1);
+	a_rr(&p, 300, 2);
+	dns_reply_rrset(&s, DNS_T_A, ARES_SUCCESS, p.b, (int)p.len);
+	assert_int_equal(s.rc, DNS_RC_OK);
+	assert_int_equal(s.nrr, 2);
+	assert_int_equal(s.ttl, 0);
+	dns_rrset_fini(&s);
+}
+
 int
 main(void)
 {
@@ -241,6 +363,15 @@ main(void)
 	    cmocka_unit_test(test_reply_ttls_gives_nothing_for_a_cut_reply),
 	    cmocka_unit_test(test_reply_ttls_rejects_a_compression_loop),
 	    cmocka_unit_test(test_reply_ttls_survives_random_bytes),
+	    cmocka_unit_test(
+		test_reply_rrset_gives_the_mx_records_and_their_smallest_ttl),
+	    cmocka_unit_test(test_reply_rrset_caches_nxdomain_for_the_soa_ttl),
+	    cmocka_unit_test(
+		test_reply_rrset_makes_a_timeout_or_a_bad_reply_temporary),
+	    cmocka_unit_test(
+		test_reply_rrset_gives_no_ttl_to_mx_records_that_do_not_parse),
+	    cmocka_unit_test(
+		test_reply_rrset_counts_a_top_bit_address_ttl_as_zero),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
