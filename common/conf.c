@@ -992,7 +992,9 @@ conf_load_recipients(struct conf_domain *d)
 		d->nrecipients++;
 	}
 	free(text);
-	qsort(d->recipients, d->nrecipients, sizeof(char *), conf_strcmp);
+	if (d->nrecipients > 0) /* an empty file: no list to sort */
+		qsort(
+		    d->recipients, d->nrecipients, sizeof(char *), conf_strcmp);
 }
 
 static void
@@ -1384,7 +1386,8 @@ conf_retry_for(const struct conf *cf, const char *domain)
 static bool
 conf_list_has(char *const *v, size_t n, const char *key)
 {
-	return bsearch(&key, v, n, sizeof(char *), conf_strcmp) != NULL;
+	return n > 0 &&
+	       bsearch(&key, v, n, sizeof(char *), conf_strcmp) != NULL;
 }
 
 bool
