@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/metrics.h"
@@ -61,10 +62,43 @@ static const struct {
 	"Configuration reloads, by result.", "reloads"},
 };
 
+/*
+ * Every label each family is counted with in the code, so that each series
+ * exists, at 0, from the start: a rate() over a series that appears only
+ * with its first event misses that event, and alerts on absent series
+ * misfire. (tests/integration/test_metrics.py checks this list against
+ * the code.)
+ */
+static const char *const family_known[MF_NFAMILIES][24] = {
+    [MF_REJECTED] = {"bare_lf", "connections", "connections_per_ip",
+	"data_memory", "domain", "errors", "hops", "idle_evicted",
+	"min_data_rate", "not_smtp", "protocol", "recipients", "relay",
+	"session_deadline", "size", "spool_error", "spool_full", "timeout",
+	"unknown_recipient"},
+    [MF_ATTEMPTS] = {"sent", "deferred", "failed", "error"},
+    [MF_DNS] = {"ok", "tempfail", "permfail"},
+    [MF_RELOADS] = {"ok", "failed"},
+};
+
+/* Per destination: recipients delivered, deferred and returned. */
+#define MD_DESTS 256 /* distinct destinations kept; then "other" */
+static const char *const dest_results[MD_NRESULTS] = {
+    [MD_DELIVERED] = "delivered",
+    [MD_DEFERRED] = "deferred",
+    [MD_BOUNCED] = "bounced",
+};
+
+struct md_value {
+	char *dest; /* owned */
+	uint64_t n[MD_NRESULTS];
+};
+
 /* Upper bounds of the commit latency buckets, seconds (+Inf follows). */
 static const double commit_bounds[] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 #define NBOUNDS (sizeof(commit_bounds) / sizeof(commit_bounds[0]))
+
+static struct mf_value *mf_slot(struct mf *f, const char *label, bool create);
 
 static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t counters[M_NMETRICS];
@@ -72,6 +106,18 @@ static struct mf families[MF_NFAMILIES];
 static uint64_t commit_buckets[NBOUNDS + 1]; /* not cumulative */
 static uint64_t commit_n;
 static double commit_sum;
+static struct md_value dests[MD_DESTS + 1]; /* the last one is "other" */
+static unsigned ndests;
+static const char *build_version = "";
+
+/* Creates the slots of every known label; under the lock. */
+static void
+mf_declare_known(void)
+{
+	for (int i = 0; i < MF_NFAMILIES; i++)
+		for (int k = 0; family_known[i][k] != NULL; k++)
+			(void)mf_slot(&families[i], family_known[i][k], true);
+}
 
 void
 metrics_add(enum metric m, uint64_t n)
@@ -137,6 +183,33 @@ metrics_count_get(enum metric_family f, const char *label)
 	n = v ? v->n : 0;
 	pthread_mutex_unlock(&metrics_lock);
 	return n;
+}
+
+void
+metrics_dest_count(const char *dest, enum metric_dest_result r)
+{
+	struct md_value *v = NULL;
+
+	pthread_mutex_lock(&metrics_lock);
+	for (unsigned i = 0; i < ndests && v == NULL; i++)
+		if (strcmp(dests[i].dest, dest) == 0)
+			v = &dests[i];
+	if (v == NULL && ndests < MD_DESTS) {
+		v = &dests[ndests++];
+		v->dest = strdup(dest);
+		if (v->dest == NULL)
+			abort();
+	}
+	if (v == NULL)
+		v = &dests[MD_DESTS];
+	v->n[r]++;
+	pthread_mutex_unlock(&metrics_lock);
+}
+
+void
+metrics_set_build(const char *version)
+{
+	build_version = version;
 }
 
 void
@@ -250,6 +323,20 @@ metrics_write_value(FILE *fp, double v)
 		fprintf(fp, "%.9g", v);
 }
 
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void
+metrics_write_escaped(FILE *fp, const char *value)
+{
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			fprintf(fp, "\\%c", *p);
+		else if (*p == '\n')
+			fputs("\\n", fp);
+		else
+			fputc(*p, fp);
+	}
+}
+
 void
 metrics_write_sample(
     FILE *fp, const char *name, const char *label, const char *value, double v)
@@ -257,14 +344,7 @@ metrics_write_sample(
 	fputs(name, fp);
 	if (label != NULL) {
 		fprintf(fp, "{%s=\"", label);
-		for (const char *p = value; *p; p++) {
-			if (*p == '\\' || *p == '"')
-				fprintf(fp, "\\%c", *p);
-			else if (*p == '\n')
-				fputs("\\n", fp);
-			else
-				fputc(*p, fp);
-		}
+		metrics_write_escaped(fp, value);
 		fputs("\"}", fp);
 	}
 	fputc(' ', fp);
@@ -281,13 +361,40 @@ metrics_write(FILE *fp)
 	char le[32];
 
 	pthread_mutex_lock(&metrics_lock);
+	mf_declare_known();
 	memcpy(c, counters, sizeof(c));
 	memcpy(f, families, sizeof(f));
 	memcpy(b, commit_buckets, sizeof(b));
 	n = commit_n;
 	sum = commit_sum;
+	metrics_write_head(fp, "mxspool_destination_recipients_total",
+	    "counter",
+	    "Recipients delivered, deferred and returned, by destination.");
+	for (unsigned i = 0; i <= MD_DESTS; i++) {
+		const char *name = i < ndests ? dests[i].dest : "other";
+
+		if (i >= ndests && i < MD_DESTS)
+			continue;
+		if (i == MD_DESTS && dests[i].n[MD_DELIVERED] +
+					     dests[i].n[MD_DEFERRED] +
+					     dests[i].n[MD_BOUNCED] ==
+					 0)
+			break;
+		for (int r = 0; r < MD_NRESULTS; r++) {
+			fputs("mxspool_destination_recipients_total{destination="
+			      "\"",
+			    fp);
+			metrics_write_escaped(fp, name);
+			fprintf(fp, "\",result=\"%s\"} %llu\n", dest_results[r],
+			    (unsigned long long)dests[i].n[r]);
+		}
+	}
 	pthread_mutex_unlock(&metrics_lock);
 
+	metrics_write_head(fp, "mxspool_build_info", "gauge",
+	    "1, labelled with the version of mxspoold.");
+	metrics_write_sample(
+	    fp, "mxspool_build_info", "version", build_version, 1);
 	for (int m = 0; m < M_NMETRICS; m++) {
 		metrics_write_head(
 		    fp, metric_desc[m].name, "counter", metric_desc[m].help);
@@ -379,5 +486,9 @@ metrics_reset(void)
 	memset(commit_buckets, 0, sizeof(commit_buckets));
 	commit_n = 0;
 	commit_sum = 0;
+	for (unsigned i = 0; i < ndests; i++)
+		free(dests[i].dest);
+	memset(dests, 0, sizeof(dests));
+	ndests = 0;
 	pthread_mutex_unlock(&metrics_lock);
 }

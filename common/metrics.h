@@ -37,6 +37,9 @@ enum metric_family {
 	MF_NFAMILIES
 };
 
+/* Per destination (the route, or the recipient domain). */
+enum metric_dest_result { MD_DELIVERED, MD_DEFERRED, MD_BOUNCED, MD_NRESULTS };
+
 void metrics_inc(enum metric m);
 void metrics_add(enum metric m, uint64_t n);
 uint64_t metrics_get(enum metric m);
@@ -44,6 +47,11 @@ uint64_t metrics_get(enum metric m);
  * distinct labels per family, new ones are counted as "other". */
 void metrics_count(enum metric_family f, const char *label);
 uint64_t metrics_count_get(enum metric_family f, const char *label);
+/* One recipient's result at destination dest (copied; past 256
+ * destinations, counted as "other"). Any thread. */
+void metrics_dest_count(const char *dest, enum metric_dest_result r);
+/* The version mxspool_build_info gives (a string that lives on). */
+void metrics_set_build(const char *version);
 /* Shorthands for the families. */
 void metrics_reject(const char *reason);
 void metrics_attempt(const char *result);

@@ -69,7 +69,7 @@ struct httpd {
 struct gauge_dest {
 	char *name;
 	size_t messages;
-	uint64_t bytes;
+	uint64_t bytes, held;
 	int64_t oldest; /* unix seconds */
 	int backoff;    /* -1 unknown to the scheduler */
 	int suspect;
@@ -107,6 +107,7 @@ gauges_on_lane(
 
 	d->messages += c->messages;
 	d->bytes += c->bytes;
+	d->held += c->held;
 	oldest /= 1000000;
 	if (oldest > 0 && (d->oldest == 0 || oldest < d->oldest))
 		d->oldest = oldest;
@@ -124,6 +125,7 @@ gauges_on_dest(void *arg, const struct sched_dest_info *in)
 
 enum gauge_kind {
 	G_MESSAGES,
+	G_HELD,
 	G_BYTES,
 	G_AGE,
 	G_BACKOFF,
@@ -137,6 +139,8 @@ static const struct {
 } gauge_desc[G_N] = {
     [G_MESSAGES] = {"mxspool_queue_messages",
 	"Messages queued, by destination."},
+    [G_HELD] = {"mxspool_queue_held_messages",
+	"Messages on hold (mxspoolctl hold), by destination."},
     [G_BYTES] = {"mxspool_queue_bytes",
 	"Bytes of queued messages, by destination."},
     [G_AGE] = {"mxspool_queue_oldest_age_seconds",
@@ -149,34 +153,51 @@ static const struct {
 	"Delivery connections open, by destination."},
 };
 
-/* A gauge's value for d; false when it has none. */
-static bool
-gauge_value(
-    const struct gauge_dest *d, enum gauge_kind k, int64_t now, double *v)
+/*
+ * A gauge's value for d. Every destination has every gauge, 0 when the
+ * scheduler has nothing of it or its queue is empty: a series that comes
+ * and goes breaks rate(), and alerts on it misfire.
+ */
+static double
+gauge_value(const struct gauge_dest *d, enum gauge_kind k, int64_t now)
 {
 	switch (k) {
 	case G_MESSAGES:
-		*v = (double)d->messages;
-		return true;
+		return (double)d->messages;
+	case G_HELD:
+		return (double)d->held;
 	case G_BYTES:
-		*v = (double)d->bytes;
-		return true;
+		return (double)d->bytes;
 	case G_AGE:
-		*v = (double)(now - d->oldest);
-		return d->messages > 0 && d->oldest > 0;
+		return d->messages > 0 && d->oldest > 0
+			   ? (double)(now - d->oldest)
+			   : 0;
 	case G_BACKOFF:
-		*v = d->backoff;
-		return d->backoff >= 0;
+		return d->backoff > 0;
 	case G_SUSPECT:
-		*v = d->suspect;
-		return d->backoff >= 0;
+		return d->suspect;
 	case G_CONNS:
-		*v = (double)d->connections;
-		return d->backoff >= 0;
+		return (double)d->connections;
 	case G_N:
 		break;
 	}
-	return false;
+	return 0;
+}
+
+/* Where each domain the config names goes, queued for or not. */
+static void
+gauges_configured(struct gauges *g)
+{
+	char key[512];
+
+	for (size_t i = 0; i < g->cf->nrelay_domains; i++)
+		if (g->cf->relay_domains[i][0] != '.')
+			(void)gauge_dest_get(g,
+			    sched_lane_dest_key(g->cf, g->cf->relay_domains[i],
+				key, sizeof(key)));
+	for (size_t i = 0; i < g->cf->ndomains; i++)
+		if (g->cf->domains[i].route.kind != ROUTE_MX)
+			(void)gauge_dest_get(g, g->cf->domains[i].route.text);
 }
 
 /* The per-destination gauges, one family after the other. */
@@ -189,8 +210,8 @@ httpd_write_gauges(struct httpd *h, FILE *fp)
 	struct gauge_dest **v;
 	const char *key;
 	void *val;
-	double x;
 
+	gauges_configured(&g);
 	queue_foreach_lane(h->deps.q, gauges_on_lane, &g);
 	sched_foreach_dest(h->deps.sched, gauges_on_dest, &g);
 	v = xcalloc(hmap_count(g.dests) + 1, sizeof(*v));
@@ -200,9 +221,9 @@ httpd_write_gauges(struct httpd *h, FILE *fp)
 		metrics_write_head(
 		    fp, gauge_desc[k].name, "gauge", gauge_desc[k].help);
 		for (size_t i = 0; i < n; i++)
-			if (gauge_value(v[i], (enum gauge_kind)k, now, &x))
-				metrics_write_sample(fp, gauge_desc[k].name,
-				    "destination", v[i]->name, x);
+			metrics_write_sample(fp, gauge_desc[k].name,
+			    "destination", v[i]->name,
+			    gauge_value(v[i], (enum gauge_kind)k, now));
 	}
 	for (size_t i = 0; i < n; i++) {
 		free(v[i]->name);
@@ -235,6 +256,10 @@ httpd_on_metrics(struct evhttp_request *req, void *arg)
 	    "Bytes free on the spool's file system (for mxspoold).");
 	metrics_write_sample(fp, "mxspool_spool_free_bytes", NULL, NULL,
 	    (double)queue_free_bytes(h->deps.q));
+	metrics_write_head(fp, "mxspool_spool_min_free_bytes", "gauge",
+	    "spool_min_free: below this much free space, new mail gets 452.");
+	metrics_write_sample(fp, "mxspool_spool_min_free_bytes", NULL, NULL,
+	    (double)h->cf->spool_min_free);
 	metrics_write_head(fp, "mxspool_spool_writable", "gauge",
 	    "1 while the spool takes mail, 0 while it refuses writes or its "
 	    "free space is under spool_min_free.");

@@ -358,6 +358,7 @@ main(int argc, char **argv)
 	 * alone; the control socket is given its mode explicitly. */
 	umask(077);
 	log_open("mxspool", d.cf->hostname, d.cf->log_dest, d.cf->log_level);
+	metrics_set_build(MXSPOOL_VERSION);
 	signal(SIGPIPE, SIG_IGN);
 	/* GMime, for the 8BITMIME downgrade: set up once, before the loop. */
 	downgrade_init();

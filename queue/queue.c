@@ -1093,6 +1093,11 @@ queue_record(struct envelope *env, size_t idx, const struct rcpt_result *res)
 	if (!res->quiet)
 		queue_log_rcpt(env, idx, res);
 	metrics_inc(counter[res->outcome]);
+	if (res->dest != NULL && res->outcome != OUTCOME_EXPIRED)
+		metrics_dest_count(res->dest,
+		    res->outcome == OUTCOME_SENT       ? MD_DELIVERED
+		    : res->outcome == OUTCOME_DEFERRED ? MD_DEFERRED
+						       : MD_BOUNCED);
 }
 
 static void

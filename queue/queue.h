@@ -131,6 +131,8 @@ struct rcpt_result {
 	const char *note;  /* logged before the reply: "soft_bounce: " */
 	const char *says;  /* logged instead of the reply (the operator) */
 	const char *role;  /* who logs it: "smtp", "lmtp"; NULL: qmgr */
+	const char *dest;  /* the destination that answered, for its
+			      counters; NULL: none (the operator, max_age) */
 	bool quiet;        /* recorded, not logged: a failed probe's message */
 };
 

@@ -260,6 +260,7 @@ sched_done(void *arg, struct client_session *cs, struct client_msg *cm)
 		    .dsn = dsn,
 		    .reply = cr->text ? cr->text : "no reply",
 		    .role = dest_role(d),
+		    .dest = d->key,
 		};
 
 		retried[k] = r->last_error != NULL;
@@ -409,6 +410,7 @@ sched_note_failure(struct dest *d, const char *dsn, const char *why)
 		    .dsn = dsn[0] ? dsn : "4.4.1",
 		    .reply = why,
 		    .role = dest_role(d),
+		    .dest = d->key,
 		    .quiet = d->pol.state == DEST_PROBING};
 
 		queue_record(env, j->ridx[i], &res);
@@ -529,7 +531,8 @@ dest_permfail(struct dest *d, const struct dns_answer *ans)
 			struct rcpt_result res = {.outcome = OUTCOME_BOUNCED,
 			    .dsn = ans->dsn,
 			    .reply = ans->reason,
-			    .role = dest_role(d)};
+			    .role = dest_role(d),
+			    .dest = d->key};
 
 			queue_record(m->env, j->ridx[i], &res);
 			list[i].idx = j->ridx[i];

@@ -102,3 +102,125 @@ def test_a_metrics_port_in_use_does_not_stop_the_mail(daemon):
     with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
         assert s.noop()[0] == 250
     busy.close()
+
+
+def series(text):
+    """{name{labels}: value} of every sample."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, v = line.rsplit(" ", 1)
+            out[key] = float(v)
+    return out
+
+
+def test_every_reason_and_result_is_there_from_the_start(served):
+    """Each label the code counts with is a series at 0 before its first
+    event: rate() and absent() need the series to exist."""
+    import re
+    from conftest import ROOT
+    src = ""
+    for top in ("relay", "queue", "ctl", "dns"):
+        for name in os.listdir(os.path.join(ROOT, top)):
+            if name.endswith(".c"):
+                with open(os.path.join(ROOT, top, name)) as f:
+                    src += f.read()
+    used = {("rejected", r) for r in re.findall(r'metrics_reject\("([a-z_]+)"\)', src)}
+    used |= {("attempts", r) for r in re.findall(r'metrics_attempt\("([a-z_]+)"\)', src)}
+    used |= {("attempts", r) for r in
+             re.findall(r'metrics_attempt\([^;]*?"([a-z_]+)"[^;]*?"([a-z_]+)"[^;]*?"([a-z_]+)"', src)[0]}
+    used |= {("reloads", r) for r in re.findall(r'MF_RELOADS, "([a-z_]+)"', src)}
+    assert len(used) > 20
+    d = served
+    _, _, text = get(d.mport, "/metrics")
+    got = series(text)
+    family = {"rejected": "mxspool_rejected_total{reason=\"%s\"}",
+              "attempts": "mxspool_delivery_attempts_total{result=\"%s\"}",
+              "reloads": "mxspool_reloads_total{result=\"%s\"}"}
+    missing = sorted(family[f] % r for f, r in used if family[f] % r not in got)
+    assert missing == [], missing
+    for r in ("ok", "tempfail", "permfail"):
+        assert got['mxspool_dns_lookups_total{result="%s"}' % r] == 0
+    assert got['mxspool_build_info{version="0.1.0"}'] == 1
+
+
+def test_destination_series_stay_while_configured_or_queued(served):
+    d = served
+    name = 'destination="%s"' % d.dead
+    _, _, text = get(d.mport, "/metrics")
+    got = series(text)
+    # Configured, nothing queued yet: every gauge, at 0.
+    for g in ("mxspool_queue_messages", "mxspool_queue_held_messages",
+              "mxspool_queue_bytes", "mxspool_queue_oldest_age_seconds",
+              "mxspool_destination_backing_off", "mxspool_destination_suspect",
+              "mxspool_outbound_connections"):
+        assert got["%s{%s}" % (g, name)] == 0, g
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.sendmail("a@sender.test", ["u@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    from conftest import wait_for
+    wait_for(lambda: series(get(d.mport, "/metrics")[2]).get(
+        'mxspool_destination_recipients_total{%s,result="deferred"}' % name) == 1,
+        what="the deferral counted for its destination")
+    got = series(get(d.mport, "/metrics")[2])
+    assert got['mxspool_destination_recipients_total{%s,result="delivered"}' % name] == 0
+    assert got['mxspool_destination_recipients_total{%s,result="bounced"}' % name] == 0
+    assert got["mxspool_destination_backing_off{%s}" % name] == 1
+    qid = [l for l in d.log().splitlines() if ": client=" in l][0].split("]: ")[1].split(":")[0]
+    from test_ctl import ctl
+    assert ctl(d, "hold", qid)[0] == 0
+    got = series(get(d.mport, "/metrics")[2])
+    assert got["mxspool_queue_held_messages{%s}" % name] == 1
+    assert ctl(d, "delete", qid, "--yes")[0] == 0
+    got = series(get(d.mport, "/metrics")[2])
+    # Emptied: the series are still there, at 0.
+    assert got["mxspool_queue_messages{%s}" % name] == 0
+    assert got["mxspool_queue_oldest_age_seconds{%s}" % name] == 0
+    assert got["mxspool_queue_held_messages{%s}" % name] == 0
+
+
+def test_the_shipped_alerts_pass_promtool_and_their_unit_tests():
+    """docs/prometheus-alerts.yml is valid, and each alert fires on the
+    series of its outage and not on a normal day's
+    (docs/prometheus-alerts.test.yml)."""
+    from conftest import ROOT
+    promtool = need("promtool", "prometheus")
+    docs = os.path.join(ROOT, "docs")
+    r = subprocess.run([promtool, "check", "rules", "prometheus-alerts.yml"],
+                       cwd=docs, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 9 rules found" in r.stdout
+    r = subprocess.run([promtool, "test", "rules", "prometheus-alerts.test.yml"],
+                       cwd=docs, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_dashboard_asks_only_for_series_mxspoold_serves(served, tmp_path):
+    """docs/grafana-dashboard.json: each query is valid PromQL (promtool
+    checks it as a recording rule) and names only metrics /metrics has."""
+    import json
+    import re
+    from conftest import ROOT
+    with open(os.path.join(ROOT, "docs", "grafana-dashboard.json")) as f:
+        dash = json.load(f)
+    assert dash["uid"] and dash["title"]
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 14
+    rules = tmp_path / "dash.yml"
+    with open(rules, "w") as f:
+        f.write("groups:\n  - name: dash\n    rules:\n")
+        for i, e in enumerate(exprs):
+            f.write("      - record: dash:q%d\n        expr: %s\n"
+                    % (i, json.dumps(e.replace("$instance", ".*"))))
+    r = subprocess.run([need("promtool", "prometheus"), "check", "rules",
+                        str(rules)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    _, _, text = get(served.mport, "/metrics")
+    served_names = {l.split()[2] for l in text.splitlines()
+                    if l.startswith("# TYPE ")}
+    served_names |= {n + "_bucket" for n in served_names}
+    asked = set(re.findall(r"\b(mxspool_[a-z_]+)\b", " ".join(exprs)))
+    assert asked - served_names == set(), asked - served_names
+    # Every alert, too.
+    with open(os.path.join(ROOT, "docs", "prometheus-alerts.yml")) as f:
+        alerted = set(re.findall(r"\b(mxspool_[a-z_]+)\b", f.read()))
+    assert alerted - served_names == set(), alerted - served_names
