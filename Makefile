@@ -191,10 +191,10 @@ $(FUZZ_BIN)reply: $(call FUZZ_O,relay/client_proto relay/parse_data \
 $(FUZZ_BIN)dns: $(call FUZZ_O,dns/reply dns/cache dns/mx dns/answer \
 	common/xmem)
 $(FUZZ_BIN)walcheck: $(call FUZZ_O,queue/walcheck common/xmem)
-$(FUZZ_BIN)config: $(call FUZZ_O,common/conf common/confval common/idn \
+$(FUZZ_BIN)config: $(call FUZZ_O,common/conf common/conf_text common/confval common/idn \
 	common/priv common/log common/xmem)
 $(FUZZ_BIN)ctl: $(call FUZZ_O,ctl/ctl ctl/ctl_cmd ctl/ctl_util \
-	ctl/ctl_proto common/conf common/confval common/idn common/priv \
+	ctl/ctl_proto common/conf common/conf_text common/confval common/idn common/priv \
 	common/log common/hmap common/metrics dns/answer queue/envelope \
 	queue/qid queue/qindex common/xmem)
 

@@ -592,6 +592,7 @@ void
 sched_plan(struct sched *s, struct smsg *m, int64_t due)
 {
 	struct envelope *env = m->env;
+	size_t made = m->njobs;
 
 	if (env->flags & ENV_HELD)
 		return;
@@ -630,7 +631,8 @@ sched_plan(struct sched *s, struct smsg *m, int64_t due)
 		j->ridx = xrealloc(j->ridx, (j->nridx + 1) * sizeof(size_t));
 		j->ridx[j->nridx++] = i;
 	}
-	for (size_t k = 0; k < m->njobs; k++)
+	/* The jobs made now, for a destination that is down: held. */
+	for (size_t k = made; k < m->njobs; k++)
 		if (m->jobs[k]->ready && m->jobs[k]->d->pol.state == DEST_BACKOFF)
 			job_say_held(m->jobs[k]);
 }
