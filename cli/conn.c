@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 
 #define ANSWER_TIMEOUT 120 /* seconds to wait for each reply line */
 
-/* The control_socket line of a config that does not load, or NULL. */
+/* The control_socket line of a config that does not load, or NULL when
+ * it has none. */
 static char *
 socket_from_text(const char *path)
 {
@@ -43,29 +45,71 @@ socket_from_text(const char *path)
 		found = strndup(p, (size_t)(q - p));
 	}
 	fclose(fp);
-	if (found == NULL)
-		found = strdup(CONF_DEFAULT_CONTROL_SOCKET);
 	return found;
 }
 
-/* The control socket's path: -s, else the config's control_socket. */
+/*
+ * Says in one line why path gave no config: conf_load's first error
+ * ("FILE: cannot read: why", or "FILE:LINE: message"), and how many more
+ * there are.
+ */
+static void
+config_error(const char *path, const char *errors)
+{
+	size_t plen = strlen(path), n = strcspn(errors, "\n"), more = 0;
+	const char *msg = errors;
+
+	for (const char *p = errors + n; *p != '\0'; p++)
+		if (*p == '\n' && p[1] != '\0')
+			more++;
+	if (strncmp(msg, path, plen) == 0 && msg[plen] == ':') {
+		msg += plen + 1;
+		n -= plen + 1;
+	}
+	if (strncmp(msg, " cannot read:", 13) == 0) {
+		cli_fail("%s:%.*s%s", path, (int)n, msg,
+		    cli_opt.config == NULL ? " (-c names the config, -s the "
+					     "socket)"
+					   : "");
+		return;
+	}
+	cli_fail("%s is not a valid mxspool config: %s%.*s%s", path,
+	    msg[0] >= '0' && msg[0] <= '9' ? "line " : "", (int)n, msg,
+	    more > 0 ? " (and more: mxspoold -t -c FILE lists them)" : "");
+}
+
+/*
+ * The control socket's path: -s, else the config's control_socket. A
+ * file that cannot be read is an error, and so is one that does not load
+ * and names no socket (it is no config); a config being edited still
+ * names its socket, and reload has the daemon report everything wrong in
+ * it.
+ */
 static char *
 socket_path(void)
 {
 	const char *path = cli_opt.config ? cli_opt.config : CONF_DEFAULT_PATH;
 	struct conf *cf;
-	char *errors = NULL, *s;
+	char *errors = NULL, *s = NULL;
 
 	if (cli_opt.socket != NULL)
 		return strdup(cli_opt.socket);
 	if (conf_load(&cf, path, &errors) < 0) {
-		/* A broken file still names the socket, and `reload` must
-		 * reach the daemon to report what is broken. */
+		size_t plen = strlen(path);
+		bool unreadable =
+		    strncmp(errors, path, plen) == 0 &&
+		    strncmp(errors + plen, ": cannot read:", 14) == 0;
+
+		/* A config being edited still names its socket. */
+		if (!unreadable)
+			s = socket_from_text(path);
+		if (s == NULL && !unreadable &&
+		    strcmp(cli_cmd_name, "reload") == 0)
+			s = strdup(CONF_DEFAULT_CONTROL_SOCKET);
+		if (s == NULL)
+			config_error(path, errors);
 		free(errors);
-		if ((s = socket_from_text(path)) != NULL)
-			return s;
-		cli_fail("cannot read %s; give the socket with -s", path);
-		return NULL;
+		return s;
 	}
 	s = strdup(cf->control_socket);
 	conf_free(cf);

@@ -2,7 +2,7 @@
  * mxspoolctl: look at and act on mxspoold's queue through its control
  * socket (ctl/ctl_proto.h describes the protocol). Human tables by default,
  * the daemon's JSON with --json. Exit status: 0 done, 1 the request failed
- * (or the daemon is not running), 2 usage.
+ * (or the daemon is not running, or the config is not one), 2 usage.
  */
 #include <getopt.h>
 #include <jansson.h>
@@ -79,6 +79,46 @@ cli_fail(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/*
+ * Says what is wrong with the option getopt_long stopped at (ch is its
+ * '?' or ':'), naming the option as the table has it when it is known.
+ */
+static int
+option_error(char *const *argv, const struct option *lo, int ch)
+{
+	const char *arg = argv[optind - 1];
+	const struct option *o = NULL;
+	bool islong = strncmp(arg, "--", 2) == 0;
+	char name[64];
+
+	for (size_t i = 0; optopt != 0 && lo[i].name != NULL; i++)
+		if (lo[i].val == optopt)
+			o = &lo[i];
+	if (islong && o != NULL)
+		snprintf(name, sizeof(name), "--%s", o->name);
+	else if (islong)
+		snprintf(
+		    name, sizeof(name), "%.*s", (int)strcspn(arg, "="), arg);
+	else
+		snprintf(name, sizeof(name), "-%c", optopt);
+	if (ch == ':')
+		return usage_error("option %s needs a value", name);
+	if (islong && o != NULL && strchr(arg, '=') != NULL)
+		return usage_error("option %s takes no value", name);
+	if (cli_cmd_name[0] != '\0' && islong && strlen(name) > 3 &&
+	    (strncmp(name, "--config", strlen(name)) == 0 ||
+		strncmp(name, "--socket", strlen(name)) == 0))
+		snprintf(name, sizeof(name), "%s",
+		    name[2] == 'c' ? "--config" : "--socket");
+	if (cli_cmd_name[0] != '\0' &&
+	    (strcmp(name, "-c") == 0 || strcmp(name, "-s") == 0 ||
+		strcmp(name, "--config") == 0 || strcmp(name, "--socket") == 0))
+		return usage_error("option %s goes before the command "
+				   "(mxspoolctl %s ... %s)",
+		    name, name, cli_cmd_name);
+	return usage_error("unknown option %s", name);
+}
+
 /* The common options of the commands that act on messages. */
 enum {
 	O_DOMAIN = 1,
@@ -105,6 +145,16 @@ static const struct option cmd_longopts[] = {
     {"json", no_argument, NULL, 'j'},
     {NULL, 0, NULL, 0},
 };
+
+/* The name of a command option. */
+static const char *
+long_name(int val)
+{
+	for (size_t i = 0; cmd_longopts[i].name != NULL; i++)
+		if (cmd_longopts[i].val == val)
+			return cmd_longopts[i].name;
+	return "?";
+}
 
 /* Which options each command takes (bit per O_*). */
 #define B(o) (1u << (o))
@@ -166,14 +216,16 @@ run(int argc, char **argv)
 	}
 	optind = 0; /* 0: glibc starts afresh, permuting again */
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "j", cmd_longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":j", cmd_longopts, NULL)) != -1) {
 		if (ch == 'j') {
 			cli_opt.json = true;
 			continue;
 		}
-		if (ch == '?' || ch == ':' || !(allowed & B(ch)))
-			return usage_error(
-			    "unknown option '%s'", argv[optind - 1]);
+		if (ch == '?' || ch == ':')
+			return option_error(argv, cmd_longopts, ch);
+		if (!(allowed & B(ch)))
+			return usage_error("option --%s does not apply to %s",
+			    long_name(ch), cli_cmd_name);
 		given |= B(ch);
 		switch (ch) {
 		case O_DOMAIN:
@@ -309,7 +361,7 @@ main(int argc, char **argv)
 
 	opterr = 0;
 	while (
-	    (ch = getopt_long(argc, argv, "+c:s:jh", longopts, NULL)) != -1) {
+	    (ch = getopt_long(argc, argv, "+:c:s:jh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			cli_opt.config = optarg;
@@ -324,8 +376,7 @@ main(int argc, char **argv)
 			usage(stdout);
 			return EX_OK;
 		default:
-			return usage_error(
-			    "unknown option '%s'", argv[optind - 1]);
+			return option_error(argv, longopts, ch);
 		}
 	}
 	if (optind >= argc)
