@@ -29,13 +29,16 @@ usage(FILE *fp)
 	    "usage: mxspoolctl [-c FILE | -s SOCKET] [--json] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  summary [--ages]                   mail held, per destination\n"
-	    "  list [--domain D] [--older-than DURATION] [--held] "
-	    "[--limit N]\n"
+	    "  list [--domain D] [FILTER...] [--held] [--limit N]\n"
 	    "  show ID [--headers | --body]\n"
-	    "  flush [ID... | --domain D | --all] retry now\n"
-	    "  hold [ID... | --domain D]          stop delivering\n"
-	    "  release [ID... | --domain D]       deliver again\n"
-	    "  delete [ID... | --domain D] --yes  remove without notice\n"
+	    "  flush ID... | (--domain D | --all) [FILTER...]\n"
+	    "                                     retry now\n"
+	    "  hold ID... | (--domain D | --all) [FILTER...]\n"
+	    "                                     stop delivering\n"
+	    "  release ID... | (--domain D | --all) [FILTER...]\n"
+	    "                                     deliver again\n"
+	    "  delete ID... | (--domain D | --all) [FILTER...] [--held] --yes\n"
+	    "                                     remove without notice\n"
 	    "  bounce ID... --yes                 return to sender with a DSN\n"
 	    "  route DOMAIN                       where mail for DOMAIN goes\n"
 	    "  trust DEST                         end DEST's suspect state "
@@ -44,6 +47,13 @@ usage(FILE *fp)
 	    "recipients\n"
 	    "  stats                              counters since start\n"
 	    "  reload                             re-read the configuration\n"
+	    "filters (each narrows; all must match):\n"
+	    "  --sender ADDR          from ADDR (<> the null sender)\n"
+	    "  --rcpt ADDR            to ADDR, still pending\n"
+	    "  --older-than DURATION  queued at least this long (30s, 5m, 4h, "
+	    "5d)\n"
+	    "  --younger-than DURATION\n"
+	    "                         queued less than this long\n"
 	    "options:\n"
 	    "  -c, --config FILE  find the socket in FILE "
 	    "(default " CONF_DEFAULT_PATH ")\n"
@@ -129,7 +139,10 @@ enum {
 	O_LIMIT,
 	O_AGES,
 	O_HEADERS,
-	O_BODY
+	O_BODY,
+	O_SENDER,
+	O_RCPT,
+	O_YOUNGER
 };
 
 static const struct option cmd_longopts[] = {
@@ -142,6 +155,9 @@ static const struct option cmd_longopts[] = {
     {"ages", no_argument, NULL, O_AGES},
     {"headers", no_argument, NULL, O_HEADERS},
     {"body", no_argument, NULL, O_BODY},
+    {"sender", required_argument, NULL, O_SENDER},
+    {"rcpt", required_argument, NULL, O_RCPT},
+    {"younger-than", required_argument, NULL, O_YOUNGER},
     {"json", no_argument, NULL, 'j'},
     {NULL, 0, NULL, 0},
 };
@@ -158,6 +174,9 @@ long_name(int val)
 
 /* Which options each command takes (bit per O_*). */
 #define B(o) (1u << (o))
+/* The filters of list and the bulk commands. */
+#define FILTERS (B(O_SENDER) | B(O_RCPT) | B(O_OLDER) | B(O_YOUNGER))
+#define SELECT (B(O_DOMAIN) | B(O_ALL) | FILTERS)
 static const struct {
 	const char *name;
 	unsigned opts;
@@ -165,13 +184,13 @@ static const struct {
 	const struct cli_handler *h;
 } commands[] = {
     {"summary", B(O_AGES), 0, 0, &cli_summary_handler},
-    {"list", B(O_DOMAIN) | B(O_OLDER) | B(O_HELD) | B(O_LIMIT), 0, 0,
+    {"list", B(O_DOMAIN) | FILTERS | B(O_HELD) | B(O_LIMIT), 0, 0,
 	&cli_list_handler},
     {"show", B(O_HEADERS) | B(O_BODY), 1, 1, &cli_show_handler},
-    {"flush", B(O_DOMAIN) | B(O_ALL), 0, -1, &cli_action_handler},
-    {"hold", B(O_DOMAIN), 0, -1, &cli_action_handler},
-    {"release", B(O_DOMAIN), 0, -1, &cli_action_handler},
-    {"delete", B(O_DOMAIN) | B(O_YES), 0, -1, &cli_action_handler},
+    {"flush", SELECT, 0, -1, &cli_action_handler},
+    {"hold", SELECT, 0, -1, &cli_action_handler},
+    {"release", SELECT, 0, -1, &cli_action_handler},
+    {"delete", SELECT | B(O_HELD) | B(O_YES), 0, -1, &cli_action_handler},
     {"bounce", B(O_YES), 1, -1, &cli_action_handler},
     {"route", 0, 1, 1, &cli_route_handler},
     {"trust", 0, 1, 1, &cli_guard_handler},
@@ -190,15 +209,36 @@ cli_domain(const char *s, char ace[IDN_NAME_SIZE])
 	return idn_to_ascii(s, ace, IDN_NAME_SIZE, NULL, 0) == 0 ? ace : s;
 }
 
+/*
+ * An address a filter names, as given or in angle brackets, into buf;
+ * "<>" (or "") is the null sender. Returns NULL for one no message can
+ * have.
+ */
+static const char *
+cli_addr(const char *s, bool sender, char *buf, size_t len)
+{
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[0] == '<' && s[n - 1] == '>') {
+		s++;
+		n -= 2;
+	}
+	if ((n == 0 && !sender) || n >= len || n > 512)
+		return NULL;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return strpbrk(buf, " \t\r\n<>") == NULL ? buf : NULL;
+}
+
 static int
 run(int argc, char **argv)
 {
 	const struct cli_handler *h = NULL;
 	unsigned allowed = 0, given = 0;
 	json_t *req, *ids;
-	const char *domain = NULL;
-	char ace[IDN_NAME_SIZE];
-	int64_t older = -1;
+	const char *domain = NULL, *sender = NULL, *rcpt = NULL;
+	char ace[IDN_NAME_SIZE], sbuf[516], rbuf[516];
+	int64_t older = -1, younger = -1;
 	long limit = 0;
 	int ch, minargs = 0, maxargs = 0, nargs;
 
@@ -234,11 +274,22 @@ run(int argc, char **argv)
 				return usage_error("bad domain '%s'", domain);
 			break;
 		case O_OLDER:
-			if (conf_parse_duration(optarg, &older) < 0)
+		case O_YOUNGER:
+			if (conf_parse_duration(
+				optarg, ch == O_OLDER ? &older : &younger) < 0)
 				return usage_error(
-				    "bad duration '%s' (use e.g. "
+				    "bad duration '%s' for --%s (use e.g. "
 				    "30s, 5m, 4h, 5d)",
-				    optarg);
+				    optarg, long_name(ch));
+			break;
+		case O_SENDER:
+		case O_RCPT:
+			if ((*(ch == O_SENDER ? &sender : &rcpt) =
+				    cli_addr(optarg, ch == O_SENDER,
+					ch == O_SENDER ? sbuf : rbuf,
+					sizeof(sbuf))) == NULL)
+				return usage_error("bad address '%s' for --%s",
+				    optarg, long_name(ch));
 			break;
 		case O_LIMIT: {
 			char *end;
@@ -266,9 +317,11 @@ run(int argc, char **argv)
 		    (nargs > 0) + (domain != NULL) + !!(given & B(O_ALL));
 
 		if (ways != 1)
-			return usage_error("give message ids%s or --domain",
-			    strcmp(cli_cmd_name, "flush") == 0 ? ", --all"
-							       : "");
+			return usage_error(
+			    "give message ids, --domain or --all");
+		if (nargs > 0 && (given & (FILTERS | B(O_HELD))))
+			return usage_error("filters narrow --domain or --all, "
+					   "not message ids");
 	}
 	if ((strcmp(cli_cmd_name, "delete") == 0 ||
 		strcmp(cli_cmd_name, "bounce") == 0 ||
@@ -333,6 +386,12 @@ run(int argc, char **argv)
 		json_object_set_new(req, "held", json_true());
 	if (older >= 0)
 		json_object_set_new(req, "older_than", json_integer(older));
+	if (younger >= 0)
+		json_object_set_new(req, "younger_than", json_integer(younger));
+	if (sender != NULL)
+		json_object_set_new(req, "sender", json_string(sender));
+	if (rcpt != NULL)
+		json_object_set_new(req, "rcpt", json_string(rcpt));
 	if (limit > 0)
 		json_object_set_new(req, "limit", json_integer(limit));
 	cli_summary_ages = given & B(O_AGES);

@@ -214,8 +214,15 @@ list_item(json_t *m)
 static int
 list_result(json_t *r)
 {
-	(void)r;
-	if (!cli_opt.json)
+	json_t *total = json_object_get(r, "total");
+
+	if (cli_opt.json)
+		return EX_OK; /* the items alone, one per line */
+	if (json_is_integer(total) && json_integer_value(total) > 0)
+		printf("%zu of %" JSON_INTEGER_FORMAT " message%s\n",
+		    list_count, json_integer_value(total),
+		    json_integer_value(total) == 1 ? "" : "s");
+	else
 		printf(list_count == 0 ? "No messages match.\n"
 				       : "%zu message%s\n",
 		    list_count, list_count == 1 ? "" : "s");
@@ -268,22 +275,20 @@ action_result(json_t *r)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(r, key, v)
-	{
-		if (strcmp(key, "held") == 0 &&
-		    strcmp(cli_cmd_name, "flush") == 0) {
-			if (json_integer_value(v) > 0)
-				printf("%" JSON_INTEGER_FORMAT
-				       " held message%s left alone "
-				       "(release them first)\n",
-				    json_integer_value(v),
-				    json_integer_value(v) == 1 ? "" : "s");
-			continue;
-		}
-		printf("%s %" JSON_INTEGER_FORMAT " message%s\n", key,
-		    json_integer_value(v),
-		    json_integer_value(v) == 1 ? "" : "s");
+	if (strcmp(cli_cmd_name, "flush") == 0) {
+		int64_t n = int_of(r, "flushed"), held = int_of(r, "held");
+
+		printf("flushed %" PRId64 " message%s", n, n == 1 ? "" : "s");
+		if (held > 0)
+			printf("; %" PRId64 " held message%s left alone "
+			       "(release them first)",
+			    held, held == 1 ? "" : "s");
+		putchar('\n');
+		return EX_OK;
 	}
+	json_object_foreach(r, key, v)
+	    printf("%s %" JSON_INTEGER_FORMAT " message%s\n", key,
+		json_integer_value(v), json_integer_value(v) == 1 ? "" : "s");
 	return EX_OK;
 }
 

@@ -127,11 +127,14 @@ struct walk {
 	const char *domain; /* while its lanes are picked (walk_on_lane) */
 	json_t *reply;      /* a bulk command's answer (count_end) */
 	size_t n, nheld, missing;
-	int64_t before; /* list: arrival earlier than this (unix s) */
-	int heldonly;   /* list: held messages only */
-	size_t limit;   /* list: at most this many */
-	bool hold;      /* hold or release */
-	bool bounce;    /* bounce or delete */
+	struct ctl_filter f; /* only the messages that pass */
+	char *sender, *rcpt; /* f's strings */
+	size_t limit;        /* list: at most this many */
+	size_t total;        /* list: the matches, listed or not */
+	size_t counted;      /* list: the matches, as the counters say */
+	bool count_rest;     /* list: past limit, counting on */
+	bool hold;           /* hold or release */
+	bool bounce;         /* bounce or delete */
 };
 
 static void
@@ -141,7 +144,31 @@ walk_free(void *arg)
 
 	free(w->ids);
 	free(w->lanes);
+	free(w->sender);
+	free(w->rcpt);
 	free(w);
+}
+
+/*
+ * A message with pending recipients in several lanes of a walk is met in
+ * each of them: it counts in the first only (as the spool is now).
+ */
+static bool
+walk_met_before(const struct walk *w, const struct envelope *env)
+{
+	char lane[LANE_SIZE];
+
+	if (w->ids != NULL || w->everything || w->li == 0)
+		return false;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != RCPT_PENDING)
+			continue;
+		qindex_lane(env, env->rcpts[i].addr, lane);
+		for (size_t j = 0; j < w->li && j < w->nlanes; j++)
+			if (strcmp(w->lanes[j], lane) == 0)
+				return true;
+	}
+	return false;
 }
 
 /* A streamed walk's client left: freed now, or by the page being read. */
@@ -237,7 +264,7 @@ walk_on_page(void *arg, struct queue_page *pg)
 		char qid[QID_SIZE];
 
 		memcpy(qid, pg->envs[i]->qid, QID_SIZE);
-		if (k != NULL)
+		if (k != NULL && !walk_met_before(w, pg->envs[i]))
 			w->each(w, k, pg->envs[i], qid);
 		if (w->admit &&
 		    (k == NULL ||
@@ -274,7 +301,7 @@ walk_next(struct walk *w)
 		return;
 	}
 	x = ctl_conn_ctx(k);
-	if (w->limit > 0 && w->n >= w->limit)
+	if (w->limit > 0 && w->n >= w->limit && !w->count_rest)
 		w->done = true;
 	if (w->ids != NULL && w->next >= w->nids)
 		w->done = true;
@@ -297,9 +324,53 @@ walk_next(struct walk *w)
 }
 
 /*
+ * The request's filters into w (its strings copied): "sender" ("" the
+ * null sender), "rcpt", "older_than" and "younger_than" (seconds), "held".
+ * Returns -1 after answering a bad one.
+ */
+static int
+walk_get_filter(struct ctl_conn *k, json_t *req, struct walk *w)
+{
+	static const char *const ages[] = {"older_than", "younger_than"};
+	json_t *sender = json_object_get(req, "sender");
+	const char *rcpt;
+
+	w->f.older = w->f.younger = -1;
+	w->f.now = now_s();
+	w->f.held = json_is_true(json_object_get(req, "held"));
+	if (sender != NULL && !json_is_null(sender)) {
+		if (!json_is_string(sender)) {
+			ctl_error(k, CTL_E_BAD,
+			    "\"sender\" must be a string (\"\" for <>)");
+			return -1;
+		}
+		w->f.sender = w->sender = xstrdup(json_string_value(sender));
+	}
+	if (ctl_get_str(k, req, "rcpt", &rcpt) < 0)
+		return -1;
+	if (rcpt != NULL)
+		w->f.rcpt = w->rcpt = xstrdup(rcpt);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(req, ages[i]);
+
+		if (v == NULL || json_is_null(v))
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			ctl_error(k, CTL_E_BAD,
+			    "\"%s\" must be a whole number of seconds",
+			    ages[i]);
+			return -1;
+		}
+		*(i == 0 ? &w->f.older : &w->f.younger) = json_integer_value(v);
+	}
+	return 0;
+}
+
+/*
  * A walk over what the request names: "ids", or "domain" (every message
- * of its lanes), or with all_ok "all". Answers and returns NULL on a bad
- * request or a domain with no mail.
+ * of its lanes), or with all_ok "all"; a domain or all narrowed by the
+ * filters (walk_get_filter). Answers and returns NULL on a bad request or
+ * a domain with no mail.
  */
 static struct walk *
 walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
@@ -323,6 +394,18 @@ walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
 		return NULL;
 	}
 	w = xcalloc(1, sizeof(*w));
+	if (walk_get_filter(k, req, w) < 0) {
+		free(ids);
+		walk_free(w);
+		return NULL;
+	}
+	if (n > 0 && ctl_filter_any(&w->f)) {
+		ctl_error(
+		    k, CTL_E_BAD, "filters narrow a domain or all, not ids");
+		free(ids);
+		walk_free(w);
+		return NULL;
+	}
 	w->c = x->c;
 	w->cid = ctl_conn_id(k);
 	w->cf = x->cf;
@@ -627,12 +710,11 @@ list_each(
     struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
 {
 	(void)qid;
-	if (env == NULL || (w->limit > 0 && w->n >= w->limit))
+	if (env == NULL || !ctl_filter_match(&w->f, env))
 		return;
-	if (w->heldonly && !(env->flags & ENV_HELD))
-		return;
-	if (w->before > 0 && env->arrival / 1000000 >= w->before)
-		return;
+	w->total++;
+	if (w->limit > 0 && w->n >= w->limit)
+		return; /* counted only */
 	ctl_send(k, "item", ctl_msg_json(ctl_conn_ctx(k)->cf, env));
 	w->n++;
 }
@@ -649,6 +731,7 @@ static int
 list_pump(struct ctl_conn *k, void *arg)
 {
 	struct walk *w = arg;
+	json_t *res;
 
 	if (!w->done && !w->fetching) {
 		w->in_pump = true;
@@ -656,10 +739,42 @@ list_pump(struct ctl_conn *k, void *arg)
 		w->in_pump = false;
 	}
 	if (w->done && !w->fetching) {
-		ctl_reply(k, json_pack("{s:I}", "count", (json_int_t)w->n));
+		size_t total = w->total; /* what the walk met */
+
+		/* Stopped at the limit: the counters know the rest. */
+		if (!w->count_rest && w->n >= w->limit && w->counted > total)
+			total = w->counted;
+		res = json_pack("{s:I}", "count", (json_int_t)w->n);
+		if (w->limit > 0)
+			json_object_set_new(
+			    res, "total", json_integer((json_int_t)total));
+		ctl_reply(k, res);
 		return 1;
 	}
 	return -1;
+}
+
+/*
+ * With a limit, list says how many match in all. The counters know it for
+ * the whole queue or one lane, with no filter but held; anything else is
+ * counted by reading on past the limit.
+ */
+static void
+list_total(struct walk *w, const struct queue *q)
+{
+	struct lane_count c = {0};
+	int64_t oldest;
+
+	if (w->f.sender != NULL || w->f.rcpt != NULL || w->f.older >= 0 ||
+	    w->f.younger >= 0 || (!w->everything && w->nlanes > 1)) {
+		w->count_rest = true;
+		return;
+	}
+	if (w->everything)
+		queue_totals(q, &c, &oldest);
+	else if (w->nlanes == 1)
+		queue_lane_count(q, w->lanes[0], &c, &oldest);
+	w->counted = (size_t)(w->f.held ? c.held : c.messages);
 }
 
 static void
@@ -668,27 +783,23 @@ cmd_list(struct ctl_conn *k, json_t *req)
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	struct walk *w;
 	const char *domain;
-	json_t *older = json_object_get(req, "older_than");
 	json_t *limit = json_object_get(req, "limit");
 
 	if (ctl_get_str(k, req, "domain", &domain) < 0)
 		return;
-	if ((older != NULL &&
-		(!json_is_integer(older) || json_integer_value(older) < 0)) ||
-	    (limit != NULL &&
-		(!json_is_integer(limit) || json_integer_value(limit) < 1))) {
-		ctl_error(k, CTL_E_BAD,
-		    "\"older_than\" (seconds) and \"limit\" "
-		    "must be whole numbers");
+	if (limit != NULL &&
+	    (!json_is_integer(limit) || json_integer_value(limit) < 1)) {
+		ctl_error(k, CTL_E_BAD, "\"limit\" must be a whole number");
 		return;
 	}
 	w = xcalloc(1, sizeof(*w));
+	if (walk_get_filter(k, req, w) < 0) {
+		walk_free(w);
+		return;
+	}
 	w->c = x->c;
 	w->cid = ctl_conn_id(k);
 	w->cf = x->cf;
-	w->heldonly = json_is_true(json_object_get(req, "held"));
-	if (older != NULL)
-		w->before = now_s() - json_integer_value(older) + 1;
 	if (limit != NULL)
 		w->limit = (size_t)json_integer_value(limit);
 	if (domain != NULL) {
@@ -697,6 +808,8 @@ cmd_list(struct ctl_conn *k, json_t *req)
 		w->domain = NULL;
 	} else
 		w->everything = true;
+	if (w->limit > 0)
+		list_total(w, x->deps->q);
 	w->each = list_each;
 	w->end = list_end;
 	w->stream = true;
@@ -901,6 +1014,8 @@ flush_each(
 {
 	if (env == NULL)
 		w->missing = w->next;
+	else if (!ctl_filter_match(&w->f, env))
+		return;
 	else if (env->flags & ENV_HELD)
 		w->nheld++;
 	else if (sched_flush_msg(ctl_conn_ctx(k)->deps->sched, qid) == 0)
@@ -922,17 +1037,24 @@ cmd_flush(struct ctl_conn *k, json_t *req)
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	struct walk *w;
 	const char *domain = json_string_value(json_object_get(req, "domain"));
-	size_t n;
+	struct lane_count total;
+	int64_t oldest;
 
-	if (json_is_true(json_object_get(req, "all"))) {
-		n = sched_flush(x->deps->sched, NULL);
-		log_info("control: flush of everything (%zu messages)", n);
-		ctl_reply(k, json_pack("{s:I}", "flushed", (json_int_t)n));
-		return;
-	}
 	if ((w = walk_new(k, req, true)) == NULL)
 		return;
-	if (domain != NULL) {
+	if (w->everything && !ctl_filter_any(&w->f)) {
+		/* Every destination is probed or read again: no walk. */
+		sched_flush(x->deps->sched, NULL);
+		queue_totals(x->deps->q, &total, &oldest);
+		log_info("control: flush of everything (%" PRIu64 " messages)",
+		    total.messages - total.held);
+		ctl_reply(k, json_pack("{s:I,s:I}", "flushed",
+				 (json_int_t)(total.messages - total.held),
+				 "held", (json_int_t)total.held));
+		walk_free(w);
+		return;
+	}
+	if (domain != NULL && !ctl_filter_any(&w->f)) {
 		/* Its lanes are read again, due or not, and a destination
 		 * backing off is probed at once: no walk needed. */
 		sched_flush(x->deps->sched, domain);
@@ -957,7 +1079,8 @@ hold_each(
 		w->missing = w->next;
 		return;
 	}
-	if (!!(env->flags & ENV_HELD) == w->hold)
+	if (!!(env->flags & ENV_HELD) == w->hold ||
+	    !ctl_filter_match(&w->f, env))
 		return;
 	if (sched_hold(ctl_conn_ctx(k)->deps->sched, qid, w->hold) == 0) {
 		log_event(
@@ -977,7 +1100,7 @@ hold_end(struct walk *w, struct ctl_conn *k)
 static void
 ctl_hold(struct ctl_conn *k, json_t *req, bool hold)
 {
-	struct walk *w = walk_new(k, req, false);
+	struct walk *w = walk_new(k, req, true);
 
 	if (w == NULL)
 		return;
@@ -1010,6 +1133,8 @@ remove_each(
 		w->missing = w->next;
 		return;
 	}
+	if (!ctl_filter_match(&w->f, env))
+		return;
 	rc = w->bounce ? sched_bounce(sc, qid, "returned by the postmaster")
 		       : sched_delete(sc, qid);
 	if (rc == 0) {
@@ -1042,7 +1167,7 @@ ctl_remove(struct ctl_conn *k, json_t *req, bool bounce)
 		ctl_error(k, CTL_E_BAD, "bounce takes message ids");
 		return;
 	}
-	if ((w = walk_new(k, req, false)) == NULL)
+	if ((w = walk_new(k, req, !bounce)) == NULL)
 		return;
 	w->bounce = bounce;
 	w->each = remove_each;

@@ -360,7 +360,7 @@ def test_usage_errors_exit_2(outage):
     d = outage
     for args in (["frobnicate"], ["show"], ["show", "lowercase!"],
                  ["flush"], ["flush", "--all", "--domain", "example.com"],
-                 ["hold", "--all"], ["summary", "extra"], []):
+                 ["hold", "--sender", "a@b.test"], ["summary", "extra"], []):
         rc, out, err = ctl(d, *args)
         assert rc == 2, (args, rc, err)
         assert "mxspoolctl" in err and out == ""

@@ -77,3 +77,134 @@ def test_a_broken_config_still_reaches_the_daemon(outage):
     rc, out, err = ctl(d, "reload")
     assert rc == 1 and "reload refused" in err and "no_such_option" in err
     assert d.proc.poll() is None
+
+
+def senders(d, *args):
+    return [m["sender"] for m in ctl_json(d, "list", *args)]
+
+
+def test_list_filters_by_sender_recipient_and_age(outage):
+    d = outage
+    assert senders(d, "--sender", "alice@sender.test") == ["alice@sender.test"]
+    # The domain in any case, the local part exactly; <> as written too.
+    assert senders(d, "--sender", "<alice@SENDER.Test>") == [
+        "alice@sender.test"]
+    assert senders(d, "--sender", "Alice@sender.test") == []
+    assert senders(d, "--sender", "<>") == []
+    assert senders(d, "--rcpt", "u3@EXAMPLE.com") == ["bob@sender.test"]
+    assert senders(d, "--rcpt", "u2@example.com", "--domain",
+                   "example.com") == ["alice@sender.test"]
+    assert senders(d, "--rcpt", "u2@example.com", "--domain",
+                   "example.org") == []
+    assert len(senders(d, "--younger-than", "1h")) == 4
+    assert senders(d, "--younger-than", "0s") == []
+    assert len(senders(d, "--older-than", "0s", "--younger-than", "1h")) == 4
+    assert senders(d, "--held", "--younger-than", "1h") == ["dave@sender.test"]
+    for bad, msg in ((["--sender", "a b@x.test"],
+                      "bad address 'a b@x.test' for --sender"),
+                     (["--rcpt", "<>"], "bad address '<>' for --rcpt"),
+                     (["--younger-than", "soon"],
+                      "bad duration 'soon' for --younger-than")):
+        rc, out, err = ctl(d, "list", *bad)
+        assert rc == 2 and first_line(err).startswith("mxspoolctl: list: " + msg), err
+
+
+def test_list_limit_says_how_many_there_are_in_all(outage):
+    d = outage
+
+    def tail(*args):
+        rc, out, err = ctl(d, "list", *args)
+        assert rc == 0, err
+        return out.splitlines()[-1]
+    assert tail("--limit", "2") == "2 of 4 messages"       # the counters
+    assert tail("--limit", "1", "--held") == "1 of 1 message"
+    assert tail("--limit", "1", "--domain", "example.com") == "1 of 2 messages"
+    assert tail("--limit", "1", "--domain", d.dead) == "1 of 3 messages"
+    assert tail("--limit", "1", "--sender", "bob@sender.test") == \
+        "1 of 1 message"                                   # read through
+    assert tail("--limit", "5", "--younger-than", "1h") == "4 of 4 messages"
+    assert tail("--limit", "5", "--sender", "nobody@x.test") == \
+        "No messages match."
+    assert tail() == "4 messages"
+
+
+def test_a_message_in_two_lanes_of_a_destination_is_listed_once(outage):
+    d = outage
+    send(d, "erin@sender.test", ["x1@example.com", "x2@example.net"],
+         b"Subject: both\r\n\r\nboth\r\n")
+    got = senders(d, "--domain", d.dead)
+    assert got.count("erin@sender.test") == 1, got
+    rc, out, err = ctl(d, "list", "--domain", d.dead, "--limit", "1")
+    assert out.splitlines()[-1] == "1 of 4 messages"
+    rc, out, err = ctl(d, "hold", "--domain", d.dead)
+    assert rc == 0 and out.strip() == "held 3 messages"   # dave was held
+
+
+def test_hold_release_and_delete_take_all_and_filters(outage):
+    d = outage
+    rc, out, err = ctl(d, "hold", "--all", "--sender", "carol@sender.test")
+    assert rc == 0 and out.strip() == "held 1 message", err
+    assert senders(d, "--held") == ["carol@sender.test", "dave@sender.test"]
+    rc, out, err = ctl(d, "hold", "--all", "--rcpt", "u1@example.com",
+                       "--younger-than", "1h")
+    assert rc == 0 and out.strip() == "held 1 message"
+    assert ctl_json(d, "release", "--all") == [{"released": 3}]
+    assert senders(d, "--held") == []
+    rc, out, err = ctl(d, "hold", "--all")
+    assert rc == 0 and out.strip() == "held 4 messages"
+    rc, out, err = ctl(d, "release", "--domain", "example.com",
+                       "--sender", "bob@sender.test")
+    assert rc == 0 and out.strip() == "released 1 message"
+    # delete --all is as careful as delete always was.
+    rc, out, err = ctl(d, "delete", "--all")
+    assert rc == 2 and "add --yes" in err
+    rc, out, err = ctl(d, "delete", "--all", "--sender", "bob@sender.test",
+                       "--yes")
+    assert rc == 0 and out.strip() == "deleted 1 message"
+    rc, out, err = ctl(d, "delete", "--all", "--held", "--older-than", "1h",
+                       "--yes")
+    assert rc == 0 and out.strip() == "deleted 0 messages"
+    rc, out, err = ctl(d, "delete", "--all", "--held", "--yes")
+    assert rc == 0 and out.strip() == "deleted 3 messages"
+    assert senders(d) == []
+
+
+def test_bulk_commands_refuse_filters_without_a_selection(outage):
+    d = outage
+    alice = d.msgs["alice@sender.test"]["id"]
+    for args, msg in ((["hold", "--sender", "a@b.test"],
+                       "give message ids, --domain or --all"),
+                      (["release", alice, "--rcpt", "u1@example.com"],
+                       "filters narrow --domain or --all, not message ids"),
+                      (["hold", "--all", "--held"],
+                       "option --held does not apply to hold"),
+                      (["bounce", "--all", "--yes"], "option --all does not "
+                       "apply to bounce")):
+        rc, out, err = ctl(d, *args)
+        assert rc == 2 and first_line(err).endswith(msg), (args, err)
+    # The daemon checks the same for clients of its own.
+    from test_ctl import raw_request
+    replies = raw_request(
+        d, '{"id": 1, "cmd": "hold", "ids": ["%s"], "sender": "x@y.test"}\n'
+        % alice, '{"id": 2, "cmd": "list", "sender": 5}\n',
+        '{"id": 3, "cmd": "list", "younger_than": -1}\n',
+        '{"id": 4, "cmd": "flush", "all": true, "rcpt": ""}\n',
+        '{"id": 5, "cmd": "bounce", "all": true, "yes": true}\n', read=5)
+    assert [r["error"]["code"] for r in replies] == ["bad_request"] * 5
+    assert len(senders(d)) == 4
+
+
+def test_flush_all_says_how_many_held_messages_it_left_alone(outage):
+    d = outage
+    rc, out, err = ctl(d, "flush", "--all")
+    assert rc == 0 and out == ("flushed 3 messages; 1 held message left "
+                               "alone (release them first)\n"), out
+    assert ctl_json(d, "flush", "--all") == [{"flushed": 3, "held": 1}]
+    rc, out, err = ctl(d, "flush", "--all", "--younger-than", "0s")
+    assert rc == 0 and out == "flushed 0 messages\n"
+    rc, out, err = ctl(d, "flush", "--all", "--sender", "dave@sender.test")
+    assert out == "flushed 0 messages; 1 held message left alone " \
+        "(release them first)\n"
+    rc, out, err = ctl(d, "flush", "--domain", "example.org",
+                       "--sender", "carol@sender.test")
+    assert rc == 0 and out == "flushed 1 message\n"
