@@ -46,6 +46,7 @@ extern const struct cli_handler cli_list_handler;
 extern const struct cli_handler cli_show_handler;
 extern const struct cli_handler cli_action_handler;
 extern const struct cli_handler cli_guard_handler;
+extern const struct cli_handler cli_pause_handler;
 extern const struct cli_handler cli_route_handler;
 extern const struct cli_handler cli_stats_handler;
 extern const struct cli_handler cli_reload_handler;

@@ -45,6 +45,9 @@ usage(FILE *fp)
 	    "(rejection guard)\n"
 	    "  bounce-suspect DEST --yes          return DEST's suspect "
 	    "recipients\n"
+	    "  pause DEST                         no delivery to DEST until "
+	    "resume\n"
+	    "  resume DEST                        deliver to DEST again\n"
 	    "  stats                              counters since start\n"
 	    "  reload                             re-read the configuration\n"
 	    "filters (each narrows; all must match):\n"
@@ -195,6 +198,8 @@ static const struct {
     {"route", 0, 1, 1, &cli_route_handler},
     {"trust", 0, 1, 1, &cli_guard_handler},
     {"bounce-suspect", B(O_YES), 1, 1, &cli_guard_handler},
+    {"pause", 0, 1, 1, &cli_pause_handler},
+    {"resume", 0, 1, 1, &cli_pause_handler},
     {"stats", 0, 0, 0, &cli_stats_handler},
     {"reload", 0, 0, 0, &cli_reload_handler},
 };
@@ -331,7 +336,9 @@ run(int argc, char **argv)
 
 	req = json_pack("{s:s}", "cmd", cli_cmd_name);
 	if (strcmp(cli_cmd_name, "trust") == 0 ||
-	    strcmp(cli_cmd_name, "bounce-suspect") == 0) {
+	    strcmp(cli_cmd_name, "bounce-suspect") == 0 ||
+	    strcmp(cli_cmd_name, "pause") == 0 ||
+	    strcmp(cli_cmd_name, "resume") == 0) {
 		/* A domain, or a route as summary shows it. */
 		if (strpbrk(argv[optind], " \t") != NULL ||
 		    argv[optind][0] == '\0') {
@@ -339,8 +346,11 @@ run(int argc, char **argv)
 			return usage_error(
 			    "bad destination '%s'", argv[optind]);
 		}
-		json_object_set_new(
-		    req, "domain", json_string(cli_domain(argv[optind], ace)));
+		json_object_set_new(req,
+		    cli_cmd_name[0] == 'p' || cli_cmd_name[0] == 'r'
+			? "destination"
+			: "domain",
+		    json_string(cli_domain(argv[optind], ace)));
 	} else if (strcmp(cli_cmd_name, "route") == 0) {
 		char why[128];
 

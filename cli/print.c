@@ -315,6 +315,26 @@ guard_result(json_t *r)
 
 const struct cli_handler cli_guard_handler = {.result = guard_result};
 
+/* pause, resume */
+static int
+pause_result(json_t *r)
+{
+	int64_t n = int_of(r, "messages");
+
+	if (json_is_true(json_object_get(r, "already")))
+		printf("%s was paused already\n", str_or(r, "paused", "?"));
+	else if (json_object_get(r, "paused") != NULL)
+		printf("paused %s: no delivery there until mxspoolctl resume "
+		       "(%" PRId64 " message%s)\n",
+		    str_or(r, "paused", "?"), n, n == 1 ? " waits" : "s wait");
+	else
+		printf("resumed %s: %" PRId64 " message%s due now\n",
+		    str_or(r, "resumed", "?"), n, n == 1 ? "" : "s");
+	return EX_OK;
+}
+
+const struct cli_handler cli_pause_handler = {.result = pause_result};
+
 static int
 route_result(json_t *r)
 {

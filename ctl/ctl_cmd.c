@@ -454,6 +454,7 @@ struct sum_dest {
 	uint64_t ages[CTL_AGE_BUCKETS];
 	const char *state;
 	size_t connections;
+	bool paused;
 };
 
 struct sum {
@@ -510,8 +511,13 @@ sum_on_dest(void *arg, const struct sched_dest_info *in)
 	struct sum *s = arg;
 	struct sum_dest *d = hmap_get(s->dests, in->name);
 
+	/* Jobs of messages that have just left are not shown; a paused
+	 * destination is, mail or not, lest it be forgotten. */
+	if (d == NULL && !in->paused)
+		return;
 	if (d == NULL)
-		return; /* jobs of messages that have just left */
+		d = sum_dest_get(s, in->name);
+	d->paused = in->paused;
 	d->state = in->suspect ? "suspect" : in->state;
 	d->connections = in->connections;
 	if (in->next_probe > 0)
@@ -584,9 +590,11 @@ sum_reply(struct sum *s, struct ctl_conn *k)
 		const char *state = d->state;
 		json_t *o;
 
-		if (d->messages == 0)
+		if (d->messages == 0 && !d->paused)
 			continue;
-		if (d->held == d->messages)
+		if (d->paused)
+			state = "paused";
+		else if (d->held == d->messages)
 			state = "held";
 		else if (state == NULL)
 			state = "up";
@@ -599,11 +607,12 @@ sum_reply(struct sum *s, struct ctl_conn *k)
 		    (json_int_t)d->oldest, "oldest_age",
 		    (json_int_t)(d->oldest ? s->now - d->oldest : 0), "state",
 		    state, "next_attempt",
-		    d->held == d->messages || d->next_attempt == 0
+		    d->held == d->messages || d->next_attempt == 0 || d->paused
 			? json_null()
 			: json_integer(d->next_attempt),
 		    "last_error", ctl_json_str(d->last_error), "connections",
 		    (json_int_t)d->connections);
+		json_object_set_new(o, "paused", json_boolean(d->paused));
 		if (s->ages_wanted)
 			json_object_set_new(o, "ages", ctl_ages_json(d->ages));
 		json_array_append_new(arr, o);
@@ -1319,6 +1328,56 @@ cmd_bounce_suspect(struct ctl_conn *k, json_t *req)
 	}
 }
 
+/* pause and resume: a destination's delivery, stopped and started. */
+static void
+ctl_pause(struct ctl_conn *k, json_t *req, bool pause)
+{
+	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	const char *name;
+	char key[512];
+	uint64_t n;
+	int rc;
+
+	if (ctl_get_str(k, req, "destination", &name) < 0)
+		return;
+	if (name == NULL || strlen(name) > 255 ||
+	    strpbrk(name, " \t\r\n") != NULL) {
+		ctl_error(
+		    k, CTL_E_BAD, "bad destination '%s'", name ? name : "");
+		return;
+	}
+	rc = sched_pause(x->deps->sched, name, pause, key, sizeof(key), &n);
+	switch ((enum sched_pause_status)rc) {
+	case SCHED_NO_DEST:
+		ctl_error(k, CTL_E_NOT_FOUND,
+		    "no destination %s: give a route as summary shows it, or "
+		    "a relay domain",
+		    name);
+		return;
+	case SCHED_NOT_PAUSED:
+		ctl_error(k, CTL_E_NOT_FOUND, "%s is not paused", key);
+		return;
+	case SCHED_SAME:
+		ctl_reply(k, json_pack("{s:s,s:I,s:b}", "paused", key,
+				 "messages", (json_int_t)n, "already", 1));
+		return;
+	}
+	ctl_reply(k, json_pack("{s:s,s:I}", pause ? "paused" : "resumed", key,
+			 "messages", (json_int_t)n));
+}
+
+static void
+cmd_pause(struct ctl_conn *k, json_t *req)
+{
+	ctl_pause(k, req, true);
+}
+
+static void
+cmd_resume(struct ctl_conn *k, json_t *req)
+{
+	ctl_pause(k, req, false);
+}
+
 static void
 cmd_stats(struct ctl_conn *k, json_t *req)
 {
@@ -1376,6 +1435,8 @@ static const struct {
     {"route", cmd_route},
     {"trust", cmd_trust},
     {"bounce-suspect", cmd_bounce_suspect},
+    {"pause", cmd_pause},
+    {"resume", cmd_resume},
     {"stats", cmd_stats},
     {"reload", cmd_reload},
 };

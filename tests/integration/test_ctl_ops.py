@@ -208,3 +208,100 @@ def test_flush_all_says_how_many_held_messages_it_left_alone(outage):
     rc, out, err = ctl(d, "flush", "--domain", "example.org",
                        "--sender", "carol@sender.test")
     assert rc == 0 and out == "flushed 1 message\n"
+
+
+def delivered(b):
+    """The recipients a backend has taken, in order."""
+    return [r for m in b.messages() for r in m["rcpts"]]
+
+
+def test_pause_holds_a_destination_only_and_outlasts_a_restart(daemon,
+                                                               backend):
+    import time
+    import urllib.request
+    from conftest import free_port, log_lines
+    a, b = backend(), backend()
+    mport = free_port()
+    d = daemon(relay_domains=("example.com", "example.org"),
+               extra='metrics_listen = "127.0.0.1:%d"\n'
+                     'domain "example.com" { route = "smtp:[127.0.0.1]:%d" }\n'
+                     'domain "example.org" { route = "smtp:[127.0.0.1]:%d" }\n'
+                     % (mport, a.port, b.port))
+    d.start()
+    ra, rb = "smtp:[127.0.0.1]:%d" % a.port, "smtp:[127.0.0.1]:%d" % b.port
+    # Paused before it has any mail: shown all the same, lest it be
+    # forgotten; a domain names the destination its mail goes to.
+    rc, out, err = ctl(d, "pause", "example.com")
+    assert rc == 0, err
+    assert out == "paused %s: no delivery there until mxspoolctl resume " \
+        "(0 messages wait)\n" % ra
+    s = ctl_json(d, "summary")[0]
+    assert dest(s, ra)["state"] == "paused" and dest(s, ra)["paused"] is True
+    assert dest(s, ra)["messages"] == 0 and dest(s, ra)["next_attempt"] is None
+    # One message for both: the other destination's recipient goes.
+    send(d, "alice@sender.test", ["u1@example.com", "v1@example.org"],
+         b"Subject: both\r\n\r\nboth\r\n")
+    wait_for(lambda: delivered(b) == ["v1@example.org"], what="v1")
+    # An open, idle session to b gets no more once b is paused.
+    rc, out, err = ctl(d, "pause", rb)
+    assert rc == 0 and out.endswith("(0 messages wait)\n"), out
+    send(d, "bob@sender.test", ["v2@example.org"], b"Subject: b\r\n\r\nb\r\n")
+    send(d, "carol@sender.test", ["u2@example.com"], b"Subject: a\r\n\r\na\r\n")
+    time.sleep(1.5)
+    assert delivered(a) == [] and delivered(b) == ["v1@example.org"]
+    s = ctl_json(d, "summary")[0]
+    assert dest(s, ra)["messages"] == 2 and dest(s, rb)["messages"] == 1
+    assert dest(s, rb)["state"] == "paused"
+    # Their mail waits in the spool, not in memory.
+    assert ctl_json(d, "stats")[0]["spool"]["in_memory"] == 0
+    rc, out, err = ctl(d, "summary")
+    row = [l for l in out.splitlines() if l.startswith(ra)][0]
+    assert " paused " in row, row
+    metrics = urllib.request.urlopen(
+        "http://127.0.0.1:%d/metrics" % mport, timeout=5).read().decode()
+    assert 'mxspool_destination_paused{destination="%s"} 1' % ra in metrics
+    assert log_lines(d, "%s: paused by operator" % ra)
+    assert log_lines(d, "%s: paused by operator" % rb)
+    # Log tools count each waiting recipient as deferred, once.
+    assert len(log_lines(d, "to=<u2@example.com>, relay=none")) == 1
+    assert "status=deferred (delivery paused by operator)" in log_lines(
+        d, "to=<u2@example.com>, relay=none")[0]
+    # A restart keeps both paused.
+    d.stop()
+    d.start()
+    time.sleep(1.5)
+    assert delivered(a) == [] and delivered(b) == ["v1@example.org"]
+    assert a.connections() == 0  # not even a probe
+    s = ctl_json(d, "summary")[0]
+    assert dest(s, ra)["state"] == "paused" == dest(s, rb)["state"]
+    assert log_lines(d, "%s: still paused by operator" % ra)
+    rc, out, err = ctl(d, "pause", ra)
+    assert rc == 0 and out == "%s was paused already\n" % ra
+    # resume: everything queued for it is due at once.
+    rc, out, err = ctl(d, "resume", ra)
+    assert rc == 0 and out == "resumed %s: 2 messages due now\n" % ra, out
+    wait_for(lambda: sorted(delivered(a)) == ["u1@example.com",
+                                              "u2@example.com"], what="a")
+    assert delivered(b) == ["v1@example.org"]
+    assert log_lines(d, "%s: resumed by operator" % ra)
+    assert ctl_json(d, "resume", "example.org") == [
+        {"resumed": rb, "messages": 1}]
+    wait_for(lambda: delivered(b) == ["v1@example.org", "v2@example.org"],
+             what="b")
+    wait_for(lambda: ctl_json(d, "summary")[0]["destinations"] == [],
+             what="an empty queue")
+    # The state is gone from the spool too.
+    d.stop()
+    d.start()
+    assert ctl_json(d, "summary")[0]["destinations"] == []
+    # Wrong names and states.
+    for args, rc_want, msg in (
+            (["resume", ra], 1, "mxspoolctl: %s is not paused" % ra),
+            (["pause", "nowhere.test"], 1,
+             "mxspoolctl: no destination nowhere.test"),
+            (["pause", "smtp:[127.0.0.1]:1"], 1, "mxspoolctl: no destination"),
+            (["pause", "a b"], 2, "mxspoolctl: pause: bad destination"),
+            (["pause"], 2, "mxspoolctl: pause: missing argument"),
+            (["resume", "x", "y"], 2, "mxspoolctl: resume: too many")):
+        rc, out, err = ctl(d, *args)
+        assert rc == rc_want and first_line(err).startswith(msg), (args, err)
