@@ -54,6 +54,28 @@ fmt_time(json_t *t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
+/* A time with how far it is from now: "2026-11-24 06:54:09 (in 4m)",
+ * "... (12m ago)", "... (now)"; "-" for null. */
+static void
+fmt_when(json_t *t, char *buf, size_t len)
+{
+	int64_t d = (int64_t)json_integer_value(t) - (int64_t)time(NULL);
+	char abs[32], rel[24];
+
+	fmt_time(t, abs, sizeof(abs));
+	if (!json_is_integer(t)) {
+		snprintf(buf, len, "%s", abs);
+		return;
+	}
+	ctl_fmt_age(d < 0 ? -d : d, rel, sizeof(rel));
+	if (d > 0)
+		snprintf(buf, len, "%s (in %s)", abs, rel);
+	else if (d < 0)
+		snprintf(buf, len, "%s (%s ago)", abs, rel);
+	else
+		snprintf(buf, len, "%s (now)", abs);
+}
+
 static const char *
 str_or(json_t *o, const char *key, const char *dflt)
 {
@@ -108,8 +130,10 @@ summary_result(json_t *r)
 		}
 		return EX_OK;
 	}
-	printf("%-28s %5s %7s %7s  %-11s %-8s %s\n", "DESTINATION", "MSGS",
-	    "SIZE", "OLDEST", "STATE", "NEXT", "LAST ERROR");
+	/* HELD: of MSGS, those an operator held; the state is the
+	 * destination's, for the rest. */
+	printf("%-28s %5s %5s %7s %7s  %-11s %-8s %s\n", "DESTINATION", "MSGS",
+	    "HELD", "SIZE", "OLDEST", "STATE", "NEXT", "LAST ERROR");
 	json_array_foreach(dests, i, d)
 	{
 		json_t *na = json_object_get(d, "next_attempt");
@@ -127,16 +151,18 @@ summary_result(json_t *r)
 			    json_integer_value(na) - now, in, sizeof(in));
 			snprintf(next, sizeof(next), "in %s", in);
 		}
-		printf("%-28s %5" PRId64 " %7s %7s  %-11s %-8s %s\n",
-		    str_or(d, "name", "?"), int_of(d, "messages"), size, age,
-		    str_or(d, "state", "?"), next,
+		printf("%-28s %5" PRId64 " %5" PRId64
+		       " %7s %7s  %-11s %-8s %s\n",
+		    str_or(d, "name", "?"), int_of(d, "messages"),
+		    int_of(d, "held"), size, age, str_or(d, "state", "?"), next,
 		    str_or(d, "last_error", "-"));
 	}
 	ctl_fmt_size((uint64_t)int_of(total, "bytes"), size, sizeof(size));
-	printf("%" PRId64 " message%s, %s%s, %zu destination%s\n",
+	printf("%" PRId64 " message%s (%" PRId64 " held), %s%s, %zu "
+	       "destination%s\n",
 	    int_of(total, "messages"),
-	    int_of(total, "messages") == 1 ? "" : "s", size,
-	    int_of(total, "bytes") < 1024 ? " bytes" : "",
+	    int_of(total, "messages") == 1 ? "" : "s", int_of(total, "held"),
+	    size, int_of(total, "bytes") < 1024 ? " bytes" : "",
 	    json_array_size(dests), json_array_size(dests) == 1 ? "" : "s");
 	return EX_OK;
 }
@@ -148,9 +174,10 @@ static void
 print_msg(json_t *m, bool full)
 {
 	json_t *rcpts = json_object_get(m, "recipients"), *r;
-	char when[32];
+	char when[64];
 	size_t i;
 	const char *sender = str_or(m, "sender", "");
+	bool held = json_is_true(json_object_get(m, "held"));
 
 	fmt_time(json_object_get(m, "arrival"), when, sizeof(when));
 	if (!full) {
@@ -170,27 +197,55 @@ print_msg(json_t *m, bool full)
 		return;
 	}
 	printf("id:           %s\n", str_or(m, "id", "?"));
+	fmt_when(json_object_get(m, "arrival"), when, sizeof(when));
 	printf("arrival:      %s\n", when);
 	printf("size:         %" PRId64 "\n", int_of(m, "size"));
 	printf("sender:       <%s>\n", sender);
 	printf("client:       %s\n", str_or(m, "client", "-"));
-	printf("held:         %s\n",
-	    json_is_true(json_object_get(m, "held")) ? "yes" : "no");
+	printf("held:         %s\n", held ? "yes" : "no");
 	printf("attempts:     %" PRId64 "\n", int_of(m, "attempts"));
-	fmt_time(json_object_get(m, "last_attempt"), when, sizeof(when));
+	fmt_when(json_object_get(m, "last_attempt"), when, sizeof(when));
 	printf("last attempt: %s\n", when);
-	fmt_time(json_object_get(m, "next_attempt"), when, sizeof(when));
-	printf("next attempt: %s\n", when);
+	fmt_when(json_object_get(m, "next_attempt"), when, sizeof(when));
+	printf("next attempt: %s%s\n", when,
+	    !json_is_integer(json_object_get(m, "next_attempt")) && held
+		? " (held: mxspoolctl release lets it go)"
+		: "");
 	printf("last error:   %s\n", str_or(m, "last_error", "-"));
 	json_array_foreach(rcpts, i, r)
 	{
+		const char *state = str_or(r, "state", "?");
+		const char *dstate = str_or(r, "destination_state", NULL);
+
 		printf("recipient:    <%s> %s via %s",
-		    str_or(r, "address", "?"), str_or(r, "state", "?"),
+		    str_or(r, "address", "?"), state,
 		    str_or(r, "destination", "?"));
-		if (json_is_string(json_object_get(r, "last_error")))
-			printf(": %s %s", str_or(r, "dsn", ""),
-			    str_or(r, "last_error", ""));
+		if (strcmp(state, "pending") != 0) {
+			/* Done: its last answer says how. */
+			if (json_is_string(json_object_get(r, "last_error")))
+				printf(": %s %s", str_or(r, "dsn", ""),
+				    str_or(r, "last_error", ""));
+			putchar('\n');
+			continue;
+		}
+		if (dstate != NULL && strcmp(dstate, "up") != 0)
+			printf(" (%s)", dstate);
 		putchar('\n');
+		fmt_when(
+		    json_object_get(r, "next_attempt"), when, sizeof(when));
+		printf("  next attempt: %s%s\n", when,
+		    held                                  ? " (held)"
+		    : dstate && !strcmp(dstate, "paused") ? " (paused)"
+							  : "");
+		if (json_is_string(json_object_get(r, "last_error")))
+			printf("  last error:   %s %s\n", str_or(r, "dsn", ""),
+			    str_or(r, "last_error", ""));
+		else if (json_is_string(
+			     json_object_get(r, "destination_error")))
+			printf("  last error:   - (its destination's: %s)\n",
+			    str_or(r, "destination_error", ""));
+		else
+			printf("  last error:   -\n");
 	}
 }
 

@@ -712,6 +712,39 @@ cmd_summary(struct ctl_conn *k, json_t *req)
 		sum_reply(s, k);
 }
 
+/*
+ * A message as JSON (ctl_msg_json), with what the scheduler plans: each
+ * recipient's next attempt and its destination's state and last error,
+ * the message's next attempt (the earliest of them; null when none is
+ * planned), and whether it is being delivered now (active).
+ */
+static json_t *
+ctl_msg_planned(const struct ctl_ctx *x, const struct envelope *env)
+{
+	json_t *o = ctl_msg_json(x->cf, env);
+	json_t *rcpts = json_object_get(o, "recipients");
+	int64_t first = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		json_t *r = json_array_get(rcpts, i);
+		const char *state, *why;
+		int64_t next =
+		    sched_rcpt_next(x->deps->sched, env, i, &state, &why);
+
+		json_object_set_new(r, "next_attempt",
+		    next > 0 ? json_integer(next) : json_null());
+		json_object_set_new(r, "destination_state", json_string(state));
+		json_object_set_new(r, "destination_error", ctl_json_str(why));
+		if (next > 0 && (first == 0 || next < first))
+			first = next;
+	}
+	json_object_set_new(
+	    o, "next_attempt", first > 0 ? json_integer(first) : json_null());
+	json_object_set_new(o, "active",
+	    json_boolean(sched_in_flight(x->deps->sched, env->qid)));
+	return o;
+}
+
 /* list: the matching messages streamed, a page at a time, as the client
  * reads them. */
 static void
@@ -724,7 +757,7 @@ list_each(
 	w->total++;
 	if (w->limit > 0 && w->n >= w->limit)
 		return; /* counted only */
-	ctl_send(k, "item", ctl_msg_json(ctl_conn_ctx(k)->cf, env));
+	ctl_send(k, "item", ctl_msg_planned(ctl_conn_ctx(k), env));
 	w->n++;
 }
 
@@ -964,7 +997,7 @@ show_on_env(void *arg, struct envelope *env)
 	if (ss->part == 0) {
 		/* In the window it may be newer than in the spool. */
 		mem = queue_find(x->deps->q, ss->qid);
-		ctl_reply(k, ctl_msg_json(x->cf, mem != NULL ? mem : env));
+		ctl_reply(k, ctl_msg_planned(x, mem != NULL ? mem : env));
 		envelope_free(env);
 		show_free(ss);
 		return;

@@ -1141,6 +1141,48 @@ sched_flush(struct sched *s, const char *domain)
 	return n;
 }
 
+int64_t
+sched_rcpt_next(struct sched *s, const struct envelope *env, size_t idx,
+    const char **state, const char **why)
+{
+	const struct env_rcpt *r = &env->rcpts[idx];
+	const struct smsg *m = hmap_get(s->msgs, env->qid);
+	int64_t now = sched_now_ms() / 1000, due = env->next_attempt;
+	char key[512];
+	struct dest *d = hmap_get(
+	    s->dests, sched_dest_key(s->cf, env, r->addr, key, sizeof(key)));
+
+	*state = retry_dest_state_str(d != NULL ? d->pol.state : DEST_UP);
+	*why = d != NULL ? d->last_error : NULL;
+	if ((d != NULL && d->paused) ||
+	    (d == NULL && sched_saved_paused(s, key)))
+		*state = "paused";
+	if (r->state != RCPT_PENDING || (env->flags & ENV_HELD) ||
+	    strcmp(*state, "paused") == 0)
+		return 0;
+	if (d != NULL && d->pol.state == DEST_BACKOFF)
+		return d->pol.next_probe / 1000 > now ? d->pol.next_probe / 1000
+						      : now;
+	if (d != NULL && d->pol.state == DEST_PROBING)
+		return now;
+	/* Up: its job's due time while in memory, else the spool's. */
+	for (size_t k = 0; m != NULL && k < m->njobs; k++)
+		for (size_t i = 0; i < m->jobs[k]->nridx; i++)
+			if (m->jobs[k]->ridx[i] == idx)
+				due = m->jobs[k]->hpos != NO_POS
+					  ? m->jobs[k]->due / 1000
+					  : now;
+	return due > now ? due : now;
+}
+
+bool
+sched_in_flight(struct sched *s, const char *qid)
+{
+	const struct smsg *m = hmap_get(s->msgs, qid);
+
+	return m != NULL && m->in_flight > 0;
+}
+
 /* A message of the window, tracked; NULL if it is not in the window. */
 static struct smsg *
 sched_msg(struct sched *s, const char *qid)

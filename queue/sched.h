@@ -49,6 +49,18 @@ struct sched_dest_info {
 void sched_foreach_dest(struct sched *s,
     void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);
 
+/*
+ * When recipient idx of env is to be tried next, as the scheduler sees it
+ * now: unix seconds (now or later), or 0 when nothing is planned (done,
+ * held, or its destination paused). *state gets its destination's state
+ * ("up", "backing off", "probing", "paused"), *why the destination's last
+ * error or NULL (borrowed until the scheduler next runs).
+ */
+int64_t sched_rcpt_next(struct sched *s, const struct envelope *env, size_t idx,
+    const char **state, const char **why);
+/* Whether a message is being delivered now (a transaction is open). */
+bool sched_in_flight(struct sched *s, const char *qid);
+
 /* Everything for domain (NULL: every destination) is due now, and a
  * destination backing off is probed at once. Returns messages affected.
  * The calls below act on a message in the window (queue_get admits one)

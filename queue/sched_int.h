@@ -202,6 +202,8 @@ void sched_state_free(struct sched *s);
 void dest_state_restore(struct dest *d);
 /* d's state is stored (or forgotten, when there is nothing to keep). */
 void dest_state_save(struct dest *d);
+/* Whether a destination that does not exist yet is paused. */
+bool sched_saved_paused(struct sched *s, const char *key);
 /* Paused destinations that do not exist yet (no mail read for them). */
 void sched_foreach_saved_pause(struct sched *s,
     void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);

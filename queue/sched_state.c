@@ -148,6 +148,14 @@ dest_state_save(struct dest *d)
 		: NULL);
 }
 
+bool
+sched_saved_paused(struct sched *s, const char *key)
+{
+	const struct saved_state *st = hmap_get(s->saved, key);
+
+	return st != NULL && st->paused;
+}
+
 void
 sched_foreach_saved_pause(struct sched *s,
     void (*cb)(void *arg, const struct sched_dest_info *info), void *arg)

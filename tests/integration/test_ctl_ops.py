@@ -305,3 +305,64 @@ def test_pause_holds_a_destination_only_and_outlasts_a_restart(daemon,
             (["resume", "x", "y"], 2, "mxspoolctl: resume: too many")):
         rc, out, err = ctl(d, *args)
         assert rc == rc_want and first_line(err).startswith(msg), (args, err)
+
+
+def test_show_gives_the_next_attempt_and_each_recipients_last_error(outage):
+    import time
+    d = outage
+    now = int(time.time())
+    alice = ctl_json(d, "show", d.msgs["alice@sender.test"]["id"])[0]
+    # Its destination refuses connections: tried at the next probe.
+    assert now - 1 <= alice["next_attempt"] <= now + 3600
+    for r in alice["recipients"]:
+        assert r["destination_state"] in ("backing off", "probing")
+        assert "refused" in r["destination_error"].lower()
+        assert r["next_attempt"] >= alice["next_attempt"]
+    rc, out, err = ctl(d, "show", d.msgs["alice@sender.test"]["id"])
+    assert rc == 0
+    lines = out.splitlines()
+    nxt = [l for l in lines if l.startswith("next attempt: ")][0]
+    assert nxt != "next attempt: -" and ("(in " in nxt or "(now)" in nxt)
+    rcpt = lines.index([l for l in lines if "<u1@example.com>" in l][0])
+    assert lines[rcpt].startswith("recipient:    <u1@example.com> pending "
+                                  "via %s (" % d.dead)
+    assert lines[rcpt + 1].startswith("  next attempt: ")
+    assert lines[rcpt + 2].startswith("  last error:   ")
+    assert "refused" in lines[rcpt + 2].lower()
+    # A 451 after the data, to every recipient: the recipient's own error,
+    # and the destination backs off (max_interval is 10s).
+    carol = ctl_json(d, "show", d.msgs["carol@sender.test"]["id"])[0]
+    r = carol["recipients"][0]
+    assert r["destination_state"] in ("backing off", "probing")
+    assert "451" in r["last_error"] or "busy" in r["last_error"]
+    assert now - 1 <= r["next_attempt"] == carol["next_attempt"] <= now + 15
+    rc, out, err = ctl(d, "show", d.msgs["carol@sender.test"]["id"])
+    assert [l for l in out.splitlines()
+            if l.startswith("  last error:   4.")], out
+    # Held: nothing planned, and the show says why.
+    dave = ctl_json(d, "show", d.msgs["dave@sender.test"]["id"])[0]
+    assert dave["next_attempt"] is None
+    assert dave["recipients"][0]["next_attempt"] is None
+    rc, out, err = ctl(d, "show", d.msgs["dave@sender.test"]["id"])
+    assert "next attempt: - (held: mxspoolctl release lets it go)" in out
+    # Paused: nothing planned either.
+    ctl(d, "pause", d.busy)
+    carol = ctl_json(d, "show", d.msgs["carol@sender.test"]["id"])[0]
+    assert carol["next_attempt"] is None
+    assert carol["recipients"][0]["destination_state"] == "paused"
+
+
+def test_summary_shows_held_counts_beside_the_state(outage):
+    d = outage
+    rc, out, err = ctl(d, "summary")
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["DESTINATION", "MSGS", "HELD", "SIZE"]
+    row = [l for l in lines if l.startswith(d.dead)][0].split()
+    assert row[1:3] == ["3", "1"], row   # 1 of 3 held, the rest waiting
+    assert lines[-1].startswith("4 messages (1 held), ")
+    # All held: the state says so.
+    ctl(d, "hold", "--domain", d.dead)
+    rc, out, err = ctl(d, "summary")
+    row = [l for l in out.splitlines() if l.startswith(d.dead)][0].split()
+    assert row[1:3] == ["3", "3"] and "held" in row, row
+    assert out.splitlines()[-1].startswith("4 messages (3 held), ")
