@@ -31,6 +31,9 @@ usage(FILE *fp)
 	    "  summary [--ages]                   mail held, per destination\n"
 	    "  list [--domain D] [FILTER...] [--held] [--limit N]\n"
 	    "  show ID [--headers | --body]\n"
+	    "  mailq [--domain D] [FILTER...] [--held]\n"
+	    "                                     the queue as postqueue -p "
+	    "shows it\n"
 	    "  flush ID... | (--domain D | --all) [FILTER...]\n"
 	    "                                     retry now\n"
 	    "  hold ID... | (--domain D | --all) [FILTER...]\n"
@@ -190,6 +193,7 @@ static const struct {
     {"list", B(O_DOMAIN) | FILTERS | B(O_HELD) | B(O_LIMIT), 0, 0,
 	&cli_list_handler},
     {"show", B(O_HEADERS) | B(O_BODY), 1, 1, &cli_show_handler},
+    {"mailq", B(O_DOMAIN) | FILTERS | B(O_HELD), 0, 0, &cli_mailq_handler},
     {"flush", SELECT, 0, -1, &cli_action_handler},
     {"hold", SELECT, 0, -1, &cli_action_handler},
     {"release", SELECT, 0, -1, &cli_action_handler},
@@ -334,7 +338,9 @@ run(int argc, char **argv)
 	    !(given & B(O_YES)))
 		return usage_error("this cannot be undone: add --yes");
 
-	req = json_pack("{s:s}", "cmd", cli_cmd_name);
+	/* mailq is a list, shown as Postfix shows its queue. */
+	req = json_pack("{s:s}", "cmd",
+	    strcmp(cli_cmd_name, "mailq") == 0 ? "list" : cli_cmd_name);
 	if (strcmp(cli_cmd_name, "trust") == 0 ||
 	    strcmp(cli_cmd_name, "bounce-suspect") == 0 ||
 	    strcmp(cli_cmd_name, "pause") == 0 ||
@@ -408,12 +414,22 @@ run(int argc, char **argv)
 	/* The age histogram reads the whole index: only when asked. */
 	if (cli_summary_ages)
 		json_object_set_new(req, "ages", json_true());
-	if (cli_opt.json && h != &cli_list_handler && h != &cli_show_handler) {
+	if (cli_opt.json && h != &cli_list_handler && h != &cli_show_handler &&
+	    h != &cli_mailq_handler) {
 		static struct cli_handler raw;
 
 		h = &raw;
 	}
 	return cli_call(req, h);
+}
+
+/* Whether the program runs as mxspool-mailq (a link to mxspoolctl). */
+static bool
+mailq_name(const char *argv0)
+{
+	const char *base = strrchr(argv0, '/');
+
+	return strcmp(base != NULL ? base + 1 : argv0, "mxspool-mailq") == 0;
 }
 
 int
@@ -448,9 +464,19 @@ main(int argc, char **argv)
 			return option_error(argv, longopts, ch);
 		}
 	}
-	if (optind >= argc)
+	if (mailq_name(argv[0])) {
+		/* Installed as mxspool-mailq: mailq's options only. */
+		char *av[] = {"mailq", NULL};
+
+		if (optind < argc)
+			return usage_error("%s takes no command or argument "
+					   "(-c FILE, -s SOCKET, --json only)",
+			    argv[0]);
+		rc = run(1, av);
+	} else if (optind >= argc)
 		return usage_error("no command given");
-	rc = run(argc - optind, argv + optind);
+	else
+		rc = run(argc - optind, argv + optind);
 	if (fflush(stdout) != 0 && rc == EX_OK)
 		rc = EX_FAIL;
 	return rc;

@@ -4,7 +4,9 @@ a destination, the mailq listing, what show and summary tell, and reload
 after the control socket moved (test_ctl.py has the basics)."""
 
 import os
+import re
 import subprocess
+import time
 
 from conftest import wait_for
 from test_ctl import MXSPOOLCTL, ctl, ctl_json, dest, outage, send  # noqa: F401
@@ -366,3 +368,112 @@ def test_summary_shows_held_counts_beside_the_state(outage):
     row = [l for l in out.splitlines() if l.startswith(d.dead)][0].split()
     assert row[1:3] == ["3", "3"] and "held" in row, row
     assert out.splitlines()[-1].startswith("4 messages (3 held), ")
+
+
+# postqueue -p, as the scripts that read it take it apart (the shapes
+# pflogsumm's companions, qshape-style counters and monitoring plugins
+# match): a heading, then per message a sender line, "(reason)" lines and
+# indented recipients, blank lines between messages, and the trailer.
+MAILQ_HEAD = ("-Queue ID-  --Size-- ----Arrival Time---- "
+              "-Sender/Recipient-------")
+MAILQ_MSG = re.compile(r"^(?P<id>[0-9A-Za-z]+)(?P<mark>[*!]?)\s+"
+                       r"(?P<size>\d+)\s+(?P<date>\w{3} \w{3} [ \d]\d "
+                       r"\d\d:\d\d:\d\d)\s+(?P<sender>\S+)$")
+MAILQ_WHY = re.compile(r"^\s*\((?P<why>.*)\)$")
+MAILQ_RCPT = re.compile(r"^ {41}(?P<rcpt>\S+)$")
+MAILQ_END = re.compile(r"^-- (?P<kb>\d+) Kbytes in (?P<n>\d+) Requests?\.$")
+
+
+def parse_mailq(text):
+    """The messages postqueue -p output lists, strictly: any line out of
+    place fails the test."""
+    lines = text.split("\n")
+    assert lines[-1] == "", "no newline at the end"
+    lines = lines[:-1]
+    if lines == ["Mail queue is empty"]:
+        return [], None
+    assert lines[0] == MAILQ_HEAD, lines[0]
+    m = MAILQ_END.match(lines[-1])
+    assert m and lines[-2] == "", lines[-2:]
+    msgs, cur, why = [], None, None
+    for line in lines[1:-2]:
+        if line == "":
+            assert cur is not None
+            cur = None
+            continue
+        mm = MAILQ_MSG.match(line)
+        if cur is None:
+            assert mm, "not a message line: %r" % line
+            cur = dict(mm.groupdict(), rcpts=[])
+            msgs.append(cur)
+            why = None
+            continue
+        w = MAILQ_WHY.match(line)
+        if w:
+            assert len(line) == 78 or line.startswith("("), repr(line)
+            why = w.group("why")
+            continue
+        r = MAILQ_RCPT.match(line)
+        assert r, "not a recipient line: %r" % line
+        cur["rcpts"].append((r.group("rcpt"), why))
+    assert int(m.group("n")) == len(msgs)
+    return msgs, int(m.group("kb"))
+
+
+def test_mailq_is_in_the_postqueue_layout(outage, tmp_path):
+    d = outage
+    rc, out, err = ctl(d, "mailq")
+    assert rc == 0 and err == "", err
+    msgs, kb = parse_mailq(out)
+    byid = {m["id"]: m for m in msgs}
+    assert [m["id"] for m in msgs] == [m["id"] for m in ctl_json(d, "list")]
+    assert kb == sum(x["size"] for x in d.msgs.values()) // 1024
+    alice = byid[d.msgs["alice@sender.test"]["id"]]
+    assert alice["sender"] == "alice@sender.test"
+    assert int(alice["size"]) == d.msgs["alice@sender.test"]["size"]
+    assert alice["mark"] == ""
+    # One reason line over both recipients: it is the same for both.
+    assert [r for r, _ in alice["rcpts"]] == ["u1@example.com",
+                                              "u2@example.com"]
+    assert all("refused" in (why or "").lower() for _, why in alice["rcpts"])
+    assert out.count("(%s)" % alice["rcpts"][0][1]) >= 1
+    dave = byid[d.msgs["dave@sender.test"]["id"]]
+    assert dave["mark"] == "!" and dave["rcpts"] == [("w1@example.net", None)]
+    carol = byid[d.msgs["carol@sender.test"]["id"]]
+    assert "451" in carol["rcpts"][0][1] or "busy" in carol["rcpts"][0][1]
+    # The sender line's fields sit where postqueue puts them.
+    line = [l for l in out.splitlines() if l.startswith(alice["id"])][0]
+    assert line[12:20].strip() == alice["size"] and line[20] == " "
+    assert line[21:41] == time.strftime(
+        "%a %b %e %H:%M:%S ", time.localtime(
+            d.msgs["alice@sender.test"]["arrival"]))
+    assert line[41:] == " alice@sender.test"
+    # A notification's null sender is MAILER-DAEMON, as Postfix has it.
+    ctl(d, "bounce", d.msgs["bob@sender.test"]["id"], "--yes")
+    wait_for(lambda: "MAILER-DAEMON" in ctl(d, "mailq")[1], what="a notice")
+    msgs, kb = parse_mailq(ctl(d, "mailq")[1])
+    notice = [m for m in msgs if m["sender"] == "MAILER-DAEMON"][0]
+    assert notice["rcpts"][0][0] == "bob@sender.test"
+    # mxspool-mailq is the same program under another name.
+    link = tmp_path / "mxspool-mailq"
+    os.symlink(MXSPOOLCTL, str(link))
+    p = subprocess.run([str(link), "-c", d.conf], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and p.stdout == ctl(d, "mailq")[1]
+    p = subprocess.run([str(link), "-c", d.conf, "list"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2 and "takes no command" in p.stderr
+    # Filters as for list; --json gives list's objects.
+    msgs, kb = parse_mailq(ctl(d, "mailq", "--held")[1])
+    assert [m["id"] for m in msgs] == [dave["id"]]
+    assert [m["id"] for m in ctl_json(d, "mailq", "--held")] == [dave["id"]]
+
+
+def test_mailq_of_an_empty_queue(daemon):
+    d = daemon()
+    d.start()
+    rc, out, err = ctl(d, "mailq")
+    assert rc == 0 and out == "Mail queue is empty\n"
+    assert parse_mailq(out) == ([], None)
+    rc, out, err = ctl(d, "mailq", "extra")
+    assert rc == 2 and "too many arguments" in err
