@@ -39,6 +39,12 @@ struct cli_handler {
 /* Sends req (taken) to mxspoold and hands each line of the answer to h.
  * Returns the exit status. */
 int cli_call(json_t *req, const struct cli_handler *h);
+/* While an answer is handled: the socket the config names (NULL with -s,
+ * or for a broken config that names none), and the one the daemon was
+ * reached on (-s, the config's, or the locator's word when the config's
+ * did not answer). */
+extern const char *cli_socket_named;
+extern const char *cli_socket_used;
 
 /* The commands' output (cli/print.c). */
 extern const struct cli_handler cli_summary_handler;

@@ -1,12 +1,15 @@
 /*
  * mxspoolctl's way to the daemon: the control socket named by -s or by
- * the config, and one request on it, its answer read line by line (the
- * protocol is in ctl/ctl_proto.h).
+ * the config (or, when the config's does not answer, where the daemon
+ * running that config says it listens), and one request on it, its answer
+ * read line by line (the protocol is in ctl/ctl_proto.h).
  */
 #include <errno.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "common/conf.h"
+#include "ctl/ctl_proto.h"
 
 #define ANSWER_TIMEOUT 120 /* seconds to wait for each reply line */
 
@@ -49,102 +53,257 @@ socket_from_text(const char *path)
 }
 
 /*
- * Says in one line why path gave no config: conf_load's first error
- * ("FILE: cannot read: why", or "FILE:LINE: message"), and how many more
- * there are.
+ * conf_load's first error for path in one line, without the file's name
+ * ("line 3: no such option 'x'", "cannot read: No such file or
+ * directory"), and whether there are more.
  */
-static void
-config_error(const char *path, const char *errors)
+static bool
+config_first_error(const char *path, const char *errors, char *buf, size_t len)
 {
-	size_t plen = strlen(path), n = strcspn(errors, "\n"), more = 0;
+	size_t plen = strlen(path), n = strcspn(errors, "\n");
 	const char *msg = errors;
+	bool more = false;
 
 	for (const char *p = errors + n; *p != '\0'; p++)
 		if (*p == '\n' && p[1] != '\0')
-			more++;
-	if (strncmp(msg, path, plen) == 0 && msg[plen] == ':') {
+			more = true;
+	if (strncmp(msg, path, plen) == 0 && msg[plen] == ':')
 		msg += plen + 1;
-		n -= plen + 1;
-	}
-	if (strncmp(msg, " cannot read:", 13) == 0) {
-		cli_fail("%s:%.*s%s", path, (int)n, msg,
+	msg += strspn(msg, " ");
+	snprintf(buf, len, "%s%.*s",
+	    msg[0] >= '0' && msg[0] <= '9' ? "line " : "",
+	    (int)strcspn(msg, "\n"), msg);
+	return more;
+}
+
+/* Says in one line why path gave no config. */
+static void
+config_error(const char *path, const char *errors)
+{
+	char first[1024];
+	bool more = config_first_error(path, errors, first, sizeof(first));
+
+	if (strncmp(first, "cannot read:", 12) == 0)
+		cli_fail("%s: %s%s", path, first,
 		    cli_opt.config == NULL ? " (-c names the config, -s the "
 					     "socket)"
 					   : "");
-		return;
-	}
-	cli_fail("%s is not a valid mxspool config: %s%.*s%s", path,
-	    msg[0] >= '0' && msg[0] <= '9' ? "line " : "", (int)n, msg,
-	    more > 0 ? " (and more: mxspoold -t -c FILE lists them)" : "");
+	else
+		cli_fail("%s is not a valid mxspool config: %s%s", path, first,
+		    more ? " (and more: mxspoold -t -c FILE lists them)" : "");
+}
+
+/* Where to reach the daemon. */
+struct target {
+	char *path;       /* the socket named (-s, or the config's); NULL: a
+			     broken config names none, only the locator */
+	char *config;     /* the config's absolute path; NULL with -s */
+	char *errors;     /* a broken config's errors */
+	char *where;      /* where the locator sent us, or NULL */
+	uid_t daemon_uid; /* the config's user; (uid_t)-1 if none */
+};
+
+const char *cli_socket_named;
+const char *cli_socket_used;
+
+static void
+target_fini(struct target *t)
+{
+	free(t->path);
+	free(t->config);
+	free(t->errors);
+	free(t->where);
 }
 
 /*
- * The control socket's path: -s, else the config's control_socket. A
- * file that cannot be read is an error, and so is one that does not load
- * and names no socket (it is no config); a config being edited still
- * names its socket, and reload has the daemon report everything wrong in
- * it.
+ * The socket -s names, else the config's control_socket. A file that
+ * cannot be read is an error. One with errors is a config being edited,
+ * whose daemon runs on what it read before: the file may still name the
+ * socket, and the daemon running it answers on its locator (ctl_connect);
+ * reload has it report everything wrong. Returns -1 after saying why.
  */
-static char *
-socket_path(void)
+static int
+target_find(struct target *t)
 {
 	const char *path = cli_opt.config ? cli_opt.config : CONF_DEFAULT_PATH;
+	struct passwd *pw;
 	struct conf *cf;
-	char *errors = NULL, *s = NULL;
+	char *errors = NULL;
 
-	if (cli_opt.socket != NULL)
-		return strdup(cli_opt.socket);
+	memset(t, 0, sizeof(*t));
+	t->daemon_uid = (uid_t)-1;
+	if (cli_opt.socket != NULL) {
+		t->path = strdup(cli_opt.socket);
+		return 0;
+	}
 	if (conf_load(&cf, path, &errors) < 0) {
 		size_t plen = strlen(path);
 		bool unreadable =
 		    strncmp(errors, path, plen) == 0 &&
 		    strncmp(errors + plen, ": cannot read:", 14) == 0;
 
-		/* A config being edited still names its socket. */
-		if (!unreadable)
-			s = socket_from_text(path);
-		if (s == NULL && !unreadable &&
-		    strcmp(cli_cmd_name, "reload") == 0)
-			s = strdup(CONF_DEFAULT_CONTROL_SOCKET);
-		if (s == NULL)
+		if (unreadable) {
 			config_error(path, errors);
-		free(errors);
-		return s;
+			free(errors);
+			return -1;
+		}
+		t->path = socket_from_text(path);
+		t->config = realpath(path, NULL);
+		t->errors = errors;
+		return 0;
 	}
-	s = strdup(cf->control_socket);
+	t->path = strdup(cf->control_socket);
+	t->config = realpath(path, NULL);
+	if (cf->user != NULL && (pw = getpwnam(cf->user)) != NULL)
+		t->daemon_uid = pw->pw_uid;
 	conf_free(cf);
-	return s;
+	return 0;
 }
 
-static FILE *
-ctl_connect(const char *path)
+/* Connects to a Unix socket: a descriptor, or -1 and errno. */
+static int
+sock_connect(struct sockaddr_un *sun, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)sun, len) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int
+path_connect(const char *path)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct timeval tv = {ANSWER_TIMEOUT, 0};
-	FILE *fp;
-	int fd;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
-		cli_fail("control socket path too long: %s", path);
-		return NULL;
+		errno = ENAMETOOLONG;
+		return -1;
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		cli_fail("socket: %s", strerror(errno));
-		return NULL;
+	return sock_connect(&sun, sizeof(sun));
+}
+
+/* The peer's process and user (SO_PEERCRED). */
+static bool
+peer_of(int fd, struct ucred *cr)
+{
+	socklen_t len = sizeof(*cr);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) == 0;
+}
+
+/*
+ * Asks the locator of t->config where the daemon running that config
+ * listens, and connects there. Its word is taken only from a process of
+ * root, of this user or of the config's user, and only when the socket
+ * it names is that same process's. Returns the descriptor (and *where,
+ * malloc'd), or -1.
+ */
+static int
+locate(const struct target *t, char **where)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char name[CTL_LOCATOR_SIZE], buf[4096];
+	struct ucred loc, srv;
+	struct timeval tv = {5, 0};
+	size_t n, got = 0;
+	ssize_t r;
+	json_t *o;
+	const char *path;
+	int fd, sfd = -1;
+
+	*where = NULL;
+	if (t->config == NULL)
+		return -1;
+	n = ctl_locator_name(t->config, name);
+	memcpy(sun.sun_path + 1, name, n);
+	fd = sock_connect(
+	    &sun, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n));
+	if (fd < 0)
+		return -1;
+	if (!peer_of(fd, &loc) || (loc.uid != 0 && loc.uid != geteuid() &&
+				      loc.uid != t->daemon_uid)) {
+		close(fd);
+		return -1;
 	}
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	while (got < sizeof(buf) - 1 &&
+	       (r = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	buf[got] = '\0';
+	o = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	path = json_string_value(json_object_get(o, "control_socket"));
+	if (path != NULL && (sfd = path_connect(path)) >= 0 &&
+	    (!peer_of(sfd, &srv) || srv.pid != loc.pid ||
+		json_integer_value(json_object_get(o, "pid")) != loc.pid)) {
+		close(sfd);
+		sfd = -1;
+	}
+	if (sfd >= 0)
+		*where = strdup(path);
+	json_decref(o);
+	return sfd;
+}
+
+/*
+ * Connects to the daemon: at the socket named, else (nothing there, and
+ * no -s) where the locator of the config says the daemon running it
+ * listens: its old socket, when the file names a new one that a reload
+ * is to open. Returns the stream, or NULL after saying why.
+ */
+static FILE *
+ctl_connect(struct target *t)
+{
+	struct timeval tv = {ANSWER_TIMEOUT, 0};
+	int fd = -1, e = ENOENT;
+	FILE *fp;
+
+	if (t->path != NULL && (fd = path_connect(t->path)) < 0)
+		e = errno;
+	if (fd < 0 && (e == ENOENT || e == ECONNREFUSED) &&
+	    (fd = locate(t, &t->where)) >= 0 &&
+	    strcmp(cli_cmd_name, "reload") != 0 && t->path != NULL)
+		fprintf(stderr,
+		    "mxspoolctl: note: mxspoold answers on %s, not on %s as "
+		    "%s says (mxspoolctl reload moves it)\n",
+		    t->where, t->path,
+		    cli_opt.config ? cli_opt.config : CONF_DEFAULT_PATH);
+	if (fd >= 0 && t->errors != NULL &&
+	    strcmp(cli_cmd_name, "reload") != 0) {
+		char first[1024];
+		const char *cfg =
+		    cli_opt.config ? cli_opt.config : CONF_DEFAULT_PATH;
+
+		config_first_error(cfg, t->errors, first, sizeof(first));
+		fprintf(stderr,
+		    "mxspoolctl: note: %s has errors (%s): a reload would be "
+		    "refused\n",
+		    cfg, first);
+	}
+	if (fd < 0) {
+		if (t->path == NULL || t->errors != NULL)
+			config_error(
+			    cli_opt.config ? cli_opt.config : CONF_DEFAULT_PATH,
+			    t->errors);
+		else if (e == ENOENT || e == ECONNREFUSED)
 			cli_fail(
 			    "mxspoold is not running (nothing answers on %s)",
-			    path);
+			    t->path);
 		else
-			cli_fail("cannot reach mxspoold on %s: %s", path,
-			    strerror(errno));
-		close(fd);
+			cli_fail("cannot reach mxspoold on %s: %s", t->path,
+			    strerror(e));
 		return NULL;
 	}
+	cli_socket_named = cli_opt.socket == NULL ? t->path : NULL;
+	cli_socket_used = t->where != NULL ? t->where : t->path;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	fp = fdopen(fd, "r+");
 	if (fp == NULL)
@@ -155,19 +314,20 @@ ctl_connect(const char *path)
 int
 cli_call(json_t *req, const struct cli_handler *h)
 {
-	char *path = socket_path(), *text, *line = NULL;
+	struct target t;
+	char *text, *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	FILE *fp;
 	int rc = EX_FAIL;
 
-	if (path == NULL) {
+	if (target_find(&t) < 0) {
 		json_decref(req);
 		return EX_FAIL;
 	}
-	fp = ctl_connect(path);
+	fp = ctl_connect(&t);
 	if (fp == NULL) {
-		free(path);
+		target_fini(&t);
 		json_decref(req);
 		return EX_FAIL;
 	}
@@ -229,7 +389,8 @@ cli_call(json_t *req, const struct cli_handler *h)
 		json_decref(o);
 	}
 	free(line);
-	free(path);
 	fclose(fp);
+	cli_socket_named = cli_socket_used = NULL;
+	target_fini(&t);
 	return rc;
 }

@@ -492,8 +492,20 @@ const struct cli_handler cli_stats_handler = {.result = stats_result};
 static int
 reload_result(json_t *r)
 {
+	const char *now = str_or(r, "control_socket", NULL);
+
 	printf("mxspoold: configuration reloaded from %s\n",
 	    str_or(r, "config", "?"));
+	if (now != NULL && cli_socket_used != NULL &&
+	    strcmp(now, cli_socket_used) != 0)
+		printf("mxspoold: control socket now %s (was %s)\n", now,
+		    cli_socket_used);
+	if (now != NULL && cli_socket_named != NULL &&
+	    strcmp(now, cli_socket_named) != 0)
+		fprintf(stderr,
+		    "mxspoolctl: note: mxspoold still listens on %s: it could "
+		    "not open %s (its log says why)\n",
+		    now, cli_socket_named);
 	return EX_OK;
 }
 

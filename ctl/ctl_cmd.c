@@ -1448,9 +1448,12 @@ cmd_reload(struct ctl_conn *k, json_t *req)
 		free(errors);
 		return;
 	}
+	/* The socket may have moved: the client is told where it is now
+	 * (still the old one if the new one could not be opened). */
 	ctl_reply(
-	    k, json_pack("{s:b,s:s}", "reloaded", 1, "config",
-		   ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : ""));
+	    k, json_pack("{s:b,s:s,s:s}", "reloaded", 1, "config",
+		   ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : "",
+		   "control_socket", ctl_socket_path(x->c)));
 }
 
 static const struct {

@@ -53,7 +53,7 @@ def test_option_errors_name_the_option(tmp_path):
 def test_a_file_that_is_not_a_config_says_so_in_one_line(tmp_path):
     junk = tmp_path / "notes.txt"
     junk.write_text("root:x:0:0:root:/root:/bin/bash\nmore junk\n")
-    for cmd in ("summary", "list", "flush"):
+    for cmd in ("summary", "list", "flush", "reload"):
         args = [cmd, "--all"] if cmd == "flush" else [cmd]
         rc, out, err = run_ctl("-c", str(junk), *args)
         assert rc == 1 and out == "", (cmd, rc, out, err)
@@ -68,17 +68,33 @@ def test_a_file_that_is_not_a_config_says_so_in_one_line(tmp_path):
         "directory\n" % tmp_path
 
 
-def test_a_broken_config_still_reaches_the_daemon(outage):
-    """A config being edited still names the daemon's socket, and reload
-    is how the operator learns everything wrong with it."""
+def test_a_config_with_errors_still_reaches_its_daemon(outage):
+    """A config being edited: the daemon runs on what it read before, the
+    commands reach it with a note, and reload lists everything wrong."""
     d = outage
     with open(d.conf, "a") as f:
         f.write("no_such_option = 1\n")
     rc, out, err = ctl(d, "summary")
-    assert rc == 0 and out.startswith("DESTINATION"), err
+    assert rc == 0 and out.startswith("DESTINATION")
+    assert err.startswith("mxspoolctl: note: %s has errors (line " % d.conf)
+    assert err.endswith("no such option 'no_such_option'): a reload would "
+                        "be refused\n"), err
     rc, out, err = ctl(d, "reload")
     assert rc == 1 and "reload refused" in err and "no_such_option" in err
-    assert d.proc.poll() is None
+    assert "note:" not in err
+    # Without its control_socket line, the daemon running the file is
+    # found all the same (its locator).
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write("\n".join(l for l in text.splitlines()
+                          if not l.startswith("control_socket")) + "\n")
+    rc, out, err = ctl(d, "stats")
+    assert rc == 0 and "accepted" in out and "has errors" in err
+    d.stop()
+    rc, out, err = ctl(d, "stats")
+    assert rc == 1 and err.startswith("mxspoolctl: %s is not a valid "
+                                      "mxspool config: line " % d.conf)
 
 
 def senders(d, *args):
@@ -477,3 +493,81 @@ def test_mailq_of_an_empty_queue(daemon):
     assert parse_mailq(out) == ([], None)
     rc, out, err = ctl(d, "mailq", "extra")
     assert rc == 2 and "too many arguments" in err
+
+
+def test_reload_reaches_the_daemon_after_control_socket_moved(daemon):
+    """The file names a new socket that only the reload opens: mxspoolctl
+    asks the daemon running that file where it listens (its locator), sends
+    the reload there, and then finds it on the new socket."""
+    d = daemon()
+    d.start()
+    old = os.path.join(d.dir, "ctl.sock")
+    new = os.path.join(d.dir, "run", "new.sock")
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace(old, new))
+    # Before the reload: found on the old socket, and told so.
+    rc, out, err = ctl(d, "summary")
+    assert rc == 0 and out == "The queue is empty.\n"
+    assert err == "mxspoolctl: note: mxspoold answers on %s, not on %s as " \
+        "%s says (mxspoolctl reload moves it)\n" % (old, new, d.conf)
+    # A config path given another way names the same file.
+    rc, out, err = run_ctl("-c", os.path.relpath(d.conf), "stats")
+    assert rc == 0 and "mxspoold answers on %s" % old in err, err
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and err == "", err
+    assert out == "mxspoold: configuration reloaded from %s\n" \
+        "mxspoold: control socket now %s (was %s)\n" % (d.conf, new, old)
+    assert os.path.exists(new) and not os.path.exists(old)
+    rc, out, err = ctl(d, "summary")
+    assert rc == 0 and err == "" and out == "The queue is empty.\n"
+    # -s means that socket and no other.
+    rc, out, err = run_ctl("-s", old, "summary")
+    assert rc == 1 and "nothing answers on %s" % old in err
+    # Moved again, with a typo: the reload still reaches the daemon and
+    # reports the error; nothing moves.
+    with open(d.conf, "w") as f:
+        f.write(text.replace(old, old + "2") + "bogus_option = 1\n")
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1 and "reload refused" in err and "bogus_option" in err
+    assert os.path.exists(new)
+    # Once the daemon is gone, nothing answers anywhere.
+    with open(d.conf, "w") as f:
+        f.write(text.replace(old, new))
+    d.stop()
+    rc, out, err = ctl(d, "summary")
+    assert rc == 1 and err == "mxspoolctl: mxspoold is not running " \
+        "(nothing answers on %s)\n" % new
+
+
+def test_a_locator_is_believed_only_for_the_process_it_names(daemon, tmp_path):
+    """Whatever answers on a config's locator must be the process that
+    listens on the socket it names."""
+    import json
+    import socket
+    import threading
+    d = daemon()                      # its config; no daemon runs it
+    real = os.path.realpath(d.conf)
+    fake = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(fake)
+    srv.listen(4)
+    loc = socket.socket(socket.AF_UNIX)
+    loc.bind("\0mxspoold:" + real)
+    loc.listen(4)
+
+    def serve(pid):
+        c, _ = loc.accept()
+        c.sendall(json.dumps({"control_socket": fake, "config": real,
+                              "pid": pid}).encode() + b"\n")
+        c.close()
+    try:
+        t = threading.Thread(target=serve, args=(1,))  # says: init's
+        t.start()
+        rc, out, err = ctl(d, "summary")
+        t.join(5)
+        assert rc == 1 and "mxspoold is not running" in err, err
+    finally:
+        loc.close()
+        srv.close()
