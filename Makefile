@@ -213,7 +213,8 @@ bench: deps-bench
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@for b in bench/*.sh; do [ -f "$$b" ] && BUILD=$(BUILD) sh "$$b"; done; true
 
-# The FHS layout (with PREFIX=/usr): programs in /usr/sbin, the config
+# The FHS layout (with PREFIX=/usr): programs in /usr/sbin (and
+# mxspool-mailq, a link to mxspoolctl that runs its mailq), the config
 # template in /etc/mxspool (an existing config is never overwritten), man
 # pages under /usr/share/man, the spool directory /var/spool/mxspool, 0700.
 # The control socket's directory ($(runstatedir)/mxspool) is made by
@@ -229,6 +230,7 @@ install: all
 		$(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man8
 	install -d -m 0700 $(DESTDIR)$(SPOOL_DIR)
 	install -m 0755 $(INSTALL_STRIP) $(PROGS) $(DESTDIR)$(sbindir)/
+	ln -sf mxspoolctl $(DESTDIR)$(sbindir)/mxspool-mailq
 	@if [ -e $(CONF_DIR)/mxspool.conf ]; then \
 		echo "install: keeping $(CONF_DIR)/mxspool.conf"; \
 	else \

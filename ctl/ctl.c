@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,8 @@ struct ctl {
 	struct ctl_deps deps;
 	struct event_base *base;
 	struct evconnlistener *lev;
+	struct evconnlistener *loc; /* the locator (ctl_proto.h), or NULL */
+	char *config;               /* the config's absolute path */
 	char *path; /* the socket this ctl made, unlinked at the end */
 	unsigned mode;
 	char *owner, *group;
@@ -506,6 +509,73 @@ ctl_open(struct ctl *c, const struct conf *cf, char *err, size_t errlen)
 	return lev;
 }
 
+/* The locator's one line: where the control socket is now. Written at
+ * once into the new connection's empty buffer, which it fits. */
+static void
+ctl_on_locate(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct ctl *c = arg;
+	json_t *o;
+	char *text;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	o = json_pack("{s:s,s:s,s:I}", "control_socket", c->path, "config",
+	    c->config, "pid", (json_int_t)getpid());
+	text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (text != NULL) {
+		size_t n = strlen(text);
+
+		text[n] = '\n'; /* the NUL: it is not sent */
+		if (send(fd, text, n + 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("control: locator: %s", strerror(errno));
+	}
+	free(text);
+	evutil_closesocket(fd);
+}
+
+/*
+ * Listens on the locator of the config's absolute path, so that
+ * mxspoolctl finds this daemon when the file names a socket it has not
+ * opened yet. Without it mxspoolctl still reaches the socket the file
+ * names: a failure is logged, not fatal.
+ */
+static void
+ctl_locator_open(struct ctl *c, const char *config)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char name[CTL_LOCATOR_SIZE], *real;
+	size_t n;
+	int fd;
+
+	if (config == NULL || (real = realpath(config, NULL)) == NULL)
+		return;
+	n = ctl_locator_name(real, name);
+	memcpy(sun.sun_path + 1, name, n); /* sun_path[0] = 0: abstract */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+	    bind(fd, (struct sockaddr *)&sun,
+		(socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) <
+		0 ||
+	    listen(fd, 8) < 0 ||
+	    (c->loc = evconnlistener_new(c->base, ctl_on_locate, c,
+		 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd)) ==
+		NULL) {
+		log_warn("control: no locator @%s (%s): mxspoolctl finds "
+			 "this daemon only on the socket its config names",
+		    name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(real);
+		return;
+	}
+	c->config = real;
+	log_debug("control: locator @%s", name);
+}
+
 static void
 ctl_remember(struct ctl *c, const struct conf *cf)
 {
@@ -529,7 +599,14 @@ ctl_listen(struct ctl *c, char *err, size_t errlen)
 		return -1;
 	ctl_remember(c, c->ctx.cf);
 	log_info("control socket %s", c->path);
+	ctl_locator_open(c, c->ctx.cf->path);
 	return 0;
+}
+
+const char *
+ctl_socket_path(const struct ctl *c)
+{
+	return c->path;
 }
 
 static bool
@@ -584,6 +661,9 @@ ctl_free(struct ctl *c)
 		evconnlistener_free(c->lev);
 		unlink(c->path);
 	}
+	if (c->loc != NULL)
+		evconnlistener_free(c->loc);
+	free(c->config);
 	free(c->path);
 	free(c->owner);
 	free(c->group);

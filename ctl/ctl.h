@@ -61,4 +61,23 @@ struct json_t *ctl_msg_json(const struct conf *cf, const struct envelope *env);
  * an 8-bit sender or a remote reply, become '?'. */
 struct json_t *ctl_json_str(const char *s);
 
+/* What list and the bulk commands narrow a selection by (NULL, -1, false:
+ * no such filter). */
+struct ctl_filter {
+	const char *sender; /* "" the null sender */
+	const char *rcpt;   /* a recipient still pending */
+	int64_t older;      /* age at least, seconds */
+	int64_t younger;    /* age under, seconds */
+	bool held;          /* held messages only */
+	int64_t now;        /* unix seconds the ages count from */
+};
+
+/* Whether a filter narrows anything. */
+bool ctl_filter_any(const struct ctl_filter *f);
+/* Whether env passes every filter of f. */
+bool ctl_filter_match(const struct ctl_filter *f, const struct envelope *env);
+/* Two addresses are one: the local part exact, the domain in any case,
+ * U-labels or A-labels (RFC 5890); "" only equals "". */
+bool ctl_addr_equal(const char *a, const char *b);
+
 #endif

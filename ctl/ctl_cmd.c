@@ -127,11 +127,14 @@ struct walk {
 	const char *domain; /* while its lanes are picked (walk_on_lane) */
 	json_t *reply;      /* a bulk command's answer (count_end) */
 	size_t n, nheld, missing;
-	int64_t before; /* list: arrival earlier than this (unix s) */
-	int heldonly;   /* list: held messages only */
-	size_t limit;   /* list: at most this many */
-	bool hold;      /* hold or release */
-	bool bounce;    /* bounce or delete */
+	struct ctl_filter f; /* only the messages that pass */
+	char *sender, *rcpt; /* f's strings */
+	size_t limit;        /* list: at most this many */
+	size_t total;        /* list: the matches, listed or not */
+	size_t counted;      /* list: the matches, as the counters say */
+	bool count_rest;     /* list: past limit, counting on */
+	bool hold;           /* hold or release */
+	bool bounce;         /* bounce or delete */
 };
 
 static void
@@ -141,7 +144,31 @@ walk_free(void *arg)
 
 	free(w->ids);
 	free(w->lanes);
+	free(w->sender);
+	free(w->rcpt);
 	free(w);
+}
+
+/*
+ * A message with pending recipients in several lanes of a walk is met in
+ * each of them: it counts in the first only (as the spool is now).
+ */
+static bool
+walk_met_before(const struct walk *w, const struct envelope *env)
+{
+	char lane[LANE_SIZE];
+
+	if (w->ids != NULL || w->everything || w->li == 0)
+		return false;
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (env->rcpts[i].state != RCPT_PENDING)
+			continue;
+		qindex_lane(env, env->rcpts[i].addr, lane);
+		for (size_t j = 0; j < w->li && j < w->nlanes; j++)
+			if (strcmp(w->lanes[j], lane) == 0)
+				return true;
+	}
+	return false;
 }
 
 /* A streamed walk's client left: freed now, or by the page being read. */
@@ -237,7 +264,7 @@ walk_on_page(void *arg, struct queue_page *pg)
 		char qid[QID_SIZE];
 
 		memcpy(qid, pg->envs[i]->qid, QID_SIZE);
-		if (k != NULL)
+		if (k != NULL && !walk_met_before(w, pg->envs[i]))
 			w->each(w, k, pg->envs[i], qid);
 		if (w->admit &&
 		    (k == NULL ||
@@ -274,7 +301,7 @@ walk_next(struct walk *w)
 		return;
 	}
 	x = ctl_conn_ctx(k);
-	if (w->limit > 0 && w->n >= w->limit)
+	if (w->limit > 0 && w->n >= w->limit && !w->count_rest)
 		w->done = true;
 	if (w->ids != NULL && w->next >= w->nids)
 		w->done = true;
@@ -297,9 +324,53 @@ walk_next(struct walk *w)
 }
 
 /*
+ * The request's filters into w (its strings copied): "sender" ("" the
+ * null sender), "rcpt", "older_than" and "younger_than" (seconds), "held".
+ * Returns -1 after answering a bad one.
+ */
+static int
+walk_get_filter(struct ctl_conn *k, json_t *req, struct walk *w)
+{
+	static const char *const ages[] = {"older_than", "younger_than"};
+	json_t *sender = json_object_get(req, "sender");
+	const char *rcpt;
+
+	w->f.older = w->f.younger = -1;
+	w->f.now = now_s();
+	w->f.held = json_is_true(json_object_get(req, "held"));
+	if (sender != NULL && !json_is_null(sender)) {
+		if (!json_is_string(sender)) {
+			ctl_error(k, CTL_E_BAD,
+			    "\"sender\" must be a string (\"\" for <>)");
+			return -1;
+		}
+		w->f.sender = w->sender = xstrdup(json_string_value(sender));
+	}
+	if (ctl_get_str(k, req, "rcpt", &rcpt) < 0)
+		return -1;
+	if (rcpt != NULL)
+		w->f.rcpt = w->rcpt = xstrdup(rcpt);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(req, ages[i]);
+
+		if (v == NULL || json_is_null(v))
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0) {
+			ctl_error(k, CTL_E_BAD,
+			    "\"%s\" must be a whole number of seconds",
+			    ages[i]);
+			return -1;
+		}
+		*(i == 0 ? &w->f.older : &w->f.younger) = json_integer_value(v);
+	}
+	return 0;
+}
+
+/*
  * A walk over what the request names: "ids", or "domain" (every message
- * of its lanes), or with all_ok "all". Answers and returns NULL on a bad
- * request or a domain with no mail.
+ * of its lanes), or with all_ok "all"; a domain or all narrowed by the
+ * filters (walk_get_filter). Answers and returns NULL on a bad request or
+ * a domain with no mail.
  */
 static struct walk *
 walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
@@ -323,6 +394,18 @@ walk_new(struct ctl_conn *k, json_t *req, bool all_ok)
 		return NULL;
 	}
 	w = xcalloc(1, sizeof(*w));
+	if (walk_get_filter(k, req, w) < 0) {
+		free(ids);
+		walk_free(w);
+		return NULL;
+	}
+	if (n > 0 && ctl_filter_any(&w->f)) {
+		ctl_error(
+		    k, CTL_E_BAD, "filters narrow a domain or all, not ids");
+		free(ids);
+		walk_free(w);
+		return NULL;
+	}
 	w->c = x->c;
 	w->cid = ctl_conn_id(k);
 	w->cf = x->cf;
@@ -371,6 +454,7 @@ struct sum_dest {
 	uint64_t ages[CTL_AGE_BUCKETS];
 	const char *state;
 	size_t connections;
+	bool paused;
 };
 
 struct sum {
@@ -427,8 +511,13 @@ sum_on_dest(void *arg, const struct sched_dest_info *in)
 	struct sum *s = arg;
 	struct sum_dest *d = hmap_get(s->dests, in->name);
 
+	/* Jobs of messages that have just left are not shown; a paused
+	 * destination is, mail or not, lest it be forgotten. */
+	if (d == NULL && !in->paused)
+		return;
 	if (d == NULL)
-		return; /* jobs of messages that have just left */
+		d = sum_dest_get(s, in->name);
+	d->paused = in->paused;
 	d->state = in->suspect ? "suspect" : in->state;
 	d->connections = in->connections;
 	if (in->next_probe > 0)
@@ -501,9 +590,11 @@ sum_reply(struct sum *s, struct ctl_conn *k)
 		const char *state = d->state;
 		json_t *o;
 
-		if (d->messages == 0)
+		if (d->messages == 0 && !d->paused)
 			continue;
-		if (d->held == d->messages)
+		if (d->paused)
+			state = "paused";
+		else if (d->held == d->messages)
 			state = "held";
 		else if (state == NULL)
 			state = "up";
@@ -516,11 +607,12 @@ sum_reply(struct sum *s, struct ctl_conn *k)
 		    (json_int_t)d->oldest, "oldest_age",
 		    (json_int_t)(d->oldest ? s->now - d->oldest : 0), "state",
 		    state, "next_attempt",
-		    d->held == d->messages || d->next_attempt == 0
+		    d->held == d->messages || d->next_attempt == 0 || d->paused
 			? json_null()
 			: json_integer(d->next_attempt),
 		    "last_error", ctl_json_str(d->last_error), "connections",
 		    (json_int_t)d->connections);
+		json_object_set_new(o, "paused", json_boolean(d->paused));
 		if (s->ages_wanted)
 			json_object_set_new(o, "ages", ctl_ages_json(d->ages));
 		json_array_append_new(arr, o);
@@ -620,6 +712,39 @@ cmd_summary(struct ctl_conn *k, json_t *req)
 		sum_reply(s, k);
 }
 
+/*
+ * A message as JSON (ctl_msg_json), with what the scheduler plans: each
+ * recipient's next attempt and its destination's state and last error,
+ * the message's next attempt (the earliest of them; null when none is
+ * planned), and whether it is being delivered now (active).
+ */
+static json_t *
+ctl_msg_planned(const struct ctl_ctx *x, const struct envelope *env)
+{
+	json_t *o = ctl_msg_json(x->cf, env);
+	json_t *rcpts = json_object_get(o, "recipients");
+	int64_t first = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		json_t *r = json_array_get(rcpts, i);
+		const char *state, *why;
+		int64_t next =
+		    sched_rcpt_next(x->deps->sched, env, i, &state, &why);
+
+		json_object_set_new(r, "next_attempt",
+		    next > 0 ? json_integer(next) : json_null());
+		json_object_set_new(r, "destination_state", json_string(state));
+		json_object_set_new(r, "destination_error", ctl_json_str(why));
+		if (next > 0 && (first == 0 || next < first))
+			first = next;
+	}
+	json_object_set_new(
+	    o, "next_attempt", first > 0 ? json_integer(first) : json_null());
+	json_object_set_new(o, "active",
+	    json_boolean(sched_in_flight(x->deps->sched, env->qid)));
+	return o;
+}
+
 /* list: the matching messages streamed, a page at a time, as the client
  * reads them. */
 static void
@@ -627,13 +752,12 @@ list_each(
     struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
 {
 	(void)qid;
-	if (env == NULL || (w->limit > 0 && w->n >= w->limit))
+	if (env == NULL || !ctl_filter_match(&w->f, env))
 		return;
-	if (w->heldonly && !(env->flags & ENV_HELD))
-		return;
-	if (w->before > 0 && env->arrival / 1000000 >= w->before)
-		return;
-	ctl_send(k, "item", ctl_msg_json(ctl_conn_ctx(k)->cf, env));
+	w->total++;
+	if (w->limit > 0 && w->n >= w->limit)
+		return; /* counted only */
+	ctl_send(k, "item", ctl_msg_planned(ctl_conn_ctx(k), env));
 	w->n++;
 }
 
@@ -649,6 +773,7 @@ static int
 list_pump(struct ctl_conn *k, void *arg)
 {
 	struct walk *w = arg;
+	json_t *res;
 
 	if (!w->done && !w->fetching) {
 		w->in_pump = true;
@@ -656,10 +781,42 @@ list_pump(struct ctl_conn *k, void *arg)
 		w->in_pump = false;
 	}
 	if (w->done && !w->fetching) {
-		ctl_reply(k, json_pack("{s:I}", "count", (json_int_t)w->n));
+		size_t total = w->total; /* what the walk met */
+
+		/* Stopped at the limit: the counters know the rest. */
+		if (!w->count_rest && w->n >= w->limit && w->counted > total)
+			total = w->counted;
+		res = json_pack("{s:I}", "count", (json_int_t)w->n);
+		if (w->limit > 0)
+			json_object_set_new(
+			    res, "total", json_integer((json_int_t)total));
+		ctl_reply(k, res);
 		return 1;
 	}
 	return -1;
+}
+
+/*
+ * With a limit, list says how many match in all. The counters know it for
+ * the whole queue or one lane, with no filter but held; anything else is
+ * counted by reading on past the limit.
+ */
+static void
+list_total(struct walk *w, const struct queue *q)
+{
+	struct lane_count c = {0};
+	int64_t oldest;
+
+	if (w->f.sender != NULL || w->f.rcpt != NULL || w->f.older >= 0 ||
+	    w->f.younger >= 0 || (!w->everything && w->nlanes > 1)) {
+		w->count_rest = true;
+		return;
+	}
+	if (w->everything)
+		queue_totals(q, &c, &oldest);
+	else if (w->nlanes == 1)
+		queue_lane_count(q, w->lanes[0], &c, &oldest);
+	w->counted = (size_t)(w->f.held ? c.held : c.messages);
 }
 
 static void
@@ -668,27 +825,23 @@ cmd_list(struct ctl_conn *k, json_t *req)
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	struct walk *w;
 	const char *domain;
-	json_t *older = json_object_get(req, "older_than");
 	json_t *limit = json_object_get(req, "limit");
 
 	if (ctl_get_str(k, req, "domain", &domain) < 0)
 		return;
-	if ((older != NULL &&
-		(!json_is_integer(older) || json_integer_value(older) < 0)) ||
-	    (limit != NULL &&
-		(!json_is_integer(limit) || json_integer_value(limit) < 1))) {
-		ctl_error(k, CTL_E_BAD,
-		    "\"older_than\" (seconds) and \"limit\" "
-		    "must be whole numbers");
+	if (limit != NULL &&
+	    (!json_is_integer(limit) || json_integer_value(limit) < 1)) {
+		ctl_error(k, CTL_E_BAD, "\"limit\" must be a whole number");
 		return;
 	}
 	w = xcalloc(1, sizeof(*w));
+	if (walk_get_filter(k, req, w) < 0) {
+		walk_free(w);
+		return;
+	}
 	w->c = x->c;
 	w->cid = ctl_conn_id(k);
 	w->cf = x->cf;
-	w->heldonly = json_is_true(json_object_get(req, "held"));
-	if (older != NULL)
-		w->before = now_s() - json_integer_value(older) + 1;
 	if (limit != NULL)
 		w->limit = (size_t)json_integer_value(limit);
 	if (domain != NULL) {
@@ -697,6 +850,8 @@ cmd_list(struct ctl_conn *k, json_t *req)
 		w->domain = NULL;
 	} else
 		w->everything = true;
+	if (w->limit > 0)
+		list_total(w, x->deps->q);
 	w->each = list_each;
 	w->end = list_end;
 	w->stream = true;
@@ -842,7 +997,7 @@ show_on_env(void *arg, struct envelope *env)
 	if (ss->part == 0) {
 		/* In the window it may be newer than in the spool. */
 		mem = queue_find(x->deps->q, ss->qid);
-		ctl_reply(k, ctl_msg_json(x->cf, mem != NULL ? mem : env));
+		ctl_reply(k, ctl_msg_planned(x, mem != NULL ? mem : env));
 		envelope_free(env);
 		show_free(ss);
 		return;
@@ -901,6 +1056,8 @@ flush_each(
 {
 	if (env == NULL)
 		w->missing = w->next;
+	else if (!ctl_filter_match(&w->f, env))
+		return;
 	else if (env->flags & ENV_HELD)
 		w->nheld++;
 	else if (sched_flush_msg(ctl_conn_ctx(k)->deps->sched, qid) == 0)
@@ -922,17 +1079,24 @@ cmd_flush(struct ctl_conn *k, json_t *req)
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
 	struct walk *w;
 	const char *domain = json_string_value(json_object_get(req, "domain"));
-	size_t n;
+	struct lane_count total;
+	int64_t oldest;
 
-	if (json_is_true(json_object_get(req, "all"))) {
-		n = sched_flush(x->deps->sched, NULL);
-		log_info("control: flush of everything (%zu messages)", n);
-		ctl_reply(k, json_pack("{s:I}", "flushed", (json_int_t)n));
-		return;
-	}
 	if ((w = walk_new(k, req, true)) == NULL)
 		return;
-	if (domain != NULL) {
+	if (w->everything && !ctl_filter_any(&w->f)) {
+		/* Every destination is probed or read again: no walk. */
+		sched_flush(x->deps->sched, NULL);
+		queue_totals(x->deps->q, &total, &oldest);
+		log_info("control: flush of everything (%" PRIu64 " messages)",
+		    total.messages - total.held);
+		ctl_reply(k, json_pack("{s:I,s:I}", "flushed",
+				 (json_int_t)(total.messages - total.held),
+				 "held", (json_int_t)total.held));
+		walk_free(w);
+		return;
+	}
+	if (domain != NULL && !ctl_filter_any(&w->f)) {
 		/* Its lanes are read again, due or not, and a destination
 		 * backing off is probed at once: no walk needed. */
 		sched_flush(x->deps->sched, domain);
@@ -957,7 +1121,8 @@ hold_each(
 		w->missing = w->next;
 		return;
 	}
-	if (!!(env->flags & ENV_HELD) == w->hold)
+	if (!!(env->flags & ENV_HELD) == w->hold ||
+	    !ctl_filter_match(&w->f, env))
 		return;
 	if (sched_hold(ctl_conn_ctx(k)->deps->sched, qid, w->hold) == 0) {
 		log_event(
@@ -977,7 +1142,7 @@ hold_end(struct walk *w, struct ctl_conn *k)
 static void
 ctl_hold(struct ctl_conn *k, json_t *req, bool hold)
 {
-	struct walk *w = walk_new(k, req, false);
+	struct walk *w = walk_new(k, req, true);
 
 	if (w == NULL)
 		return;
@@ -1010,6 +1175,8 @@ remove_each(
 		w->missing = w->next;
 		return;
 	}
+	if (!ctl_filter_match(&w->f, env))
+		return;
 	rc = w->bounce ? sched_bounce(sc, qid, "returned by the postmaster")
 		       : sched_delete(sc, qid);
 	if (rc == 0) {
@@ -1042,7 +1209,7 @@ ctl_remove(struct ctl_conn *k, json_t *req, bool bounce)
 		ctl_error(k, CTL_E_BAD, "bounce takes message ids");
 		return;
 	}
-	if ((w = walk_new(k, req, false)) == NULL)
+	if ((w = walk_new(k, req, !bounce)) == NULL)
 		return;
 	w->bounce = bounce;
 	w->each = remove_each;
@@ -1194,6 +1361,56 @@ cmd_bounce_suspect(struct ctl_conn *k, json_t *req)
 	}
 }
 
+/* pause and resume: a destination's delivery, stopped and started. */
+static void
+ctl_pause(struct ctl_conn *k, json_t *req, bool pause)
+{
+	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	const char *name;
+	char key[512];
+	uint64_t n;
+	int rc;
+
+	if (ctl_get_str(k, req, "destination", &name) < 0)
+		return;
+	if (name == NULL || strlen(name) > 255 ||
+	    strpbrk(name, " \t\r\n") != NULL) {
+		ctl_error(
+		    k, CTL_E_BAD, "bad destination '%s'", name ? name : "");
+		return;
+	}
+	rc = sched_pause(x->deps->sched, name, pause, key, sizeof(key), &n);
+	switch ((enum sched_pause_status)rc) {
+	case SCHED_NO_DEST:
+		ctl_error(k, CTL_E_NOT_FOUND,
+		    "no destination %s: give a route as summary shows it, or "
+		    "a relay domain",
+		    name);
+		return;
+	case SCHED_NOT_PAUSED:
+		ctl_error(k, CTL_E_NOT_FOUND, "%s is not paused", key);
+		return;
+	case SCHED_SAME:
+		ctl_reply(k, json_pack("{s:s,s:I,s:b}", "paused", key,
+				 "messages", (json_int_t)n, "already", 1));
+		return;
+	}
+	ctl_reply(k, json_pack("{s:s,s:I}", pause ? "paused" : "resumed", key,
+			 "messages", (json_int_t)n));
+}
+
+static void
+cmd_pause(struct ctl_conn *k, json_t *req)
+{
+	ctl_pause(k, req, true);
+}
+
+static void
+cmd_resume(struct ctl_conn *k, json_t *req)
+{
+	ctl_pause(k, req, false);
+}
+
 static void
 cmd_stats(struct ctl_conn *k, json_t *req)
 {
@@ -1231,9 +1448,12 @@ cmd_reload(struct ctl_conn *k, json_t *req)
 		free(errors);
 		return;
 	}
+	/* The socket may have moved: the client is told where it is now
+	 * (still the old one if the new one could not be opened). */
 	ctl_reply(
-	    k, json_pack("{s:b,s:s}", "reloaded", 1, "config",
-		   ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : ""));
+	    k, json_pack("{s:b,s:s,s:s}", "reloaded", 1, "config",
+		   ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : "",
+		   "control_socket", ctl_socket_path(x->c)));
 }
 
 static const struct {
@@ -1251,6 +1471,8 @@ static const struct {
     {"route", cmd_route},
     {"trust", cmd_trust},
     {"bounce-suspect", cmd_bounce_suspect},
+    {"pause", cmd_pause},
+    {"resume", cmd_resume},
     {"stats", cmd_stats},
     {"reload", cmd_reload},
 };

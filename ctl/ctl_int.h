@@ -38,6 +38,8 @@ uint64_t ctl_conn_id(const struct ctl_conn *k);
 bool ctl_is_live(const struct ctl *c);
 /* The connection with that id, or NULL once it is gone. */
 struct ctl_conn *ctl_conn_find(struct ctl *c, uint64_t id);
+/* The control socket listened on now. */
+const char *ctl_socket_path(const struct ctl *c);
 /* Bytes waiting in the connection's output. */
 size_t ctl_conn_pending(const struct ctl_conn *k);
 

@@ -1,10 +1,11 @@
 /*
  * Pure helpers of the control protocol (ctl/ctl_proto.h), shared by the
- * daemon and mxspoolctl: age buckets, human sizes and ages. Only the C
- * library.
+ * daemon and mxspoolctl: age buckets, human sizes and ages, the locator's
+ * name. Only the C library.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ctl/ctl_proto.h"
 
@@ -63,4 +64,18 @@ ctl_fmt_size(uint64_t bytes, char *buf, size_t len)
 		u++;
 	}
 	snprintf(buf, len, "%.1f%c", v, units[u]);
+}
+
+size_t
+ctl_locator_name(const char *config, char buf[CTL_LOCATOR_SIZE])
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+	int n = snprintf(buf, CTL_LOCATOR_SIZE, "mxspoold:%s", config);
+
+	if (n > 0 && n < CTL_LOCATOR_SIZE)
+		return (size_t)n;
+	for (const unsigned char *p = (const unsigned char *)config; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)snprintf(
+	    buf, CTL_LOCATOR_SIZE, "mxspoold#%016" PRIx64, h);
 }

@@ -42,4 +42,23 @@ void ctl_fmt_age(int64_t secs, char *buf, size_t len);
 /* A short human size: "512", "10.2K", "3.4M", "1.1G". */
 void ctl_fmt_size(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * The locator: besides its control socket, mxspoold listens on an
+ * abstract Unix socket (Linux: a name, no file) named after the absolute
+ * path of its config file. Whoever connects gets one line and the end of
+ * the connection:
+ *
+ *   {"control_socket": "/run/mxspool/control.sock", "config": "/etc/...",
+ *    "pid": 812}
+ *
+ * and nothing else: no command is read there. mxspoolctl asks it when the
+ * config's control_socket does not answer, as when the file names a new
+ * socket that only a reload opens.
+ */
+#define CTL_LOCATOR_SIZE 108 /* sun_path, with the leading NUL */
+/* The locator's name for config (an absolute path, as realpath gives it),
+ * without the leading NUL: "mxspoold:" and the path, or "mxspoold#" and 16
+ * hex digits of its hash when that is too long. Returns its length. */
+size_t ctl_locator_name(const char *config, char buf[CTL_LOCATOR_SIZE]);
+
 #endif

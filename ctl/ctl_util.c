@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/idn.h"
 #include "ctl/ctl.h"
 #include "queue/sched.h"
 
@@ -67,4 +68,42 @@ ctl_msg_json(const struct conf *cf, const struct envelope *env)
 	}
 	json_object_set_new(o, "recipients", rcpts);
 	return o;
+}
+
+bool
+ctl_addr_equal(const char *a, const char *b)
+{
+	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
+
+	if (at_a == NULL || at_b == NULL)
+		return at_a == at_b && strcmp(a, b) == 0;
+	return at_a - a == at_b - b && strncmp(a, b, (size_t)(at_a - a)) == 0 &&
+	       idn_equal(at_a + 1, at_b + 1);
+}
+
+bool
+ctl_filter_any(const struct ctl_filter *f)
+{
+	return f->sender != NULL || f->rcpt != NULL || f->older >= 0 ||
+	       f->younger >= 0 || f->held;
+}
+
+bool
+ctl_filter_match(const struct ctl_filter *f, const struct envelope *env)
+{
+	int64_t age = f->now - env->arrival / 1000000;
+	bool found = false;
+
+	if (f->held && !(env->flags & ENV_HELD))
+		return false;
+	if (f->older >= 0 && age < f->older)
+		return false;
+	if (f->younger >= 0 && age >= f->younger)
+		return false;
+	if (f->sender != NULL && !ctl_addr_equal(env->sender, f->sender))
+		return false;
+	for (size_t i = 0; f->rcpt != NULL && !found && i < env->nrcpts; i++)
+		found = env->rcpts[i].state == RCPT_PENDING &&
+			ctl_addr_equal(env->rcpts[i].addr, f->rcpt);
+	return f->rcpt == NULL || found;
 }

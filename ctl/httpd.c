@@ -73,6 +73,7 @@ struct gauge_dest {
 	int64_t oldest; /* unix seconds */
 	int backoff;    /* -1 unknown to the scheduler */
 	int suspect;
+	int paused;
 	size_t connections;
 };
 
@@ -120,6 +121,7 @@ gauges_on_dest(void *arg, const struct sched_dest_info *in)
 
 	d->backoff = strcmp(in->state, "backing off") == 0;
 	d->suspect = in->suspect;
+	d->paused = in->paused;
 	d->connections = in->connections;
 }
 
@@ -130,6 +132,7 @@ enum gauge_kind {
 	G_AGE,
 	G_BACKOFF,
 	G_SUSPECT,
+	G_PAUSED,
 	G_CONNS,
 	G_N
 };
@@ -149,6 +152,8 @@ static const struct {
 	"1 while a destination fails and is only probed."},
     [G_SUSPECT] = {"mxspool_destination_suspect",
 	"1 while the rejection guard holds a destination's 5xx replies."},
+    [G_PAUSED] = {"mxspool_destination_paused",
+	"1 while an operator has paused delivery to a destination."},
     [G_CONNS] = {"mxspool_outbound_connections",
 	"Delivery connections open, by destination."},
 };
@@ -176,6 +181,8 @@ gauge_value(const struct gauge_dest *d, enum gauge_kind k, int64_t now)
 		return d->backoff > 0;
 	case G_SUSPECT:
 		return d->suspect;
+	case G_PAUSED:
+		return d->paused;
 	case G_CONNS:
 		return (double)d->connections;
 	case G_N:
@@ -192,9 +199,9 @@ gauges_configured(struct gauges *g)
 
 	for (size_t i = 0; i < g->cf->nrelay_domains; i++)
 		if (g->cf->relay_domains[i][0] != '.')
-			(void)gauge_dest_get(g,
-			    sched_lane_dest_key(g->cf, g->cf->relay_domains[i],
-				key, sizeof(key)));
+			(void)gauge_dest_get(
+			    g, sched_lane_dest_key(g->cf,
+				   g->cf->relay_domains[i], key, sizeof(key)));
 	for (size_t i = 0; i < g->cf->ndomains; i++)
 		if (g->cf->domains[i].route.kind != ROUTE_MX)
 			(void)gauge_dest_get(g, g->cf->domains[i].route.text);

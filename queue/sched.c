@@ -134,7 +134,8 @@ dest_role(const struct dest *d)
  * it is first held (while its recipients have no result yet), so that log
  * tools count it: "ID: to=<..>, relay=none, delay=.., dsn=4.4.1,
  * status=deferred (delivery temporarily suspended: WHY)", as Postfix
- * says of mail for a destination it has marked dead.
+ * says of mail for a destination it has marked dead; "(delivery paused
+ * by operator)" behind a paused one.
  */
 static void
 job_say_held(const struct job *j)
@@ -143,8 +144,12 @@ job_say_held(const struct job *j)
 	const struct envelope *env = j->m->env;
 	char why[1024];
 
-	snprintf(why, sizeof(why), "delivery temporarily suspended: %s",
-	    d->last_error != NULL ? d->last_error : "destination failing");
+	if (d->paused)
+		snprintf(why, sizeof(why), "delivery paused by operator");
+	else
+		snprintf(why, sizeof(why), "delivery temporarily suspended: %s",
+		    d->last_error != NULL ? d->last_error
+					  : "destination failing");
 	for (size_t i = 0; i < j->nridx; i++) {
 		const struct env_rcpt *r = &env->rcpts[j->ridx[i]];
 		struct rcpt_result res = {.outcome = OUTCOME_DEFERRED,
@@ -272,7 +277,7 @@ dest_for_lane(struct sched *s, const char *lane)
 	TAILQ_INIT(&d->lanes);
 	retry_dest_init(&d->pol, conf_retry_for(s->cf, domain), sched_now_ms());
 	hmap_put(s->dests, d->key, d);
-	dest_guard_restore(d);
+	dest_state_restore(d);
 	return d;
 }
 
@@ -332,23 +337,24 @@ dest_set_error(struct dest *d, const char *why)
 }
 
 /*
- * A destination that fails keeps one ready job in memory, for its probe:
- * the rest of its mail goes back to the spool, to be read again when it
- * is back, so an outage costs no memory (DESIGN.md, contract 7).
+ * A destination that fails keeps one ready job in memory, for its probe
+ * (a paused one none): the rest of its mail goes back to the spool, to be
+ * read again when it is back, so an outage costs no memory (DESIGN.md,
+ * contract 7).
  */
-static void
-dest_shrink(struct dest *d)
+void
+dest_park(struct dest *d, size_t keep)
 {
 	struct sched *s = d->s;
 	struct smsg **out;
 	struct job *j;
 	size_t n = 0, k = 0;
 
-	if (d->nready <= 1)
+	if (d->nready <= keep)
 		return;
 	out = xcalloc(d->nready, sizeof(*out));
 	TAILQ_FOREACH(j, &d->ready, link)
-	if (k++ > 0) {
+	if (k++ >= keep) {
 		job_say_held(j);
 		out[n++] = j->m;
 	}
@@ -372,7 +378,7 @@ dest_failed(struct dest *d, const char *why)
 	log_info("%s: %s (%s): %" PRIu64 " messages held, next probe in %llds",
 	    d->key, news ? "destination failing" : "probe failed", why,
 	    dest_queued(d), (long long)(d->pol.interval_ms / 1000));
-	dest_shrink(d);
+	dest_park(d, 1);
 	sched_wake_at(d->s, d->pol.next_probe);
 }
 
@@ -390,7 +396,7 @@ dest_refused(struct dest *d, const char *why)
 		    d->key, why, dest_queued(d));
 	else
 		log_debug("%s: still refused (%s)", d->key, why);
-	dest_shrink(d);
+	dest_park(d, 1);
 	sched_wake_at(d->s, d->pol.next_probe);
 }
 
@@ -408,10 +414,10 @@ dest_reread(struct dest *d)
 	}
 }
 
-/* After an outage: everything held for d is due now, in memory and in
- * the spool, streamed through the window. */
+/* Everything held for d is due now, in memory and in the spool,
+ * streamed through the window. */
 void
-dest_release(struct dest *d)
+dest_due_now(struct dest *d)
 {
 	struct sched *s = d->s;
 
@@ -424,6 +430,12 @@ dest_release(struct dest *d)
 			i++;
 	}
 	dest_reread(d);
+}
+
+void
+dest_release(struct dest *d)
+{
+	dest_due_now(d);
 	log_info("%s: destination is back: releasing %" PRIu64 " messages",
 	    d->key, dest_queued(d));
 	dest_set_error(d, NULL);
@@ -558,7 +570,7 @@ dest_refill(struct dest *d)
 	struct slane *l = NULL;
 	size_t want;
 
-	if (d->fetching || !s->ready)
+	if (d->fetching || !s->ready || d->paused)
 		return;
 	switch (window_refill(&wd, &want)) {
 	case WINDOW_NONE:
@@ -631,9 +643,12 @@ sched_plan(struct sched *s, struct smsg *m, int64_t due)
 		j->ridx = xrealloc(j->ridx, (j->nridx + 1) * sizeof(size_t));
 		j->ridx[j->nridx++] = i;
 	}
-	/* The jobs made now, for a destination that is down: held. */
+	/* The jobs made now, for a destination that is down or paused:
+	 * held. */
 	for (size_t k = made; k < m->njobs; k++)
-		if (m->jobs[k]->ready && m->jobs[k]->d->pol.state == DEST_BACKOFF)
+		if (m->jobs[k]->ready &&
+		    (m->jobs[k]->d->pol.state == DEST_BACKOFF ||
+			m->jobs[k]->d->paused))
 			job_say_held(m->jobs[k]);
 }
 
@@ -680,7 +695,8 @@ smsg_idle(const struct smsg *m)
 	for (size_t k = 0; k < m->njobs; k++) {
 		const struct job *j = m->jobs[k];
 
-		if (j->ready && j->d->pol.state != DEST_BACKOFF)
+		if (j->ready && j->d->pol.state != DEST_BACKOFF &&
+		    !j->d->paused)
 			return false;
 	}
 	return true;
@@ -866,9 +882,12 @@ sched_on_timer(evutil_socket_t fd, short what, void *arg)
 	while (s->nheap > 0 && s->heap[0]->due <= now) {
 		struct job *j = s->heap[0];
 
-		/* A job of a destination that is down waits for its probe. */
+		/* A job of a destination that is down waits for its probe;
+		 * one of a paused destination, in the spool. */
 		heap_remove(s, j);
 		job_ready(j);
+		if (j->d->paused)
+			smsg_park_if_idle(s, j->m);
 	}
 	while (hmap_next(s->dests, &pos, &key, &val)) {
 		struct dest *d = val;
@@ -904,7 +923,7 @@ sched_new(struct event_base *base, const struct conf *cf, struct queue *q,
 	s->timer = evtimer_new(base, sched_on_timer, s);
 	s->armed_at = INT64_MAX;
 	LIST_INIT(&s->calls);
-	sched_guard_load(s);
+	sched_state_load(s);
 	queue_set_arrival_cb(q, sched_on_arrival, s);
 	s->next_sweep = 0;
 	queue_set_ready_cb(q, sched_on_ready, s);
@@ -991,7 +1010,7 @@ sched_free(struct sched *s)
 	while (hmap_next(s->lanes, &pos, &key, &val))
 		free(val);
 	hmap_free(s->lanes);
-	sched_guard_free(s);
+	sched_state_free(s);
 	free(s->heap);
 	event_free(s->timer);
 	free(s);
@@ -1075,6 +1094,7 @@ sched_foreach_dest(struct sched *s,
 		    .name = d->key,
 		    .state = retry_dest_state_str(d->pol.state),
 		    .suspect = d->guard.suspect,
+		    .paused = d->paused,
 		    .messages = (size_t)dest_queued(d),
 		    .connections = d->nsessions,
 		    .concurrency = retry_dest_slots(&d->pol),
@@ -1083,9 +1103,11 @@ sched_foreach_dest(struct sched *s,
 		    .last_error = d->last_error,
 		};
 
-		if (in.messages > 0 || d->njobs > 0 || d->nsessions > 0)
+		if (in.messages > 0 || d->njobs > 0 || d->nsessions > 0 ||
+		    d->paused)
 			cb(arg, &in);
 	}
+	sched_foreach_saved_pause(s, cb, arg);
 }
 
 static bool
@@ -1120,6 +1142,48 @@ sched_flush(struct sched *s, const char *domain)
 	}
 	sched_on_timer(-1, 0, s);
 	return n;
+}
+
+int64_t
+sched_rcpt_next(struct sched *s, const struct envelope *env, size_t idx,
+    const char **state, const char **why)
+{
+	const struct env_rcpt *r = &env->rcpts[idx];
+	const struct smsg *m = hmap_get(s->msgs, env->qid);
+	int64_t now = sched_now_ms() / 1000, due = env->next_attempt;
+	char key[512];
+	struct dest *d = hmap_get(
+	    s->dests, sched_dest_key(s->cf, env, r->addr, key, sizeof(key)));
+
+	*state = retry_dest_state_str(d != NULL ? d->pol.state : DEST_UP);
+	*why = d != NULL ? d->last_error : NULL;
+	if ((d != NULL && d->paused) ||
+	    (d == NULL && sched_saved_paused(s, key)))
+		*state = "paused";
+	if (r->state != RCPT_PENDING || (env->flags & ENV_HELD) ||
+	    strcmp(*state, "paused") == 0)
+		return 0;
+	if (d != NULL && d->pol.state == DEST_BACKOFF)
+		return d->pol.next_probe / 1000 > now ? d->pol.next_probe / 1000
+						      : now;
+	if (d != NULL && d->pol.state == DEST_PROBING)
+		return now;
+	/* Up: its job's due time while in memory, else the spool's. */
+	for (size_t k = 0; m != NULL && k < m->njobs; k++)
+		for (size_t i = 0; i < m->jobs[k]->nridx; i++)
+			if (m->jobs[k]->ridx[i] == idx)
+				due = m->jobs[k]->hpos != NO_POS
+					  ? m->jobs[k]->due / 1000
+					  : now;
+	return due > now ? due : now;
+}
+
+bool
+sched_in_flight(struct sched *s, const char *qid)
+{
+	const struct smsg *m = hmap_get(s->msgs, qid);
+
+	return m != NULL && m->in_flight > 0;
 }
 
 /* A message of the window, tracked; NULL if it is not in the window. */

@@ -38,15 +38,28 @@ struct sched_dest_info {
 	const char *name;  /* the route, or the recipient domain */
 	const char *state; /* "up", "backing off", "probing" */
 	bool suspect;      /* the rejection guard holds its 5xx */
+	bool paused;       /* by the operator (sched_pause) */
 	size_t messages;   /* jobs waiting or in flight */
 	size_t connections;
 	unsigned concurrency;
 	int64_t next_probe; /* unix ms; 0 when not backing off */
 	const char *last_error;
 };
-/* Calls cb for each destination that holds mail. */
+/* Calls cb for each destination that holds mail, and each paused one. */
 void sched_foreach_dest(struct sched *s,
     void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);
+
+/*
+ * When recipient idx of env is to be tried next, as the scheduler sees it
+ * now: unix seconds (now or later), or 0 when nothing is planned (done,
+ * held, or its destination paused). *state gets its destination's state
+ * ("up", "backing off", "probing", "paused"), *why the destination's last
+ * error or NULL (borrowed until the scheduler next runs).
+ */
+int64_t sched_rcpt_next(struct sched *s, const struct envelope *env, size_t idx,
+    const char **state, const char **why);
+/* Whether a message is being delivered now (a transaction is open). */
+bool sched_in_flight(struct sched *s, const char *qid);
 
 /* Everything for domain (NULL: every destination) is due now, and a
  * destination backing off is probed at once. Returns messages affected.
@@ -79,6 +92,23 @@ int sched_trust(struct sched *s, const char *name);
  * Returns -1 if no destination has that name. */
 int sched_bounce_suspect(struct sched *s, const char *name,
     void (*cb)(void *arg, long returned), void *arg);
+/*
+ * An operator's pause (or, pause false, resume) of a destination: a route
+ * as summary shows it, or a domain, which names the destination its mail
+ * goes to (key gets the destination's name). While paused, no delivery is
+ * tried there, for mail queued or new; the recipients of a message at
+ * other destinations are delivered. The pause is stored: it outlasts a
+ * restart. resume makes everything queued for it due now. Returns 0 (and
+ * the messages queued for it), or a sched_pause_status.
+ */
+enum sched_pause_status {
+	SCHED_NO_DEST = -1,    /* name is no route, relay domain or
+				  destination with mail */
+	SCHED_SAME = -2,       /* pause: it is paused already */
+	SCHED_NOT_PAUSED = -3, /* resume: it is not paused */
+};
+int sched_pause(struct sched *s, const char *name, bool pause, char *key,
+    size_t len, uint64_t *messages);
 /* A message read into the window for an operator's command goes back to
  * the spool unless the scheduler has work for it now. */
 void sched_tidy(struct sched *s, const char *qid);

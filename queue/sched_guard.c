@@ -3,8 +3,8 @@
  * The rejection guard in the scheduler (queue/guard.h has the rules):
  * what a 5xx for a recipient becomes, the suspect state of a destination
  * (logged once when it starts and once when it ends, kept in the spool
- * across restarts), and the operator's way out: trust a destination again,
- * or return its suspect recipients to their senders.
+ * across restarts by queue/sched_state.c), and the operator's way out: trust a
+ * destination again, or return its suspect recipients to their senders.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,92 +18,6 @@
 #include "common/xmem.h"
 #include "queue/guard.h"
 #include "queue/sched_int.h"
-
-/* A destination's stored state, waiting for the destination to exist. */
-struct saved_state {
-	char *key;
-	char *state;
-};
-
-static void
-sched_on_saved(void *arg, const char *key, const char *state)
-{
-	struct sched *s = arg;
-	struct saved_state *st = xcalloc(1, sizeof(*st));
-
-	st->key = xstrdup(key);
-	st->state = xstrdup(state);
-	free(hmap_put(s->saved, st->key, st));
-}
-
-void
-sched_guard_load(struct sched *s)
-{
-	s->saved = hmap_new();
-	queue_foreach_dest_state(s->q, sched_on_saved, s);
-}
-
-void
-sched_guard_free(struct sched *s)
-{
-	size_t pos = 0;
-	const char *key;
-	void *val;
-
-	while (hmap_next(s->saved, &pos, &key, &val)) {
-		struct saved_state *st = val;
-
-		free(st->state);
-		free(st->key);
-		free(st);
-	}
-	hmap_free(s->saved);
-}
-
-/* "suspect since=MS held=N", as dest_guard_save writes it. */
-void
-dest_guard_restore(struct dest *d)
-{
-	struct saved_state *st = hmap_del(d->s->saved, d->key);
-	long long since;
-	unsigned held;
-
-	if (st == NULL)
-		return;
-	if (sscanf(st->state, "suspect since=%lld held=%u", &since, &held) ==
-	    2) {
-		d->guard.suspect = true;
-		d->guard.since = since;
-		d->guard.held = held;
-		/* Probe it at once, with held mail, as before the restart. */
-		retry_dest_failed(
-		    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
-		d->pol.next_probe = sched_now_ms();
-		sched_wake_at(d->s, d->pol.next_probe);
-		log_info("%s: destination still suspect since before the "
-			 "restart: %u suspect 5xx held",
-		    d->key, held);
-	} else
-		log_warn("%s: unknown stored destination state '%s': ignored",
-		    d->key, st->state);
-	free(st->state);
-	free(st->key);
-	free(st);
-}
-
-static void
-dest_guard_save(struct dest *d)
-{
-	char buf[128];
-
-	if (!d->guard.suspect) {
-		queue_put_dest_state(d->s->q, d->key, NULL);
-		return;
-	}
-	snprintf(buf, sizeof(buf), "suspect since=%lld held=%u",
-	    (long long)d->guard.since, d->guard.held);
-	queue_put_dest_state(d->s->q, d->key, buf);
-}
 
 bool
 rcpt_held_as_suspect(const struct env_rcpt *r)
@@ -175,7 +89,7 @@ dest_suspect_begin(struct dest *d, const char *why)
 		 "(%s)",
 	    d->key, rejected, total, (long long)rp->reject_storm_window,
 	    why != NULL ? why : "");
-	dest_guard_save(d);
+	dest_state_save(d);
 }
 
 void
@@ -189,7 +103,7 @@ dest_suspect_end(struct dest *d, const char *why)
 	    d->guard.held);
 	d->guard.suspect = false;
 	d->guard.held = 0;
-	dest_guard_save(d);
+	dest_state_save(d);
 }
 
 static bool

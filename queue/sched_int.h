@@ -122,6 +122,7 @@ struct dest {
 	uint64_t dns_id;
 	unsigned loading;
 	char *last_error;
+	bool paused; /* by the operator: no delivery (sched_state.c) */
 };
 
 /* Who logs its deliveries: "lmtp" for an LMTP route, else "smtp". */
@@ -138,7 +139,7 @@ struct sched {
 	struct hmap *lanes; /* lane -> struct slane */
 	bool ready;         /* the queue's counters are complete */
 	struct hmap *saved; /* key -> stored state of a destination not seen
-			       yet (sched_guard.c) */
+			       yet (sched_state.c) */
 	struct job **heap;  /* deferred jobs, earliest first */
 	size_t nheap, capheap;
 	unsigned nsessions;
@@ -165,7 +166,13 @@ void dest_set_error(struct dest *d, const char *why);
 void dest_failed(struct dest *d, const char *why);
 /* Every address refused the connection: probe again in a second. */
 void dest_refused(struct dest *d, const char *why);
+/* Everything queued for d is due now: deferred jobs, and its lanes read
+ * again from the start, due or not. */
+void dest_due_now(struct dest *d);
+/* dest_due_now after an outage, said in the log. */
 void dest_release(struct dest *d);
+/* d's ready jobs beyond the first keep ones go back to the spool. */
+void dest_park(struct dest *d, size_t keep);
 void sched_plan(struct sched *s, struct smsg *m, int64_t due);
 void smsg_free(struct sched *s, struct smsg *m);
 /* The message of the window env, tracked by the scheduler. */
@@ -187,9 +194,19 @@ enum fail_fate {
 	FATE_SUSPECT, /* held: the store may have lost the user, not us */
 	FATE_SOFT,    /* held: soft_bounce */
 };
-void sched_guard_load(struct sched *s);
-void sched_guard_free(struct sched *s);
-void dest_guard_restore(struct dest *d);
+/* sched_state.c: what is stored of a destination (the guard's suspect
+ * state, the operator's pause). */
+void sched_state_load(struct sched *s);
+void sched_state_free(struct sched *s);
+/* d takes the state stored for its key, if any. */
+void dest_state_restore(struct dest *d);
+/* d's state is stored (or forgotten, when there is nothing to keep). */
+void dest_state_save(struct dest *d);
+/* Whether a destination that does not exist yet is paused. */
+bool sched_saved_paused(struct sched *s, const char *key);
+/* Paused destinations that do not exist yet (no mail read for them). */
+void sched_foreach_saved_pause(struct sched *s,
+    void (*cb)(void *arg, const struct sched_dest_info *info), void *arg);
 /* A recipient held after a suspect 5xx: pending, with its 5.x.x kept. */
 bool rcpt_held_as_suspect(const struct env_rcpt *r);
 /* A 5xx (VERDICT_FAIL) for recipient idx of m: what becomes of it. */

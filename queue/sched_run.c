@@ -114,6 +114,11 @@ sched_next(void *arg, struct client_session *cs)
 	struct job *j;
 	int scanned = 0;
 
+	if (d->paused) {
+		/* Paused meanwhile: no more mail on it. */
+		d->s->ops->quit(cs);
+		return NULL;
+	}
 	if (ss->greeting_probe) {
 		/* It greets: that is all a refusing store's probe asks. */
 		d->s->ops->quit(cs);
@@ -441,7 +446,10 @@ sched_closed(void *arg, struct client_session *cs, const struct client_end *end)
 	 */
 	const char *why = end->text[0] ? end->text : "session ended early";
 
-	if (ss->greeting_probe) {
+	if (d->paused) {
+		/* Paused meanwhile: whatever became of it tells nothing; it
+		 * is tried afresh on resume. */
+	} else if (ss->greeting_probe) {
 		if (end->connected) {
 			if (retry_dest_succeeded(
 				&d->pol, dest_retry(d), sched_now_ms()))
@@ -552,6 +560,8 @@ dest_on_dns(void *arg, const struct dns_answer *ans)
 	struct dest *d = arg;
 
 	d->dns_id = 0;
+	if (d->paused)
+		return; /* paused meanwhile: asked again on resume */
 	switch (ans->status) {
 	case DNS_OK:
 		break;
@@ -578,6 +588,8 @@ dest_dispatch(struct dest *d)
 	size_t want = d->nready;
 	struct sess *ss;
 
+	if (d->paused)
+		return;
 	dest_refill(d);
 	/*
 	 * Ready jobs go first to idle sessions, then to sessions still

@@ -78,9 +78,14 @@ fake_find(const char *qid)
 }
 
 /* The spool as it was: every input starts from the same one. */
+/* Paused destinations: example.org is at the start, example.com is not. */
+static bool fake_paused[2];
+
 static void
 fake_reset(void)
 {
+	fake_paused[0] = false;
+	fake_paused[1] = true;
 	for (int i = 0; i < NMSG; i++) {
 		msgs[i].queued = true;
 		msgs[i].in_window = false;
@@ -316,6 +321,14 @@ queue_foreach_lane(const struct queue *q, queue_lane_cb *cb, void *arg)
 }
 
 void
+queue_lane_count(const struct queue *q, const char *lane, struct lane_count *c,
+    int64_t *oldest)
+{
+	(void)q;
+	count_lane(lane, c, oldest);
+}
+
+void
 queue_totals(const struct queue *q, struct lane_count *c, int64_t *oldest)
 {
 	(void)q;
@@ -433,6 +446,46 @@ sched_bounce_suspect(struct sched *s, const char *name,
 	l->run = suspect_run;
 	later(l);
 	return 0;
+}
+
+int
+sched_pause(struct sched *s, const char *name, bool pause, char *key,
+    size_t len, uint64_t *messages)
+{
+	int i = strcmp(name, "example.com") == 0   ? 0
+		: strcmp(name, "example.org") == 0 ? 1
+						   : -1;
+
+	(void)s;
+	*messages = 0;
+	if (i < 0)
+		return SCHED_NO_DEST;
+	snprintf(key, len, "%s", name);
+	if (fake_paused[i] == pause)
+		return pause ? SCHED_SAME : SCHED_NOT_PAUSED;
+	fake_paused[i] = pause;
+	*messages = 1;
+	return 0;
+}
+
+int64_t
+sched_rcpt_next(struct sched *s, const struct envelope *env, size_t idx,
+    const char **state, const char **why)
+{
+	(void)s;
+	*state = "backing off";
+	*why = "connect to store: Connection refused";
+	if ((env->flags & ENV_HELD) || env->rcpts[idx].state != RCPT_PENDING)
+		return 0;
+	return 1717495260;
+}
+
+bool
+sched_in_flight(struct sched *s, const char *qid)
+{
+	(void)s;
+	(void)qid;
+	return false;
 }
 
 void

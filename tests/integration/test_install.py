@@ -41,6 +41,7 @@ def mode(path):
 def test_every_file_is_where_debian_puts_it(installed):
     for prog in ("mxspoold", "mxspoolctl"):
         assert mode(installed / "usr/sbin" / prog) == 0o755
+    assert os.readlink(installed / "usr/sbin/mxspool-mailq") == "mxspoolctl"
     assert mode(installed / "etc/mxspool/mxspool.conf") == 0o644
     assert (installed / "usr/share/man/man8/mxspoold.8").is_file()
     assert (installed / "usr/share/man/man8/mxspoolctl.8").is_file()

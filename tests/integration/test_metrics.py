@@ -153,7 +153,7 @@ def test_destination_series_stay_while_configured_or_queued(served):
     for g in ("mxspool_queue_messages", "mxspool_queue_held_messages",
               "mxspool_queue_bytes", "mxspool_queue_oldest_age_seconds",
               "mxspool_destination_backing_off", "mxspool_destination_suspect",
-              "mxspool_outbound_connections"):
+              "mxspool_destination_paused", "mxspool_outbound_connections"):
         assert got["%s{%s}" % (g, name)] == 0, g
     with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
         s.sendmail("a@sender.test", ["u@example.com"], b"Subject: x\r\n\r\nx\r\n")

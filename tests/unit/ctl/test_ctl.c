@@ -104,6 +104,60 @@ test_message_json_survives_bytes_that_are_not_utf8(void **state)
 	conf_free(cf);
 }
 
+static void
+test_addresses_are_equal_by_exact_local_part_and_any_case_domain(void **state)
+{
+	(void)state;
+	assert_true(ctl_addr_equal("u@example.com", "u@EXAMPLE.Com"));
+	assert_false(ctl_addr_equal("u@example.com", "U@example.com"));
+	assert_true(ctl_addr_equal("u@xn--bcher-kva.test", "u@b\xc3\xbc"
+							   "cher.test"));
+	assert_true(ctl_addr_equal("", ""));
+	assert_false(ctl_addr_equal("", "u@example.com"));
+	assert_false(ctl_addr_equal("u@example.com", "u@example.co"));
+	assert_false(ctl_addr_equal("ab@example.com", "a@bexample.com"));
+	assert_true(ctl_addr_equal("postmaster", "postmaster"));
+	assert_false(ctl_addr_equal("postmaster", "postmaster@x.test"));
+}
+
+static void
+test_filters_narrow_by_sender_pending_recipient_age_and_hold(void **state)
+{
+	struct envelope *env = msg("u1@example.com", "u2@example.org");
+	struct ctl_filter f = {.older = -1, .younger = -1};
+
+	(void)state;
+	f.now = env->arrival / 1000000 + 600; /* ten minutes old */
+	assert_false(ctl_filter_any(&f));
+	assert_true(ctl_filter_match(&f, env));
+	f.sender = "a@SENDER.test";
+	assert_true(ctl_filter_match(&f, env));
+	f.sender = "";
+	assert_false(ctl_filter_match(&f, env));
+	f.sender = NULL;
+	f.rcpt = "u2@example.org";
+	assert_true(ctl_filter_any(&f));
+	assert_true(ctl_filter_match(&f, env));
+	env->rcpts[1].state = RCPT_DELIVERED; /* no longer waits */
+	assert_false(ctl_filter_match(&f, env));
+	f.rcpt = NULL;
+	f.older = 600;
+	assert_true(ctl_filter_match(&f, env));
+	f.older = 601;
+	assert_false(ctl_filter_match(&f, env));
+	f.older = -1;
+	f.younger = 601;
+	assert_true(ctl_filter_match(&f, env));
+	f.younger = 600;
+	assert_false(ctl_filter_match(&f, env));
+	f.younger = -1;
+	f.held = true;
+	assert_false(ctl_filter_match(&f, env));
+	env->flags |= ENV_HELD;
+	assert_true(ctl_filter_match(&f, env));
+	envelope_free(env);
+}
+
 int
 main(void)
 {
@@ -112,6 +166,10 @@ main(void)
 		test_destination_is_the_route_or_the_lower_case_domain),
 	    cmocka_unit_test(
 		test_message_json_survives_bytes_that_are_not_utf8),
+	    cmocka_unit_test(
+		test_addresses_are_equal_by_exact_local_part_and_any_case_domain),
+	    cmocka_unit_test(
+		test_filters_narrow_by_sender_pending_recipient_age_and_hold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -56,12 +56,42 @@ test_ages_and_sizes_read_short(void **state)
 	assert_non_null(strchr(b, 'T'));
 }
 
+static void
+test_locator_names_the_config_or_its_hash_when_long(void **state)
+{
+	char a[CTL_LOCATOR_SIZE], b[CTL_LOCATOR_SIZE], path[300];
+
+	(void)state;
+	assert_int_equal(ctl_locator_name("/etc/mxspool/mxspool.conf", a),
+	    strlen("mxspoold:/etc/mxspool/mxspool.conf"));
+	assert_string_equal(a, "mxspoold:/etc/mxspool/mxspool.conf");
+	/* The longest that fits: 107 bytes after the leading NUL. */
+	memset(path, 'x', sizeof(path));
+	path[0] = '/';
+	path[107 - 9] = '\0';
+	assert_int_equal(ctl_locator_name(path, a), 107);
+	assert_memory_equal(a + 9, path, 98);
+	path[107 - 9] = 'x';
+	path[108 - 9] = '\0';
+	assert_int_equal(ctl_locator_name(path, a), 9 + 16);
+	assert_memory_equal(a, "mxspoold#", 9);
+	/* Another long path, another name; the same path, the same one. */
+	path[5] = 'y';
+	ctl_locator_name(path, b);
+	assert_string_not_equal(a, b);
+	path[5] = 'x';
+	ctl_locator_name(path, b);
+	assert_string_equal(a, b);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_age_buckets_double_from_five_minutes),
 	    cmocka_unit_test(test_ages_and_sizes_read_short),
+	    cmocka_unit_test(
+		test_locator_names_the_config_or_its_hash_when_long),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
