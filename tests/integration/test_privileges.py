@@ -294,8 +294,10 @@ def test_without_user_root_stays_root_and_says_so(opendir):
 def test_a_reload_does_not_change_the_user(opendir):
     d = opendir(extra=AS_NOBODY)
     d.start()
-    with open(d.conf, "a") as f:
-        f.write('user = "daemon"\ngroup = "daemon"\n')
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace(AS_NOBODY, 'user = "daemon"\ngroup = "daemon"\n'))
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: log_lines(d, "in force"), what="the reload")
     assert len(log_lines(d, "reload: user and group take effect at the next "
