@@ -203,6 +203,27 @@ report_idn_names(const struct conf *cf, const char *path, FILE *out)
 	free(text);
 }
 
+/*
+ * The config's warnings (lines of "FILE:LINE: warning: message") in the
+ * log, which adds its own "warning: ", each after prefix.
+ */
+static void
+report_warnings(const struct conf *cf, const char *prefix)
+{
+	const char *tag = "warning: ";
+
+	for (const char *p = cf->warnings, *nl; p != NULL && *p; p = nl + 1) {
+		const char *w = strstr(p, tag);
+
+		nl = strchr(p, '\n');
+		if (w != NULL && w < nl)
+			log_warn("%s%.*s%.*s", prefix, (int)(w - p), p,
+			    (int)(nl - w - strlen(tag)), w + strlen(tag));
+		else
+			log_warn("%s%.*s", prefix, (int)(nl - p), p);
+	}
+}
+
 /* Whether two optional strings are equal (both NULL is equal). */
 static bool
 same_str(const char *a, const char *b)
@@ -241,6 +262,7 @@ daemon_reload(void *arg, char **errors)
 		metrics_count(MF_RELOADS, "failed");
 		return -1;
 	}
+	report_warnings(cf, "reload: ");
 	if (strcmp(cf->spool_dir, d->cf->spool_dir) != 0)
 		log_warn("reload: spool_dir %s takes effect at the next start",
 		    cf->spool_dir);
@@ -347,6 +369,9 @@ main(int argc, char **argv)
 			conf_free(d.cf);
 			return 1;
 		}
+		/* Warnings do not fail the check: the daemon would run. */
+		if (d.cf->warnings != NULL)
+			fputs(d.cf->warnings, stderr);
 		report_idn_names(d.cf, path, stdout);
 		/* What the file leaves to a default worked out from others. */
 		printf("%s: ok (postmaster <%s>)\n", path, d.cf->postmaster);
@@ -436,6 +461,7 @@ main(int argc, char **argv)
 	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
 	    d.cf->hostname, d.cf->spool_dir);
 	report_idn_names(d.cf, path, NULL);
+	report_warnings(d.cf, "config: ");
 
 	event_base_dispatch(d.base);
 
