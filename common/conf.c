@@ -907,6 +907,30 @@ conf_ranges_check(const cfg_opt_t *opts)
 			(void)conf_range_of(opts->name);
 }
 
+const char *
+conf_option_name(size_t i)
+{
+	static char names[128][64];
+	static size_t n;
+
+	if (n == 0)
+		for (const cfg_opt_t *o = conf_opts; o->name != NULL; o++) {
+			if (o->type != CFGT_SEC) {
+				ASSERT(n < sizeof(names) / sizeof(names[0]));
+				snprintf(names[n++], sizeof(names[0]), "%s",
+				    o->name);
+				continue;
+			}
+			for (const cfg_opt_t *so = o->subopts; so->name != NULL;
+			     so++) {
+				ASSERT(n < sizeof(names) / sizeof(names[0]));
+				snprintf(names[n++], sizeof(names[0]), "%s.%s",
+				    o->name, so->name);
+			}
+		}
+	return i < n ? names[i] : NULL;
+}
+
 /* Whether top-level option name (len bytes) is a list. */
 static bool
 conf_is_list(const char *name, int len)

@@ -173,6 +173,12 @@ struct conf {
  */
 int conf_load(struct conf **cfp, const char *path, char **errors);
 void conf_free(struct conf *cf);
+/*
+ * The i-th option of mxspool.conf(5), or NULL past the last: top-level
+ * ones by name, those of the retry section as "retry.NAME" and those of a
+ * domain section as "domain.NAME". For tables that must cover every option.
+ */
+const char *conf_option_name(size_t i);
 
 /* Why a value did not parse: written wrong, or too big for its type. */
 enum conf_parse_status { CONF_PARSE_BAD = -1, CONF_PARSE_RANGE = -2 };
