@@ -489,13 +489,38 @@ stats_result(json_t *r)
 
 const struct cli_handler cli_stats_handler = {.result = stats_result};
 
+/* The strings of list as "a, b, c" after what, on a line of their own. */
+static void
+print_names(const char *what, json_t *list)
+{
+	size_t i;
+	json_t *v;
+
+	if (json_array_size(list) == 0)
+		return;
+	printf("%s", what);
+	json_array_foreach(list, i, v)
+	{
+		printf("%s%s", i > 0 ? ", " : " ", json_string_value(v));
+	}
+	putchar('\n');
+}
+
 static int
 reload_result(json_t *r)
 {
 	const char *now = str_or(r, "control_socket", NULL);
+	json_t *applied = json_object_get(r, "applied");
+	json_t *later = json_object_get(r, "at_next_start");
+	size_t i;
+	json_t *w;
 
 	printf("mxspoold: configuration reloaded from %s\n",
 	    str_or(r, "config", "?"));
+	print_names("applied:", applied);
+	print_names("takes effect at the next start:", later);
+	if (json_array_size(applied) == 0 && json_array_size(later) == 0)
+		printf("no option changed\n");
 	if (now != NULL && cli_socket_used != NULL &&
 	    strcmp(now, cli_socket_used) != 0)
 		printf("mxspoold: control socket now %s (was %s)\n", now,
@@ -506,6 +531,16 @@ reload_result(json_t *r)
 		    "mxspoolctl: note: mxspoold still listens on %s: it could "
 		    "not open %s (its log says why)\n",
 		    now, cli_socket_named);
+	/* The config's warnings say so ("FILE:LINE: warning: ..."); what
+	 * failed to apply does not. */
+	json_array_foreach(json_object_get(r, "warnings"), i, w)
+	{
+		const char *s = json_string_value(w);
+
+		if (s != NULL)
+			fprintf(stderr, "%s%s\n",
+			    strstr(s, "warning: ") ? "" : "warning: ", s);
+	}
 	return EX_OK;
 }
 

@@ -30,10 +30,11 @@
 #include "common/priv.h"
 #include "common/xmem.h"
 
-/* Errors of the load in progress: loads run on one thread at a time. */
+/* Errors and warnings of the load in progress: loads run on one thread at
+ * a time. */
 static const char *conf_cur_path;
-static char *conf_errs;
-static size_t conf_errs_len;
+static char *conf_errs, *conf_warns;
+static size_t conf_errs_len, conf_warns_len;
 static int conf_nerrs;
 /* Where options that conf_check and the TLS check report on were set
  * (0: not set). */
@@ -60,24 +61,90 @@ conf_line_of(const char *name)
 	PANIC("conf_seen does not keep the line of %s", name);
 }
 
+/* Appends msg and a newline to *buf, of *len bytes. */
+static void
+conf_append_line(char **buf, size_t *len, const char *msg)
+{
+	size_t n = strlen(msg);
+
+	*buf = xrealloc(*buf, *len + n + 2);
+	memcpy(*buf + *len, msg, n);
+	(*buf)[*len + n] = '\n';
+	(*buf)[*len + n + 1] = '\0';
+	*len += n + 1;
+}
+
 /* An error found outside libconfuse's parse (no cfg at hand). */
 static void __attribute__((format(printf, 1, 2)))
 conf_add_error(const char *fmt, ...)
 {
 	char msg[1024];
-	size_t len;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	len = strlen(msg);
-	conf_errs = xrealloc(conf_errs, conf_errs_len + len + 2);
-	memcpy(conf_errs + conf_errs_len, msg, len);
-	conf_errs[conf_errs_len + len] = '\n';
-	conf_errs[conf_errs_len + len + 1] = '\0';
-	conf_errs_len += len + 1;
+	conf_append_line(&conf_errs, &conf_errs_len, msg);
 	conf_nerrs++;
+}
+
+/* "FILE:LINE: " before a message, or "FILE: " for line 0. */
+static void
+conf_where(int line, char *buf, size_t len)
+{
+	if (line > 0)
+		snprintf(buf, len, "%s:%d: ", conf_cur_path, line);
+	else
+		snprintf(buf, len, "%s: ", conf_cur_path);
+}
+
+void
+conf_error_at(int line, const char *fmt, ...)
+{
+	char where[PATH_MAX + 32], msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	conf_where(line, where, sizeof(where));
+	conf_add_error("%s%s", where, msg);
+}
+
+void
+conf_warning_at(int line, const char *fmt, ...)
+{
+	char where[PATH_MAX + 32], msg[1024], *text;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	conf_where(line, where, sizeof(where));
+	text = xasprintf("%swarning: %s", where, msg);
+	conf_append_line(&conf_warns, &conf_warns_len, text);
+	free(text);
+}
+
+/*
+ * An unknown option: the known one of its section (cfg) that it is most
+ * likely a typo of, if any is close enough.
+ */
+static const char *
+conf_suggest(const cfg_t *cfg, const char *name)
+{
+	const char *best = NULL;
+	int best_d = INT_MAX;
+
+	for (const cfg_opt_t *o = cfg->opts; o->name != NULL; o++) {
+		int d = conf_distance(name, o->name);
+
+		if (d < best_d) {
+			best = o->name;
+			best_d = d;
+		}
+	}
+	return best != NULL && conf_close_enough(name, best_d) ? best : NULL;
 }
 
 static void __attribute__((format(printf, 2, 0)))
@@ -85,7 +152,20 @@ conf_on_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	char msg[1024];
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* libconfuse's own words for an unknown option (untranslated: the
+	 * daemon keeps the C locale): say which one was meant. */
+	if (strcmp(fmt, "no such option '%s'") == 0) {
+		const char *name = va_arg(ap, const char *);
+		const char *like = conf_suggest(cfg, name);
+
+		if (like != NULL)
+			snprintf(msg, sizeof(msg),
+			    "unknown option '%s' (did you mean '%s'?)", name,
+			    like);
+		else
+			snprintf(msg, sizeof(msg), "unknown option '%s'", name);
+	} else
+		vsnprintf(msg, sizeof(msg), fmt, ap);
 	conf_add_error("%s:%d: %s", conf_cur_path, cfg->line, msg);
 }
 
@@ -311,7 +391,9 @@ conf_cb_domain(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	const char *d = value[0] == '.' ? value + 1 : value;
 	char ace[IDN_NAME_SIZE], why[128];
 
-	if (idn_to_ascii(d, ace, sizeof(ace), why, sizeof(why)) < 0)
+	if (conf_wildcard(value, why, sizeof(why)))
+		cfg_error(cfg, "%s: %s", opt->name, why);
+	else if (idn_to_ascii(d, ace, sizeof(ace), why, sizeof(why)) < 0)
 		cfg_error(
 		    cfg, "%s: bad domain name '%s': %s", opt->name, value, why);
 	*(const char **)result = value;
@@ -674,6 +756,10 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 	const char *t = cfg_title(cfg_opt_getnsec(opt, n - 1));
 	char ace[IDN_NAME_SIZE], why[128];
 
+	if (t != NULL && conf_wildcard(t, why, sizeof(why))) {
+		cfg_error(cfg, "domain: %s", why);
+		return 0;
+	}
 	if (t == NULL || idn_to_ascii(t[0] == '.' ? t + 1 : t, ace, sizeof(ace),
 			     why, sizeof(why)) < 0) {
 		cfg_error(cfg, "domain: bad domain name '%s': %s", t ? t : "",
@@ -819,6 +905,41 @@ conf_ranges_check(const cfg_opt_t *opts)
 			 opts->parsecb == conf_cb_size ||
 			 opts->parsecb == conf_cb_count)
 			(void)conf_range_of(opts->name);
+}
+
+const char *
+conf_option_name(size_t i)
+{
+	static char names[128][64];
+	static size_t n;
+
+	if (n == 0)
+		for (const cfg_opt_t *o = conf_opts; o->name != NULL; o++) {
+			if (o->type != CFGT_SEC) {
+				ASSERT(n < sizeof(names) / sizeof(names[0]));
+				snprintf(names[n++], sizeof(names[0]), "%s",
+				    o->name);
+				continue;
+			}
+			for (const cfg_opt_t *so = o->subopts; so->name != NULL;
+			     so++) {
+				ASSERT(n < sizeof(names) / sizeof(names[0]));
+				snprintf(names[n++], sizeof(names[0]), "%s.%s",
+				    o->name, so->name);
+			}
+		}
+	return i < n ? names[i] : NULL;
+}
+
+/* Whether top-level option name (len bytes) is a list. */
+static bool
+conf_is_list(const char *name, int len)
+{
+	for (const cfg_opt_t *o = conf_opts; o->name != NULL; o++)
+		if ((int)strlen(o->name) == len &&
+		    memcmp(o->name, name, (size_t)len) == 0)
+			return (o->flags & CFGF_LIST) != 0;
+	return false;
 }
 
 static char *
@@ -1139,27 +1260,38 @@ conf_has_plain(cfg_t *cfg, const char *name)
 	return false;
 }
 
-/* Checks that need the whole file: required options, cross-references.
- * hint: the line of a commented-out relay_domains, or 0. */
+/* The line where the text sets top-level option name, or 0. */
+static int
+conf_top_line(const struct conf_item *items, size_t n, const char *name)
+{
+	const struct conf_item *it = conf_item_find(items, n, -1, name);
+
+	return it != NULL ? it->name.line : 0;
+}
+
+/*
+ * Checks that need the whole file: required options, cross-references.
+ * hint: the line of a commented-out relay_domains, or 0: a missing option
+ * has no line of its own, and the one after the file's end is no help.
+ */
 static void
-conf_check(cfg_t *cfg, int hint)
+conf_check(cfg_t *cfg, int hint, const struct conf_item *items, size_t n)
 {
 	const char *user, *owner;
 
 	if (cfg_size(cfg, "relay_domains") == 0) {
-		if (hint > 0)
-			cfg->line = hint;
-		cfg_error(cfg,
-		    "relay_domains: not set (the domains this backup MX "
+		conf_error_at(hint,
+		    "relay_domains is required (the domains this backup MX "
 		    "accepts mail for)");
 	} else if (cfg_getstr(cfg, "postmaster")[0] == '\0' &&
 		   !conf_has_plain(cfg, "relay_domains")) {
-		cfg_error(cfg,
+		conf_error_at(conf_top_line(items, n, "relay_domains"),
 		    "postmaster: not set, and relay_domains names no domain "
 		    "(only .subdomain patterns) to default to");
 	}
 	if (cfg_size(cfg, "listen") == 0)
-		cfg_error(cfg, "listen: missing required value");
+		conf_error_at(conf_top_line(items, n, "listen"),
+		    "listen: missing required value");
 	/* user and group: reported at the line of the option they refuse. */
 	user = cfg_getstr(cfg, "user");
 	owner = cfg_getstr(cfg, "control_socket_owner");
@@ -1190,16 +1322,18 @@ conf_check(cfg_t *cfg, int hint)
 int
 conf_load(struct conf **cfp, const char *path, char **errors)
 {
+	struct conf_item *items;
 	const char *why;
 	struct conf *cf;
+	size_t nitems;
 	char *text;
 	cfg_t *cfg;
 	int rc, hint;
 
 	*cfp = NULL;
 	*errors = NULL;
-	conf_errs = NULL;
-	conf_errs_len = 0;
+	conf_errs = conf_warns = NULL;
+	conf_errs_len = conf_warns_len = 0;
 	conf_nerrs = 0;
 	for (size_t i = 0; i < sizeof(conf_seen) / sizeof(conf_seen[0]); i++)
 		conf_seen[i].line = 0;
@@ -1214,34 +1348,45 @@ conf_load(struct conf **cfp, const char *path, char **errors)
 	conf_strip_comments(text);
 	conf_cur_path = path;
 	conf_check_sections(text);
+	items = conf_items(text, &nitems);
 	cfg = cfg_init(conf_opts, CFGF_NONE);
 	cfg_set_error_function(cfg, conf_on_error);
 	cfg_set_validate_func(cfg, "domain", conf_validate_domain_sec);
 	rc = cfg_parse_buf(cfg, text);
-	free(text);
+	conf_check_twice(items, nitems, conf_is_list);
 	if (rc == CFG_SUCCESS)
-		conf_check(cfg, hint);
+		conf_check(cfg, hint, items, nitems);
 	if (rc != CFG_SUCCESS || conf_nerrs > 0) {
 		if (conf_errs == NULL)
 			conf_errs = xasprintf("%s: cannot parse\n", path);
-		*errors = conf_errs;
-		conf_errs = NULL;
 		cfg_free(cfg);
-		return -1;
+		goto fail;
 	}
 
 	cf = xcalloc(1, sizeof(*cf));
 	cf->path = xstrdup(path);
 	conf_build(cf, cfg);
 	cfg_free(cfg);
-	if (conf_nerrs > 0) { /* in files the config names */
+	conf_check_values(cf, items, nitems);
+	if (conf_nerrs > 0) { /* in files the config names, or between values */
 		conf_free(cf);
-		*errors = conf_errs;
-		conf_errs = NULL;
-		return -1;
+		goto fail;
 	}
+	cf->warnings = conf_warns;
+	conf_warns = NULL;
+	free(items);
+	free(text);
 	*cfp = cf;
 	return 0;
+
+fail:
+	*errors = conf_errs;
+	conf_errs = NULL;
+	free(conf_warns);
+	conf_warns = NULL;
+	free(items);
+	free(text);
+	return -1;
 }
 
 static void
@@ -1258,6 +1403,7 @@ conf_free(struct conf *cf)
 	if (cf == NULL)
 		return;
 	free(cf->path);
+	free(cf->warnings);
 	free(cf->hostname);
 	free(cf->listen);
 	free(cf->spool_dir);

@@ -159,15 +159,26 @@ struct conf {
 	int64_t client_final_timeout;   /* reply to the end of data */
 	struct conf_domain *domains;
 	size_t ndomains;
+
+	/* What the config does that works but is likely wrong, as lines of
+	 * "FILE:LINE: warning: message\n"; NULL if nothing. */
+	char *warnings;
 };
 
 /*
- * Reads and checks path. On success returns 0 and *cfp; on failure -1 and,
- * in *errors (malloc'd, caller frees), every problem found as lines of
- * "FILE:LINE: message\n".
+ * Reads and checks path. On success returns 0 and *cfp, with its warnings
+ * in (*cfp)->warnings; on failure -1 and, in *errors (malloc'd, caller
+ * frees), every problem found as lines of "FILE:LINE: message\n" (or
+ * "FILE: message\n" for one that has no line, such as a missing option).
  */
 int conf_load(struct conf **cfp, const char *path, char **errors);
 void conf_free(struct conf *cf);
+/*
+ * The i-th option of mxspool.conf(5), or NULL past the last: top-level
+ * ones by name, those of the retry section as "retry.NAME" and those of a
+ * domain section as "domain.NAME". For tables that must cover every option.
+ */
+const char *conf_option_name(size_t i);
 
 /* Why a value did not parse: written wrong, or too big for its type. */
 enum conf_parse_status { CONF_PARSE_BAD = -1, CONF_PARSE_RANGE = -2 };

@@ -105,6 +105,7 @@ conf_next_tok(const char **pp, int *line)
 	for (; isspace((unsigned char)*p); p++)
 		*line += *p == '\n';
 	t.p = p;
+	t.line = *line;
 	if (*p == '"' || *p == '\'') {
 		for (p++; *p != '\0' && *p != *t.p; p++) {
 			if (*p == '\\' && p[1] != '\0')
@@ -145,7 +146,7 @@ conf_open_sections(const char *text, struct conf_open *out, size_t max)
 			open[depth].at.line = line;
 			open[depth].at.name = titled ? prev : last;
 			open[depth].at.title =
-			    titled ? last : (struct conf_tok){NULL, 0};
+			    titled ? last : (struct conf_tok){NULL, 0, 0};
 		}
 		if (t.p[0] == '{')
 			depth++;
@@ -161,4 +162,131 @@ conf_open_sections(const char *text, struct conf_open *out, size_t max)
 			n++;
 		}
 	return n;
+}
+
+/* Whether t is a word: not quoted, not one of {}=,() */
+static bool
+conf_is_word(struct conf_tok t)
+{
+	return t.len > 0 && strchr("{}=,()\"'", t.p[0]) == NULL;
+}
+
+static bool
+conf_is(struct conf_tok t, char c)
+{
+	return t.len == 1 && t.p[0] == c;
+}
+
+/* The items found so far, and the sections they are in. */
+struct conf_scan {
+	struct conf_item *items;
+	size_t n, cap;
+	int open[16]; /* the open sections' items, outermost first */
+	size_t depth; /* may be more than open holds: the deepest stand in */
+};
+
+static int
+conf_scan_parent(const struct conf_scan *sc)
+{
+	const size_t max = sizeof(sc->open) / sizeof(sc->open[0]);
+
+	return sc->depth == 0
+		   ? -1
+		   : sc->open[(sc->depth < max ? sc->depth : max) - 1];
+}
+
+/* Adds it, an option or a section that opens here. */
+static void
+conf_scan_add(struct conf_scan *sc, struct conf_item it, bool section)
+{
+	it.parent = conf_scan_parent(sc);
+	it.section = section;
+	sc->items = xgrow(sc->items, &sc->cap, sc->n + 1, sizeof(*sc->items));
+	sc->items[sc->n++] = it;
+	if (section && sc->depth++ < sizeof(sc->open) / sizeof(sc->open[0]))
+		sc->open[sc->depth - 1] = (int)sc->n - 1;
+}
+
+/*
+ * The grammar libconfuse reads: `name = value`, `name = {list}`, `name +=
+ * {list}`, `name {` and `name "title" {` open a section, `}` closes one.
+ */
+struct conf_item *
+conf_items(const char *text, size_t *n)
+{
+	enum { AT_NAME, AT_EQUALS, AT_TITLE, AT_VALUE, IN_LIST } at = AT_NAME;
+	struct conf_scan sc = {0};
+	struct conf_item cur = {0};
+	struct conf_tok t;
+	int line = 1;
+
+	while ((t = conf_next_tok(&text, &line)).len > 0) {
+		bool opens = conf_is(t, '{');
+
+		switch (at) {
+		case AT_NAME:
+			break;
+		case AT_EQUALS:
+			if (conf_is(t, '+')) {
+				cur.append = true;
+				continue;
+			}
+			if (conf_is(t, '=') || opens) {
+				conf_scan_add(&sc, cur, opens);
+				at = opens ? AT_NAME : AT_VALUE;
+				continue;
+			}
+			if (conf_is_word(t) || t.p[0] == '"' ||
+			    t.p[0] == '\'') {
+				cur.title = t;
+				at = AT_TITLE;
+				continue;
+			}
+			at = AT_NAME;
+			break;
+		case AT_TITLE:
+			at = AT_NAME;
+			if (opens) {
+				conf_scan_add(&sc, cur, true);
+				continue;
+			}
+			break;
+		case AT_VALUE:
+			sc.items[sc.n - 1].value = t;
+			at = opens ? IN_LIST : AT_NAME;
+			continue;
+		case IN_LIST:
+			if (conf_is(t, '}'))
+				at = AT_NAME;
+			continue;
+		}
+		/* At a name: the next option, or the end of a section. */
+		if (conf_is(t, '}')) {
+			sc.depth -= sc.depth > 0;
+		} else if (conf_is_word(t)) {
+			memset(&cur, 0, sizeof(cur));
+			cur.name = t;
+			if (t.len > 1 && t.p[t.len - 1] == '+') {
+				cur.name.len--;
+				cur.append = true;
+			}
+			at = AT_EQUALS;
+		}
+	}
+	*n = sc.n;
+	return sc.items;
+}
+
+const struct conf_item *
+conf_item_find(
+    const struct conf_item *items, size_t n, int parent, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = n; i-- > 0;)
+		if (items[i].parent == parent &&
+		    items[i].name.len == (int)len &&
+		    memcmp(items[i].name.p, name, len) == 0)
+			return &items[i];
+	return NULL;
 }

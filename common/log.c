@@ -14,8 +14,10 @@
 static const char *log_ident = "mxspool";
 static char log_host[256] = "localhost";
 static enum log_dest log_dest = LOG_TO_STDERR;
-static enum log_level log_min = LOG_LV_INFO;
-/* syslog(3) keeps one tag: the role's is set under this lock. */
+/* Read by every thread, set on the loop at start and by each reload. */
+static _Atomic enum log_level log_min = LOG_LV_INFO;
+/* syslog(3) keeps one tag: the role's is set under this lock. A reload
+ * changes the destination and host under it too, while threads log. */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static char log_tag[128];
 
@@ -30,6 +32,7 @@ void
 log_open(const char *ident, const char *host, enum log_dest dest,
     enum log_level level)
 {
+	pthread_mutex_lock(&log_lock);
 	if (log_dest == LOG_TO_SYSLOG && dest != LOG_TO_SYSLOG)
 		closelog();
 	log_ident = ident;
@@ -38,6 +41,7 @@ log_open(const char *ident, const char *host, enum log_dest dest,
 	log_dest = dest;
 	log_min = level;
 	log_tag[0] = '\0';
+	pthread_mutex_unlock(&log_lock);
 }
 
 void
@@ -90,11 +94,11 @@ log_vwrite(enum log_level level, const char *role, const char *tag,
 	char msg[4096];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	pthread_mutex_lock(&log_lock);
 	if (log_dest == LOG_TO_SYSLOG) {
 		char want[sizeof(log_tag)];
 
 		snprintf(want, sizeof(want), "%s/%s", log_ident, role);
-		pthread_mutex_lock(&log_lock);
 		if (strcmp(want, log_tag) != 0) {
 			memcpy(log_tag, want, sizeof(log_tag));
 			openlog(log_tag, LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -115,11 +119,11 @@ log_vwrite(enum log_level level, const char *role, const char *tag,
 	fprintf(stderr, "%s.%03ldZ %s %s/%s[%ld]: %s%s\n", when,
 	    ts.tv_nsec / 1000000, log_host, log_ident, role, (long)getpid(),
 	    tag, msg);
+	pthread_mutex_unlock(&log_lock);
 }
 
-static void __attribute__((format(printf, 4, 5)))
-log_put(enum log_level level, const char *role, const char *tag,
-    const char *fmt, ...)
+static void __attribute__((format(printf, 4, 5))) log_put(enum log_level level,
+    const char *role, const char *tag, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -31,8 +31,12 @@ struct ctl_deps {
 	struct server *srv;
 };
 
-/* Reloads the config: 0, or -1 with every error in *errors (malloc'd). */
-typedef int ctl_reload_cb(void *arg, char **errors);
+struct reload_report;
+
+/* Reloads the config: 0, with what changed and its warnings in *report,
+ * or -1 with every error in *errors (malloc'd). */
+typedef int ctl_reload_cb(
+    void *arg, char **errors, struct reload_report *report);
 
 /* cf is borrowed until ctl_free or the next ctl_set_conf. */
 struct ctl *ctl_new(struct event_base *base, const struct conf *cf,

@@ -17,6 +17,7 @@
 #include "common/metrics.h"
 #include "common/xmem.h"
 #include "ctl/ctl_int.h"
+#include "ctl/reload.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
@@ -1435,10 +1436,12 @@ static void
 cmd_reload(struct ctl_conn *k, json_t *req)
 {
 	const struct ctl_ctx *x = ctl_conn_ctx(k);
+	struct reload_report rep = {0};
 	char *errors = NULL;
+	json_t *res;
 
 	(void)req;
-	if (x->reload(x->reload_arg, &errors) < 0) {
+	if (x->reload(x->reload_arg, &errors, &rep) < 0) {
 		size_t n = errors ? strlen(errors) : 0;
 
 		while (n > 0 && errors[n - 1] == '\n')
@@ -1446,14 +1449,21 @@ cmd_reload(struct ctl_conn *k, json_t *req)
 		ctl_error(
 		    k, CTL_E_CONFIG, "%s", errors ? errors : "reload failed");
 		free(errors);
+		reload_report_fini(&rep);
 		return;
 	}
-	/* The socket may have moved: the client is told where it is now
-	 * (still the old one if the new one could not be opened). */
-	ctl_reply(
-	    k, json_pack("{s:b,s:s,s:s}", "reloaded", 1, "config",
-		   ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : "",
-		   "control_socket", ctl_socket_path(x->c)));
+	/* What changed, applied or for the next start, and warnings; the
+	 * socket may have moved: the client is told where it is now (still
+	 * the old one if the new one could not be opened). */
+	res = reload_report_json(&rep);
+	reload_report_fini(&rep);
+	json_object_set_new(res, "reloaded", json_true());
+	json_object_set_new(res, "config",
+	    ctl_json_str(
+		ctl_conn_ctx(k)->cf->path ? ctl_conn_ctx(k)->cf->path : ""));
+	json_object_set_new(
+	    res, "control_socket", ctl_json_str(ctl_socket_path(x->c)));
+	ctl_reply(k, res);
 }
 
 static const struct {

@@ -18,6 +18,7 @@
 #include "common/xmem.h"
 #include "ctl/ctl.h"
 #include "ctl/httpd.h"
+#include "ctl/reload.h"
 #include "dns/dns.h"
 #include "queue/queue.h"
 #include "queue/sched.h"
@@ -203,25 +204,60 @@ report_idn_names(const struct conf *cf, const char *path, FILE *out)
 	free(text);
 }
 
-/* Whether two optional strings are equal (both NULL is equal). */
-static bool
-same_str(const char *a, const char *b)
+/*
+ * The config's warnings (lines of "FILE:LINE: warning: message"), each
+ * with prefix in the log, which adds its own "warning: ", and in r.
+ */
+static void
+report_warnings(
+    const struct conf *cf, const char *prefix, struct reload_report *r)
 {
-	return (a == NULL && b == NULL) ||
-	       (a != NULL && b != NULL && strcmp(a, b) == 0);
+	const char *tag = "warning: ";
+
+	for (const char *p = cf->warnings, *nl; p != NULL && *p; p = nl + 1) {
+		const char *w = strstr(p, tag);
+
+		nl = strchr(p, '\n');
+		if (w != NULL && w < nl)
+			log_warn("%s%.*s%.*s", prefix, (int)(w - p), p,
+			    (int)(nl - w - strlen(tag)), w + strlen(tag));
+		else
+			log_warn("%s%.*s", prefix, (int)(nl - p), p);
+		if (r != NULL)
+			reload_warn(r, "%.*s", (int)(nl - p), p);
+	}
+}
+
+/* The listen addresses of a that b does not have, each logged with what. */
+static void
+log_listen_diff(const struct conf *a, const struct conf *b, const char *what)
+{
+	for (size_t i = 0; i < a->nlisten; i++) {
+		bool kept = false;
+
+		for (size_t j = 0; j < b->nlisten && !kept; j++)
+			kept =
+			    strcmp(a->listen[i].text, b->listen[j].text) == 0;
+		if (!kept)
+			log_info(
+			    "reload: listen: %s %s", what, a->listen[i].text);
+	}
 }
 
 /*
  * Reads the config again. An invalid one is refused (its errors logged and
  * returned) and the old one stays; a valid one is handed to every part,
- * which use it for new sessions and later decisions.
+ * which use it for new sessions and later decisions. Each option that
+ * changed is logged and put in *rep as applied or as taking effect at the
+ * next start (ctl/reload.c), with the config's warnings and whatever did
+ * not apply.
  */
 static int
-daemon_reload(void *arg, char **errors)
+daemon_reload(void *arg, char **errors, struct reload_report *rep)
 {
 	struct daemon *d = arg;
 	struct conf *cf;
-	char err[512];
+	char err[1280];
 
 	log_info("reload: reading %s", d->path);
 	if (conf_load(&cf, d->path, errors) < 0) {
@@ -241,23 +277,40 @@ daemon_reload(void *arg, char **errors)
 		metrics_count(MF_RELOADS, "failed");
 		return -1;
 	}
-	if (strcmp(cf->spool_dir, d->cf->spool_dir) != 0)
-		log_warn("reload: spool_dir %s takes effect at the next start",
-		    cf->spool_dir);
-	if (!same_str(cf->user, d->cf->user) ||
-	    !same_str(cf->group, d->cf->group))
-		log_warn(
-		    "reload: user and group take effect at the next start");
-	log_set_level(cf->log_level);
-	server_set_conf(d->srv, cf);
-	if (dns_set_conf(d->dns, cf) < 0)
-		log_err("reload: the resolver keeps its previous settings");
+	/* The first config retired is the one the daemon started with. */
+	reload_diff(d->nretired > 0 ? d->retired[0] : d->cf, d->cf, cf, rep);
+	report_warnings(cf, "reload: ", rep);
+	log_listen_diff(cf, d->cf, "now listening on");
+	log_listen_diff(d->cf, cf, "no longer listening on");
+	/* log and log_level; hostname too, which every stderr line shows. */
+	log_open("mxspool", cf->hostname, cf->log_dest, cf->log_level);
+	if (server_set_conf(d->srv, cf, err, sizeof(err)) < 0) {
+		log_err(
+		    "reload: %s; keeping the previous TLS certificate", err);
+		reload_warn(
+		    rep, "%s; keeping the previous TLS certificate", err);
+	}
+	if (dns_set_conf(d->dns, cf) < 0) {
+		log_err("reload: the resolver keeps its previous servers");
+		reload_warn(rep,
+		    "dns_servers: refused by the resolver (see the log); it "
+		    "keeps its previous servers");
+	}
 	queue_set_conf(d->q, cf);
 	sched_set_conf(d->sched, cf);
-	if (ctl_set_conf(d->ctl, cf, err, sizeof(err)) < 0)
+	if (ctl_set_conf(d->ctl, cf, err, sizeof(err)) < 0) {
 		log_err("reload: %s", err);
-	if (httpd_set_conf(d->httpd, cf, err, sizeof(err)) < 0)
-		log_err("reload: %s", err);
+		reload_warn(rep, "%s", err);
+	}
+	if (httpd_set_conf(d->httpd, cf, err, sizeof(err)) < 0) {
+		log_err("reload: %s: metrics are off", err);
+		reload_warn(rep, "%s: metrics are off", err);
+	}
+	for (size_t i = 0; i < rep->napplied; i++)
+		log_info("reload: %s changed: applied", rep->applied[i]);
+	for (size_t i = 0; i < rep->nat_next_start; i++)
+		log_warn("reload: %s changed: takes effect at the next start",
+		    rep->at_next_start[i]);
 	d->retired = xgrow(
 	    d->retired, &d->capretired, d->nretired + 1, sizeof(*d->retired));
 	d->retired[d->nretired++] = d->cf;
@@ -270,12 +323,14 @@ daemon_reload(void *arg, char **errors)
 static void
 daemon_on_hup(evutil_socket_t sig, short what, void *arg)
 {
+	struct reload_report rep = {0};
 	char *errors = NULL;
 
 	(void)sig;
 	(void)what;
-	daemon_reload(arg, &errors);
+	daemon_reload(arg, &errors, &rep);
 	free(errors);
+	reload_report_fini(&rep);
 }
 
 static void
@@ -347,6 +402,9 @@ main(int argc, char **argv)
 			conf_free(d.cf);
 			return 1;
 		}
+		/* Warnings do not fail the check: the daemon would run. */
+		if (d.cf->warnings != NULL)
+			fputs(d.cf->warnings, stderr);
 		report_idn_names(d.cf, path, stdout);
 		/* What the file leaves to a default worked out from others. */
 		printf("%s: ok (postmaster <%s>)\n", path, d.cf->postmaster);
@@ -437,6 +495,7 @@ main(int argc, char **argv)
 	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
 	    d.cf->hostname, d.cf->spool_dir);
 	report_idn_names(d.cf, path, NULL);
+	report_warnings(d.cf, "config: ", NULL);
 
 	event_base_dispatch(d.base);
 

@@ -282,6 +282,32 @@ dns_self_addrs(struct mx_self *self)
 	freeifaddrs(ifa);
 }
 
+/*
+ * resolv.conf's servers again, after a config that named others: read by a
+ * channel of its own and handed over (c-ares 1.18 has no ares_reinit).
+ */
+static int
+dns_system_servers(struct dns *d)
+{
+	struct ares_addr_port_node *list = NULL;
+	ares_channel tmp;
+	int rc = ares_init(&tmp);
+
+	if (rc == ARES_SUCCESS) {
+		rc = ares_get_servers_ports(tmp, &list);
+		ares_destroy(tmp);
+	}
+	if (rc == ARES_SUCCESS)
+		rc = ares_set_servers_ports(d->channel, list);
+	ares_free_data(list);
+	if (rc != ARES_SUCCESS) {
+		log_err("dns: servers of resolv.conf: %s", ares_strerror(rc));
+		return -1;
+	}
+	log_debug("dns: servers of resolv.conf");
+	return 0;
+}
+
 static int
 dns_set_servers(struct dns *d, const struct conf *cf)
 {
@@ -289,8 +315,11 @@ dns_set_servers(struct dns *d, const struct conf *cf)
 	size_t len = 1;
 	int rc;
 
+	/* None: resolv.conf's, which a new channel has already. */
 	if (cf->ndns_servers == 0)
-		return 0;
+		return d->cf != NULL && d->cf->ndns_servers > 0
+			   ? dns_system_servers(d)
+			   : 0;
 	for (size_t i = 0; i < cf->ndns_servers; i++)
 		len += strlen(cf->dns_servers[i].text) + 1;
 	csv = xcalloc(1, len);

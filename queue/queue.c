@@ -49,6 +49,8 @@ struct qlane {
 struct queue {
 	struct event_base *base;
 	const struct conf *cf;
+	/* The spool_dir it opened: a reload's new one is for the next start. */
+	char *dir;
 	struct commit *commit;
 	struct qid_gen gen;
 	struct hmap *window; /* queue id -> struct qmsg */
@@ -462,8 +464,7 @@ queue_on_rebuilt(struct commit_op *op)
 	void *val;
 
 	if (op->status != QUEUE_OK)
-		fatal(
-		    "spool %s: cannot index it: %s", q->cf->spool_dir, op->err);
+		fatal("spool %s: cannot index it: %s", q->dir, op->err);
 	/* What arrived meanwhile was counted on the loop: add the two. */
 	while (hmap_next(rc->lanes, &pos, &key, &val)) {
 		struct qlane *r = val, *l = lane_get(q, r->name);
@@ -492,8 +493,8 @@ queue_on_rebuilt(struct commit_op *op)
 	w->read = mark_read;
 	w->done = queue_on_written;
 	commit_push(q->commit, w);
-	log_info("spool %s: indexed %zu messages%s", q->cf->spool_dir,
-	    rc->messages, rc->bad ? " (some quarantined, see above)" : "");
+	log_info("spool %s: indexed %zu messages%s", q->dir, rc->messages,
+	    rc->bad ? " (some quarantined, see above)" : "");
 	free(rc);
 	free(call);
 	commit_op_free(op);
@@ -596,6 +597,7 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 	q = xcalloc(1, sizeof(*q));
 	q->base = base;
 	q->cf = cf;
+	q->dir = xstrdup(cf->spool_dir);
 	q->window = hmap_new();
 	q->lanes = hmap_new();
 	indexed = spool_indexed(sp);
@@ -606,6 +608,7 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 		spool_close(sp);
 		queue_free_dests(q);
 		queue_free_maps(q);
+		free(q->dir);
 		free(q);
 		return -1;
 	}
@@ -623,6 +626,7 @@ queue_open(struct queue **qp, const struct conf *cf, struct event_base *base,
 			spool_close(sp);
 			queue_free_dests(q);
 			queue_free_maps(q);
+			free(q->dir);
 			free(q);
 			return -1;
 		}
@@ -673,7 +677,7 @@ queue_free_bytes(const struct queue *q)
 {
 	struct statvfs sv;
 
-	if (statvfs(q->cf->spool_dir, &sv) < 0)
+	if (statvfs(q->dir, &sv) < 0)
 		return -1;
 	return (int64_t)((uint64_t)sv.f_bavail * sv.f_frsize);
 }
@@ -742,6 +746,7 @@ queue_close(struct queue *q)
 	commit_free(q->commit);
 	queue_free_dests(q);
 	queue_free_maps(q);
+	free(q->dir);
 	free(q);
 }
 

@@ -452,8 +452,8 @@ smtp_rcpt_domain(struct smtp_sess *s, const struct parse_rcpt *r,
 	if (idn_to_ascii(r->domain, ace, IDN_NAME_SIZE, why, sizeof(why)) < 0) {
 		char rej[PARSE_ADDR_SIZE + 160];
 
-		snprintf(rej, sizeof(rej), "553 5.1.3 <%s>: bad domain name: %s",
-		    r->addr, why);
+		snprintf(rej, sizeof(rej),
+		    "553 5.1.3 <%s>: bad domain name: %s", r->addr, why);
 		smtp_log_reject(s, "RCPT", rej, r->addr);
 		metrics_reject("domain");
 		smtp_reply(
@@ -1349,15 +1349,14 @@ server_set_listen(
 	return 0;
 }
 
-void
-server_set_conf(struct server *srv, const struct conf *cf)
+int
+server_set_conf(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen)
 {
-	char err[512];
+	int rc = server_load_tls(srv, cf, err, errlen);
 
-	if (server_load_tls(srv, cf, err, sizeof(err)) < 0)
-		log_err(
-		    "reload: %s; keeping the previous TLS certificate", err);
 	srv->cf = cf;
+	return rc;
 }
 
 size_t

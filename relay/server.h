@@ -54,9 +54,11 @@ int server_set_listen(
     struct server *srv, const struct conf *cf, char *err, size_t errlen);
 /*
  * Every decision from now on, in new and open sessions, uses cf. A TLS
- * certificate that no longer loads keeps the old one (and says so).
+ * certificate that no longer loads keeps the old one: then returns -1 and
+ * err says why.
  */
-void server_set_conf(struct server *srv, const struct conf *cf);
+int server_set_conf(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen);
 /*
  * Stops accepting. Open sessions may finish until the configured
  * shutdown_timeout; then they are told 421 and closed. done runs once no

@@ -3,6 +3,7 @@ on a random free loopback port, in its own temporary directory, and stops it
 afterwards."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,6 +46,13 @@ def wait_for(pred, timeout=30, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def options_set(text):
+    """The names of the options a config text sets (`name =` or
+    `name +=` at the start of a line)."""
+    return set(re.findall(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\+?=", text,
+                          re.MULTILINE))
+
+
 def log_lines(d, needle):
     """The lines of d's log that contain needle."""
     return [l for l in d.log().splitlines() if needle in l]
@@ -65,18 +73,27 @@ class Daemon:
         self.proc = None
         domains = ", ".join('"%s"' % d for d in relay_domains)
         listens = ", ".join('"%s"' % a for a in self.listen)
-        with open(self.conf, "w", encoding="utf-8") as f:
-            f.write('hostname = "%s"\n' % hostname)
-            f.write("listen = {%s}\n" % listens)
-            f.write('spool_dir = "%s"\n' % self.spool)
-            f.write('control_socket = "%s"\n' % os.path.join(tmp_path, "ctl.sock"))
-            f.write("relay_domains = {%s}\n" % domains)
-            f.write('log_level = "debug"\n')
+        base = [
+            ("hostname", '"%s"' % hostname),
+            ("listen", "{%s}" % listens),
+            ("spool_dir", '"%s"' % self.spool),
+            ("control_socket", '"%s"' % os.path.join(tmp_path, "ctl.sock")),
+            ("relay_domains", "{%s}" % domains),
+            ("log_level", '"debug"'),
             # DNS stays on loopback: a port where nothing answers, unless
-            # the test names its own server (a later line wins).
-            f.write('dns_servers = {"127.0.0.1:%d"}\n' % free_port())
-            f.write('dns_timeout = 1s\ndns_tries = 1\n')
-            f.write('metrics_listen = ""\n')  # tests that want it set it
+            # the test names its own server.
+            ("dns_servers", '{"127.0.0.1:%d"}' % free_port()),
+            ("dns_timeout", "1s"),
+            ("dns_tries", "1"),
+            ("metrics_listen", '""'),  # tests that want it set it
+        ]
+        # An option given twice is an error: extra's own value replaces
+        # the base one.
+        given = options_set(extra)
+        with open(self.conf, "w", encoding="utf-8") as f:
+            for name, value in base:
+                if name not in given:
+                    f.write("%s = %s\n" % (name, value))
             f.write(extra)
 
     def start(self, wait=True):

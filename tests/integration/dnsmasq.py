@@ -179,7 +179,8 @@ def write_conf(tmp_path, servers, extra="", hostname="mx2.example.test"):
     path = os.path.join(str(tmp_path), "mxroute-%d.conf" % random.randint(0, 1 << 30))
     with open(path, "w") as f:
         f.write('hostname = "%s"\n' % hostname)
-        f.write('relay_domains = {"example.test"}\n')
+        # Below it too: the domain sections tests add are for names there.
+        f.write('relay_domains = {"example.test", ".example.test"}\n')
         f.write('spool_dir = "%s"\n' % os.path.join(str(tmp_path), "spool"))
         f.write('control_socket = "%s"\n' % os.path.join(str(tmp_path), "ctl"))
         f.write("dns_servers = {%s}\n"

@@ -38,13 +38,12 @@ def test_numbers_past_their_limits_are_refused(daemon):
     # Before: -t passed all of these; INT64_MAX closed every session
     # within a second, 4294968s of DNS timeout was 704 ms, the retry
     # interval logged "next probe in -9223372036854775s".
-    d = daemon()
-    n = first_line(d)
-    with open(d.conf, "a") as f:
-        f.write("command_timeout = 9223372036854775807\n"
-                "dns_timeout = 4294968s\n"
-                "retry {\n initial = 9223372036854775807\n}\n"
-                "message_size_limit = 5G\n")
+    extra = ("command_timeout = 9223372036854775807\n"
+             "dns_timeout = 4294968s\n"
+             "retry {\n initial = 9223372036854775807\n}\n"
+             "message_size_limit = 5G\n")
+    d = daemon(extra=extra)  # dns_timeout in place of the test config's
+    n = first_line(d) - len(extra.splitlines())
     refused(d, [
         "%d: command_timeout: 9223372036854775807 is more than the limit "
         "of 1d" % n,
@@ -73,13 +72,12 @@ def test_paths_that_would_be_cut_are_refused(daemon, tmp_path):
     # at start, and delivery went to the lmtp:unix path cut to 107 bytes.
     long_sock = "/tmp/" + "s" * 103  # 108 bytes
     long_dir = str(tmp_path) + "/" + "/".join(["d" * 200] * 20)
-    d = daemon()
-    n = first_line(d)
-    with open(d.conf, "a") as f:
-        f.write('control_socket = "%s"\n' % long_sock)
-        f.write('spool_dir = "%s"\n' % long_dir)
-        f.write('domain "example.com" {\n route = "lmtp:unix:%s"\n}\n'
-                % long_sock)
+    extra = ('control_socket = "%s"\n' % long_sock +
+             'spool_dir = "%s"\n' % long_dir +
+             'domain "example.com" {\n route = "lmtp:unix:%s"\n}\n'
+             % long_sock)
+    d = daemon(extra=extra)  # in place of the test config's own two
+    n = first_line(d) - len(extra.splitlines())
     refused(d, [
         "%d: control_socket: a path of 108 bytes is more than the limit "
         "of 107 for a Unix socket" % n,

@@ -204,15 +204,17 @@ def check(tmp_path, relay, extra=""):
 
 
 def test_dash_t_accepts_u_labels_and_shows_both_forms(tmp_path):
-    rc, out, err, conf = check(tmp_path, '"%s", "example.com"' % U,
+    rc, out, err, conf = check(tmp_path,
+                               '"%s", "example.com", "café.test"' % U,
                                'domain "café.test" {\n}\n')
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[:2] == [
+    assert lines[:3] == [
         conf + ": relay_domains: bücher.test (xn--bcher-kva.test)",
+        conf + ": relay_domains: café.test (xn--caf-dma.test)",
         conf + ": domain: café.test (xn--caf-dma.test)"]
     # The default postmaster is in the A-labels every next hop takes.
-    assert lines[2:] == [conf + ": ok (postmaster <postmaster@%s>)" % A]
+    assert lines[3:] == [conf + ": ok (postmaster <postmaster@%s>)" % A]
 
 
 def test_dash_t_reports_bad_international_names_with_line(tmp_path):

@@ -95,8 +95,9 @@ def test_the_template_refuses_to_run_until_relay_domains_is_set(installed):
                        text=True)
     assert r.returncode == 1
     assert r.stderr.startswith(no_user), r.stderr
-    m = re.fullmatch(re.escape(str(conf)) + r":(\d+): relay_domains: not set "
-                     r"\(the domains this backup MX accepts mail for\)\n",
+    m = re.fullmatch(re.escape(str(conf)) + r":(\d+): relay_domains is "
+                     r"required \(the domains this backup MX accepts mail "
+                     r"for\)\n",
                      r.stderr[len(no_user):])
     assert m, r.stderr
     # The line is the template's commented-out relay_domains.

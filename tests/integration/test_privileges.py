@@ -294,12 +294,15 @@ def test_without_user_root_stays_root_and_says_so(opendir):
 def test_a_reload_does_not_change_the_user(opendir):
     d = opendir(extra=AS_NOBODY)
     d.start()
-    with open(d.conf, "a") as f:
-        f.write('user = "daemon"\ngroup = "daemon"\n')
+    with open(d.conf) as f:
+        text = f.read()
+    with open(d.conf, "w") as f:
+        f.write(text.replace(AS_NOBODY, 'user = "daemon"\ngroup = "daemon"\n'))
     d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: log_lines(d, "in force"), what="the reload")
-    assert len(log_lines(d, "reload: user and group take effect at the next "
-                            "start")) == 1
+    for name in ("user", "group"):
+        assert len(log_lines(d, "reload: %s changed: takes effect at the "
+                                "next start" % name)) == 1
     assert status(d.proc.pid)["Uid"].split() == [str(NOBODY)] * 4
     c = ehlo(d)
     queued_id(send_message(c, "Subject: x\r\n\r\nbody\r\n.\r\n"))

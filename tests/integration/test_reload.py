@@ -120,6 +120,8 @@ def test_reload_adds_and_removes_listeners_without_touching_kept_ones(daemon):
     with smtplib.SMTP("127.0.0.1", extra_port, timeout=10) as s:
         assert s.noop()[0] == 250
     assert kept.noop()[0] == 250          # the open session was not dropped
+    assert out.splitlines()[1:] == ["applied: listen"]
+    wait_log(d, "reload: listen: now listening on 127.0.0.1:%d" % extra_port)
     # Drop the first address: it stops accepting; the new one goes on.
     rewrite(d, 'listen = {"127.0.0.1:%d", "127.0.0.1:%d"}' % (d.port, extra_port),
             'listen = {"127.0.0.1:%d"}' % extra_port)
@@ -131,6 +133,7 @@ def test_reload_adds_and_removes_listeners_without_touching_kept_ones(daemon):
     except OSError:
         refused = True
     assert refused
+    wait_log(d, "reload: listen: no longer listening on 127.0.0.1:%d" % d.port)
     assert kept.noop()[0] == 250
     kept.quit()
     with smtplib.SMTP("127.0.0.1", extra_port, timeout=10) as s:
@@ -152,3 +155,131 @@ def test_reload_with_an_address_in_use_is_refused_and_changes_nothing(daemon):
     with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
         assert s.noop()[0] == 250
     busy.close()
+
+
+# --------------------------------------------------------------------------
+# Reload tells the truth (issue 15, point 4): each option that changed is
+# applied, or said to take effect at the next start, in the log and in
+# mxspoolctl reload's answer; the config's warnings are in both too.
+
+def reload_lines(d):
+    """mxspoolctl reload: its exit status, stdout lines and stderr."""
+    rc, out, err = ctl(d, "reload")
+    return rc, out.splitlines(), err
+
+
+def send(d, rcpt="u@example.com"):
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        s.sendmail("a@sender.test", [rcpt], b"Subject: x\r\n\r\nx\r\n")
+
+
+def test_a_higher_spool_min_free_refuses_mail_after_reload(daemon):
+    # Before: applied, but neither the log nor the answer said so.
+    d = make(daemon)
+    send(d)
+    rewrite(d, "retry { initial = 1h }\n",
+            "retry { initial = 1h }\nspool_min_free = 1024T\n")
+    rc, out, err = reload_lines(d)
+    assert rc == 0, err
+    assert out[1:] == ["applied: spool_min_free"]
+    assert log_lines_with(d, "reload: spool_min_free changed: applied")
+    try:
+        send(d)
+        code = 250
+    except smtplib.SMTPDataError as e:
+        code = e.smtp_code
+    assert code == 452
+    # And back: mail is taken again.
+    rewrite(d, "spool_min_free = 1024T\n", "")
+    rc, out, err = reload_lines(d)
+    assert rc == 0 and out[1:] == ["applied: spool_min_free"], (out, err)
+    send(d)
+
+
+def log_lines_with(d, text):
+    return [l for l in d.log().splitlines() if text in l]
+
+
+def test_log_level_and_log_are_applied_on_reload(daemon):
+    d = daemon(extra='metrics_listen = ""\nlog_level = "info"\n').start()
+    send(d)
+    assert "debug:" not in d.log()
+    rewrite(d, 'log_level = "info"', 'log_level = "debug"')
+    rc, out, err = reload_lines(d)
+    assert rc == 0 and out[1:] == ["applied: log_level"], (out, err)
+    assert log_lines_with(d, "reload: log_level changed: applied")
+    n = len(log_lines_with(d, "debug: "))
+    send(d)
+    assert len(log_lines_with(d, "debug: ")) > n
+    # log = "syslog": nothing more on stderr, until it is back.
+    rewrite(d, 'log_level = "debug"', 'log_level = "debug"\nlog = "syslog"')
+    rc, out, err = reload_lines(d)
+    assert rc == 0 and out[1:] == ["applied: log"], (out, err)
+    n = len(d.log().splitlines())
+    send(d)
+    assert len(d.log().splitlines()) == n
+    rewrite(d, 'log = "syslog"', 'log = "stderr"')
+    rc, out, err = reload_lines(d)
+    assert rc == 0 and out[1:] == ["applied: log"], (out, err)
+    assert log_lines_with(d, "reload: log changed: applied")
+
+
+def test_a_new_spool_dir_takes_effect_at_the_next_start(daemon, tmp_path):
+    d = make(daemon)
+    other = str(tmp_path / "other-spool")
+    rewrite(d, 'spool_dir = "%s"' % d.spool, 'spool_dir = "%s"' % other)
+    rc, out, err = reload_lines(d)
+    assert rc == 0, err
+    assert out == ["mxspoold: configuration reloaded from %s" % d.conf,
+                   "takes effect at the next start: spool_dir"]
+    assert log_lines_with(d, "warning: reload: spool_dir changed: takes "
+                             "effect at the next start")
+    rc, js, err = ctl(d, "--json", "reload")
+    assert rc == 0 and '"at_next_start":["spool_dir"]' in js, js
+    # Mail still goes to the spool in use.
+    send(d)
+    assert not os.path.exists(other)
+    rc, out, err = ctl(d, "list")
+    assert rc == 0 and "u@example.com" in out
+
+
+def test_reload_shows_the_config_warnings(daemon):
+    d = make(daemon)
+    rewrite(d, 'hostname = "mx.test.example"', 'hostname = "mx"')
+    rc, out, err = reload_lines(d)
+    assert rc == 0
+    assert out[1:] == ["applied: hostname, mx_self_names"]
+    warning = ("%s:1: warning: hostname: 'mx' is not a fully qualified "
+               "domain name; the greeting and EHLO should give one (e.g. "
+               "'mx.example.net')" % d.conf)
+    assert err == warning + "\n"
+    assert log_lines_with(d, "warning: reload: %s:1: hostname: 'mx' is not "
+                             "a fully qualified domain name" % d.conf)
+    rc, js, err = ctl(d, "--json", "reload")
+    assert rc == 0 and '"warnings":["%s"]' % warning in js
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=10) as s:
+        assert s.ehlo()[1].split(b"\n")[0] == b"mx"
+
+
+def test_an_option_given_twice_refuses_the_reload(daemon):
+    d = make(daemon)
+    with open(d.conf, "a") as f:
+        f.write('relay_domains = {"example.net"}\n')
+    n = len(open(d.conf).read().splitlines())
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1 and out == ""
+    assert ('%s:%d: relay_domains: given twice (first at line 5); a list is '
+            'written once: relay_domains = {"a", "b"}' % (d.conf, n)) in err
+    assert rcpt_code(d, "u@example.com") == 250
+    assert rcpt_code(d, "u@example.net") == 554
+
+
+def test_dropping_dns_servers_goes_back_to_resolv_conf(daemon):
+    # Before: the servers named last stayed in use until a restart.
+    d = make(daemon)
+    text = open(d.conf).read()
+    line = [l for l in text.splitlines() if l.startswith("dns_servers =")][0]
+    rewrite(d, line + "\n", "")
+    rc, out, err = reload_lines(d)
+    assert rc == 0 and out[1:] == ["applied: dns_servers"], (out, err)
+    wait_log(d, "debug: dns: servers of resolv.conf")

@@ -215,12 +215,12 @@ test_load_reports_unknown_option_with_line(void **state)
 {
 	(void)state;
 	assert_errors(GOOD "\n# comment\nfrobnicate = 1\n",
-	    "F:4: no such option 'frobnicate'\n");
+	    "F:4: unknown option 'frobnicate'\n");
 	/* Comments of every kind, in lists too, keep line numbers true. */
 	assert_errors(
 	    "# a\n// b\n/* c\n d */ relay_domains = {\"x.example\", # e\n"
 	    "\"y.example\" /* f */}\nspool_dir = \"/a#b\" # \"\nfrob = 1\n",
-	    "F:7: no such option 'frob'\n");
+	    "F:7: unknown option 'frob'\n");
 }
 
 static void
@@ -253,14 +253,15 @@ static void
 test_load_reports_missing_required_value(void **state)
 {
 	(void)state;
+	/* Not the line after the end: a missing option has no line. */
 	assert_errors("hostname = \"mx.example.net\"\n",
-	    "F:2: relay_domains: not set (the domains this backup MX "
+	    "F: relay_domains is required (the domains this backup MX "
 	    "accepts mail for)\n");
 	/* A template's commented-out line is where to set it. */
 	assert_errors("# relay_domains (required)\n#relay_domainsx = 1\n"
 		      "  #  relay_domains = {\"a.example\"}\n"
 		      "hostname = \"mx.example.net\"\n",
-	    "F:3: relay_domains: not set (the domains this backup MX "
+	    "F:3: relay_domains is required (the domains this backup MX "
 	    "accepts mail for)\n");
 	assert_errors(GOOD "spool_dir = \"\"\n",
 	    "F:2: spool_dir: missing required value\n");
@@ -335,8 +336,8 @@ test_template_config_wants_relay_domains_and_nothing_else(void **state)
 		    strncmp(p - strlen(want), want, strlen(want)), 0);
 	}
 	assert_non_null(strstr(p,
-	    ": relay_domains: not set (the domains this backup MX accepts mail "
-	    "for)\n"));
+	    ": relay_domains is required (the domains this backup MX accepts "
+	    "mail for)\n"));
 	assert_int_equal(strncmp(p, "etc/mxspool.conf:", 17), 0);
 	/* One line: no other error. */
 	assert_ptr_equal(strchr(p, '\n'), errs + strlen(errs) - 1);
@@ -493,9 +494,10 @@ test_postmaster_must_be_an_address(void **state)
 		assert_string_equal(got, want);
 		free(got);
 	}
-	/* Only subdomain patterns: nothing to default to. */
+	/* Only subdomain patterns: nothing to default to; said at the line
+	 * of relay_domains, not after the end. */
 	assert_errors("relay_domains = {\".example.org\"}\n",
-	    "F:2: postmaster: not set, and relay_domains names no domain "
+	    "F:1: postmaster: not set, and relay_domains names no domain "
 	    "(only .subdomain patterns) to default to\n");
 }
 
@@ -506,15 +508,15 @@ test_domain_sections_override_global_policy(void **state)
 	const struct conf_retry *r;
 
 	(void)state;
-	cf = load_ok(
-	    GOOD "tls = \"encrypt\"\n"
-		 "retry { initial = 1m\n max_age = 0 }\n"
-		 "domain \"example.com\" {\n"
-		 "  route = \"lmtp:[127.0.0.1]:2400\"\n"
-		 "  tls = \"none\"\n"
-		 "  retry { max_connections = 5 }\n"
-		 "}\n"
-		 "domain \".example.org\" { route = \"smtp:[::1]\" }\n");
+	cf = load_ok("relay_domains = {\"example.com\", \".example.org\"}\n"
+		     "tls = \"encrypt\"\n"
+		     "retry { initial = 1m\n max_age = 0 }\n"
+		     "domain \"example.com\" {\n"
+		     "  route = \"lmtp:[127.0.0.1]:2400\"\n"
+		     "  tls = \"none\"\n"
+		     "  retry { max_connections = 5 }\n"
+		     "}\n"
+		     "domain \".example.org\" { route = \"smtp:[::1]\" }\n");
 	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->kind, ROUTE_LMTP);
 	assert_int_equal(conf_route_for(cf, "EXAMPLE.COM")->port, 2400);
 	assert_int_equal(conf_route_for(cf, "a.example.org")->kind, ROUTE_SMTP);
@@ -679,10 +681,11 @@ test_domain_sections_and_routes_take_either_form(void **state)
 	struct conf *cf;
 
 	(void)state;
-	cf = load_ok(GOOD "domain \"bücher.test\" {\n"
-			  " route = \"smtp:[mx.bücher.test]:2525\"\n}\n"
-			  "domain \".xn--caf-dma.test\" {\n"
-			  " route = \"lmtp:store.café.test:24\"\n}\n");
+	cf = load_ok("relay_domains = {\"bücher.test\", \".café.test\"}\n"
+		     "domain \"bücher.test\" {\n"
+		     " route = \"smtp:[mx.bücher.test]:2525\"\n}\n"
+		     "domain \".xn--caf-dma.test\" {\n"
+		     " route = \"lmtp:store.café.test:24\"\n}\n");
 	assert_string_equal(cf->domains[0].name, "xn--bcher-kva.test");
 	assert_string_equal(cf->domains[1].name, ".xn--caf-dma.test");
 	rt = conf_route_for(cf, "xn--bcher-kva.test");

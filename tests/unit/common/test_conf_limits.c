@@ -141,7 +141,11 @@ test_every_limit_itself_is_taken(void **state)
 		 "data_memory_limit = 64G\nspool_min_free = 1024T\n"
 		 "active_limit = 1000000\n"
 		 "retry {\n initial = 1d\n max_interval = 1d\n"
-		 " max_age = 365d\n warn_after = 365d\n}\n");
+		 " max_age = 365d\n}\n"
+		 /* A delay notice is due before the bounce: at most a year
+		  * where mail is kept for ever. */
+		 "domain \"example.com\" {\n retry {\n max_age = 0\n"
+		 " warn_after = 365d\n }\n}\n");
 
 	(void)state;
 	assert_int_equal(cf->command_timeout, 86400);
@@ -162,7 +166,7 @@ test_every_limit_itself_is_taken(void **state)
 	assert_int_equal(cf->retry.initial, 86400);
 	assert_int_equal(cf->retry.max_interval, 86400);
 	assert_int_equal(cf->retry.max_age, 365 * 86400);
-	assert_int_equal(cf->retry.warn_after, 365 * 86400);
+	assert_int_equal(cf->domains[0].retry.warn_after, 365 * 86400);
 	conf_free(cf);
 }
 
@@ -186,7 +190,7 @@ test_a_file_ending_inside_a_section_is_refused(void **state)
 	/* What follows is read as inside the section: that comes after. */
 	assert_errors(GOOD "retry {\n initial = 5s\n\nsoft_bounce = true\n",
 	    "F:2: section 'retry' opened here is never closed\n"
-	    "F:5: no such option 'soft_bounce'\n");
+	    "F:5: unknown option 'soft_bounce'\n");
 	/* Braces in strings and comments, one-line sections and lists do
 	 * not count. */
 	assert_null(load_errors(
