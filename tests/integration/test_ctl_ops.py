@@ -59,7 +59,7 @@ def test_a_file_that_is_not_a_config_says_so_in_one_line(tmp_path):
         assert rc == 1 and out == "", (cmd, rc, out, err)
         assert err.count("\n") == 1, err
         assert err.startswith("mxspoolctl: %s is not a valid mxspool config: "
-                              "line 1: no such option" % junk), err
+                              "line 1: unknown option" % junk), err
     rc, out, err = run_ctl("-c", str(tmp_path / "missing.conf"), "summary")
     assert rc == 1 and err == "mxspoolctl: %s: cannot read: No such file " \
         "or directory\n" % (tmp_path / "missing.conf")
@@ -77,7 +77,7 @@ def test_a_config_with_errors_still_reaches_its_daemon(outage):
     rc, out, err = ctl(d, "summary")
     assert rc == 0 and out.startswith("DESTINATION")
     assert err.startswith("mxspoolctl: note: %s has errors (line " % d.conf)
-    assert err.endswith("no such option 'no_such_option'): a reload would "
+    assert err.endswith("unknown option 'no_such_option'): a reload would "
                         "be refused\n"), err
     rc, out, err = ctl(d, "reload")
     assert rc == 1 and "reload refused" in err and "no_such_option" in err
@@ -518,6 +518,7 @@ def test_reload_reaches_the_daemon_after_control_socket_moved(daemon):
     rc, out, err = ctl(d, "reload")
     assert rc == 0 and err == "", err
     assert out == "mxspoold: configuration reloaded from %s\n" \
+        "applied: control_socket\n" \
         "mxspoold: control socket now %s (was %s)\n" % (d.conf, new, old)
     assert os.path.exists(new) and not os.path.exists(old)
     rc, out, err = ctl(d, "summary")
