@@ -191,12 +191,13 @@ $(FUZZ_BIN)reply: $(call FUZZ_O,relay/client_proto relay/parse_data \
 $(FUZZ_BIN)dns: $(call FUZZ_O,dns/reply dns/cache dns/mx dns/answer \
 	common/xmem)
 $(FUZZ_BIN)walcheck: $(call FUZZ_O,queue/walcheck common/xmem)
-$(FUZZ_BIN)config: $(call FUZZ_O,common/conf common/conf_text common/confval common/idn \
-	common/priv common/log common/xmem)
-$(FUZZ_BIN)ctl: $(call FUZZ_O,ctl/ctl ctl/ctl_cmd ctl/ctl_util \
-	ctl/ctl_proto common/conf common/conf_text common/confval common/idn common/priv \
-	common/log common/hmap common/metrics dns/answer queue/envelope \
-	queue/qid queue/qindex common/xmem)
+# The config loader, whatever files it is split into.
+FUZZ_CONF = $(patsubst %.c,%,$(wildcard common/conf*.c)) common/idn \
+	common/priv common/log common/xmem
+$(FUZZ_BIN)config: $(call FUZZ_O,$(FUZZ_CONF))
+$(FUZZ_BIN)ctl: $(call FUZZ_O,ctl/ctl ctl/ctl_cmd ctl/ctl_util ctl/reload \
+	ctl/ctl_proto $(FUZZ_CONF) common/hmap common/metrics dns/answer \
+	queue/envelope queue/qid queue/qindex)
 
 $(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o
 	$(LINK) -o $@ $^ $(LDLIBS)

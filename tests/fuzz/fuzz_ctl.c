@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/xmem.h"
 #include "ctl/ctl.h"
+#include "ctl/reload.h"
 #include "dns/dns.h"
 #include "queue/qindex.h"
 #include "queue/queue.h"
@@ -573,9 +574,10 @@ dns_route(struct dns *d, const char *domain, dns_route_cb *cb, void *arg)
 	return 1;
 }
 
-/* Every other reload fails, with errors as conf_load gives them. */
+/* Every other reload fails, with errors as conf_load gives them; the
+ * others apply one option, leave one for the next start and warn. */
 static int
-on_reload(void *arg, char **errors)
+on_reload(void *arg, char **errors, struct reload_report *rep)
 {
 	(void)arg;
 	if (reloads++ % 2 == 0) {
@@ -583,6 +585,8 @@ on_reload(void *arg, char **errors)
 				  "address 'x'\n");
 		return -1;
 	}
+	reload_warn(rep, "/etc/mxspool/mxspool.conf:1: warning: hostname: "
+			 "'mx' is not a fully qualified domain name");
 	return 0;
 }
 
