@@ -375,9 +375,11 @@ dest_failed(struct dest *d, const char *why)
 	retry_dest_failed(
 	    &d->pol, dest_retry(d), sched_now_ms(), sched_rand(d->s));
 	/* One line when it starts failing, and one per failed probe. */
-	log_info("%s: %s (%s): %" PRIu64 " messages held, next probe in %llds",
+	log_info("%s: %s (%s): %" PRIu64 " message%s held, next probe in "
+		 "%llds",
 	    d->key, news ? "destination failing" : "probe failed", why,
-	    dest_queued(d), (long long)(d->pol.interval_ms / 1000));
+	    dest_queued(d), dest_queued(d) == 1 ? "" : "s",
+	    (long long)(d->pol.interval_ms / 1000));
 	dest_park(d, 1);
 	sched_wake_at(d->s, d->pol.next_probe);
 }
@@ -392,8 +394,9 @@ dest_refused(struct dest *d, const char *why)
 	/* Said once; the probes every second after it only at debug. */
 	if (news)
 		log_info("%s: destination failing: not reachable (%s): "
-			 "%" PRIu64 " messages held, probing every second",
-		    d->key, why, dest_queued(d));
+			 "%" PRIu64 " message%s held, probing every second",
+		    d->key, why, dest_queued(d),
+		    dest_queued(d) == 1 ? "" : "s");
 	else
 		log_debug("%s: still refused (%s)", d->key, why);
 	dest_park(d, 1);
