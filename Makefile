@@ -31,6 +31,9 @@ PYTHON  ?= /usr/bin/python3
 
 PKGS = libevent_core libevent_extra libevent_openssl libevent_pthreads \
        openssl rocksdb libcares libconfuse jansson gmime-3.0 libidn2
+# mxspoold's own: sd_notify(3), to tell systemd it is ready. Only its main
+# file uses it, and nothing else links it.
+DAEMON_PKGS = libsystemd
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla \
@@ -106,8 +109,12 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(BUILD)/ctl/main.o: ALL_CFLAGS += \
+	$(shell pkg-config --cflags $(DAEMON_PKGS) 2>/dev/null)
+
 $(BUILD)/mxspoold: $(BUILD)/ctl/main.o $(LIB)
-	$(LINK) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(LDLIBS) \
+	    $(shell pkg-config --libs $(DAEMON_PKGS) 2>/dev/null)
 
 $(BUILD)/mxspoolctl: $(CLI_OBJS)
 	$(LINK) -o $@ $^ $(CLI_LIBS)

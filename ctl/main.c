@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/conf.h"
@@ -27,6 +29,9 @@
 #include "relay/tls.h"
 
 #define MXSPOOL_VERSION "0.1.0"
+/* What a stop may take past shutdown_timeout: the spool's writer drains
+ * and RocksDB closes (systemd is told, see daemon_on_signal). */
+#define STOP_SPOOL_CLOSE_S 20
 
 struct daemon {
 	struct event_base *base;
@@ -226,9 +231,8 @@ same_str(const char *a, const char *b)
  * which use it for new sessions and later decisions.
  */
 static int
-daemon_reload(void *arg, char **errors)
+daemon_reload_conf(struct daemon *d, char **errors)
 {
-	struct daemon *d = arg;
 	struct conf *cf;
 	char err[512];
 
@@ -276,6 +280,42 @@ daemon_reload(void *arg, char **errors)
 	return 0;
 }
 
+/*
+ * systemd's notification protocol (Type=notify, sd_notify(3)): the
+ * messages go to $NOTIFY_SOCKET, and without it sd_notify does nothing,
+ * so mxspoold needs no option to run under systemd or without.
+ *
+ * A reload, from SIGHUP (systemctl reload) or from mxspoolctl reload, is
+ * bracketed by RELOADING=1 and READY=1, whatever its outcome: a refused
+ * config leaves the daemon running the old one. MONOTONIC_USEC is what
+ * systemd 253 and later want with RELOADING=1 (Type=notify-reload);
+ * older ones ignore it.
+ */
+static int
+daemon_reload(void *arg, char **errors)
+{
+	struct daemon *d = arg;
+	struct timespec now;
+	const char *why;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)now.tv_sec * 1000000ULL +
+		(unsigned long long)now.tv_nsec / 1000ULL,
+	    d->path);
+	rc = daemon_reload_conf(d, errors);
+	why = rc == 0 || *errors == NULL ? "" : *errors;
+	if (rc == 0)
+		sd_notifyf(0, "READY=1\nSTATUS=running; %s reloaded", d->path);
+	else
+		sd_notifyf(0,
+		    "READY=1\nSTATUS=running; reload refused, the previous "
+		    "configuration stays: %.*s",
+		    (int)strcspn(why, "\n"), why);
+	return rc;
+}
+
 static void
 daemon_on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -307,6 +347,19 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("%s: no longer accepting connections", strsignal((int)sig));
+	/*
+	 * The unit's TimeoutStopSec (30s) covers the default shutdown_timeout
+	 * and the spool's close after it. EXTEND_TIMEOUT_USEC asks systemd
+	 * for shutdown_timeout plus that close from now, so that a longer
+	 * shutdown_timeout needs no change to the unit (systemd only ever
+	 * lengthens its timeout for it, never shortens it).
+	 */
+	sd_notifyf(0,
+	    "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: open "
+	    "sessions have %llds to finish",
+	    ((unsigned long long)d->cf->shutdown_timeout + STOP_SPOOL_CLOSE_S) *
+		1000000ULL,
+	    (long long)d->cf->shutdown_timeout);
 	ctl_free(d->ctl); /* mxspoolctl now says the daemon is not running */
 	d->ctl = NULL;
 	server_shutdown(d->srv, daemon_on_stopped, d);
@@ -445,6 +498,9 @@ main(int argc, char **argv)
 	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
 	    d.cf->hostname, d.cf->spool_dir);
 	report_idn_names(d.cf, path, NULL);
+	/* The spool is open (its log replayed) and every listener accepts. */
+	sd_notifyf(0, "READY=1\nSTATUS=running: %zu listener%s, spool %s",
+	    d.cf->nlisten, d.cf->nlisten == 1 ? "" : "s", d.cf->spool_dir);
 
 	event_base_dispatch(d.base);
 

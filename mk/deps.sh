@@ -12,7 +12,8 @@ set -eu
 
 # Building and running mxspoold and mxspoolctl (`make`, `make run`).
 build="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
-libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev"
+libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev
+libsystemd-dev"
 
 # `make test`: unit tests (cmocka), the integration tests' Python and
 # their peers. swaks speaks TLS only with Net::SSLeay; dnsmasq-base is the
