@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages of the named sets that are missing, with
 # apt-get, as root or through sudo. Quiet and fast when all are there.
 #
-#   sh mk/deps.sh build [test] [bench] [fresh]
+#   sh mk/deps.sh build [test] [bench] [deb] [fresh]
 #
 # Every program, library and Perl or Python module that the build, the
 # tests, `make run` and `make bench` use is listed here, in the set of the
@@ -15,15 +15,23 @@ build="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
 libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev
 libsystemd-dev"
 
+# `make deb`: the Debian package (dh; its build runs the unit tests, with
+# cmocka), lintian, and systemd-analyze (in systemd) to verify its unit,
+# which runs man for its Documentation= and checks that ExecReload's
+# /bin/kill (procps) is there. debian/control's Build-Depends are the
+# build set and cmocka.
+deb="dpkg-dev debhelper libcmocka-dev lintian systemd man-db procps"
+
 # `make test`: unit tests (cmocka), the integration tests' Python and
 # their peers. swaks speaks TLS only with Net::SSLeay; dnsmasq-base is the
 # binary without the system-wide resolver service of package dnsmasq; the
 # tests run their own Dovecot (dovecot-core, dovecot-lmtpd) and promtool
-# (prometheus); mandoc lints the man pages; openssl makes certificates.
+# (prometheus); mandoc lints the man pages; openssl makes certificates;
+# test_deb.py builds and lints the package (the deb set).
 # tests/integration/test_deps.py checks that what the tests run is here.
 test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
 libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
-mandoc"
+mandoc $deb"
 
 # `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
 bench="postfix"
@@ -38,10 +46,11 @@ for set in "$@"; do
 	build) pkgs="$pkgs $build" ;;
 	test) pkgs="$pkgs $test" ;;
 	bench) pkgs="$pkgs $bench" ;;
+	deb) pkgs="$pkgs $deb" ;;
 	fresh) pkgs="$pkgs $fresh" ;;
 	--list) list=1 ;;
 	*)
-		echo "deps: unknown package set '$set' (build, test, bench, fresh)" >&2
+		echo "deps: unknown package set '$set' (build, test, bench, deb, fresh)" >&2
 		exit 2
 		;;
 	esac

@@ -24,6 +24,13 @@ USED = [
     "/usr/bin/openssl",
     "/usr/bin/ldd",
     "/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm",
+    # test_deb.py: make deb, and the unit's check.
+    "/usr/bin/dpkg-buildpackage",
+    "/usr/bin/dh",
+    "/usr/bin/lintian",
+    "/usr/bin/systemd-analyze",
+    "/usr/bin/man",
+    "/bin/kill",
 ]
 MODULES = ["pytest", "aiosmtpd"]
 
@@ -86,6 +93,7 @@ def test_the_check_can_fail():
 def test_each_set_is_known_and_a_bad_one_is_refused():
     assert "postfix" in deps("bench") and "postfix" not in deps("test")
     assert "debootstrap" in deps("fresh")
+    assert deps("deb") <= deps("test") and "lintian" not in deps("build")
     assert not deps("build") & {"dnsmasq", "dnsmasq-base", "prometheus",
                                 "dovecot-lmtpd", "swaks"}
     r = subprocess.run(["sh", os.path.join(ROOT, "mk", "deps.sh"), "tests"],
