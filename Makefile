@@ -2,6 +2,7 @@
 #
 #   make run     build and start mxspoold on 127.0.0.1:2525 (spool in ./var)
 #   make test    unit tests (cmocka), then integration tests (pytest)
+#   make deb     the Debian package, in build-deb/ (mk/deb.sh)
 #   make test-asan, make fuzz, make bench, make install, make check-fresh,
 #   make clean, make fmt, make deps (deps-test, deps-bench, deps-fuzz)
 
@@ -31,6 +32,9 @@ PYTHON  ?= /usr/bin/python3
 
 PKGS = libevent_core libevent_extra libevent_openssl libevent_pthreads \
        openssl rocksdb libcares libconfuse jansson gmime-3.0 libidn2
+# mxspoold's own: sd_notify(3), to tell systemd it is ready. Only its main
+# file uses it, and nothing else links it.
+DAEMON_PKGS = libsystemd
 
 WARN = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wpointer-arith -Wcast-qual -Wformat=2 -Wvla \
@@ -109,8 +113,12 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(BUILD)/ctl/main.o: ALL_CFLAGS += \
+	$(shell pkg-config --cflags $(DAEMON_PKGS) 2>/dev/null)
+
 $(BUILD)/mxspoold: $(BUILD)/ctl/main.o $(LIB)
-	$(LINK) -o $@ $^ $(LDLIBS)
+	$(LINK) -o $@ $^ $(LDLIBS) \
+	    $(shell pkg-config --libs $(DAEMON_PKGS) 2>/dev/null)
 
 $(BUILD)/mxspoolctl: $(CLI_OBJS)
 	$(LINK) -o $@ $^ $(CLI_LIBS)
@@ -244,10 +252,25 @@ install: all
 		chmod 0644 $(DESTDIR)$(mandir)/man$${m##*.}/$${m##*/} || exit 1; \
 	done
 
+# The Debian package (debian/), built by dpkg-buildpackage from a copy of
+# the tree without its build directories: mxspool_VERSION_ARCH.deb, its
+# -dbgsym and the .changes in $(DEB_DIR) (mk/deb.sh). deb-check installs
+# it on this machine and checks the installed system (as root; meant for
+# make check-fresh's bare root).
+DEB_DIR ?= build-deb
+.PHONY: deps-deb deb deb-check
+deps-deb:
+	@sh mk/deps.sh build deb
+deb: deps-deb
+	@sh mk/deb.sh build $(DEB_DIR)
+deb-check: deb
+	@sh mk/deb.sh check $(DEB_DIR)
+
 # make test as root in a bare Debian 12 root, on a clean clone of HEAD:
-# proves that mk/deps.sh lists every package (mk/check-fresh.sh).
+# proves that mk/deps.sh lists every package (mk/check-fresh.sh); then
+# the package is built, installed and checked there (deb-check).
 check-fresh:
-	sh mk/check-fresh.sh test
+	sh mk/check-fresh.sh test deb-check
 
 # Leaves build-fresh/, the cache of make check-fresh's Debian root.
 clean:

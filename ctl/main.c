@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/conf.h"
@@ -28,6 +30,9 @@
 #include "relay/tls.h"
 
 #define MXSPOOL_VERSION "0.1.0"
+/* What a stop may take past shutdown_timeout: the spool's writer drains
+ * and RocksDB closes (systemd is told, see daemon_on_signal). */
+#define STOP_SPOOL_CLOSE_S 20
 
 struct daemon {
 	struct event_base *base;
@@ -253,9 +258,8 @@ log_listen_diff(const struct conf *a, const struct conf *b, const char *what)
  * not apply.
  */
 static int
-daemon_reload(void *arg, char **errors, struct reload_report *rep)
+daemon_reload_conf(struct daemon *d, char **errors, struct reload_report *rep)
 {
-	struct daemon *d = arg;
 	struct conf *cf;
 	char err[1280];
 
@@ -320,6 +324,42 @@ daemon_reload(void *arg, char **errors, struct reload_report *rep)
 	return 0;
 }
 
+/*
+ * systemd's notification protocol (Type=notify, sd_notify(3)): the
+ * messages go to $NOTIFY_SOCKET, and without it sd_notify does nothing,
+ * so mxspoold needs no option to run under systemd or without.
+ *
+ * A reload, from SIGHUP (systemctl reload) or from mxspoolctl reload, is
+ * bracketed by RELOADING=1 and READY=1, whatever its outcome: a refused
+ * config leaves the daemon running the old one. MONOTONIC_USEC is what
+ * systemd 253 and later want with RELOADING=1 (Type=notify-reload);
+ * older ones ignore it.
+ */
+static int
+daemon_reload(void *arg, char **errors, struct reload_report *rep)
+{
+	struct daemon *d = arg;
+	struct timespec now;
+	const char *why;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+	    (unsigned long long)now.tv_sec * 1000000ULL +
+		(unsigned long long)now.tv_nsec / 1000ULL,
+	    d->path);
+	rc = daemon_reload_conf(d, errors, rep);
+	why = rc == 0 || *errors == NULL ? "" : *errors;
+	if (rc == 0)
+		sd_notifyf(0, "READY=1\nSTATUS=running; %s reloaded", d->path);
+	else
+		sd_notifyf(0,
+		    "READY=1\nSTATUS=running; reload refused, the previous "
+		    "configuration stays: %.*s",
+		    (int)strcspn(why, "\n"), why);
+	return rc;
+}
+
 static void
 daemon_on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -353,6 +393,19 @@ daemon_on_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("%s: no longer accepting connections", strsignal((int)sig));
+	/*
+	 * The unit's TimeoutStopSec (30s) covers the default shutdown_timeout
+	 * and the spool's close after it. EXTEND_TIMEOUT_USEC asks systemd
+	 * for shutdown_timeout plus that close from now, so that a longer
+	 * shutdown_timeout needs no change to the unit (systemd only ever
+	 * lengthens its timeout for it, never shortens it).
+	 */
+	sd_notifyf(0,
+	    "STOPPING=1\nEXTEND_TIMEOUT_USEC=%llu\nSTATUS=stopping: open "
+	    "sessions have %llds to finish",
+	    ((unsigned long long)d->cf->shutdown_timeout + STOP_SPOOL_CLOSE_S) *
+		1000000ULL,
+	    (long long)d->cf->shutdown_timeout);
 	ctl_free(d->ctl); /* mxspoolctl now says the daemon is not running */
 	d->ctl = NULL;
 	server_shutdown(d->srv, daemon_on_stopped, d);
@@ -496,6 +549,9 @@ main(int argc, char **argv)
 	    d.cf->hostname, d.cf->spool_dir);
 	report_idn_names(d.cf, path, NULL);
 	report_warnings(d.cf, "config: ", NULL);
+	/* The spool is open (its log replayed) and every listener accepts. */
+	sd_notifyf(0, "READY=1\nSTATUS=running: %zu listener%s, spool %s",
+	    d.cf->nlisten, d.cf->nlisten == 1 ? "" : "s", d.cf->spool_dir);
 
 	event_base_dispatch(d.base);
 

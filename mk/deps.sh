@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages of the named sets that are missing, with
 # apt-get, as root or through sudo. Quiet and fast when all are there.
 #
-#   sh mk/deps.sh build [test] [bench] [fuzz] [fresh]
+#   sh mk/deps.sh build [test] [bench] [fuzz] [deb] [fresh]
 #
 # Every program, library and Perl or Python module that the build, the
 # tests, `make run`, `make bench` and `make fuzz` use is listed here, in
@@ -13,18 +13,27 @@ set -eu
 
 # Building and running mxspoold and mxspoolctl (`make`, `make run`).
 build="build-essential pkg-config libevent-dev libssl-dev librocksdb-dev
-libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev"
+libc-ares-dev libconfuse-dev libjansson-dev libgmime-3.0-dev libidn2-dev
+libsystemd-dev"
+
+# `make deb`: the Debian package (dh; its build runs the unit tests, with
+# cmocka), lintian, and systemd-analyze (in systemd) to verify its unit,
+# which runs man for its Documentation= and checks that ExecReload's
+# /bin/kill (procps) is there. debian/control's Build-Depends are the
+# build set and cmocka.
+deb="dpkg-dev debhelper libcmocka-dev lintian systemd man-db procps"
 
 # `make test`: unit tests (cmocka), the integration tests' Python and
 # their peers. swaks speaks TLS only with Net::SSLeay; dnsmasq-base is the
 # binary without the system-wide resolver service of package dnsmasq; the
 # tests run their own Dovecot (dovecot-core, dovecot-lmtpd) and promtool
 # (prometheus); mandoc lints the man pages; openssl makes certificates;
-# pflogsumm reads the daemon's log as an operator's report would.
+# pflogsumm reads the daemon's log as an operator's report would;
+# test_deb.py builds and lints the package (the deb set).
 # tests/integration/test_deps.py checks that what the tests run is here.
 test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
 libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
-mandoc pflogsumm"
+mandoc pflogsumm $deb"
 
 # `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
 bench="postfix"
@@ -46,10 +55,11 @@ for set in "$@"; do
 	test) pkgs="$pkgs $test" ;;
 	bench) pkgs="$pkgs $bench" ;;
 	fuzz) pkgs="$pkgs $fuzz" ;;
+	deb) pkgs="$pkgs $deb" ;;
 	fresh) pkgs="$pkgs $fresh" ;;
 	--list) list=1 ;;
 	*)
-		echo "deps: unknown package set '$set' (build, test, bench, fuzz, fresh)" >&2
+		echo "deps: unknown package set '$set' (build, test, bench, fuzz, deb, fresh)" >&2
 		exit 2
 		;;
 	esac

@@ -498,7 +498,8 @@ def test_a_large_listing_streams_to_a_slow_reader(daemon):
 
 # The daemon's libraries mxspoolctl must not load (DESIGN.md: the CLI links
 # the control protocol and common/ only).
-DAEMON_ONLY = ("librocksdb", "libcares", "libevent", "libssl", "libcrypto")
+DAEMON_ONLY = ("librocksdb", "libcares", "libevent", "libssl", "libcrypto",
+               "libsystemd")
 
 
 def shared_libraries(program):

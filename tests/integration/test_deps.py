@@ -25,6 +25,13 @@ USED = [
     "/usr/bin/openssl",
     "/usr/bin/ldd",
     "/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm",
+    # test_deb.py: make deb, and the unit's check.
+    "/usr/bin/dpkg-buildpackage",
+    "/usr/bin/dh",
+    "/usr/bin/lintian",
+    "/usr/bin/systemd-analyze",
+    "/usr/bin/man",
+    "/bin/kill",
 ]
 MODULES = ["pytest", "aiosmtpd"]
 
@@ -106,6 +113,7 @@ def test_each_set_is_known_and_a_bad_one_is_refused():
     assert "debootstrap" in deps("fresh")
     assert {"clang", "libclang-rt-14-dev"} <= deps("fuzz")
     assert "clang" not in deps("build", "test")
+    assert deps("deb") <= deps("test") and "lintian" not in deps("build")
     assert not deps("build") & {"dnsmasq", "dnsmasq-base", "prometheus",
                                 "dovecot-lmtpd", "swaks"}
     r = subprocess.run(["sh", os.path.join(ROOT, "mk", "deps.sh"), "tests"],
