@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import MXSPOOLD, Daemon
+from conftest import MXSPOOLD
 from smtphelp import ehlo, queued_id, send_message
 
 MSG = b"Subject: private\r\n\r\nfor the recipient only\r\n.\r\n"
@@ -37,15 +37,12 @@ def modes(top):
     return out
 
 
-def test_everything_the_daemon_creates_is_its_own(tmp_path):
-    d = start_with_umask(Daemon(str(tmp_path)), 0o022)
-    try:
-        c = ehlo(d)
-        queued_id(send_message(c, MSG))
-        c.close()
-        assert d.stop() == 0
-    finally:
-        d.kill()
+def test_everything_the_daemon_creates_is_its_own(daemon):
+    d = start_with_umask(daemon(), 0o022)
+    c = ehlo(d)
+    queued_id(send_message(c, MSG))
+    c.close()
+    assert d.stop() == 0
     assert stat.S_IMODE(os.stat(d.spool).st_mode) == 0o700
     found = modes(d.spool)
     assert any(n.endswith(".sst") or n.endswith(".log") for n in found), found
@@ -55,8 +52,8 @@ def test_everything_the_daemon_creates_is_its_own(tmp_path):
 
 
 @pytest.mark.parametrize("mode", [0o755, 0o750, 0o701])
-def test_a_spool_others_can_enter_or_read_is_refused(tmp_path, mode):
-    d = Daemon(str(tmp_path))
+def test_a_spool_others_can_enter_or_read_is_refused(daemon, mode):
+    d = daemon()
     os.mkdir(d.spool)
     os.chmod(d.spool, mode)
     d.start(wait=False)
@@ -73,25 +70,22 @@ def test_a_spool_others_can_enter_or_read_is_refused(tmp_path, mode):
 
 
 def test_spool_dir_check_off_takes_a_shared_spool_and_still_keeps_files_private(
-        tmp_path):
-    d = Daemon(str(tmp_path), extra="spool_dir_check = off\n")
+        daemon):
+    d = daemon(extra="spool_dir_check = off\n")
     os.mkdir(d.spool)
     os.chmod(d.spool, 0o750)
     start_with_umask(d, 0)
-    try:
-        c = ehlo(d)
-        queued_id(send_message(c, MSG))
-        c.close()
-        assert d.stop() == 0
-    finally:
-        d.kill()
+    c = ehlo(d)
+    queued_id(send_message(c, MSG))
+    c.close()
+    assert d.stop() == 0
     assert stat.S_IMODE(os.stat(d.spool).st_mode) == 0o750
     found = modes(d.spool)
     assert found and all(m & 0o077 == 0 for m in found.values()), found
 
 
-def test_spool_dir_check_takes_only_a_boolean(tmp_path):
-    d = Daemon(str(tmp_path), extra="spool_dir_check = maybe\n")
+def test_spool_dir_check_takes_only_a_boolean(daemon):
+    d = daemon(extra="spool_dir_check = maybe\n")
     r = subprocess.run([MXSPOOLD, "-t", "-c", d.conf], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1
