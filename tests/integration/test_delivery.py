@@ -21,9 +21,15 @@ def route(b):
 
 
 def config(store, recorder=None, retry="", domain_extra="", extra=""):
-    """example.com goes to the store; notifications to the recorder."""
+    """example.com goes to the store; notifications to the recorder. The
+    retry options given replace the quick defaults (an option is written
+    once: the loader refuses it twice)."""
     text = 'domain "example.com" {\n route = "%s"\n %s\n}\n' % (route(store), domain_extra)
-    text += "retry {\n initial = 1s\n max_interval = 4s\n jitter = 0\n probe_interval = 1s\n %s\n}\n" % retry
+    given = {l.split("=")[0].strip() for l in retry.splitlines() if "=" in l}
+    quick = [o for o in ("initial = 1s", "max_interval = 4s", "jitter = 0",
+                         "probe_interval = 1s")
+             if o.split("=")[0].strip() not in given]
+    text += "retry {\n %s\n %s\n}\n" % ("\n ".join(quick), retry)
     if recorder is not None:
         text += 'bounce_route = "%s"\n' % route(recorder)
     return text + extra
