@@ -72,9 +72,9 @@ static const struct {
 static const char *const family_known[MF_NFAMILIES][24] = {
     [MF_REJECTED] = {"bare_lf", "connections", "connections_per_ip",
 	"data_memory", "domain", "errors", "hops", "idle_evicted",
-	"min_data_rate", "not_smtp", "protocol", "recipients", "relay",
-	"session_deadline", "size", "spool_error", "spool_full", "timeout",
-	"unknown_recipient"},
+	"min_data_rate", "not_smtp", "protocol", "proxy_header", "proxy_local",
+	"proxy_untrusted", "recipients", "relay", "session_deadline", "size",
+	"spool_error", "spool_full", "timeout", "unknown_recipient"},
     [MF_ATTEMPTS] = {"sent", "deferred", "failed", "error"},
     [MF_DNS] = {"ok", "tempfail", "permfail"},
     [MF_RELOADS] = {"ok", "failed"},

@@ -134,6 +134,7 @@ smtp_data_check(struct smtp_sess *s, const char *verb)
 		smtp_reply(
 		    s, "503 5.5.1 Error: DATA inside a BDAT transaction");
 		return -1;
+	case SMTP_ST_PROXY:
 	case SMTP_ST_DATA:
 	case SMTP_ST_BDAT:
 	case SMTP_ST_QUEUING:
@@ -224,6 +225,7 @@ smtp_cmd_bdat(struct smtp_sess *s, char *args)
 			case SMTP_ST_MAIL:
 				why = "554 5.5.1 Error: no valid recipients";
 				break;
+			case SMTP_ST_PROXY:
 			case SMTP_ST_GREET:
 			case SMTP_ST_READY:
 			case SMTP_ST_RCPT:
