@@ -576,7 +576,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	if (s->qid[0] == '\0') {
 		queue_new_qid(s->srv->q, s->qid);
 		memcpy(s->env->qid, s->qid, QID_SIZE);
-		log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
+		log_event(s->qid, "client=%s, conn=%s, node=%s", s->peer, s->id,
+		    s->srv->cf->node_id);
 	}
 	if (r.postmaster)
 		log_event(s->qid, "to=<%s>, orig_to=<%s>", addr, r.addr);
