@@ -183,7 +183,7 @@ test-asan: deps-test
 FUZZ_BUILD ?= build-fuzz
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_TARGETS ?= parse envelope reply dns walcheck config ctl
+FUZZ_TARGETS ?= parse envelope reply dns walcheck config ctl proxy
 FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	   -fno-omit-frame-pointer
 
@@ -206,6 +206,7 @@ $(FUZZ_BIN)config: $(call FUZZ_O,$(FUZZ_CONF))
 $(FUZZ_BIN)ctl: $(call FUZZ_O,ctl/ctl ctl/ctl_cmd ctl/ctl_util ctl/reload \
 	ctl/ctl_proto $(FUZZ_CONF) common/hmap common/metrics dns/answer \
 	queue/envelope queue/qid queue/qindex)
+$(FUZZ_BIN)proxy: $(call FUZZ_O,relay/proxy)
 
 $(BUILD)/tests/fuzz/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o
 	$(LINK) -o $@ $^ $(LDLIBS)

@@ -98,6 +98,7 @@ summary_result(json_t *r)
 	json_t *dests = json_object_get(r, "destinations"), *d;
 	json_t *total = json_object_get(r, "total");
 	int64_t now = int_of(r, "now");
+	const char *node = str_or(r, "node", "?");
 	char size[32], age[32], next[32];
 	size_t i;
 
@@ -128,6 +129,7 @@ summary_result(json_t *r)
 					json_object_get(d, "ages"), b)));
 			putchar('\n');
 		}
+		printf("node %s\n", node);
 		return EX_OK;
 	}
 	/* HELD: of MSGS, those an operator held; the state is the
@@ -159,11 +161,12 @@ summary_result(json_t *r)
 	}
 	ctl_fmt_size((uint64_t)int_of(total, "bytes"), size, sizeof(size));
 	printf("%" PRId64 " message%s (%" PRId64 " held), %s%s, %zu "
-	       "destination%s\n",
+	       "destination%s, node %s\n",
 	    int_of(total, "messages"),
 	    int_of(total, "messages") == 1 ? "" : "s", int_of(total, "held"),
 	    size, int_of(total, "bytes") < 1024 ? " bytes" : "",
-	    json_array_size(dests), json_array_size(dests) == 1 ? "" : "s");
+	    json_array_size(dests), json_array_size(dests) == 1 ? "" : "s",
+	    node);
 	return EX_OK;
 }
 

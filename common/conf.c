@@ -214,6 +214,7 @@ static const struct conf_range conf_ranges[] = {
     {"data_timeout", 1, CONF_DAY},
     {"session_deadline", 1, CONF_DAY},
     {"min_data_rate_window", 1, CONF_DAY},
+    {"proxy_timeout", 1, CONF_DAY},
     {"connect_timeout", 0, CONF_DAY},
     {"client_command_timeout", 0, CONF_DAY},
     {"client_data_timeout", 0, CONF_DAY},
@@ -677,6 +678,85 @@ conf_cb_spool_recovery(
 	return 0;
 }
 
+/* A network proxies may send the PROXY protocol from. */
+static int
+conf_cb_cidr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct conf_cidr c;
+	int rc = conf_parse_cidr(value, &c);
+
+	if (rc == CONF_CIDR_HOST_BITS)
+		cfg_error(cfg,
+		    "%s: '%s' has bits set past its prefix length (use the "
+		    "network's first address, e.g. 10.0.0.0/8)",
+		    opt->name, value);
+	else if (rc < 0)
+		cfg_error(cfg,
+		    "%s: bad network '%s' (use 10.0.0.0/8, 2001:db8::/32 or "
+		    "an address)",
+		    opt->name, value);
+	*(const char **)result = value;
+	return 0;
+}
+
+/* This node's name in a fleet, or "" for the host name's first label. */
+static int
+conf_cb_node_id(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] != '\0' && !conf_valid_node_id(value))
+		cfg_error(cfg,
+		    "%s: bad node id '%s' (letters, digits and hyphens, at "
+		    "most %d)",
+		    opt->name, value, CONF_NODE_ID_MAX);
+	*(const char **)result = value;
+	return 0;
+}
+
+/* The host name's first label, made a valid node_id. */
+static char *
+conf_default_node_id(const char *hostname)
+{
+	size_t n = strcspn(hostname, ".");
+	char *id;
+
+	if (n == 0)
+		return xstrdup("localhost");
+	if (n > CONF_NODE_ID_MAX)
+		n = CONF_NODE_ID_MAX;
+	id = xasprintf("%.*s", (int)n, hostname);
+	for (char *p = id; *p; p++)
+		if (!isalnum((unsigned char)*p))
+			*p = '-';
+	return id;
+}
+
+/* The PROXY protocol's options and node_id, into cf (checked already). */
+static void
+conf_build_proxy(struct conf *cf, cfg_t *cfg)
+{
+	const char *id = cfg_getstr(cfg, "node_id");
+
+	cf->nproxy_listen = cfg_size(cfg, "proxy_listen");
+	cf->proxy_listen =
+	    xcalloc(cf->nproxy_listen, sizeof(*cf->proxy_listen));
+	for (size_t i = 0; i < cf->nproxy_listen; i++)
+		if (conf_parse_addr(
+			cfg_getnstr(cfg, "proxy_listen", (unsigned)i),
+			&cf->proxy_listen[i]) < 0)
+			PANIC("proxy_listen passed its check but not parse");
+	cf->nproxy_trusted = cfg_size(cfg, "proxy_trusted");
+	cf->proxy_trusted =
+	    xcalloc(cf->nproxy_trusted, sizeof(*cf->proxy_trusted));
+	for (size_t i = 0; i < cf->nproxy_trusted; i++)
+		if (conf_parse_cidr(
+			cfg_getnstr(cfg, "proxy_trusted", (unsigned)i),
+			&cf->proxy_trusted[i]) < 0)
+			PANIC("proxy_trusted passed its check but not parse");
+	cf->proxy_timeout = cfg_getint(cfg, "proxy_timeout");
+	cf->node_id =
+	    id[0] != '\0' ? xstrdup(id) : conf_default_node_id(cf->hostname);
+}
+
 /* An optional file that must be readable when given. */
 static int
 conf_cb_file(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
@@ -864,6 +944,11 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_CB("tls_cert_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("tls_key_file", "", CFGF_NONE, conf_cb_file),
     CFG_STR_CB("postmaster", "", CFGF_NONE, conf_cb_mailbox),
+    CFG_STR_LIST_CB("proxy_listen", "{}", CFGF_NONE, conf_cb_addr),
+    CFG_STR_LIST_CB("proxy_trusted", "{\"127.0.0.1/32\", \"::1/128\"}",
+	CFGF_NONE, conf_cb_cidr),
+    CFG_INT_CB("proxy_timeout", 5, CFGF_NONE, conf_cb_duration),
+    CFG_STR_CB("node_id", "", CFGF_NONE, conf_cb_node_id),
     /* DNS. */
     CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
     CFG_INT_CB("dns_timeout", 5, CFGF_NONE, conf_cb_duration),
@@ -1202,6 +1287,7 @@ conf_build(struct conf *cf, cfg_t *cfg)
 		if (cf->relay_domains[i][0] != '.')
 			cf->postmaster =
 			    xasprintf("postmaster@%s", cf->relay_domains[i]);
+	conf_build_proxy(cf, cfg);
 
 	cf->ndns_servers = cfg_size(cfg, "dns_servers");
 	cf->dns_servers = xcalloc(cf->ndns_servers, sizeof(*cf->dns_servers));
@@ -1417,6 +1503,9 @@ conf_free(struct conf *cf)
 	free(cf->tls_cert_file);
 	free(cf->tls_key_file);
 	free(cf->postmaster);
+	free(cf->proxy_listen);
+	free(cf->proxy_trusted);
+	free(cf->node_id);
 	free(cf->dns_servers);
 	conf_free_list(cf->mx_self_names, cf->nmx_self_names);
 	free(cf->tls_ca_file);

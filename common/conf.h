@@ -35,6 +35,16 @@ struct conf_addr {
 	char text[64]; /* "127.0.0.1:25" or "[::1]:25" */
 };
 
+/* A network: "10.0.0.0/8", "::1/128". */
+struct conf_cidr {
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network order; bits past the prefix are 0 */
+	unsigned bits;
+};
+
+/* The longest node_id: one DNS label. */
+#define CONF_NODE_ID_MAX 63
+
 /* Where mail for a domain goes (DESIGN.md, Routes). */
 enum route_kind {
 	ROUTE_MX,        /* "mx": MX lookup of the recipient domain */
@@ -125,6 +135,15 @@ struct conf {
 	char *tls_key_file;
 	int tls_cert_line, tls_key_line; /* their lines in path; 0: unset */
 	char *postmaster; /* where <Postmaster> goes (RFC 5321 4.5.1) */
+	/* The PROXY protocol (relay/proxy.c): listeners that take a proxy's
+	 * header, the proxies they take it from, and how long they wait. */
+	struct conf_addr *proxy_listen;
+	size_t nproxy_listen;
+	struct conf_cidr *proxy_trusted;
+	size_t nproxy_trusted;
+	int64_t proxy_timeout; /* seconds */
+	/* This node's name in a fleet: logs, Received, /metrics, summary. */
+	char *node_id;
 
 	/* What one client may hold of the server (relay/server.c, data.c). */
 	uint64_t data_memory_limit;   /* bytes of message data held in total */
@@ -198,6 +217,15 @@ void conf_format_duration(int64_t secs, char *buf, size_t len);
 void conf_format_size(uint64_t bytes, char *buf, size_t len);
 /* "127.0.0.1:25", "[::1]:25", "*:25" (IPv4 any), "[::]:25". Numeric only. */
 int conf_parse_addr(const char *s, struct conf_addr *out);
+/* "10.0.0.0/8", "::1/128", or an address alone (/32, /128). Returns 0,
+ * CONF_CIDR_BAD, or CONF_CIDR_HOST_BITS when bits past the prefix are set
+ * ("10.0.0.1/8"). */
+enum { CONF_CIDR_BAD = -1, CONF_CIDR_HOST_BITS = -2 };
+int conf_parse_cidr(const char *s, struct conf_cidr *out);
+/* Whether sa (AF_INET, or AF_INET6, IPv4-mapped too) is inside c. */
+bool conf_cidr_match(const struct conf_cidr *c, const struct sockaddr *sa);
+/* A node_id: letters, digits and hyphens, 1 to CONF_NODE_ID_MAX. */
+bool conf_valid_node_id(const char *s);
 /* A host or domain name: letters, digits, hyphens, dots; at most 253.
  * ASCII only: common/idn.h converts and checks names with U-labels. */
 bool conf_valid_domain(const char *s);

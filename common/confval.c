@@ -246,6 +246,93 @@ conf_valid_domain(const char *s)
 }
 
 /*
+ * "10.0.0.0/8", "2001:db8::/32", or an address alone (all its bits). The
+ * address is kept as bytes in network order, so that one comparison of
+ * leading bits serves both families.
+ */
+int
+conf_parse_cidr(const char *s, struct conf_cidr *out)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t hlen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	unsigned max;
+	char *end;
+	long bits;
+
+	memset(out, 0, sizeof(*out));
+	if (hlen == 0 || hlen >= sizeof(host))
+		return CONF_CIDR_BAD;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, host, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return CONF_CIDR_BAD;
+	}
+	out->bits = max;
+	if (slash != NULL) {
+		if (!isdigit((unsigned char)slash[1]))
+			return CONF_CIDR_BAD;
+		errno = 0;
+		bits = strtol(slash + 1, &end, 10);
+		if (errno != 0 || *end != '\0' || bits < 0 || bits > (long)max)
+			return CONF_CIDR_BAD;
+		out->bits = (unsigned)bits;
+	}
+	/* Bits past the prefix are a mistake, as Postfix says of its
+	 * mynetworks: 10.0.0.1/8 is not what it seems to mean. */
+	for (unsigned i = out->bits; i < max; i++)
+		if (out->addr[i / 8] & (0x80 >> (i % 8)))
+			return CONF_CIDR_HOST_BITS;
+	return 0;
+}
+
+bool
+conf_cidr_match(const struct conf_cidr *c, const struct sockaddr *sa)
+{
+	const struct sockaddr_in *sin = (const void *)sa;
+	const struct sockaddr_in6 *sin6 = (const void *)sa;
+	int family = sa->sa_family;
+	const uint8_t *a;
+	unsigned i;
+
+	if (family == AF_INET) {
+		a = (const uint8_t *)&sin->sin_addr;
+	} else if (family == AF_INET6) {
+		a = sin6->sin6_addr.s6_addr;
+		/* An IPv4 client seen on an IPv6 socket: ::ffff:a.b.c.d. */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			family = AF_INET;
+			a += 12;
+		}
+	} else {
+		return false;
+	}
+	if (family != c->family)
+		return false;
+	for (i = 0; i + 8 <= c->bits; i += 8)
+		if (a[i / 8] != c->addr[i / 8])
+			return false;
+	return i == c->bits ||
+	       ((a[i / 8] ^ c->addr[i / 8]) & (0xff00 >> (c->bits - i))) == 0;
+}
+
+bool
+conf_valid_node_id(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= CONF_NODE_ID_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789-") == n;
+}
+
+/*
  * A host in a route: a domain name in either form (kept as A-labels, the
  * form DNS takes), or (bracketed only) an IP address. h has room for a
  * name of IDN_NAME_MAX octets.

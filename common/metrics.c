@@ -72,9 +72,9 @@ static const struct {
 static const char *const family_known[MF_NFAMILIES][24] = {
     [MF_REJECTED] = {"bare_lf", "connections", "connections_per_ip",
 	"data_memory", "domain", "errors", "hops", "idle_evicted",
-	"min_data_rate", "not_smtp", "protocol", "recipients", "relay",
-	"session_deadline", "size", "spool_error", "spool_full", "timeout",
-	"unknown_recipient"},
+	"min_data_rate", "not_smtp", "protocol", "proxy_header", "proxy_local",
+	"proxy_untrusted", "recipients", "relay", "session_deadline", "size",
+	"spool_error", "spool_full", "timeout", "unknown_recipient"},
     [MF_ATTEMPTS] = {"sent", "deferred", "failed", "error"},
     [MF_DNS] = {"ok", "tempfail", "permfail"},
     [MF_RELOADS] = {"ok", "failed"},
@@ -109,6 +109,7 @@ static double commit_sum;
 static struct md_value dests[MD_DESTS + 1]; /* the last one is "other" */
 static unsigned ndests;
 static const char *build_version = "";
+static char node_id[64]; /* "": no node label */
 
 /* Creates the slots of every known label; under the lock. */
 static void
@@ -210,6 +211,14 @@ void
 metrics_set_build(const char *version)
 {
 	build_version = version;
+}
+
+void
+metrics_set_node(const char *node)
+{
+	pthread_mutex_lock(&metrics_lock);
+	snprintf(node_id, sizeof(node_id), "%s", node != NULL ? node : "");
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 void
@@ -337,16 +346,45 @@ metrics_write_escaped(FILE *fp, const char *value)
 	}
 }
 
+/*
+ * A sample's name and its labels up to where the caller's own go on:
+ * `name{node="ID"` (then `,` and more, or `}`), or just `name` when there
+ * is neither a node nor a label to come (more). Returns whether a { is
+ * open. node is node_id, read under the lock.
+ */
+static bool
+metrics_write_name(FILE *fp, const char *name, const char *node, bool more)
+{
+	fputs(name, fp);
+	if (node[0] != '\0') {
+		fputs("{node=\"", fp);
+		metrics_write_escaped(fp, node);
+		fputs(more ? "\"," : "\"", fp);
+		return true;
+	}
+	if (more)
+		fputc('{', fp);
+	return more;
+}
+
 void
 metrics_write_sample(
     FILE *fp, const char *name, const char *label, const char *value, double v)
 {
-	fputs(name, fp);
+	char node[sizeof(node_id)];
+	bool open;
+
+	pthread_mutex_lock(&metrics_lock);
+	memcpy(node, node_id, sizeof(node));
+	pthread_mutex_unlock(&metrics_lock);
+	open = metrics_write_name(fp, name, node, label != NULL);
 	if (label != NULL) {
-		fprintf(fp, "{%s=\"", label);
+		fprintf(fp, "%s=\"", label);
 		metrics_write_escaped(fp, value);
-		fputs("\"}", fp);
+		fputc('"', fp);
 	}
+	if (open)
+		fputc('}', fp);
 	fputc(' ', fp);
 	metrics_write_value(fp, v);
 	fputc('\n', fp);
@@ -381,9 +419,10 @@ metrics_write(FILE *fp)
 					 0)
 			break;
 		for (int r = 0; r < MD_NRESULTS; r++) {
-			fputs("mxspool_destination_recipients_total{destination="
-			      "\"",
-			    fp);
+			(void)metrics_write_name(fp,
+			    "mxspool_destination_recipients_total", node_id,
+			    true);
+			fputs("destination=\"", fp);
 			metrics_write_escaped(fp, name);
 			fprintf(fp, "\",result=\"%s\"} %llu\n", dest_results[r],
 			    (unsigned long long)dests[i].n[r]);

@@ -52,6 +52,11 @@ uint64_t metrics_count_get(enum metric_family f, const char *label);
 void metrics_dest_count(const char *dest, enum metric_dest_result r);
 /* The version mxspool_build_info gives (a string that lives on). */
 void metrics_set_build(const char *version);
+/*
+ * The node_id every sample is labelled with, node="ID", so that a fleet's
+ * series never collide (copied; "" or NULL: no such label).
+ */
+void metrics_set_node(const char *node);
 /* Shorthands for the families. */
 void metrics_reject(const char *reason);
 void metrics_attempt(const char *result);
@@ -68,7 +73,8 @@ void metrics_write(FILE *fp);
 /* Writes a HELP and a TYPE line. */
 void metrics_write_head(
     FILE *fp, const char *name, const char *type, const char *help);
-/* Writes `name{label="value"} v`, escaping value; label NULL: no label. */
+/* Writes `name{node="ID",label="value"} v`, escaping value; label NULL:
+ * no label but the node's. */
 void metrics_write_sample(
     FILE *fp, const char *name, const char *label, const char *value, double v);
 /*

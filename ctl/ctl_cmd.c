@@ -620,6 +620,7 @@ sum_reply(struct sum *s, struct ctl_conn *k)
 	}
 	free(v);
 	queue_totals(x->deps->q, &total, &oldest);
+	json_object_set_new(res, "node", json_string(x->cf->node_id));
 	json_object_set_new(res, "now", json_integer(s->now));
 	json_object_set_new(res, "destinations", arr);
 	tot = json_pack("{s:I,s:I,s:I}", "messages", (json_int_t)total.messages,

@@ -402,6 +402,7 @@ httpd_new(
 	h->base = base;
 	h->cf = cf;
 	h->deps = *deps;
+	metrics_set_node(cf->node_id);
 	TAILQ_INIT(&h->conns);
 	h->tick = evtimer_new(base, httpd_on_tick, h);
 	return h;
@@ -468,6 +469,7 @@ httpd_set_conf(struct httpd *h, const struct conf *cf, char *err, size_t errlen)
 	struct evhttp *http = NULL;
 
 	h->cf = cf;
+	metrics_set_node(cf->node_id);
 	if (h->http != NULL && a != NULL && strcmp(a->text, h->addr.text) == 0)
 		return 0;
 	if (h->http == NULL && a == NULL)

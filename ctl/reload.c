@@ -26,6 +26,7 @@ enum reload_kind {
 	RK_ADDR,    /* struct conf_addr *, NULL for off */
 	RK_ADDRS,   /* struct conf_addr[count] */
 	RK_NAMES,   /* char *[count] */
+	RK_CIDRS,   /* struct conf_cidr[count] */
 	RK_ROUTE,   /* struct conf_route, as written */
 	RK_RETRY,   /* a field of struct conf_retry (global and per domain) */
 	RK_DOMAINS, /* the domain sections */
@@ -36,7 +37,7 @@ struct reload_opt {
 	enum reload_when when;
 	enum reload_kind kind;
 	size_t off, size; /* in struct conf; RK_RETRY: in struct conf_retry */
-	size_t count;     /* RK_ADDRS, RK_NAMES: offset of the size_t count */
+	size_t count; /* RK_ADDRS, RK_NAMES, RK_CIDRS: offset of the count */
 };
 
 #define A RELOAD_APPLIED
@@ -82,6 +83,12 @@ static const struct reload_opt reload_opts[] = {
     {"tls_cert_file", A, RK_STR, F(tls_cert_file), 0},
     {"tls_key_file", A, RK_STR, F(tls_key_file), 0},
     {"postmaster", A, RK_STR, F(postmaster), 0},
+    /* Listeners are opened and closed by server_set_listen; a session
+     * takes the rest from the config in force when it starts. */
+    {"proxy_listen", A, RK_ADDRS, F(proxy_listen), N(nproxy_listen)},
+    {"proxy_trusted", A, RK_CIDRS, F(proxy_trusted), N(nproxy_trusted)},
+    {"proxy_timeout", A, RK_PLAIN, F(proxy_timeout), 0},
+    {"node_id", A, RK_STR, F(node_id), 0},
     /* DNS: c-ares takes its timeout and tries when its channel is made. */
     {"dns_servers", A, RK_ADDRS, F(dns_servers), N(ndns_servers)},
     {"dns_timeout", S, RK_PLAIN, F(dns_timeout_ms), 0},
@@ -255,6 +262,12 @@ reload_same(const struct reload_opt *o, const void *a, const void *b)
 	case RK_NAMES:
 		return reload_same_names(*(char **const *)(const void *)pa, na,
 		    *(char **const *)(const void *)pb, nb);
+	case RK_CIDRS:
+		return na == nb &&
+		       (na == 0 ||
+			   memcmp(*(struct conf_cidr *const *)(const void *)pa,
+			       *(struct conf_cidr *const *)(const void *)pb,
+			       na * sizeof(struct conf_cidr)) == 0);
 	case RK_ROUTE:
 		return strcmp(
 			   ((const struct conf_route *)(const void *)pa)->text,

@@ -134,6 +134,7 @@ smtp_data_check(struct smtp_sess *s, const char *verb)
 		smtp_reply(
 		    s, "503 5.5.1 Error: DATA inside a BDAT transaction");
 		return -1;
+	case SMTP_ST_PROXY:
 	case SMTP_ST_DATA:
 	case SMTP_ST_BDAT:
 	case SMTP_ST_QUEUING:
@@ -224,6 +225,7 @@ smtp_cmd_bdat(struct smtp_sess *s, char *args)
 			case SMTP_ST_MAIL:
 				why = "554 5.5.1 Error: no valid recipients";
 				break;
+			case SMTP_ST_PROXY:
 			case SMTP_ST_GREET:
 			case SMTP_ST_READY:
 			case SMTP_ST_RCPT:
@@ -311,6 +313,7 @@ smtp_message_end(struct smtp_sess *s)
 	t.addr = s->addr;
 	t.name = s->name[0] != '\0' ? s->name : NULL;
 	t.by = cf->hostname;
+	t.node = cf->node_id;
 	if (env->flags & ENV_SMTPUTF8)
 		t.protocol = s->tls ? "UTF8SMTPS" : "UTF8SMTP";
 	else if (s->esmtp)
@@ -342,9 +345,9 @@ smtp_message_end(struct smtp_sess *s)
 	TAILQ_INSERT_TAIL(&s->srv->tickets, tk, entry);
 	/* The queue manager's line in Postfix, where log tools look. */
 	log_event_as("qmgr", s->qid,
-	    "from=<%s>, size=%llu, nrcpt=%zu, proto=%s",
-	    env->sender, (unsigned long long)env->size, env->nrcpts,
-	    t.protocol);
+	    "from=<%s>, size=%llu, nrcpt=%zu, proto=%s, node=%s", env->sender,
+	    (unsigned long long)env->size, env->nrcpts, t.protocol,
+	    cf->node_id);
 	smtp_set_state(s, SMTP_ST_QUEUING);
 	queue_submit(s->srv->q, env, msg, hlen + blen, smtp_on_queued, tk);
 }

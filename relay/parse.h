@@ -167,6 +167,7 @@ struct parse_trace {
 	const char *addr;     /* client address, "192.0.2.1" or "2001:db8::1" */
 	const char *name;     /* its verified PTR name, or NULL: "unknown" */
 	const char *by;       /* our host name */
+	const char *node;     /* our node_id, or NULL */
 	const char *protocol; /* "ESMTP", "ESMTPS", "SMTP", "UTF8SMTPS", ... */
 	const char *qid;
 	const char *tls;  /* "TLSv1.3 with cipher X (256/256 bits)" or NULL */
@@ -174,7 +175,8 @@ struct parse_trace {
 	time_t when;
 };
 
-/* Formats a Received header (RFC 5321 4.4), folded, ending in CRLF. */
+/* Formats a Received header (RFC 5321 4.4), folded, ending in CRLF:
+ * "by HOST (mxspool node NODE) with ...", the node in a comment. */
 char *parse_received(const struct parse_trace *t, size_t *len);
 
 #endif

@@ -330,7 +330,7 @@ char *
 parse_received(const struct parse_trace *t, size_t *len)
 {
 	char helo[PARSE_HELO_MAX + 1], date[64], lit[80], tls[200], name[256];
-	char rcpt[PARSE_ADDR_SIZE + 16];
+	char rcpt[PARSE_ADDR_SIZE + 16], node[80], by[sizeof(node) + 8];
 	struct tm tm;
 	char *h;
 
@@ -348,10 +348,15 @@ parse_received(const struct parse_trace *t, size_t *len)
 	rcpt[0] = '\0';
 	if (t->rcpt != NULL)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", t->rcpt);
+	by[0] = '\0';
+	if (t->node != NULL) {
+		trace_clean(node, sizeof(node), t->node);
+		snprintf(by, sizeof(by), " node %s", node);
+	}
 	h = xasprintf("Received: from %s (%s %s)\r\n"
-		      "\tby %s (mxspool) with %s id %s%s%s;\r\n"
+		      "\tby %s (mxspool%s) with %s id %s%s%s;\r\n"
 		      "\t%s\r\n",
-	    helo, name, lit, t->by, t->protocol, t->qid, tls, rcpt, date);
+	    helo, name, lit, t->by, by, t->protocol, t->qid, tls, rcpt, date);
 	*len = strlen(h);
 	return h;
 }

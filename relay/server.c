@@ -44,6 +44,8 @@
 #define SMTP_READ_HIGHWAT 65536 /* bytes read ahead of the parser */
 #define SMTP_WRITE_MAX 65536    /* unsent replies before reading pauses */
 #define SMTP_EVICT_IDLE_MS 1000 /* idle at least this long to be closed */
+#define SMTP_PROXY_LOCAL_REPLY                                                 \
+	"550 5.7.0 Error: the proxy's own connection takes no mail"
 
 /* Open sessions from one client address, for max_connections_per_ip. */
 struct smtp_ipcount {
@@ -99,6 +101,8 @@ static const char *
 smtp_state_str(enum smtp_state st)
 {
 	switch (st) {
+	case SMTP_ST_PROXY:
+		return "proxy";
 	case SMTP_ST_GREET:
 		return "greet";
 	case SMTP_ST_READY:
@@ -185,6 +189,12 @@ smtp_set_timeouts(struct smtp_sess *s)
 	bool data = s->state == SMTP_ST_DATA || s->state == SMTP_ST_BDAT;
 	struct timeval tv = {0, 0};
 
+	/* A proxy has proxy_timeout for its whole header, however it comes
+	 * (relay/server_proxy.c): no timeout that each byte restarts. */
+	if (s->state == SMTP_ST_PROXY) {
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+		return;
+	}
 	tv.tv_sec = data ? cf->data_timeout : cf->command_timeout;
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
@@ -274,8 +284,12 @@ smtp_set_closing(struct smtp_sess *s)
 		return;
 	s->closing = true;
 	srv->nopen--;
-	smtp_ip_add(srv, s->addr, -1);
+	if (s->ip_counted)
+		smtp_ip_add(srv, s->addr, -1);
+	s->ip_counted = false;
 	evtimer_del(s->deadline);
+	if (s->proxy_wait != NULL)
+		evtimer_del(s->proxy_wait);
 	evtimer_del(s->rate);
 	parse_data_fini(&s->data);
 	smtp_data_account(s);
@@ -308,7 +322,8 @@ smtp_reset_txn(struct smtp_sess *s)
 	s->bdat_left = 0;
 	s->bdat_last = false;
 	s->bdat_err[0] = '\0';
-	if (s->state != SMTP_ST_GREET && s->state != SMTP_ST_TLS)
+	if (s->state != SMTP_ST_GREET && s->state != SMTP_ST_TLS &&
+	    s->state != SMTP_ST_PROXY)
 		smtp_set_state(s, SMTP_ST_READY);
 }
 
@@ -372,6 +387,7 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	struct envelope *env;
 
 	switch (s->state) {
+	case SMTP_ST_PROXY:
 	case SMTP_ST_GREET:
 		smtp_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return -1;
@@ -389,6 +405,14 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	}
 	if (parse_mail(args, &m, reply, sizeof(reply)) < 0) {
 		smtp_reply(s, "%s", reply);
+		return -1;
+	}
+	if (s->proxy_local) {
+		/* The proxy's own connection (a health check) names no client
+		 * to take mail from. */
+		smtp_log_reject(s, "MAIL", SMTP_PROXY_LOCAL_REPLY, NULL);
+		metrics_reject("proxy_local");
+		smtp_reply(s, SMTP_PROXY_LOCAL_REPLY);
 		return -1;
 	}
 	if (m.has_size && m.size > smtp_size_limit(s->srv->cf)) {
@@ -552,7 +576,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	if (s->qid[0] == '\0') {
 		queue_new_qid(s->srv->q, s->qid);
 		memcpy(s->env->qid, s->qid, QID_SIZE);
-		log_event(s->qid, "client=%s, conn=%s", s->peer, s->id);
+		log_event(s->qid, "client=%s, conn=%s, node=%s", s->peer, s->id,
+		    s->srv->cf->node_id);
 	}
 	if (r.postmaster)
 		log_event(s->qid, "to=<%s>, orig_to=<%s>", addr, r.addr);
@@ -743,7 +768,7 @@ smtp_expire(struct smtp_sess *s)
 	    "reject: session deadline exceeded after %s from %s (%llds)",
 	    smtp_state_str(s->state), s->peer, (long long)cf->session_deadline);
 	metrics_reject("session_deadline");
-	if (s->state != SMTP_ST_TLS)
+	if (s->state != SMTP_ST_TLS && s->state != SMTP_ST_PROXY)
 		smtp_reply(s, "421 4.4.2 %s Error: session deadline exceeded",
 		    cf->hostname);
 	smtp_close_after(s);
@@ -834,6 +859,10 @@ smtp_process_input(struct smtp_sess *s)
 			return;
 
 		switch (s->state) {
+		case SMTP_ST_PROXY:
+			if (smtp_proxy_read(s, in) < 0)
+				return;
+			continue;
 		case SMTP_ST_QUEUING:
 		case SMTP_ST_TLS:
 			return;
@@ -1024,6 +1053,8 @@ smtp_sess_free(struct smtp_sess *s)
 	event_free(s->reap);
 	event_free(s->deadline);
 	event_free(s->rate);
+	if (s->proxy_wait != NULL)
+		event_free(s->proxy_wait);
 	free(s);
 	if (srv->done != NULL && srv->nsessions == 0) {
 		server_done_cb *done = srv->done;
@@ -1078,22 +1109,23 @@ smtp_sess_find(struct server *srv, uint64_t sid)
 	return NULL;
 }
 
-static void
-smtp_format_peer(const struct sockaddr *sa, struct smtp_sess *s)
+void
+smtp_format_addr(const struct sockaddr *sa, char addr[INET6_ADDRSTRLEN],
+    char peer[INET6_ADDRSTRLEN + 8])
 {
 	unsigned port = 0;
 
-	snprintf(s->addr, sizeof(s->addr), "?");
+	snprintf(addr, INET6_ADDRSTRLEN, "?");
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *sin = (const void *)sa;
-		inet_ntop(AF_INET, &sin->sin_addr, s->addr, sizeof(s->addr));
+		inet_ntop(AF_INET, &sin->sin_addr, addr, INET6_ADDRSTRLEN);
 		port = ntohs(sin->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const void *)sa;
-		inet_ntop(AF_INET6, &sin6->sin6_addr, s->addr, sizeof(s->addr));
+		inet_ntop(AF_INET6, &sin6->sin6_addr, addr, INET6_ADDRSTRLEN);
 		port = ntohs(sin6->sin6_port);
 	}
-	snprintf(s->peer, sizeof(s->peer), "[%s]:%u", s->addr, port);
+	snprintf(peer, INET6_ADDRSTRLEN + 8, "[%s]:%u", addr, port);
 }
 
 /* Idle: between commands, with no message being read or queued. */
@@ -1107,6 +1139,7 @@ smtp_idle_state(enum smtp_state st)
 	case SMTP_ST_RCPT:
 	case SMTP_ST_CHUNKING:
 		return true;
+	case SMTP_ST_PROXY: /* not yet counted, and soon gone */
 	case SMTP_ST_DATA:
 	case SMTP_ST_BDAT:
 	case SMTP_ST_QUEUING:
@@ -1142,28 +1175,20 @@ smtp_evictable(struct server *srv, const struct smtp_sess *s, unsigned from_ip)
 	return best;
 }
 
-/*
- * A new client. Past max_connections_per_ip it gets 421 at once; past
- * max_connections it gets a session that an idle one gives up (see
- * smtp_evictable), or 421 if none may.
- */
-static void
-server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+/* A session for a connection accepted from sa, counted open. */
+static struct smtp_sess *
+smtp_sess_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+    enum smtp_state st)
 {
-	struct server *srv = arg;
 	const struct conf *cf = srv->cf;
-	struct smtp_sess *s = xcalloc(1, sizeof(*s)), *o;
+	struct smtp_sess *s = xcalloc(1, sizeof(*s));
 	struct timeval deadline = {cf->session_deadline, 0};
-	unsigned from_ip;
 
-	(void)l;
-	(void)salen;
 	s->srv = srv;
 	s->sid = ++srv->next_sid;
 	snprintf(s->id, sizeof(s->id), "C%08x", (unsigned)s->sid);
-	smtp_format_peer(sa, s);
-	from_ip = smtp_ip_count(srv, s->addr);
+	smtp_format_addr(sa, s->addr, s->peer);
+	s->state = st;
 	s->last_read_ms = mono_ms();
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->reap = event_new(srv->base, -1, 0, smtp_on_reap, s);
@@ -1178,10 +1203,34 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
 	srv->nopen++;
-	smtp_ip_add(srv, s->addr, +1);
 	metrics_inc(M_CONNECTIONS);
-	log_event(s->id, "connect from %s", s->peer);
-	if (srv->dns != NULL)
+	return s;
+}
+
+/*
+ * Past max_connections_per_ip a client gets 421 at once; past
+ * max_connections it gets a session that an idle one gives up (see
+ * smtp_evictable), or 421 if none may.
+ */
+void
+smtp_admit(struct smtp_sess *s, const struct sockaddr *sa)
+{
+	struct server *srv = s->srv;
+	const struct conf *cf = srv->cf;
+	unsigned from_ip = smtp_ip_count(srv, s->addr);
+	struct smtp_sess *o;
+
+	smtp_ip_add(srv, s->addr, +1);
+	s->ip_counted = true;
+	if (s->proxy_local)
+		log_event(s->id, "connect from %s: the proxy's own connection",
+		    s->peer);
+	else if (s->via[0] != '\0')
+		log_event(
+		    s->id, "connect from %s via proxy %s", s->peer, s->via);
+	else
+		log_event(s->id, "connect from %s", s->peer);
+	if (srv->dns != NULL && !s->proxy_local)
 		s->ptr_id = dns_ptr(srv->dns, sa,
 		    (unsigned)(cf->dns_ptr_timeout_ms ? cf->dns_ptr_timeout_ms
 						      : 3000),
@@ -1223,6 +1272,26 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	smtp_reply(s, "220 %s ESMTP mxspool", cf->hostname);
 }
 
+/* A new client on a listen address. */
+static void
+server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	(void)salen;
+	smtp_admit(smtp_sess_new(arg, fd, sa, SMTP_ST_GREET), sa);
+}
+
+/* A proxy on a proxy_listen address: its header names the client. */
+static void
+server_on_accept_proxy(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	(void)l;
+	(void)salen;
+	smtp_proxy_start(smtp_sess_new(arg, fd, sa, SMTP_ST_PROXY), sa);
+}
+
 static void
 server_on_accept_resume(evutil_socket_t fd, short what, void *arg)
 {
@@ -1230,8 +1299,10 @@ server_on_accept_resume(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (srv->listeners != NULL && srv->done == NULL)
+	if (srv->listeners != NULL && srv->done == NULL) {
 		listen_enable(srv->listeners, true);
+		listen_enable(srv->proxy_listeners, true);
+	}
 }
 
 /*
@@ -1249,6 +1320,7 @@ server_on_accept_error(struct evconnlistener *l, void *arg)
 	(void)l;
 	log_warn("accept: %s; pausing for %ds", strerror(e), SMTP_ACCEPT_PAUSE);
 	listen_enable(srv->listeners, false);
+	listen_enable(srv->proxy_listeners, false);
 	evtimer_add(srv->accept_pause, &tv);
 }
 
@@ -1316,13 +1388,27 @@ server_bind(struct server *srv, char *err, size_t errlen)
 	if (srv->listeners == NULL)
 		return -1;
 	listen_set_error_cb(srv->listeners, server_on_accept_error);
+	srv->proxy_listeners = listen_bind(srv->base, srv->cf->proxy_listen,
+	    srv->cf->nproxy_listen, server_on_accept_proxy, srv, err, errlen);
+	if (srv->proxy_listeners == NULL) {
+		listen_close(srv->listeners);
+		srv->listeners = NULL;
+		return -1;
+	}
+	listen_set_error_cb(srv->proxy_listeners, server_on_accept_error);
 	return 0;
 }
 
 int
 server_start(struct server *srv, char *err, size_t errlen)
 {
-	return listen_start(srv->listeners, err, errlen);
+	if (listen_start(srv->listeners, err, errlen) < 0 ||
+	    listen_start(srv->proxy_listeners, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < srv->cf->nproxy_listen; i++)
+		log_info("listening on %s for the PROXY protocol",
+		    srv->cf->proxy_listen[i].text);
+	return 0;
 }
 
 int
@@ -1341,10 +1427,27 @@ server_set_listen(
 
 	if (srv->listeners == NULL) /* shutting down */
 		return 0;
-	ls = listen_update(srv->listeners, srv->base, cf->listen, cf->nlisten,
-	    server_on_accept, srv, err, errlen);
+	ls = listen_update(srv->proxy_listeners, srv->base, cf->proxy_listen,
+	    cf->nproxy_listen, server_on_accept_proxy, srv, err, errlen);
 	if (ls == NULL)
 		return -1;
+	srv->proxy_listeners = ls;
+	ls = listen_update(srv->listeners, srv->base, cf->listen, cf->nlisten,
+	    server_on_accept, srv, err, errlen);
+	if (ls == NULL) {
+		/* Nothing changes: the proxy listeners go back as they were
+		 * (what this update closed is reopened). */
+		char err2[256];
+
+		ls = listen_update(srv->proxy_listeners, srv->base,
+		    srv->cf->proxy_listen, srv->cf->nproxy_listen,
+		    server_on_accept_proxy, srv, err2, sizeof(err2));
+		if (ls != NULL)
+			srv->proxy_listeners = ls;
+		else
+			log_err("reload: %s", err2);
+		return -1;
+	}
 	srv->listeners = ls;
 	return 0;
 }
@@ -1387,7 +1490,8 @@ server_on_deadline(evutil_socket_t fd, short what, void *arg)
 		    srv->cf->hostname);
 
 		if (!s->closing && !s->tls && s->state != SMTP_ST_TLS &&
-		    n > 0 && (size_t)n < sizeof(msg))
+		    s->state != SMTP_ST_PROXY && n > 0 &&
+		    (size_t)n < sizeof(msg))
 			(void)send(bufferevent_getfd(s->bev), msg, (size_t)n,
 			    MSG_DONTWAIT | MSG_NOSIGNAL);
 		smtp_sess_free(s);
@@ -1401,6 +1505,8 @@ server_shutdown(struct server *srv, server_done_cb *done, void *arg)
 
 	listen_close(srv->listeners);
 	srv->listeners = NULL;
+	listen_close(srv->proxy_listeners);
+	srv->proxy_listeners = NULL;
 	evtimer_del(srv->accept_pause);
 	if (srv->nsessions == 0) {
 		done(arg);
@@ -1427,6 +1533,7 @@ server_free(struct server *srv)
 	smtp_tickets_orphan(srv);
 	hmap_free(srv->per_ip); /* empty: every session is gone */
 	listen_close(srv->listeners);
+	listen_close(srv->proxy_listeners);
 	if (srv->deadline != NULL)
 		event_free(srv->deadline);
 	event_free(srv->accept_pause);

@@ -1,7 +1,8 @@
 /*
- * Internals shared by relay/server.c (listeners, sessions, commands) and
- * relay/data.c (DATA and BDAT, the hand-off to the spool). Nothing outside
- * these two files includes this.
+ * Internals shared by relay/server.c (listeners, sessions, commands),
+ * relay/data.c (DATA and BDAT, the hand-off to the spool) and
+ * relay/server_proxy.c (the PROXY protocol header before a session).
+ * Nothing outside these files includes this.
  */
 #ifndef MXSPOOL_SERVER_INT_H
 #define MXSPOOL_SERVER_INT_H
@@ -23,6 +24,7 @@
 #define SMTP_LINE_MAX 512 /* RFC 5321 4.5.3.1.4, including CRLF */
 
 enum smtp_state {
+	SMTP_ST_PROXY,    /* on a proxy_listen listener, before the header */
 	SMTP_ST_GREET,    /* connected, no HELO/EHLO yet */
 	SMTP_ST_READY,    /* HELO/EHLO done, no transaction */
 	SMTP_ST_MAIL,     /* MAIL accepted, no recipient yet */
@@ -46,8 +48,14 @@ struct smtp_sess {
 	char id[16];                     /* "C%08x" */
 	char peer[INET6_ADDRSTRLEN + 8]; /* "[addr]:port" */
 	char addr[INET6_ADDRSTRLEN];
-	char name[256];  /* verified PTR name, "" while unknown */
-	uint64_t ptr_id; /* the PTR lookup in flight, or 0 */
+	bool ip_counted; /* counted in the server's per_ip under addr */
+	/* Behind a proxy (proxy_listen): peer and addr are the client its
+	 * header names, via is the proxy's "[addr]:port". */
+	char via[INET6_ADDRSTRLEN + 8];
+	struct event *proxy_wait; /* proxy_timeout, in SMTP_ST_PROXY */
+	bool proxy_local;         /* LOCAL or UNKNOWN: no client, no mail */
+	char name[256];           /* verified PTR name, "" while unknown */
+	uint64_t ptr_id;          /* the PTR lookup in flight, or 0 */
 	enum smtp_state state;
 	char helo[PARSE_HELO_MAX + 1];
 	bool esmtp;
@@ -83,6 +91,7 @@ struct server {
 	struct dns *dns; /* for client names; NULL: none looked up */
 	struct tls_ctx *tls;
 	struct listen_set *listeners;
+	struct listen_set *proxy_listeners; /* proxy_listen; NULL: none */
 	struct event *accept_pause;
 	struct event *deadline;
 	TAILQ_HEAD(, smtp_sess) sessions;
@@ -116,9 +125,29 @@ void smtp_log_reject(const struct smtp_sess *s, const char *cmd,
     const char *reply, const char *to);
 struct smtp_sess *smtp_sess_find(struct server *srv, uint64_t sid);
 uint64_t smtp_size_limit(const struct conf *cf);
+/* sa as "192.0.2.1" into addr and "[192.0.2.1]:25" into peer. */
+void smtp_format_addr(const struct sockaddr *sa, char addr[INET6_ADDRSTRLEN],
+    char peer[INET6_ADDRSTRLEN + 8]);
+/*
+ * A session's client is known (at accept, or from a PROXY header; sa is
+ * its address): logs the connection, looks its name up, applies the
+ * per-address and global connection limits and greets, or refuses.
+ */
+void smtp_admit(struct smtp_sess *s, const struct sockaddr *sa);
 /* Whether the session reads a message body: DATA, or a BDAT transaction
  * (in a chunk or between chunks). */
 bool smtp_in_body(enum smtp_state st);
+
+/* server_proxy.c */
+/*
+ * A connection to a proxy_listen listener from sa: a source outside
+ * proxy_trusted is closed at once; a trusted one has proxy_timeout to send
+ * its header, and nothing is said to it before.
+ */
+void smtp_proxy_start(struct smtp_sess *s, const struct sockaddr *sa);
+/* Reads the PROXY header from in, and admits the client it names; -1
+ * while more is needed. */
+int smtp_proxy_read(struct smtp_sess *s, struct evbuffer *in);
 
 /* data.c */
 int smtp_cmd_data(struct smtp_sess *s, char *args);

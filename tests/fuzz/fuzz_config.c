@@ -133,6 +133,15 @@ check_conf(const struct conf *cf, const char *path)
 	for (size_t i = 0; i < cf->nlisten; i++)
 		if (cf->listen[i].salen == 0 || cf->listen[i].text[0] == '\0')
 			abort();
+	for (size_t i = 0; i < cf->nproxy_listen; i++)
+		if (cf->proxy_listen[i].salen == 0)
+			abort();
+	for (size_t i = 0; i < cf->nproxy_trusted; i++)
+		if (cf->proxy_trusted[i].bits >
+		    (cf->proxy_trusted[i].family == AF_INET ? 32u : 128u))
+			abort();
+	if (cf->proxy_timeout < 1 || !conf_valid_node_id(cf->node_id))
+		abort();
 	check_retry(&cf->retry);
 	for (size_t i = 0; i < cf->nrelay_domains; i++) {
 		const char *d = cf->relay_domains[i];

@@ -277,7 +277,8 @@ def test_pause_holds_a_destination_only_and_outlasts_a_restart(daemon,
     assert " paused " in row, row
     metrics = urllib.request.urlopen(
         "http://127.0.0.1:%d/metrics" % mport, timeout=5).read().decode()
-    assert 'mxspool_destination_paused{destination="%s"} 1' % ra in metrics
+    assert ('mxspool_destination_paused{node="mx",destination="%s"} 1'
+            % ra) in metrics
     assert log_lines(d, "%s: paused by operator" % ra)
     assert log_lines(d, "%s: paused by operator" % rb)
     # Log tools count each waiting recipient as deferred, once.

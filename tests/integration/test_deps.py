@@ -22,6 +22,7 @@ USED = [
     "/usr/bin/promtool",
     "/usr/bin/mandoc",
     "/usr/sbin/pflogsumm",
+    "/usr/sbin/haproxy",
     "/usr/bin/openssl",
     "/usr/bin/ldd",
     "/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm",

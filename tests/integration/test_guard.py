@@ -254,10 +254,11 @@ def test_the_guard_is_shown_in_metrics(daemon, backend):
         return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
                                       timeout=10).read().decode()
     # The second message meets its 5xx with the first, or at the next probe.
-    text = wait_for(lambda: (lambda t: t if "mxspool_recipients_suspect_total 1\n"
-                             not in t else None)(scrape()),
+    one = 'mxspool_recipients_suspect_total{node="mx"} 1\n'
+    text = wait_for(lambda: (lambda t: t if one not in t else None)(scrape()),
                     what="both messages' 5xx counted")
-    assert 'mxspool_destination_suspect{destination="%s"} 1' % route in text
-    assert "mxspool_recipients_suspect_total 2" in text or \
-        "mxspool_recipients_suspect_total 3" in text
+    assert ('mxspool_destination_suspect{node="mx",destination="%s"} 1'
+            % route) in text
+    assert 'mxspool_recipients_suspect_total{node="mx"} 2' in text or \
+        'mxspool_recipients_suspect_total{node="mx"} 3' in text
     assert d.stop() == 0

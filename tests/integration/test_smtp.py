@@ -53,7 +53,7 @@ def test_a_message_is_queued_and_stored_byte_exact(daemon):
     assert rest == unstuffed
     text = received.decode()
     assert text.startswith("Received: from client.test (unknown [127.0.0.1])\r\n"
-                           "\tby mx.test.example (mxspool) with ESMTP id %s\r\n"
+                           "\tby mx.test.example (mxspool node mx) with ESMTP id %s\r\n"
                            "\tfor <user@example.com>;\r\n\t" % qid)
     # RFC 5322 date: "Tue, 14 Nov 2023 22:13:20 +0000"
     date = text.rsplit("\t", 1)[1].strip()

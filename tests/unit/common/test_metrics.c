@@ -135,6 +135,44 @@ test_written_text_has_types_buckets_and_escaped_labels(void **state)
 }
 
 static void
+test_a_node_labels_every_sample_first(void **state)
+{
+	char *text, *line, *save;
+	unsigned n = 0;
+
+	(void)state;
+	metrics_set_node("mx2");
+	metrics_inc(M_ACCEPTED);
+	metrics_reject("relay");
+	metrics_dest_count("example.com", MD_DELIVERED);
+	metrics_observe_commit(0.003);
+	text = written();
+	assert_non_null(strstr(
+	    text, "\nmxspool_messages_accepted_total{node=\"mx2\"} 1\n"));
+	assert_non_null(strstr(text, "\nmxspool_rejected_total{node=\"mx2\","
+				     "reason=\"relay\"} 1\n"));
+	assert_non_null(strstr(text, "\nmxspool_destination_recipients_total{"
+				     "node=\"mx2\",destination=\"example.com\","
+				     "result=\"delivered\"} 1\n"));
+	assert_non_null(strstr(text,
+	    "\nmxspool_commit_seconds_bucket{node=\"mx2\",le=\"+Inf\"} 1\n"));
+	for (line = strtok_r(text, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save), n++)
+		if (line[0] != '#' &&
+		    (strchr(line, '{') == NULL ||
+			strstr(line, "{node=\"mx2\"") != strchr(line, '{')))
+			fail_msg("no node label first: %s", line);
+	assert_true(n > 50);
+	free(text);
+	/* No node: no label, as before. */
+	metrics_set_node("");
+	text = written();
+	assert_non_null(strstr(text, "\nmxspool_messages_accepted_total 1\n"));
+	assert_null(strstr(text, "node="));
+	free(text);
+}
+
+static void
 test_json_has_every_counter_and_percentiles(void **state)
 {
 	json_t *o;
@@ -174,6 +212,8 @@ main(void)
 		test_quantile_interpolates_within_a_bucket, reset),
 	    cmocka_unit_test_setup(
 		test_written_text_has_types_buckets_and_escaped_labels, reset),
+	    cmocka_unit_test_setup(
+		test_a_node_labels_every_sample_first, reset),
 	    cmocka_unit_test_setup(
 		test_json_has_every_counter_and_percentiles, reset),
 	};

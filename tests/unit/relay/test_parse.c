@@ -918,6 +918,16 @@ test_received_header_has_every_field(void **state)
 	    "\tby mx.example.net (mxspool) with ESMTP id 0ABCDEFGHJKM;\r\n"
 	    "\tTue, 14 Nov 2023 22:13:20 +0000\r\n");
 	free(h);
+	/* The node, in the comment after our name; cleaned like the rest. */
+	t.node = "mx2";
+	h = parse_received(&t, &len);
+	assert_non_null(strstr(h, "\r\n\tby mx.example.net (mxspool node mx2) "
+				  "with ESMTP id 0ABCDEFGHJKM;\r\n"));
+	free(h);
+	t.node = "a)b\r\n";
+	h = parse_received(&t, &len);
+	assert_non_null(strstr(h, "(mxspool node a?b?\?) with"));
+	free(h);
 }
 
 int
