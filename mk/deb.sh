@@ -99,7 +99,7 @@ check() {
 	}
 	echo "$out"
 	check_that "mxspoold -t on $conf: relay_domains is all that is missing" \
-		test "$(echo "$out" | grep -cv ': relay_domains: not set ')" = 0
+		test "$(echo "$out" | grep -cv ': relay_domains is required ')" = 0
 	# With it set (as an administrator would, here in a copy of the file
 	# with a loopback port), -t passes and the service's command line
 	# runs: as root it drops to mxspool, in the packaged directories.
