@@ -117,3 +117,20 @@ def test_a_failing_store_logs_one_line_per_probe(daemon, backend):
     # No "probing" line, no client line, no deferral of the probe's
     # message: the verdict alone.
     assert between == [], between
+
+
+def test_lmtp_deliveries_are_logged_as_lmtp(daemon, backend):
+    """Postfix's lmtp client logs its deliveries as postfix/lmtp: so does
+    mxspoold for an LMTP route, and log tools group them apart."""
+    store = backend(lmtp=True)
+    d = daemon(extra=config(store)).start()
+    s = smtplib.SMTP("127.0.0.1", d.port, timeout=30)
+    s.sendmail("a@sender.test", ["u1@example.com"], b"Subject: a\r\n\r\na\r\n")
+    s.quit()
+    store.wait_for(lambda: len(store.messages()) == 1, what="the delivery")
+    wait_for(lambda: log_lines(d, "status=sent"), what="the log line")
+    assert d.stop() == 0
+    sent = [LINE.match(l) for l in d.log().splitlines() if "status=sent" in l]
+    assert [m.group(2) for m in sent] == ["lmtp"], sent
+    got, report = totals(d.logpath)
+    assert got["delivered"] == 1 and got["received"] == 1, report
