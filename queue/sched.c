@@ -305,8 +305,7 @@ dest_get(struct sched *s, const struct envelope *env, const char *rcpt)
 	return sched_lane(s, qindex_lane(env, rcpt, lane))->d;
 }
 
-/* Messages queued for d, in the spool and in memory. */
-static uint64_t
+uint64_t
 dest_queued(const struct dest *d)
 {
 	const struct slane *l;

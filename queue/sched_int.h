@@ -125,6 +125,9 @@ struct dest {
 	bool paused; /* by the operator: no delivery (sched_state.c) */
 };
 
+/* Messages queued for d, in the spool and in memory (its lanes'
+ * counters). */
+uint64_t dest_queued(const struct dest *d);
 /* Who logs its deliveries: "lmtp" for an LMTP route, else "smtp". */
 const char *dest_role(const struct dest *d);
 

@@ -221,24 +221,6 @@ sched_dest_named(struct sched *s, const char *name, char *key, size_t len)
 	return 0;
 }
 
-/* The messages queued for d now (each lane's counters). */
-static uint64_t
-dest_count(const struct dest *d)
-{
-	const struct slane *l;
-	uint64_t n = 0;
-
-	TAILQ_FOREACH(l, &d->lanes, link)
-	{
-		struct lane_count c;
-		int64_t oldest;
-
-		queue_lane_count(d->s->q, l->name, &c, &oldest);
-		n += c.messages;
-	}
-	return n;
-}
-
 int
 sched_pause(struct sched *s, const char *name, bool pause, char *key,
     size_t len, uint64_t *messages)
@@ -280,7 +262,7 @@ sched_pause(struct sched *s, const char *name, bool pause, char *key,
 		return pause ? SCHED_SAME : SCHED_NOT_PAUSED;
 	d->paused = pause;
 	dest_state_save(d);
-	*messages = dest_count(d);
+	*messages = dest_queued(d);
 	if (pause) {
 		log_info("%s: paused by operator: %" PRIu64 " message%s",
 		    d->key, *messages, *messages == 1 ? " waits" : "s wait");
