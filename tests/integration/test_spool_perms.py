@@ -27,6 +27,14 @@ def start_with_umask(d, mask):
     return d
 
 
+def queue_one_and_stop(d):
+    """One message queued, then a clean stop: the spool as it rests."""
+    c = ehlo(d)
+    queued_id(send_message(c, MSG))
+    c.close()
+    assert d.stop() == 0
+
+
 def modes(top):
     """{path relative to top: permission bits} of everything below top."""
     out = {}
@@ -39,10 +47,7 @@ def modes(top):
 
 def test_everything_the_daemon_creates_is_its_own(daemon):
     d = start_with_umask(daemon(), 0o022)
-    c = ehlo(d)
-    queued_id(send_message(c, MSG))
-    c.close()
-    assert d.stop() == 0
+    queue_one_and_stop(d)
     assert stat.S_IMODE(os.stat(d.spool).st_mode) == 0o700
     found = modes(d.spool)
     assert any(n.endswith(".sst") or n.endswith(".log") for n in found), found
@@ -75,10 +80,7 @@ def test_spool_dir_check_off_takes_a_shared_spool_and_still_keeps_files_private(
     os.mkdir(d.spool)
     os.chmod(d.spool, 0o750)
     start_with_umask(d, 0)
-    c = ehlo(d)
-    queued_id(send_message(c, MSG))
-    c.close()
-    assert d.stop() == 0
+    queue_one_and_stop(d)
     assert stat.S_IMODE(os.stat(d.spool).st_mode) == 0o750
     found = modes(d.spool)
     assert found and all(m & 0o077 == 0 for m in found.values()), found
