@@ -145,11 +145,49 @@ ctl_end(struct ctl_conn *k)
 		bufferevent_trigger(k->bev, EV_READ, BEV_OPT_DEFER_CALLBACKS);
 }
 
+/* A string that may hold bytes that are not UTF-8 (8BITMIME senders,
+ * remote replies): jansson refuses those, so they become '?'. */
+json_t *
+ctl_json_str(const char *s)
+{
+	json_t *j;
+	char *copy;
+
+	if (s == NULL)
+		return json_null();
+	j = json_string(s);
+	if (j != NULL)
+		return j;
+	copy = strdup(s);
+	if (copy == NULL)
+		return json_null();
+	for (unsigned char *p = (unsigned char *)copy; *p; p++)
+		if (*p >= 0x80 || *p < 0x20)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j ? j : json_null();
+}
+
 void
 ctl_send(struct ctl_conn *k, const char *key, json_t *v)
 {
 	json_t *o = json_object();
 
+	/* NULL is what json_pack gives for a string that is not UTF-8: a
+	 * reply without its result would leave the client guessing, so
+	 * the request fails instead, and a stream's item is left out. */
+	if (v == NULL) {
+		log_warn("control: a reply (%s) could not be encoded as JSON",
+		    key);
+		if (strcmp(key, "result") != 0 && strcmp(key, "error") != 0) {
+			json_decref(o);
+			return;
+		}
+		key = "error";
+		v = json_pack("{s:s,s:s}", "code", CTL_E_FAILED, "message",
+		    "the reply could not be encoded as JSON");
+	}
 	json_object_set(o, "id", k->rid ? k->rid : json_null());
 	json_object_set_new(o, key, v);
 	ctl_write(k, o);
@@ -171,8 +209,10 @@ ctl_error(struct ctl_conn *k, const char *code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ctl_send(
-	    k, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
+	/* The message may quote the request (jansson's "near '...'"), which
+	 * need not be UTF-8. */
+	ctl_send(k, "error",
+	    json_pack("{s:s,s:o}", "code", code, "message", ctl_json_str(msg)));
 	ctl_end(k);
 }
 

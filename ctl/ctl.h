@@ -62,7 +62,8 @@ void ctl_free(struct ctl *c);
  * state, dsn, last_error, destination}]. */
 struct json_t *ctl_msg_json(const struct conf *cf, const struct envelope *env);
 /* A JSON string of s (null for NULL); bytes that are not UTF-8, such as
- * an 8-bit sender or a remote reply, become '?'. */
+ * an 8-bit sender or a remote reply, become '?'. In ctl/ctl.c, as the
+ * error replies use it too. */
 struct json_t *ctl_json_str(const char *s);
 
 /* What list and the bulk commands narrow a selection by (NULL, -1, false:

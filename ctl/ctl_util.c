@@ -12,30 +12,6 @@
 #include "ctl/ctl.h"
 #include "queue/sched.h"
 
-/* A string that may hold bytes that are not UTF-8 (8BITMIME senders,
- * remote replies): jansson refuses those, so they become '?'. */
-json_t *
-ctl_json_str(const char *s)
-{
-	json_t *j;
-	char *copy;
-
-	if (s == NULL)
-		return json_null();
-	j = json_string(s);
-	if (j != NULL)
-		return j;
-	copy = strdup(s);
-	if (copy == NULL)
-		return json_null();
-	for (unsigned char *p = (unsigned char *)copy; *p; p++)
-		if (*p >= 0x80 || *p < 0x20)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j ? j : json_null();
-}
-
 json_t *
 ctl_msg_json(const struct conf *cf, const struct envelope *env)
 {

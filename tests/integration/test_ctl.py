@@ -416,6 +416,22 @@ def test_malformed_requests_get_error_replies_and_the_daemon_goes_on(outage):
     assert d.proc.poll() is None
 
 
+def test_a_request_that_is_not_utf8_gets_an_error_that_is(outage):
+    """jansson's parse error quotes the request ("near '...'"): bytes
+    that are not UTF-8 there made the error unencodable, and the reply
+    was {"id": null} alone. Found by tests/fuzz/fuzz_ctl.c."""
+    d = outage
+    replies = raw_request(d, b'{"cmd":"show","qid":"0BV2\\\xc8\x85\x00c"}\n',
+                          b'{"id": 2, "cmd": "show", "qid": "\xff\xfe"}\n',
+                          b'{"id": 3, "cmd": "stats"}\n', read=3)
+    assert [r["id"] for r in replies] == [None, None, 3]
+    for r in replies[:2]:
+        assert r["error"]["code"] == "parse_error"
+        assert r["error"]["message"].startswith("not JSON: ")
+    assert replies[2]["result"]["spool"]["messages"] == 4
+    assert d.proc.poll() is None
+
+
 def test_a_client_that_leaves_mid_request_does_no_harm(outage):
     d = outage
     for cmd in ('{"id": 1, "cmd": "list"}\n',
