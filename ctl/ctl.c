@@ -178,8 +178,8 @@ ctl_send(struct ctl_conn *k, const char *key, json_t *v)
 	 * reply without its result would leave the client guessing, so
 	 * the request fails instead, and a stream's item is left out. */
 	if (v == NULL) {
-		log_warn("control: a reply (%s) could not be encoded as JSON",
-		    key);
+		log_warn(
+		    "control: a reply (%s) could not be encoded as JSON", key);
 		if (strcmp(key, "result") != 0 && strcmp(key, "error") != 0) {
 			json_decref(o);
 			return;
