@@ -255,6 +255,8 @@ static const struct conf_range conf_ranges[] = {
     {"recovery_connections", 1, CONF_COUNT_MAX},
     {"max_msgs_per_connection", 1, CONF_COUNT_MAX},
     {"reject_storm_min", 1, CONF_COUNT_MAX},
+    /* Nodes behind one MX: past a thousand each share is one connection. */
+    {"cluster_nodes", 1, 1000},
 };
 
 static const struct conf_range *
@@ -883,6 +885,7 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 		    CFG_INT_CB("max_connections", 20, F, conf_cb_count),       \
 		    CFG_INT_CB(                                                \
 			"max_msgs_per_connection", 100, F, conf_cb_count),     \
+		    CFG_INT_CB("cluster_nodes", 1, F, conf_cb_count),          \
 		    CFG_BOOL("rejection_guard", cfg_true, F),                  \
 		    CFG_FLOAT_CB(                                              \
 			"reject_storm_ratio", 0.5, F, conf_cb_fraction),       \
@@ -1118,6 +1121,8 @@ conf_build_retry(struct conf_retry *r, cfg_t *sec)
 	if (cfg_size(sec, "max_msgs_per_connection"))
 		r->max_msgs_per_connection =
 		    (unsigned)cfg_getint(sec, "max_msgs_per_connection");
+	if (cfg_size(sec, "cluster_nodes"))
+		r->cluster_nodes = (unsigned)cfg_getint(sec, "cluster_nodes");
 	if (cfg_size(sec, "rejection_guard"))
 		r->rejection_guard = cfg_getbool(sec, "rejection_guard");
 	if (cfg_size(sec, "reject_storm_ratio"))

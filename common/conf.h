@@ -77,6 +77,9 @@ struct conf_retry {
 	unsigned recovery_connections; /* concurrency right after recovery */
 	unsigned max_connections;      /* per destination */
 	unsigned max_msgs_per_connection;
+	/* Nodes sharing the store: each uses its share of the two
+	 * connection counts above (retry_share in queue/retry.c). */
+	unsigned cluster_nodes;
 	/* The rejection guard: a 5xx for a recipient the store accepted
 	 * before, or in a storm of 5xx, is held, not bounced. */
 	bool rejection_guard;

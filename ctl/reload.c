@@ -112,6 +112,7 @@ static const struct reload_opt reload_opts[] = {
     {"retry.max_connections", A, RK_RETRY, R(max_connections), 0},
     {"retry.max_msgs_per_connection", A, RK_RETRY, R(max_msgs_per_connection),
 	0},
+    {"retry.cluster_nodes", A, RK_RETRY, R(cluster_nodes), 0},
     {"retry.rejection_guard", A, RK_RETRY, R(rejection_guard), 0},
     {"retry.reject_storm_ratio", A, RK_RETRY, R(reject_storm_ratio), 0},
     {"retry.reject_storm_min", A, RK_RETRY, R(reject_storm_min), 0},
