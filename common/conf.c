@@ -755,6 +755,21 @@ conf_build_proxy(struct conf *cf, cfg_t *cfg)
 			&cf->proxy_trusted[i]) < 0)
 			PANIC("proxy_trusted passed its check but not parse");
 	cf->proxy_timeout = cfg_getint(cfg, "proxy_timeout");
+	cf->npeer_listen = cfg_size(cfg, "peer_listen");
+	cf->peer_listen = xcalloc(cf->npeer_listen, sizeof(*cf->peer_listen));
+	for (size_t i = 0; i < cf->npeer_listen; i++)
+		if (conf_parse_addr(
+			cfg_getnstr(cfg, "peer_listen", (unsigned)i),
+			&cf->peer_listen[i]) < 0)
+			PANIC("peer_listen passed its check but not parse");
+	cf->npeer_trusted = cfg_size(cfg, "peer_trusted");
+	cf->peer_trusted =
+	    xcalloc(cf->npeer_trusted, sizeof(*cf->peer_trusted));
+	for (size_t i = 0; i < cf->npeer_trusted; i++)
+		if (conf_parse_cidr(
+			cfg_getnstr(cfg, "peer_trusted", (unsigned)i),
+			&cf->peer_trusted[i]) < 0)
+			PANIC("peer_trusted passed its check but not parse");
 	cf->node_id =
 	    id[0] != '\0' ? xstrdup(id) : conf_default_node_id(cf->hostname);
 }
@@ -951,6 +966,9 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_LIST_CB("proxy_trusted", "{\"127.0.0.1/32\", \"::1/128\"}",
 	CFGF_NONE, conf_cb_cidr),
     CFG_INT_CB("proxy_timeout", 5, CFGF_NONE, conf_cb_duration),
+    CFG_STR_LIST_CB("peer_listen", "{}", CFGF_NONE, conf_cb_addr),
+    CFG_STR_LIST_CB("peer_trusted", "{\"127.0.0.1/32\", \"::1/128\"}",
+	CFGF_NONE, conf_cb_cidr),
     CFG_STR_CB("node_id", "", CFGF_NONE, conf_cb_node_id),
     /* DNS. */
     CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
@@ -1510,6 +1528,8 @@ conf_free(struct conf *cf)
 	free(cf->postmaster);
 	free(cf->proxy_listen);
 	free(cf->proxy_trusted);
+	free(cf->peer_listen);
+	free(cf->peer_trusted);
 	free(cf->node_id);
 	free(cf->dns_servers);
 	conf_free_list(cf->mx_self_names, cf->nmx_self_names);

@@ -145,6 +145,12 @@ struct conf {
 	struct conf_cidr *proxy_trusted;
 	size_t nproxy_trusted;
 	int64_t proxy_timeout; /* seconds */
+	/* Listeners for other nodes handing their queue over (mxspoolctl
+	 * xfer): they offer XMXSPOOL-ARRIVAL, only to peer_trusted. */
+	struct conf_addr *peer_listen;
+	size_t npeer_listen;
+	struct conf_cidr *peer_trusted;
+	size_t npeer_trusted;
 	/* This node's name in a fleet: logs, Received, /metrics, summary. */
 	char *node_id;
 

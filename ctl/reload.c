@@ -88,6 +88,8 @@ static const struct reload_opt reload_opts[] = {
     {"proxy_listen", A, RK_ADDRS, F(proxy_listen), N(nproxy_listen)},
     {"proxy_trusted", A, RK_CIDRS, F(proxy_trusted), N(nproxy_trusted)},
     {"proxy_timeout", A, RK_PLAIN, F(proxy_timeout), 0},
+    {"peer_listen", A, RK_ADDRS, F(peer_listen), N(npeer_listen)},
+    {"peer_trusted", A, RK_CIDRS, F(peer_trusted), N(npeer_trusted)},
     {"node_id", A, RK_STR, F(node_id), 0},
     /* DNS: c-ares takes its timeout and tries when its channel is made. */
     {"dns_servers", A, RK_ADDRS, F(dns_servers), N(ndns_servers)},
