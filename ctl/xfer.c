@@ -205,12 +205,13 @@ xfer_refusal(const struct client_msg *m, char *buf, size_t len)
 
 		if (r->code / 100 == 2)
 			continue;
-		if (r->code > 0)
-			snprintf(buf, len, "%d %s %s", r->code, r->dsn,
-			    r->text != NULL ? r->text : "");
+		/* The text is the peer's whole reply, code and all. */
+		if (r->text != NULL)
+			snprintf(buf, len, "%s", r->text);
+		else if (r->code > 0)
+			snprintf(buf, len, "%d %s", r->code, r->dsn);
 		else
-			snprintf(buf, len, "%s",
-			    r->text != NULL ? r->text : "no answer");
+			snprintf(buf, len, "no answer");
 		return buf;
 	}
 	return NULL;
