@@ -53,6 +53,10 @@ usage(FILE *fp)
 	    "  resume DEST                        deliver to DEST again\n"
 	    "  stats                              counters since start\n"
 	    "  reload                             re-read the configuration\n"
+	    "  xfer --to smtp:[HOST]:PORT ID... | (--domain D | --all) "
+	    "[FILTER...]\n"
+	    "                                     hand messages over to "
+	    "another node\n"
 	    "filters (each narrows; all must match):\n"
 	    "  --sender ADDR          from ADDR (<> the null sender)\n"
 	    "  --rcpt ADDR            to ADDR, still pending\n"
@@ -148,7 +152,8 @@ enum {
 	O_BODY,
 	O_SENDER,
 	O_RCPT,
-	O_YOUNGER
+	O_YOUNGER,
+	O_TO
 };
 
 static const struct option cmd_longopts[] = {
@@ -164,6 +169,7 @@ static const struct option cmd_longopts[] = {
     {"sender", required_argument, NULL, O_SENDER},
     {"rcpt", required_argument, NULL, O_RCPT},
     {"younger-than", required_argument, NULL, O_YOUNGER},
+    {"to", required_argument, NULL, O_TO},
     {"json", no_argument, NULL, 'j'},
     {NULL, 0, NULL, 0},
 };
@@ -206,6 +212,7 @@ static const struct {
     {"resume", 0, 1, 1, &cli_pause_handler},
     {"stats", 0, 0, 0, &cli_stats_handler},
     {"reload", 0, 0, 0, &cli_reload_handler},
+    {"xfer", SELECT | B(O_TO), 0, -1, &cli_xfer_handler},
 };
 
 /*
@@ -245,7 +252,7 @@ run(int argc, char **argv)
 	const struct cli_handler *h = NULL;
 	unsigned allowed = 0, given = 0;
 	json_t *req, *ids;
-	const char *domain = NULL, *sender = NULL, *rcpt = NULL;
+	const char *domain = NULL, *sender = NULL, *rcpt = NULL, *to = NULL;
 	char ace[IDN_NAME_SIZE], sbuf[516], rbuf[516];
 	int64_t older = -1, younger = -1;
 	long limit = 0;
@@ -300,6 +307,15 @@ run(int argc, char **argv)
 				return usage_error("bad address '%s' for --%s",
 				    optarg, long_name(ch));
 			break;
+		case O_TO:
+			to = optarg;
+			if (strncmp(to, "smtp:", 5) != 0 ||
+			    strpbrk(to, " \t") != NULL)
+				return usage_error(
+				    "bad peer '%s' for --to (use "
+				    "smtp:[HOST]:PORT)",
+				    to);
+			break;
 		case O_LIMIT: {
 			char *end;
 
@@ -321,7 +337,8 @@ run(int argc, char **argv)
 	if (strcmp(cli_cmd_name, "flush") == 0 ||
 	    strcmp(cli_cmd_name, "hold") == 0 ||
 	    strcmp(cli_cmd_name, "release") == 0 ||
-	    strcmp(cli_cmd_name, "delete") == 0) {
+	    strcmp(cli_cmd_name, "delete") == 0 ||
+	    strcmp(cli_cmd_name, "xfer") == 0) {
 		int ways =
 		    (nargs > 0) + (domain != NULL) + !!(given & B(O_ALL));
 
@@ -332,6 +349,8 @@ run(int argc, char **argv)
 			return usage_error("filters narrow --domain or --all, "
 					   "not message ids");
 	}
+	if (strcmp(cli_cmd_name, "xfer") == 0 && to == NULL)
+		return usage_error("give the peer: --to smtp:[HOST]:PORT");
 	if ((strcmp(cli_cmd_name, "delete") == 0 ||
 		strcmp(cli_cmd_name, "bounce") == 0 ||
 		strcmp(cli_cmd_name, "bounce-suspect") == 0) &&
@@ -396,6 +415,8 @@ run(int argc, char **argv)
 		    req, "domain", json_string(cli_domain(domain, ace)));
 	if (given & B(O_ALL))
 		json_object_set_new(req, "all", json_true());
+	if (to != NULL)
+		json_object_set_new(req, "to", json_string(to));
 	if (given & B(O_YES))
 		json_object_set_new(req, "yes", json_true());
 	if (given & B(O_HELD))

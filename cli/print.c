@@ -352,6 +352,27 @@ action_result(json_t *r)
 
 const struct cli_handler cli_action_handler = {.result = action_result};
 
+/* xfer: the counts, then each message that failed or was skipped. */
+static int
+xfer_result(json_t *r)
+{
+	int64_t n = int_of(r, "transferred"), failed = int_of(r, "failed");
+	int64_t skipped = int_of(r, "skipped");
+	json_t *v;
+	size_t i;
+
+	printf("transferred %" PRId64 " message%s to %s, failed %" PRId64
+	       ", skipped %" PRId64 "\n",
+	    n, n == 1 ? "" : "s", str_or(r, "to", "?"), failed, skipped);
+	json_array_foreach(json_object_get(r, "failures"), i, v) printf(
+	    "failed  %s: %s\n", str_or(v, "id", "?"), str_or(v, "error", "?"));
+	json_array_foreach(json_object_get(r, "skips"), i, v) printf(
+	    "skipped %s: %s\n", str_or(v, "id", "?"), str_or(v, "reason", "?"));
+	return failed > 0 ? EX_FAIL : EX_OK;
+}
+
+const struct cli_handler cli_xfer_handler = {.result = xfer_result};
+
 /* trust, bounce-suspect */
 static int
 guard_result(json_t *r)

@@ -255,6 +255,8 @@ static const struct conf_range conf_ranges[] = {
     {"recovery_connections", 1, CONF_COUNT_MAX},
     {"max_msgs_per_connection", 1, CONF_COUNT_MAX},
     {"reject_storm_min", 1, CONF_COUNT_MAX},
+    /* Nodes behind one MX: past a thousand each share is one connection. */
+    {"cluster_nodes", 1, 1000},
 };
 
 static const struct conf_range *
@@ -753,6 +755,21 @@ conf_build_proxy(struct conf *cf, cfg_t *cfg)
 			&cf->proxy_trusted[i]) < 0)
 			PANIC("proxy_trusted passed its check but not parse");
 	cf->proxy_timeout = cfg_getint(cfg, "proxy_timeout");
+	cf->npeer_listen = cfg_size(cfg, "peer_listen");
+	cf->peer_listen = xcalloc(cf->npeer_listen, sizeof(*cf->peer_listen));
+	for (size_t i = 0; i < cf->npeer_listen; i++)
+		if (conf_parse_addr(
+			cfg_getnstr(cfg, "peer_listen", (unsigned)i),
+			&cf->peer_listen[i]) < 0)
+			PANIC("peer_listen passed its check but not parse");
+	cf->npeer_trusted = cfg_size(cfg, "peer_trusted");
+	cf->peer_trusted =
+	    xcalloc(cf->npeer_trusted, sizeof(*cf->peer_trusted));
+	for (size_t i = 0; i < cf->npeer_trusted; i++)
+		if (conf_parse_cidr(
+			cfg_getnstr(cfg, "peer_trusted", (unsigned)i),
+			&cf->peer_trusted[i]) < 0)
+			PANIC("peer_trusted passed its check but not parse");
 	cf->node_id =
 	    id[0] != '\0' ? xstrdup(id) : conf_default_node_id(cf->hostname);
 }
@@ -883,6 +900,7 @@ conf_validate_domain_sec(cfg_t *cfg, cfg_opt_t *opt)
 		    CFG_INT_CB("max_connections", 20, F, conf_cb_count),       \
 		    CFG_INT_CB(                                                \
 			"max_msgs_per_connection", 100, F, conf_cb_count),     \
+		    CFG_INT_CB("cluster_nodes", 1, F, conf_cb_count),          \
 		    CFG_BOOL("rejection_guard", cfg_true, F),                  \
 		    CFG_FLOAT_CB(                                              \
 			"reject_storm_ratio", 0.5, F, conf_cb_fraction),       \
@@ -948,6 +966,9 @@ static cfg_opt_t conf_opts[] = {
     CFG_STR_LIST_CB("proxy_trusted", "{\"127.0.0.1/32\", \"::1/128\"}",
 	CFGF_NONE, conf_cb_cidr),
     CFG_INT_CB("proxy_timeout", 5, CFGF_NONE, conf_cb_duration),
+    CFG_STR_LIST_CB("peer_listen", "{}", CFGF_NONE, conf_cb_addr),
+    CFG_STR_LIST_CB("peer_trusted", "{\"127.0.0.1/32\", \"::1/128\"}",
+	CFGF_NONE, conf_cb_cidr),
     CFG_STR_CB("node_id", "", CFGF_NONE, conf_cb_node_id),
     /* DNS. */
     CFG_STR_LIST_CB("dns_servers", "{}", CFGF_NONE, conf_cb_addr),
@@ -1118,6 +1139,8 @@ conf_build_retry(struct conf_retry *r, cfg_t *sec)
 	if (cfg_size(sec, "max_msgs_per_connection"))
 		r->max_msgs_per_connection =
 		    (unsigned)cfg_getint(sec, "max_msgs_per_connection");
+	if (cfg_size(sec, "cluster_nodes"))
+		r->cluster_nodes = (unsigned)cfg_getint(sec, "cluster_nodes");
 	if (cfg_size(sec, "rejection_guard"))
 		r->rejection_guard = cfg_getbool(sec, "rejection_guard");
 	if (cfg_size(sec, "reject_storm_ratio"))
@@ -1505,6 +1528,8 @@ conf_free(struct conf *cf)
 	free(cf->postmaster);
 	free(cf->proxy_listen);
 	free(cf->proxy_trusted);
+	free(cf->peer_listen);
+	free(cf->peer_trusted);
 	free(cf->node_id);
 	free(cf->dns_servers);
 	conf_free_list(cf->mx_self_names, cf->nmx_self_names);

@@ -77,6 +77,9 @@ struct conf_retry {
 	unsigned recovery_connections; /* concurrency right after recovery */
 	unsigned max_connections;      /* per destination */
 	unsigned max_msgs_per_connection;
+	/* Nodes sharing the store: each uses its share of the two
+	 * connection counts above (retry_share in queue/retry.c). */
+	unsigned cluster_nodes;
 	/* The rejection guard: a 5xx for a recipient the store accepted
 	 * before, or in a storm of 5xx, is held, not bounced. */
 	bool rejection_guard;
@@ -142,6 +145,12 @@ struct conf {
 	struct conf_cidr *proxy_trusted;
 	size_t nproxy_trusted;
 	int64_t proxy_timeout; /* seconds */
+	/* Listeners for other nodes handing their queue over (mxspoolctl
+	 * xfer): they offer XMXSPOOL-ARRIVAL, only to peer_trusted. */
+	struct conf_addr *peer_listen;
+	size_t npeer_listen;
+	struct conf_cidr *peer_trusted;
+	size_t npeer_trusted;
 	/* This node's name in a fleet: logs, Received, /metrics, summary. */
 	char *node_id;
 

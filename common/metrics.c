@@ -69,12 +69,13 @@ static const struct {
  * misfire. (tests/integration/test_metrics.py checks this list against
  * the code.)
  */
-static const char *const family_known[MF_NFAMILIES][24] = {
+static const char *const family_known[MF_NFAMILIES][MF_LABELS] = {
     [MF_REJECTED] = {"bare_lf", "connections", "connections_per_ip",
 	"data_memory", "domain", "errors", "hops", "idle_evicted",
-	"min_data_rate", "not_smtp", "protocol", "proxy_header", "proxy_local",
-	"proxy_untrusted", "recipients", "relay", "session_deadline", "size",
-	"spool_error", "spool_full", "timeout", "unknown_recipient"},
+	"min_data_rate", "not_smtp", "peer_untrusted", "protocol",
+	"proxy_header", "proxy_local", "proxy_untrusted", "recipients", "relay",
+	"session_deadline", "size", "spool_error", "spool_full", "timeout",
+	"unknown_recipient"},
     [MF_ATTEMPTS] = {"sent", "deferred", "failed", "error"},
     [MF_DNS] = {"ok", "tempfail", "permfail"},
     [MF_RELOADS] = {"ok", "failed"},

@@ -643,6 +643,12 @@ ctl_listen(struct ctl *c, char *err, size_t errlen)
 	return 0;
 }
 
+struct event_base *
+ctl_base(const struct ctl *c)
+{
+	return c->base;
+}
+
 const char *
 ctl_socket_path(const struct ctl *c)
 {

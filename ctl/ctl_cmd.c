@@ -136,6 +136,11 @@ struct walk {
 	bool count_rest;     /* list: past limit, counting on */
 	bool hold;           /* hold or release */
 	bool bounce;         /* bounce or delete */
+	/* xfer: the messages picked, what was skipped, and where to. */
+	char (*picked)[QID_SIZE];
+	size_t npicked, cappicked;
+	json_t *skips;
+	char *to;
 };
 
 static void
@@ -147,6 +152,9 @@ walk_free(void *arg)
 	free(w->lanes);
 	free(w->sender);
 	free(w->rcpt);
+	free(w->picked);
+	json_decref(w->skips);
+	free(w->to);
 	free(w);
 }
 
@@ -1231,6 +1239,79 @@ cmd_bounce(struct ctl_conn *k, json_t *req)
 	ctl_remove(k, req, true);
 }
 
+/*
+ * xfer: the messages of the walk are picked (one being delivered now, or
+ * held, is skipped and said so), then handed to the peer one at a time
+ * (ctl/xfer.c), which answers.
+ */
+static void
+xfer_each(
+    struct walk *w, struct ctl_conn *k, struct envelope *env, const char *qid)
+{
+	const char *why = NULL;
+
+	if (env == NULL) {
+		w->missing = w->next;
+		return;
+	}
+	if (!ctl_filter_match(&w->f, env))
+		return;
+	if (sched_in_flight(ctl_conn_ctx(k)->deps->sched, qid))
+		why = "being delivered";
+	else if (env->flags & ENV_HELD)
+		why = "held";
+	if (why != NULL) {
+		json_array_append_new(
+		    w->skips, json_pack("{s:s,s:s}", "id", qid, "reason", why));
+		return;
+	}
+	w->picked = xgrow(w->picked, &w->cappicked, w->npicked + 1, QID_SIZE);
+	memcpy(w->picked[w->npicked++], qid, QID_SIZE);
+}
+
+static void
+xfer_end(struct walk *w, struct ctl_conn *k)
+{
+	if (w->missing > 0) {
+		walk_missing(w, k);
+		return;
+	}
+	xfer_run(k, w->to, w->picked, w->npicked, w->skips);
+	w->picked = NULL;
+	w->skips = NULL;
+	walk_free(w);
+}
+
+static void
+cmd_xfer(struct ctl_conn *k, json_t *req)
+{
+	struct walk *w;
+	const char *to;
+	struct conf_route r;
+
+	if (ctl_get_str(k, req, "to", &to) < 0)
+		return;
+	if (to == NULL || conf_parse_route(to, &r) < 0) {
+		ctl_error(k, CTL_E_BAD,
+		    "give \"to\": a peer's route, smtp:[HOST]:PORT");
+		return;
+	}
+	if (r.kind != ROUTE_SMTP) {
+		conf_route_fini(&r);
+		ctl_error(k, CTL_E_BAD,
+		    "\"to\" must be smtp:[HOST]:PORT (a peer_listen)");
+		return;
+	}
+	conf_route_fini(&r);
+	if ((w = walk_new(k, req, true)) == NULL)
+		return;
+	w->to = xstrdup(to);
+	w->skips = json_array();
+	w->each = xfer_each;
+	w->end = xfer_end;
+	walk_next(w);
+}
+
 struct route_req {
 	struct ctl *c;
 	uint64_t cid;
@@ -1486,6 +1567,7 @@ static const struct {
     {"resume", cmd_resume},
     {"stats", cmd_stats},
     {"reload", cmd_reload},
+    {"xfer", cmd_xfer},
 };
 
 void

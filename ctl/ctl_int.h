@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ctl/ctl.h"
+#include "queue/qid.h"
 
 struct ctl_conn;
 
@@ -57,6 +58,18 @@ void ctl_stream(struct ctl_conn *k, ctl_pump_cb *pump, void *state,
 
 /* Data came for a streamed reply that waits: it goes on writing. */
 void ctl_stream_kick(struct ctl_conn *k);
+
+/* The event loop the control socket runs on. */
+struct event_base *ctl_base(const struct ctl *c);
+
+/*
+ * xfer.c: hands the messages qids (n of them; the array is taken) over
+ * to the peer at the route `to` (smtp:[HOST]:PORT, a peer_listen), then
+ * answers k's request with what was transferred, failed and skipped;
+ * skips (taken) lists what the selection skipped already.
+ */
+void xfer_run(struct ctl_conn *k, const char *to, char (*qids)[QID_SIZE],
+    size_t n, json_t *skips);
 
 /* Runs one request (ctl/ctl_cmd.c); req is borrowed. */
 void ctl_dispatch(struct ctl_conn *k, const char *cmd, json_t *req);

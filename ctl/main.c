@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -56,8 +57,10 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: mxspoold [-t] [-c FILE]\n"
+	    "usage: mxspoold [-t] [-c FILE] [--drain-only]\n"
 	    "  -c FILE  configuration file (default " CONF_DEFAULT_PATH ")\n"
+	    "  --drain-only  open the spool and the control socket only: no\n"
+	    "           SMTP listeners, no deliveries; for mxspoolctl xfer\n"
 	    "  -t       check the configuration, print its errors as\n"
 	    "           FILE:LINE: message, and exit (0 if it is valid)\n"
 	    "  -v       print the version and exit\n"
@@ -419,9 +422,15 @@ main(int argc, char **argv)
 	char err[512], *errors;
 	struct priv_id id;
 	int ch, check = 0;
+	bool drain_only = false;
+	static const struct option longopts[] = {
+	    {"drain-only", no_argument, NULL, 'D'}, {NULL, 0, NULL, 0}};
 
-	while ((ch = getopt(argc, argv, "c:thv")) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:thv", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'D':
+			drain_only = true;
+			break;
 		case 'c':
 			path = optarg;
 			break;
@@ -503,7 +512,10 @@ main(int argc, char **argv)
 	 * root alone). They listen once everything else is ready.
 	 */
 	d.srv = server_new(d.base, d.cf, NULL);
-	if (server_bind(d.srv, err, sizeof(err)) < 0)
+	/* --drain-only (a spool rescued from a failed machine, or a node
+	 * emptied before maintenance): no listener at all; a reload opens
+	 * none either (server_set_listen on a server that never listened). */
+	if (!drain_only && server_bind(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 	/*
 	 * Then the switch, for good, before any thread starts (RocksDB's and
@@ -524,6 +536,8 @@ main(int argc, char **argv)
 	if (dns_new(&d.dns, d.cf, d.base) < 0)
 		fatal("cannot start the DNS resolver");
 	d.sched = sched_new(d.base, d.cf, d.q, d.dns, &client_deliver_ops);
+	if (drain_only)
+		sched_set_drain_only(d.sched);
 	server_set_queue(d.srv, d.q);
 	server_set_dns(d.srv, d.dns);
 	{
@@ -540,11 +554,14 @@ main(int argc, char **argv)
 			log_err("%s: metrics are off", err);
 	}
 	/* Last: a client that can connect finds everything running. */
-	if (server_start(d.srv, err, sizeof(err)) < 0)
+	if (!drain_only && server_start(d.srv, err, sizeof(err)) < 0)
 		fatal("%s", err);
 
-	for (size_t i = 0; i < d.cf->nlisten; i++)
+	for (size_t i = 0; i < d.cf->nlisten && !drain_only; i++)
 		log_info("listening on %s", d.cf->listen[i].text);
+	if (drain_only)
+		log_info("drain only: no listeners, no deliveries; the queue "
+			 "leaves by mxspoolctl xfer");
 	log_info("mxspoold %s started: hostname %s, spool %s", MXSPOOL_VERSION,
 	    d.cf->hostname, d.cf->spool_dir);
 	report_idn_names(d.cf, path, NULL);

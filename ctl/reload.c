@@ -88,6 +88,8 @@ static const struct reload_opt reload_opts[] = {
     {"proxy_listen", A, RK_ADDRS, F(proxy_listen), N(nproxy_listen)},
     {"proxy_trusted", A, RK_CIDRS, F(proxy_trusted), N(nproxy_trusted)},
     {"proxy_timeout", A, RK_PLAIN, F(proxy_timeout), 0},
+    {"peer_listen", A, RK_ADDRS, F(peer_listen), N(npeer_listen)},
+    {"peer_trusted", A, RK_CIDRS, F(peer_trusted), N(npeer_trusted)},
     {"node_id", A, RK_STR, F(node_id), 0},
     /* DNS: c-ares takes its timeout and tries when its channel is made. */
     {"dns_servers", A, RK_ADDRS, F(dns_servers), N(ndns_servers)},
@@ -112,6 +114,7 @@ static const struct reload_opt reload_opts[] = {
     {"retry.max_connections", A, RK_RETRY, R(max_connections), 0},
     {"retry.max_msgs_per_connection", A, RK_RETRY, R(max_msgs_per_connection),
 	0},
+    {"retry.cluster_nodes", A, RK_RETRY, R(cluster_nodes), 0},
     {"retry.rejection_guard", A, RK_RETRY, R(rejection_guard), 0},
     {"retry.reject_storm_ratio", A, RK_RETRY, R(reject_storm_ratio), 0},
     {"retry.reject_storm_min", A, RK_RETRY, R(reject_storm_min), 0},

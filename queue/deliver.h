@@ -46,7 +46,11 @@ struct client_msg {
 	size_t nrcpts;
 	const char *data; /* the message as stored: CRLF lines, not stuffed */
 	size_t len;
-	void *owner;     /* the caller's own pointer, untouched */
+	void *owner; /* the caller's own pointer, untouched */
+	/* A hand-over to a peer (mxspoolctl xfer): the first arrival, unix
+	 * seconds, sent as ARRIVAL=; a hop that does not offer
+	 * XMXSPOOL-ARRIVAL (no peer_listen) refuses the message. 0: none. */
+	int64_t arrival;
 	bool dsn_passed; /* out: the next hop offered DSN (RFC 3461), so
 			    NOTIFY, ORCPT, RET and ENVID went on with the
 			    message and success notices are the hop's job */

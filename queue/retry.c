@@ -17,13 +17,43 @@ retry_backoff_ms(const struct conf_retry *r, unsigned failures, double rand01)
 	return ms < 1000.0 ? 1000 : (int64_t)ms;
 }
 
+/*
+ * The store's connection budget is split statically between the nodes
+ * in front of it: N nodes with max_connections = 20 would otherwise open
+ * 20 x N connections to a store that has just come back. A static split
+ * needs nothing shared between nodes (no coordination service that can
+ * fail or partition), and is enough: the nodes see the same store, so
+ * they recover and slow-start at about the same time, and a node alone
+ * (the others down or idle) drains at its share, which is slower but
+ * never harder on the store than the whole cluster was allowed to be.
+ */
+unsigned
+retry_share(unsigned total, unsigned nodes)
+{
+	unsigned share;
+
+	if (nodes <= 1)
+		return total > 0 ? total : 1;
+	share = total / nodes + (total % nodes != 0);
+	return share > 0 ? share : 1;
+}
+
+/* This node's ceiling and slow-start width, after the split. */
+static unsigned
+retry_max_conns(const struct conf_retry *r)
+{
+	return retry_share(r->max_connections, r->cluster_nodes);
+}
+
 void
 retry_dest_init(struct dest_policy *p, const struct conf_retry *r, int64_t now)
 {
+	unsigned max = retry_max_conns(r);
+
 	p->state = DEST_UP;
-	p->concurrency = r->recovery_connections;
-	if (p->concurrency > r->max_connections)
-		p->concurrency = r->max_connections;
+	p->concurrency = retry_share(r->recovery_connections, r->cluster_nodes);
+	if (p->concurrency > max)
+		p->concurrency = max;
 	p->failures = 0;
 	p->interval_ms = 0;
 	p->next_probe = 0;
@@ -105,11 +135,11 @@ retry_dest_tick(struct dest_policy *p, const struct conf_retry *r, int64_t now)
 			p->trouble = false;
 			return false;
 		}
-		if (p->concurrency >= r->max_connections)
+		if (p->concurrency >= retry_max_conns(r))
 			return false;
 		p->concurrency *= 2;
-		if (p->concurrency > r->max_connections)
-			p->concurrency = r->max_connections;
+		if (p->concurrency > retry_max_conns(r))
+			p->concurrency = retry_max_conns(r);
 		return true;
 	}
 	return false;

@@ -109,6 +109,10 @@ enum sched_pause_status {
 };
 int sched_pause(struct sched *s, const char *name, bool pause, char *key,
     size_t len, uint64_t *messages);
+/* mxspoold --drain-only: nothing is delivered from now on (the queue is
+ * handed to another node with mxspoolctl xfer). */
+void sched_set_drain_only(struct sched *s);
+
 /* A message read into the window for an operator's command goes back to
  * the spool unless the scheduler has work for it now. */
 void sched_tidy(struct sched *s, const char *qid);

@@ -151,6 +151,7 @@ struct sched {
 	int64_t next_sweep;
 	uint64_t rng;
 	struct sched_call_list calls; /* answers still to come */
+	bool drain_only;              /* no deliveries (sched_set_drain_only) */
 };
 
 /* sched.c: time, jobs, destinations, planning. */

@@ -581,6 +581,12 @@ dest_on_dns(void *arg, const struct dns_answer *ans)
 }
 
 void
+sched_set_drain_only(struct sched *s)
+{
+	s->drain_only = true;
+}
+
+void
 dest_dispatch(struct dest *d)
 {
 	struct sched *s = d->s;
@@ -588,7 +594,7 @@ dest_dispatch(struct dest *d)
 	size_t want = d->nready;
 	struct sess *ss;
 
-	if (d->paused)
+	if (d->paused || s->drain_only)
 		return;
 	dest_refill(d);
 	/*

@@ -26,6 +26,7 @@
 #define CLIENT_EXT_ENHANCED 0x040
 #define CLIENT_EXT_CHUNKING 0x080
 #define CLIENT_EXT_BINARYMIME 0x100
+#define CLIENT_EXT_ARRIVAL 0x200 /* XMXSPOOL-ARRIVAL: a peer_listen */
 
 /* Bounds on what a server may send us (RFC 5321 4.5.3.1.5 says 512 per
  * line; real servers send longer, so allow some slack). */

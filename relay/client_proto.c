@@ -159,6 +159,7 @@ client_ehlo_parse(const struct client_reply *r, uint64_t *size)
 	    {"ENHANCEDSTATUSCODES", CLIENT_EXT_ENHANCED},
 	    {"CHUNKING", CLIENT_EXT_CHUNKING},
 	    {"BINARYMIME", CLIENT_EXT_BINARYMIME},
+	    {"XMXSPOOL-ARRIVAL", CLIENT_EXT_ARRIVAL},
 	};
 	unsigned ext = 0;
 	const char *arg;
@@ -256,6 +257,8 @@ client_mail_cmd(const struct client_msg *m, size_t size, unsigned ext)
 		if (m->envid != NULL && m->envid[0] != '\0')
 			ADD(" ENVID=%s", m->envid);
 	}
+	if (m->arrival > 0 && (ext & CLIENT_EXT_ARRIVAL))
+		ADD(" ARRIVAL=%lld", (long long)m->arrival);
 #undef ADD
 	if (len >= sizeof(buf))
 		len = sizeof(buf) - 1;

@@ -353,6 +353,12 @@ client_msg_fits(struct client_session *cs, struct client_msg *m)
 		snprintf(text, sizeof(text),
 		    "SMTPUTF8 is required, but was not offered by host %s",
 		    cs->name);
+	} else if (m->arrival > 0 && !(cs->ext & CLIENT_EXT_ARRIVAL)) {
+		dsn = "5.7.0";
+		snprintf(text, sizeof(text),
+		    "host %s does not offer XMXSPOOL-ARRIVAL: not a "
+		    "peer_listen listener",
+		    cs->name);
 	} else if (m->body == BODY_BINARYMIME &&
 		   (cs->ext & (CLIENT_EXT_BINARYMIME | CLIENT_EXT_CHUNKING)) !=
 		       (CLIENT_EXT_BINARYMIME | CLIENT_EXT_CHUNKING)) {

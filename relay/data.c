@@ -331,13 +331,16 @@ smtp_message_end(struct smtp_sess *s)
 		memcpy(msg + hlen, body, blen);
 	free(hdr);
 	free(body);
-	env->arrival = now_us();
+	tk = xcalloc(1, sizeof(*tk));
+	tk->start_us = now_us();
+	/* A message a peer hands over keeps its first arrival (ARRIVAL=),
+	 * so that max_age and warn_after count from it. */
+	if (env->arrival == 0)
+		env->arrival = tk->start_us;
 	env->size = hlen + blen;
 
-	tk = xcalloc(1, sizeof(*tk));
 	tk->srv = s->srv;
 	tk->sid = s->sid;
-	tk->start_us = env->arrival;
 	/* The message's bytes stay counted until the spool answers. */
 	tk->charged = hlen + blen;
 	s->srv->data_bytes += tk->charged;

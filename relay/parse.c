@@ -11,6 +11,7 @@
  * quoted local parts are valid and relayed byte for byte.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -602,6 +603,23 @@ parse_mail(
 			out->has_envid = true;
 			memcpy(out->envid, pm.val, pm.vlen);
 			out->envid[pm.vlen] = '\0';
+		} else if (strcasecmp(pm.key, "ARRIVAL") == 0) {
+			/* Unix seconds, 1 to 10^11 (year 5138): digits only. */
+			int64_t v = 0;
+
+			bit = 32;
+			if (pm.val == NULL || pm.vlen == 0 || pm.vlen > 11)
+				v = -1;
+			for (size_t i = 0; v >= 0 && i < pm.vlen; i++)
+				v = isdigit((unsigned char)pm.val[i])
+					? v * 10 + (pm.val[i] - '0')
+					: -1;
+			if (v <= 0) {
+				parse_say(reply, replylen,
+				    "501 5.5.4 Bad ARRIVAL parameter");
+				return -1;
+			}
+			out->arrival = v;
 		} else {
 			parse_say(reply, replylen,
 			    "555 5.5.4 Unsupported parameter %.31s", pm.key);

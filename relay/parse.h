@@ -39,6 +39,9 @@ struct parse_mail {
 	char envid[PARSE_ENVID_MAX + 1]; /* xtext, as given */
 	bool smtputf8;
 	bool eight_bit; /* the address has UTF-8 in it */
+	/* ARRIVAL= (XMXSPOOL-ARRIVAL, peer_listen only: the caller refuses
+	 * it elsewhere): the first arrival, unix seconds, 0 if not given. */
+	int64_t arrival;
 };
 
 /* RCPT TO: the forward path and its parameters. */

@@ -375,6 +375,10 @@ smtp_cmd_ehlo(struct smtp_sess *s, char *args)
 	smtp_reply(s, "250-8BITMIME");
 	smtp_reply(s, "250-DSN");
 	smtp_reply(s, "250-SMTPUTF8");
+	/* A node handing its queue over (mxspoolctl xfer) says when each
+	 * message first arrived: MAIL ... ARRIVAL=<unix seconds>. */
+	if (s->peer_link)
+		smtp_reply(s, "250-XMXSPOOL-ARRIVAL");
 	smtp_reply(s, "250 CHUNKING");
 	return 0;
 }
@@ -415,6 +419,10 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 		smtp_reply(s, SMTP_PROXY_LOCAL_REPLY);
 		return -1;
 	}
+	if (m.arrival != 0 && !s->peer_link) {
+		smtp_reply(s, "555 5.5.4 Unsupported parameter ARRIVAL");
+		return -1;
+	}
 	if (m.has_size && m.size > smtp_size_limit(s->srv->cf)) {
 		metrics_reject("size");
 		smtp_reply(s, "552 5.3.4 Message size exceeds fixed limit");
@@ -429,6 +437,8 @@ smtp_cmd_mail(struct smtp_sess *s, char *args)
 	env->ret = m.ret;
 	env->envid = m.has_envid ? xstrdup(m.envid) : NULL;
 	env->flags = m.smtputf8 ? ENV_SMTPUTF8 : 0;
+	/* From a peer: the first arrival, kept (relay/data.c). */
+	env->arrival = m.arrival * 1000000;
 	s->env = env;
 	smtp_set_state(s, SMTP_ST_MAIL);
 	smtp_reply(s, "250 2.1.0 Ok");
@@ -1282,6 +1292,29 @@ server_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 	smtp_admit(smtp_sess_new(arg, fd, sa, SMTP_ST_GREET), sa);
 }
 
+/* A node on a peer_listen address, handing its queue over: only from
+ * peer_trusted, closed without a word otherwise (as proxy_listen). */
+static void
+server_on_accept_peer(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_sess *s = smtp_sess_new(arg, fd, sa, SMTP_ST_GREET);
+	const struct conf *cf = s->srv->cf;
+
+	(void)l;
+	(void)salen;
+	for (size_t i = 0; i < cf->npeer_trusted; i++)
+		if (conf_cidr_match(&cf->peer_trusted[i], sa)) {
+			s->peer_link = true;
+			smtp_admit(s, sa);
+			return;
+		}
+	log_event(
+	    s->id, "reject: connect from %s: not in peer_trusted", s->peer);
+	metrics_reject("peer_untrusted");
+	smtp_close_after(s);
+}
+
 /* A proxy on a proxy_listen address: its header names the client. */
 static void
 server_on_accept_proxy(struct evconnlistener *l, evutil_socket_t fd,
@@ -1302,6 +1335,7 @@ server_on_accept_resume(evutil_socket_t fd, short what, void *arg)
 	if (srv->listeners != NULL && srv->done == NULL) {
 		listen_enable(srv->listeners, true);
 		listen_enable(srv->proxy_listeners, true);
+		listen_enable(srv->peer_listeners, true);
 	}
 }
 
@@ -1321,6 +1355,7 @@ server_on_accept_error(struct evconnlistener *l, void *arg)
 	log_warn("accept: %s; pausing for %ds", strerror(e), SMTP_ACCEPT_PAUSE);
 	listen_enable(srv->listeners, false);
 	listen_enable(srv->proxy_listeners, false);
+	listen_enable(srv->peer_listeners, false);
 	evtimer_add(srv->accept_pause, &tv);
 }
 
@@ -1396,6 +1431,15 @@ server_bind(struct server *srv, char *err, size_t errlen)
 		return -1;
 	}
 	listen_set_error_cb(srv->proxy_listeners, server_on_accept_error);
+	srv->peer_listeners = listen_bind(srv->base, srv->cf->peer_listen,
+	    srv->cf->npeer_listen, server_on_accept_peer, srv, err, errlen);
+	if (srv->peer_listeners == NULL) {
+		listen_close(srv->listeners);
+		listen_close(srv->proxy_listeners);
+		srv->listeners = srv->proxy_listeners = NULL;
+		return -1;
+	}
+	listen_set_error_cb(srv->peer_listeners, server_on_accept_error);
 	return 0;
 }
 
@@ -1403,11 +1447,15 @@ int
 server_start(struct server *srv, char *err, size_t errlen)
 {
 	if (listen_start(srv->listeners, err, errlen) < 0 ||
-	    listen_start(srv->proxy_listeners, err, errlen) < 0)
+	    listen_start(srv->proxy_listeners, err, errlen) < 0 ||
+	    listen_start(srv->peer_listeners, err, errlen) < 0)
 		return -1;
 	for (size_t i = 0; i < srv->cf->nproxy_listen; i++)
 		log_info("listening on %s for the PROXY protocol",
 		    srv->cf->proxy_listen[i].text);
+	for (size_t i = 0; i < srv->cf->npeer_listen; i++)
+		log_info("listening on %s for peers handing their queue over",
+		    srv->cf->peer_listen[i].text);
 	return 0;
 }
 
@@ -1419,6 +1467,9 @@ server_listen(struct server *srv, char *err, size_t errlen)
 	return server_start(srv, err, errlen);
 }
 
+static int server_set_listen_rest(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen);
+
 int
 server_set_listen(
     struct server *srv, const struct conf *cf, char *err, size_t errlen)
@@ -1427,6 +1478,33 @@ server_set_listen(
 
 	if (srv->listeners == NULL) /* shutting down */
 		return 0;
+	ls = listen_update(srv->peer_listeners, srv->base, cf->peer_listen,
+	    cf->npeer_listen, server_on_accept_peer, srv, err, errlen);
+	if (ls == NULL)
+		return -1;
+	srv->peer_listeners = ls;
+	if (server_set_listen_rest(srv, cf, err, errlen) < 0) {
+		char err2[256];
+
+		ls = listen_update(srv->peer_listeners, srv->base,
+		    srv->cf->peer_listen, srv->cf->npeer_listen,
+		    server_on_accept_peer, srv, err2, sizeof(err2));
+		if (ls != NULL)
+			srv->peer_listeners = ls;
+		else
+			log_err("reload: %s", err2);
+		return -1;
+	}
+	return 0;
+}
+
+/* server_set_listen for listen and proxy_listen. */
+static int
+server_set_listen_rest(
+    struct server *srv, const struct conf *cf, char *err, size_t errlen)
+{
+	struct listen_set *ls;
+
 	ls = listen_update(srv->proxy_listeners, srv->base, cf->proxy_listen,
 	    cf->nproxy_listen, server_on_accept_proxy, srv, err, errlen);
 	if (ls == NULL)
@@ -1507,6 +1585,8 @@ server_shutdown(struct server *srv, server_done_cb *done, void *arg)
 	srv->listeners = NULL;
 	listen_close(srv->proxy_listeners);
 	srv->proxy_listeners = NULL;
+	listen_close(srv->peer_listeners);
+	srv->peer_listeners = NULL;
 	evtimer_del(srv->accept_pause);
 	if (srv->nsessions == 0) {
 		done(arg);
@@ -1534,6 +1614,7 @@ server_free(struct server *srv)
 	hmap_free(srv->per_ip); /* empty: every session is gone */
 	listen_close(srv->listeners);
 	listen_close(srv->proxy_listeners);
+	listen_close(srv->peer_listeners);
 	if (srv->deadline != NULL)
 		event_free(srv->deadline);
 	event_free(srv->accept_pause);

@@ -54,8 +54,9 @@ struct smtp_sess {
 	char via[INET6_ADDRSTRLEN + 8];
 	struct event *proxy_wait; /* proxy_timeout, in SMTP_ST_PROXY */
 	bool proxy_local;         /* LOCAL or UNKNOWN: no client, no mail */
-	char name[256];           /* verified PTR name, "" while unknown */
-	uint64_t ptr_id;          /* the PTR lookup in flight, or 0 */
+	bool peer_link;  /* on peer_listen: a node handing its queue over */
+	char name[256];  /* verified PTR name, "" while unknown */
+	uint64_t ptr_id; /* the PTR lookup in flight, or 0 */
 	enum smtp_state state;
 	char helo[PARSE_HELO_MAX + 1];
 	bool esmtp;
@@ -92,6 +93,7 @@ struct server {
 	struct tls_ctx *tls;
 	struct listen_set *listeners;
 	struct listen_set *proxy_listeners; /* proxy_listen; NULL: none */
+	struct listen_set *peer_listeners;  /* peer_listen; NULL: none */
 	struct event *accept_pause;
 	struct event *deadline;
 	TAILQ_HEAD(, smtp_sess) sessions;

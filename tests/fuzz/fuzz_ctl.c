@@ -39,6 +39,7 @@
 #include "common/log.h"
 #include "common/xmem.h"
 #include "ctl/ctl.h"
+#include "ctl/ctl_int.h"
 #include "ctl/reload.h"
 #include "dns/dns.h"
 #include "queue/qindex.h"
@@ -572,6 +573,18 @@ dns_route(struct dns *d, const char *domain, dns_route_cb *cb, void *arg)
 	l->run = route_run;
 	later(l);
 	return 1;
+}
+
+/* xfer hands nothing over here (ctl/xfer.c needs the client and DNS):
+ * it answers with the counts at once. */
+void
+xfer_run(struct ctl_conn *k, const char *to, char (*picked)[QID_SIZE], size_t n,
+    json_t *skips)
+{
+	ctl_reply(k, json_pack("{s:s,s:I,s:I,s:I,s:o}", "to", to, "transferred",
+			 (json_int_t)0, "failed", (json_int_t)n, "skipped",
+			 (json_int_t)json_array_size(skips), "skips", skips));
+	free(picked);
 }
 
 /* Every other reload fails, with errors as conf_load gives them; the

@@ -398,6 +398,21 @@ def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
     assert d.stop() == 0
 
 
+def test_cluster_nodes_splits_the_stores_connections(daemon, store):
+    """One node of four with max_connections = 8 drains a recovered
+    store over its share, ceil(8 / 4) = 2 connections, never more."""
+    b = store(greeting="421 4.3.2 store is down")
+    d = daemon(extra=config(b, retry="recovery_connections = 8\n max_connections = 8\n"
+                                     " max_msgs_per_connection = 5\n cluster_nodes = 4")).start()
+    send(d, 60)
+    wait_for(lambda: log_lines(d, "destination failing"), what="the outage")
+    b.update(greeting="220 store ready", stall={"eod": 0.02})
+    b.wait_for(lambda: len(b.messages()) == 60, timeout=60, what="the drain")
+    peak = max(n for t, n in concurrency_over_time(b.events()))
+    assert peak == 2, peak
+    assert d.stop() == 0
+
+
 def test_a_session_refused_after_the_greeting_backs_off_instead_of_looping(daemon, store):
     """tls = encrypt and a store without STARTTLS: every session ends
     before any mail. That is a failed destination (backoff and probes), not

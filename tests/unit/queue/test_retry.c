@@ -180,6 +180,48 @@ test_recovery_width_is_capped_by_max_connections(void **state)
 	assert_int_equal(retry_dest_slots(&p), 3);
 }
 
+static void
+test_share_is_the_ceiling_of_the_budget_over_the_nodes(void **state)
+{
+	(void)state;
+	assert_int_equal(retry_share(20, 1), 20);
+	assert_int_equal(retry_share(20, 0), 20); /* unset: one node */
+	assert_int_equal(retry_share(8, 4), 2);
+	assert_int_equal(retry_share(20, 3), 7);
+	assert_int_equal(retry_share(21, 20), 2);
+	assert_int_equal(retry_share(2, 4), 1);
+	assert_int_equal(retry_share(1, 1000), 1); /* never none */
+}
+
+/* A node of four uses a quarter of both counts, from recovery to the
+ * ceiling of its slow start. */
+static void
+test_cluster_nodes_split_recovery_and_ceiling(void **state)
+{
+	struct conf_retry r = R;
+	struct dest_policy p;
+	int64_t t = 0;
+
+	(void)state;
+	r.recovery_connections = 4;
+	r.max_connections = 8;
+	r.cluster_nodes = 4;
+	retry_dest_init(&p, &r, t);
+	assert_int_equal(retry_dest_slots(&p), 1);
+	for (int i = 0; i < 10; i++) {
+		t += r.probe_interval * 1000;
+		retry_dest_tick(&p, &r, t);
+	}
+	assert_int_equal(retry_dest_slots(&p), 2);
+	r.cluster_nodes = 3; /* ceil(8 / 3) */
+	retry_dest_init(&p, &r, t);
+	for (int i = 0; i < 10; i++) {
+		t += r.probe_interval * 1000;
+		retry_dest_tick(&p, &r, t);
+	}
+	assert_int_equal(retry_dest_slots(&p), 3);
+}
+
 /* The times are wall-clock: a clock stepped back an hour must not leave a
  * down store unprobed for an hour. */
 static void
@@ -216,6 +258,9 @@ main(void)
 	    cmocka_unit_test(test_recovery_releases_and_slow_starts),
 	    cmocka_unit_test(test_trouble_halves_and_pauses_growth),
 	    cmocka_unit_test(test_recovery_width_is_capped_by_max_connections),
+	    cmocka_unit_test(
+		test_share_is_the_ceiling_of_the_budget_over_the_nodes),
+	    cmocka_unit_test(test_cluster_nodes_split_recovery_and_ceiling),
 	};
 
 	return cmocka_run_group_tests_name("queue/retry", tests, NULL, NULL);

@@ -317,6 +317,14 @@ test_mail_cmd_adds_only_offered_parameters(void **state)
 	s = client_mail_cmd(&m, m.len, CLIENT_EXT_BINARYMIME | CLIENT_EXT_DSN);
 	assert_string_equal(s, "MAIL FROM:<> BODY=BINARYMIME RET=FULL");
 	free(s);
+	/* A hand-over's first arrival goes only to a peer that offers it. */
+	m.arrival = 1764537600;
+	s = client_mail_cmd(&m, m.len, CLIENT_EXT_DSN);
+	assert_string_equal(s, "MAIL FROM:<> RET=FULL");
+	free(s);
+	s = client_mail_cmd(&m, m.len, CLIENT_EXT_DSN | CLIENT_EXT_ARRIVAL);
+	assert_string_equal(s, "MAIL FROM:<> RET=FULL ARRIVAL=1764537600");
+	free(s);
 }
 
 static void

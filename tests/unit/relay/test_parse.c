@@ -126,6 +126,14 @@ test_mail_reads_every_parameter(void **state)
 			     reply, sizeof(reply)),
 	    0);
 	assert_true(m.size == UINT64_MAX);
+	/* A peer's first arrival (XMXSPOOL-ARRIVAL); 0 when not given. */
+	assert_int_equal(
+	    parse_mail("FROM:<> ARRIVAL=1764537600", &m, reply, sizeof(reply)),
+	    0);
+	assert_true(m.arrival == 1764537600);
+	assert_int_equal(
+	    parse_mail("FROM:<> SIZE=1", &m, reply, sizeof(reply)), 0);
+	assert_true(m.arrival == 0);
 }
 
 static void
@@ -168,6 +176,14 @@ test_mail_rejects_bad_syntax_and_parameters(void **state)
 	    {"FROM:<a@b> ENVID=a+4", "501 5.5.4 Bad ENVID parameter"},
 	    {"FROM:<a@b> SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value"},
 	    {"FROM:<a@b> AUTH=<>", "555 5.5.4 Unsupported parameter AUTH"},
+	    {"FROM:<a@b> ARRIVAL=0", "501 5.5.4 Bad ARRIVAL parameter"},
+	    {"FROM:<a@b> ARRIVAL=-5", "501 5.5.4 Bad ARRIVAL parameter"},
+	    {"FROM:<a@b> ARRIVAL=12x", "501 5.5.4 Bad ARRIVAL parameter"},
+	    {"FROM:<a@b> ARRIVAL=999999999999",
+		"501 5.5.4 Bad ARRIVAL parameter"},
+	    {"FROM:<a@b> ARRIVAL", "501 5.5.4 Bad ARRIVAL parameter"},
+	    {"FROM:<a@b> ARRIVAL=1 ARRIVAL=2",
+		"501 5.5.4 Duplicate parameter ARRIVAL"},
 	    {"FROM:<a@b> SIZE=1 SIZE=2", "501 5.5.4 Duplicate parameter SIZE"},
 	    {"FROM:<a@b> =x", "501 5.5.4 Bad parameter syntax"},
 	    {"FROM:<a@b> SIZE=", "501 5.5.4 Bad parameter syntax"},
