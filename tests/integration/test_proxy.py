@@ -3,15 +3,13 @@ proxy-protocol.txt, v1 and v2): the client a trusted proxy names is the
 client everywhere; anything else gets no greeting. The tests speak the
 protocol themselves over loopback, and then put a real HAProxy in front."""
 
-import os
 import socket
 import struct
-import subprocess
 import time
 
 import pytest
 
-from conftest import free_port, log_lines, need, wait_for
+from conftest import free_port, log_lines, wait_for
 from smtphelp import queued_id, send_message, spool_body, spool_envelopes, \
     split_received
 
@@ -287,49 +285,23 @@ def test_reload_opens_and_closes_proxy_listeners(pdaemon):
 # HAProxy in front: send-proxy (v1) and send-proxy-v2, and its SMTP health
 # check with check-send-proxy.
 
-class HAProxy:
-    def __init__(self, tmp_path, backend_port, server_opts):
-        self.port = free_port()
-        self.cfg = os.path.join(str(tmp_path), "haproxy.cfg")
-        self.logpath = os.path.join(str(tmp_path), "haproxy.log")
-        with open(self.cfg, "w") as f:
-            f.write("global\n"
-                    "  maxconn 100\n"
-                    "defaults\n"
-                    "  mode tcp\n"
-                    "  timeout connect 5s\n"
-                    "  timeout client 30s\n"
-                    "  timeout server 30s\n"
-                    "frontend smtp\n"
-                    "  bind 127.0.0.1:%d\n"
-                    "  default_backend mx\n"
-                    "backend mx\n"
-                    "%s"
-                    "  server mx1 127.0.0.1:%d %s\n"
-                    % (self.port, "  option smtpchk HELO haproxy.test\n"
-                       if "check" in server_opts else "",
-                       backend_port, server_opts))
-        haproxy = need("/usr/sbin/haproxy", "haproxy")
-        r = subprocess.run([haproxy, "-c", "-f", self.cfg],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
-        self.log = open(self.logpath, "wb")
-        self.proc = subprocess.Popen([haproxy, "-db", "-f", self.cfg],
-                                     stdout=self.log, stderr=self.log)
-
-    def wait_listening(self):
-        def up():
-            assert self.proc.poll() is None, open(self.logpath).read()
-            with open("/proc/net/tcp") as f:
-                return any(":%04X 00000000:0000 0A" % self.port in l
-                           for l in f)
-        wait_for(up, what="haproxy listening")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.log.close()
+def haproxy_in_front(dirpath, backend_port, server_opts):
+    """One frontend, one server: backend_port with server_opts (and
+    HAProxy's SMTP check when they ask for checks)."""
+    from haproxy import HAProxy
+    port = free_port()
+    h = HAProxy(dirpath,
+                "frontend smtp\n"
+                "  bind 127.0.0.1:%d\n"
+                "  default_backend mx\n"
+                "backend mx\n"
+                "%s"
+                "  server mx1 127.0.0.1:%d %s\n"
+                % (port, "  option smtpchk HELO haproxy.test\n"
+                   if "check" in server_opts else "",
+                   backend_port, server_opts), [port])
+    h.port = port
+    return h
 
 
 @pytest.fixture
@@ -339,7 +311,7 @@ def haproxy(tmp_path):
     def make(backend_port, server_opts):
         sub = tmp_path / ("h%d" % len(made))
         sub.mkdir()
-        h = HAProxy(sub, backend_port, server_opts)
+        h = haproxy_in_front(str(sub), backend_port, server_opts)
         made.append(h)
         h.wait_listening()
         return h
