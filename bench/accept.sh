@@ -10,6 +10,12 @@
 # mxspoold's resident memory while it holds IDLE idle connections after
 # EHLO. Medians of RUNS runs.
 #
+# The same load through HAProxy (send-proxy-v2, round robin, SMTP health
+# checks, as docs/scale-out.md deploys it): in front of one node, which
+# is HAProxy's own price, and in front of three nodes on this machine.
+# For each, the CPU seconds HAProxy and the nodes spent per 1,000
+# messages, so that the figures carry over to a machine with more cores.
+#
 #   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 PROBE_RATE=50 IDLE=10000
 #                                                        the defaults
 #   MSGS=2000 RUNS=1 make bench                          a quick run
@@ -32,6 +38,7 @@ TOOL=$BUILD/bench/accept
 MXSPOOLD=$BUILD/mxspoold
 SOURCE=/usr/sbin/smtp-source
 SINK=/usr/sbin/smtp-sink
+HAPROXY=/usr/sbin/haproxy
 LIMIT=600 # seconds: any one load, or a server's start, may take no longer
 
 # shellcheck disable=SC2034 # read by lib/common.sh
@@ -39,7 +46,7 @@ BENCH=accept
 # shellcheck source=bench/lib/common.sh
 . "$HERE/lib/common.sh"
 
-for f in "$TOOL" "$MXSPOOLD" "$SOURCE" "$SINK" /usr/sbin/postfix; do
+for f in "$TOOL" "$MXSPOOLD" "$SOURCE" "$SINK" "$HAPROXY" /usr/sbin/postfix; do
 	[ -x "$f" ] || die "$f is missing (run it through make bench)"
 done
 [ "$(id -u)" -eq 0 ] || die "needs root, to run a Postfix instance"
@@ -61,9 +68,9 @@ fi
 
 bench_start
 
-# mxspool.conf for a benchmark daemon: PORT SPOOL BACKEND MAXCONN.
-# Every client comes from 127.0.0.1, so the per-address limit is raised
-# to the total one.
+# mxspool.conf for a benchmark daemon: PORT SPOOL BACKEND MAXCONN [TEXT],
+# TEXT being more options. Every client comes from 127.0.0.1, so the
+# per-address limit is raised to the total one.
 mx_conf() {
 	cat <<EOF
 hostname = "mx.bench.invalid"
@@ -76,14 +83,15 @@ max_connections_per_ip = $4
 domain "example.com" {
 	route = "smtp:[127.0.0.1]:$3"
 }
+${5:-}
 EOF
 }
 
-# Starts mxspoold in DIR on PORT; sets mx_pid.
+# Starts mxspoold in DIR on PORT [with more options TEXT]; sets mx_pid.
 start_mxspoold() {
 	dir=$1 port=$2 maxconn=$3
 	mkdir -p "$dir"
-	mx_conf "$port" "$dir/spool" "$("$TOOL" freeport)" "$maxconn" > "$dir/mxspool.conf"
+	mx_conf "$port" "$dir/spool" "$("$TOOL" freeport)" "$maxconn" "${4:-}" > "$dir/mxspool.conf"
 	"$MXSPOOLD" -c "$dir/mxspool.conf" > "$dir/mxspoold.log" 2>&1 &
 	mx_pid=$!
 	pids="$pids $mx_pid"
@@ -153,13 +161,88 @@ run_sink() {
 run_mxspoold() {
 	dir=$WORK/mx-$1 port=$("$TOOL" freeport)
 	start_mxspoold "$dir" "$port" 1000
+	c0=$(cpu_s "$mx_pid")
 	load mxspoold "$port"
 	out=$(cat "$WORK/load.out")
+	c1=$(cpu_s "$mx_pid")
 	stop_pid "$mx_pid"
 	got=$(grep -c ': queued in ' "$dir/mxspoold.log" || true)
-	check_count mxspoold "$got" $((MSGS + $(echo "$out" | field probed)))
-	echo "$out" >> "$WORK/res.mx"
+	total=$((MSGS + $(echo "$out" | field probed)))
+	check_count mxspoold "$got" "$total"
+	echo "$out node_cpu=$(per_k "$c0" "$c1" "$total")" >> "$WORK/res.mx"
 	discard "$dir"
+}
+
+# CPU seconds (user and system) a process has used so far.
+cpu_s() {
+	awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+# The sum of cpu_s over PIDS.
+cpu_sum() {
+	t=0
+	for p in "$@"; do
+		t=$(awk -v a="$t" -v b="$(cpu_s "$p")" 'BEGIN {print a + b}')
+	done
+	echo "$t"
+}
+
+# CPU seconds from A to B per 1,000 of N messages.
+per_k() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.2f", (b - a) * 1000 / n}'; }
+
+# N nodes behind HAProxy: run_lb N RUN.
+run_lb() {
+	# Not dir: start_mxspoold sets that one.
+	n=$1 lbdir=$WORK/lb$1-$2 lport=$("$TOOL" freeport)
+	mkdir -p "$lbdir"
+	node_pids="" servers=""
+	for i in $(seq "$n"); do
+		pport=$("$TOOL" freeport)
+		start_mxspoold "$lbdir/n$i" "$("$TOOL" freeport)" 1000 \
+		    "node_id = \"n$i\"
+proxy_listen = {\"127.0.0.1:$pport\"}"
+		node_pids="$node_pids $mx_pid"
+		servers="$servers
+	server n$i 127.0.0.1:$pport send-proxy-v2 check check-send-proxy inter 2s"
+	done
+	cat > "$lbdir/haproxy.cfg" <<EOF
+global
+	maxconn $((SESSIONS + PROBES + 100))
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend smtp
+	bind 127.0.0.1:$lport
+	default_backend mx
+backend mx
+	balance roundrobin
+	option smtpchk HELO haproxy.bench.invalid$servers
+EOF
+	"$HAPROXY" -c -q -f "$lbdir/haproxy.cfg" || die "haproxy: bad config $lbdir/haproxy.cfg"
+	"$HAPROXY" -db -f "$lbdir/haproxy.cfg" > "$lbdir/haproxy.log" 2>&1 &
+	hp=$!
+	pids="$pids $hp"
+	"$TOOL" waitport "$lport" 30 || die "haproxy did not start"
+	sleep 0.5 # its first health checks
+	# shellcheck disable=SC2086 # a list of pids
+	lb0=$(cpu_s "$hp") nodes0=$(cpu_sum $node_pids)
+	load "$n nodes behind haproxy" "$lport"
+	out=$(cat "$WORK/load.out")
+	# shellcheck disable=SC2086
+	lb1=$(cpu_s "$hp") nodes1=$(cpu_sum $node_pids)
+	stop_pid "$hp"
+	got=0
+	for p in $node_pids; do stop_pid "$p"; done
+	for i in $(seq "$n"); do
+		got=$((got + $(grep -c ': queued in ' "$lbdir/n$i/mxspoold.log" || true)))
+	done
+	total=$((MSGS + $(echo "$out" | field probed)))
+	check_count "$n nodes behind haproxy" "$got" "$total"
+	echo "$out lb_cpu=$(per_k "$lb0" "$lb1" "$total")" \
+	    "node_cpu=$(per_k "$nodes0" "$nodes1" "$total")" >> "$WORK/res.lb$n"
+	discard "$lbdir"
 }
 
 # FLOW: "" for Postfix's default in_flow_delay (1s), or a value.
@@ -209,7 +292,7 @@ fs=$(df -T "$WORK" | awk 'NR==2 {print $2 " on " $7}')
 echo "bench/accept: smtp-source, $MSGS messages of 10 KiB, $SESSIONS sessions, one message per connection, 127.0.0.1; spools in $WORK ($fs); medians of $RUNS runs"
 # Each run starts with the next server, so that none always inherits the
 # disk writeback and deleted queue of the one before it.
-order="sink mx stock flow0"
+order="sink mx stock flow0 lb1 lb3"
 for r in $(seq "$RUNS"); do
 	for s in $order; do
 		case $s in
@@ -217,6 +300,8 @@ for r in $(seq "$RUNS"); do
 		mx) run_mxspoold "$r" ;;
 		stock) run_postfix stock "" "$r" ;;
 		flow0) run_postfix flow0 0 "$r" ;;
+		lb1) run_lb 1 "$r" ;;
+		lb3) run_lb 3 "$r" ;;
 		esac
 	done
 	order="${order#* } ${order%% *}"
@@ -237,8 +322,15 @@ row "smtp-sink (stores nothing)" sink
 row "mxspoold" mx
 row "postfix backup MX, stock (in_flow_delay 1s)" pf-stock
 row "postfix backup MX, in_flow_delay = 0" pf-flow0
+row "haproxy -> 1 mxspoold node (PROXY v2)" lb1
+row "haproxy -> 3 mxspoold nodes (PROXY v2)" lb3
 echo "  (p50/p99: end of data to 250, timed on $PROBES probe sessions beside"
 echo "   smtp-source, each sending at most $PROBE_RATE messages a second)"
+echo "  CPU seconds per 1,000 messages ($(nproc) cores here):"
+printf '  %-44s %8s %8s\n' "" mxspoold haproxy
+printf '  %-44s %8s %8s\n' "mxspoold alone" "$(med mx node_cpu)" -
+printf '  %-44s %8s %8s\n' "haproxy -> 1 node" "$(med lb1 node_cpu)" "$(med lb1 lb_cpu)"
+printf '  %-44s %8s %8s\n' "haproxy -> 3 nodes (all three)" "$(med lb3 node_cpu)" "$(med lb3 lb_cpu)"
 
 mx=$(med mx rate)
 r1=$(ratio "$mx" "$(med pf-stock rate)")
@@ -247,6 +339,8 @@ r3=$(ratio "$mx" "$(med sink rate)")
 printf '  %-44s %7sx  goal >= 3x: %s\n' "mxspoold / postfix stock:" "$r1" "$(verdict "$r1" 3 '>=')"
 printf '  %-44s %7sx  goal >= 3x: %s\n' "mxspoold / postfix in_flow_delay = 0:" "$r2" "$(verdict "$r2" 3 '>=')"
 printf '  %-44s %7sx  goal >= 0.5x: %s\n' "mxspoold / smtp-sink:" "$r3" "$(verdict "$r3" 0.5 '>=')"
+printf '  %-44s %7sx\n' "haproxy -> 1 node / mxspoold alone:" "$(ratio "$(med lb1 rate)" "$mx")"
+printf '  %-44s %7sx\n' "haproxy -> 3 nodes / mxspoold alone:" "$(ratio "$(med lb3 rate)" "$mx")"
 before=$(med idle before_kb)
 rss=$(med idle rss_kb)
 mb=$(awk -v k="$rss" 'BEGIN {printf "%.1f", k / 1024}')

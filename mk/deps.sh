@@ -36,8 +36,9 @@ test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
 libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
 mandoc pflogsumm haproxy $deb"
 
-# `make bench`: Postfix as the peer, with smtp-source and smtp-sink.
-bench="postfix"
+# `make bench`: Postfix as the peer, with smtp-source and smtp-sink;
+# haproxy in front of one node and of three (bench/accept).
+bench="postfix haproxy"
 
 # `make fuzz`: the libFuzzer targets, built with clang. Debian's clang
 # only recommends libclang-rt-14-dev, which holds libFuzzer and the
