@@ -3,7 +3,7 @@
 # a backup MX (stock durability, backend down) and against smtp-sink (which
 # stores nothing: the limit of SMTP on this machine), all under the same
 # load in the same run on 127.0.0.1: smtp-source sending MSGS messages of
-# 10 KiB over SESSIONS concurrent sessions, one message per connection.
+# SIZE bytes over SESSIONS concurrent sessions, one message per connection.
 # Beside the load, PROBES sessions of `bench/accept latency`, sending at
 # most PROBE_RATE messages a second each (a sample that loads every server
 # alike), time each message from its final ".\r\n" to the 250. Then
@@ -16,8 +16,8 @@
 # For each, the CPU seconds HAProxy and the nodes spent per 1,000
 # messages, so that the figures carry over to a machine with more cores.
 #
-#   RUNS=3 MSGS=20000 SESSIONS=50 PROBES=2 PROBE_RATE=50 IDLE=10000
-#                                                        the defaults
+#   RUNS=3 MSGS=20000 SIZE=10240 SESSIONS=50 PROBES=2 PROBE_RATE=50
+#   IDLE=10000                                           the defaults
 #   MSGS=2000 RUNS=1 make bench                          a quick run
 #   KEEP=1                       keep the logs, spools and queues
 #
@@ -32,7 +32,7 @@ SESSIONS=${SESSIONS:-50}
 PROBES=${PROBES:-2}
 PROBE_RATE=${PROBE_RATE:-50}
 IDLE=${IDLE:-10000}
-SIZE=10240
+SIZE=${SIZE:-10240}
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOOL=$BUILD/bench/accept
 MXSPOOLD=$BUILD/mxspoold
@@ -289,7 +289,7 @@ run_idle() {
 }
 
 fs=$(df -T "$WORK" | awk 'NR==2 {print $2 " on " $7}')
-echo "bench/accept: smtp-source, $MSGS messages of 10 KiB, $SESSIONS sessions, one message per connection, 127.0.0.1; spools in $WORK ($fs); medians of $RUNS runs"
+echo "bench/accept: smtp-source, $MSGS messages of $SIZE bytes, $SESSIONS sessions, one message per connection, 127.0.0.1; spools in $WORK ($fs); medians of $RUNS runs"
 # Each run starts with the next server, so that none always inherits the
 # disk writeback and deleted queue of the one before it.
 order="sink mx stock flow0 lb1 lb3"
