@@ -57,6 +57,7 @@ extern const struct cli_handler cli_route_handler;
 extern const struct cli_handler cli_stats_handler;
 extern const struct cli_handler cli_reload_handler;
 extern const struct cli_handler cli_xfer_handler;
+extern const struct cli_handler cli_xfer_json_handler;
 /* mailq, in postqueue -p's layout (cli/mailq.c). */
 extern const struct cli_handler cli_mailq_handler;
 /* summary --ages: the histogram instead of the table. */

@@ -435,8 +435,10 @@ run(int argc, char **argv)
 	/* The age histogram reads the whole index: only when asked. */
 	if (cli_summary_ages)
 		json_object_set_new(req, "ages", json_true());
-	if (cli_opt.json && h != &cli_list_handler && h != &cli_show_handler &&
-	    h != &cli_mailq_handler) {
+	if (cli_opt.json && h == &cli_xfer_handler) {
+		h = &cli_xfer_json_handler;
+	} else if (cli_opt.json && h != &cli_list_handler &&
+		   h != &cli_show_handler && h != &cli_mailq_handler) {
 		static struct cli_handler raw;
 
 		h = &raw;

@@ -373,6 +373,18 @@ xfer_result(json_t *r)
 
 const struct cli_handler cli_xfer_handler = {.result = xfer_result};
 
+/* xfer --json: the result as it came, with the text's exit status, so
+ * that a script emptying a node sees a failure. */
+static int
+xfer_json_result(json_t *r)
+{
+	json_dumpf(r, stdout, JSON_COMPACT);
+	putchar('\n');
+	return int_of(r, "failed") > 0 ? EX_FAIL : EX_OK;
+}
+
+const struct cli_handler cli_xfer_json_handler = {.result = xfer_json_result};
+
 /* trust, bounce-suspect */
 static int
 guard_result(json_t *r)

@@ -129,7 +129,7 @@ def test_the_wire_carries_arrival_only_to_a_peer_listener(daemon, backend):
     queue_on(a, 1)
     plain = backend()
     rc, res, err = xfer(a, plain.port)
-    assert rc == 0 and res["failed"] == 1, (res, err)
+    assert rc == 1 and res["failed"] == 1, (res, err)
     assert "XMXSPOOL-ARRIVAL" in res["failures"][0]["error"]
     assert not any(c.startswith("MAIL") for c in plain.commands())
     assert len(listed(a)) == 1
@@ -152,7 +152,7 @@ def test_a_peer_answering_451_at_end_of_data_leaves_the_message(daemon, backend)
                                "DSN", "SMTPUTF8", "XMXSPOOL-ARRIVAL"],
                    eod={"*": "451 4.3.0 try later"})
     rc, res, err = xfer(a, peer.port)
-    assert rc == 0, (res, err)  # --json: the counts say it
+    assert rc == 1, (res, err)  # a failure fails the command, --json too
     assert (res["transferred"], res["failed"]) == (0, 2), res
     assert "451" in res["failures"][0]["error"]
     assert len(listed(a)) == 2
@@ -169,7 +169,7 @@ def test_an_untrusted_source_is_refused_by_the_peer_listener(daemon, backend):
     b = node_b(daemon, free_port(), trusted='{"10.0.0.0/8"}').start()
     queue_on(a, 3)
     rc, res, err = xfer(a, b.peer_port)
-    assert rc == 0, (res, err)  # --json: the counts say it
+    assert rc == 1, (res, err)
     assert (res["transferred"], res["failed"]) == (0, 3), res
     assert len(listed(a)) == 3
     assert listed(b) == []
