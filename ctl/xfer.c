@@ -198,23 +198,26 @@ xfer_on_next(void *arg, struct client_session *cs)
 static const char *
 xfer_refusal(const struct client_msg *m, char *buf, size_t len)
 {
+	const struct client_rcpt *r = NULL;
+
 	if (m->untried)
 		return "the connection closed before MAIL was answered";
-	for (size_t i = 0; i < m->nrcpts; i++) {
-		const struct client_rcpt *r = &m->rcpts[i];
-
-		if (r->code / 100 == 2)
-			continue;
-		/* The text is the peer's whole reply, code and all. */
-		if (r->text != NULL)
-			snprintf(buf, len, "%s", r->text);
-		else if (r->code > 0)
-			snprintf(buf, len, "%d %s", r->code, r->dsn);
-		else
-			snprintf(buf, len, "no answer");
-		return buf;
-	}
-	return NULL;
+	/* The peer's own answer first: a recipient it took is left with
+	 * ours (not handed over) when it refused another. */
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].code / 100 != 2 &&
+		    (r == NULL || (r->code == 0 && m->rcpts[i].code > 0)))
+			r = &m->rcpts[i];
+	if (r == NULL)
+		return NULL;
+	/* The text is the peer's whole reply, code and all. */
+	if (r->text != NULL)
+		snprintf(buf, len, "%s", r->text);
+	else if (r->code > 0)
+		snprintf(buf, len, "%d %s", r->code, r->dsn);
+	else
+		snprintf(buf, len, "no answer");
+	return buf;
 }
 
 static void
@@ -227,8 +230,8 @@ xfer_on_done(void *arg, struct client_session *cs, struct client_msg *m)
 
 	(void)cs;
 	if (why != NULL) {
-		/* XXX: a peer that took some recipients and refused others
-		 * holds those it took; they go again with the message. */
+		/* All or nothing (client_handover_partial): the peer holds
+		 * none of its recipients. */
 		xfer_fail(x, qid, why);
 		xfer_drop_msg(x, true);
 	} else if (sched_delete(x->sched, qid) == 0) {

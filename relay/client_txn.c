@@ -449,7 +449,10 @@ client_start_msg(struct client_session *cs)
 	cs->final = xcalloc(m->nrcpts, sizeof(bool));
 	cs->rcpt_i = cs->lmtp_i = cs->naccepted = 0;
 	cs->mail_ok = cs->body_queued = cs->body_sent = false;
-	cs->pipelined = (cs->ext & CLIENT_EXT_PIPELINING) != 0;
+	/* A hand-over waits for every RCPT's answer before DATA or BDAT
+	 * (client_handover_partial); on a LAN that costs little. */
+	cs->pipelined =
+	    (cs->ext & CLIENT_EXT_PIPELINING) != 0 && m->arrival == 0;
 	cs->bdat = m->body == BODY_BINARYMIME;
 	cs->nmsgs++;
 	m->dsn_passed = (cs->ext & CLIENT_EXT_DSN) != 0;
@@ -526,6 +529,18 @@ client_after_msg(struct client_session *cs, bool need_rset)
 	client_msg_done(cs);
 	return need_rset ? CS_RSET : CS_READY;
 }
+
+/* A hand-over to a peer (ARRIVAL=) is all or nothing: a peer that took
+ * some recipients and refused others would hold those it took, while the
+ * message stays here and goes again with all of them. */
+static bool
+client_handover_partial(const struct client_session *cs)
+{
+	return cs->msg->arrival != 0 && cs->naccepted > 0 &&
+	       cs->naccepted < cs->msg->nrcpts;
+}
+
+#define HANDOVER_PARTIAL "not handed over: the peer refused another recipient"
 
 /* EHLO/LHLO or HELO accepted: STARTTLS if the policy wants it. */
 static enum cs_state
@@ -659,6 +674,11 @@ client_step(struct client_session *cs, const struct client_reply *r)
 			return cs->bdat ? CS_DOT : CS_DATA;
 		if (cs->naccepted == 0)
 			return client_after_msg(cs, true);
+		if (client_handover_partial(cs)) {
+			client_set_pending(
+			    cs, 0, "4.3.0", HANDOVER_PARTIAL, NULL);
+			return client_after_msg(cs, true);
+		}
 		return cs->bdat ? CS_DOT : CS_DATA;
 	case CS_DATA:
 		if (r->code == 354)

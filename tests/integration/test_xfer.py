@@ -164,6 +164,30 @@ def test_a_peer_answering_451_at_end_of_data_leaves_the_message(daemon, backend)
     assert a.stop() == 0
 
 
+def test_a_peer_refusing_one_recipient_gets_none_of_them(daemon, backend):
+    """A hand-over is all or nothing: were the peer to keep the recipients
+    it took while the message stays here, they would get it twice."""
+    a = node_a(daemon).start()
+    queue_on(a, 1, rcpts=("user@example.com", "left@example.com"))
+    queue_on(a, 1)
+    peer = backend(extensions=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
+                               "DSN", "SMTPUTF8", "XMXSPOOL-ARRIVAL"],
+                   rcpt={"left@example.com": "550 5.1.1 no such user here"})
+    rc, res, err = xfer(a, peer.port)
+    assert rc == 1, (res, err)
+    assert (res["transferred"], res["failed"]) == (1, 1), res
+    assert res["failures"][0]["error"] == "550 5.1.1 no such user here", res
+    # The peer took one message, the one-recipient one; for the other it
+    # heard RSET, not DATA.
+    assert [m["rcpts"] for m in peer.messages()] == [["user@example.com"]]
+    assert sum(c == "DATA" for c in peer.commands()) == 1
+    left = listed(a)
+    assert len(left) == 1
+    assert [(r["address"], r["state"]) for r in left[0]["recipients"]] == \
+        [("user@example.com", "pending"), ("left@example.com", "pending")]
+    assert a.stop() == 0
+
+
 def test_an_untrusted_source_is_refused_by_the_peer_listener(daemon, backend):
     a = node_a(daemon).start()
     b = node_b(daemon, free_port(), trusted='{"10.0.0.0/8"}').start()
