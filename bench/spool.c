@@ -109,7 +109,7 @@ sub_next(struct sub *s)
 		return;
 	r->left--;
 	env = envelope_new();
-	queue_new_qid(r->q, env->qid);
+	queue_new_qid(r->q, 0, env->qid);
 	env->sender = xstrdup("bench@sender.example");
 	env->client_addr = xstrdup("127.0.0.1");
 	env->arrival = qid_time(env->qid);

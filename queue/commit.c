@@ -28,6 +28,7 @@
 #include "common/metrics.h"
 #include "common/xmem.h"
 #include "queue/commit.h"
+#include "queue/qid.h"
 #include "queue/queue.h"
 #include "queue/spool.h"
 
@@ -189,6 +190,32 @@ commit_add_edits(struct spool_batch *b, const struct commit_op *op)
 	}
 }
 
+/*
+ * A handed-over message's id (qid_at) could repeat one a previous run
+ * made: it is never stored over a message already there. The peer gets
+ * 451 and sends it again, under a new id.
+ */
+static bool
+commit_id_taken(struct commit *c, struct commit_op *op)
+{
+	char *meta = NULL;
+	size_t len;
+	int st;
+
+	if (!qid_handed_over(op->qid))
+		return false;
+	st = spool_get_meta(
+	    c->sp, op->qid, &meta, &len, op->err, sizeof(op->err));
+	free(meta);
+	if (st == 1)
+		return false;
+	op->status = QUEUE_EIO;
+	if (st == 0)
+		snprintf(op->err, sizeof(op->err),
+		    "queue id %s is taken by a stored message", op->qid);
+	return true;
+}
+
 static void
 commit_write(struct commit *c, struct commit_list *ops)
 {
@@ -214,6 +241,8 @@ commit_write(struct commit *c, struct commit_list *ops)
 		}
 		switch (op->kind) {
 		case COMMIT_SUBMIT:
+			if (commit_id_taken(c, op))
+				continue;
 			/* Room for this and the rest of the batch; a
 			 * notification may use the reserve. */
 			batch_bytes += op->metalen + op->bodylen;

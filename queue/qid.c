@@ -1,6 +1,7 @@
 /* Queue ids: time-ordered, unique, 12 characters (see qid.h). */
 #include <stdint.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "queue/qid.h"
@@ -10,6 +11,8 @@ static const char qid_digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 #define QID_EPOCH_US 1577836800000000ULL /* 2020-01-01T00:00:00Z */
 #define QID_SEQ_BITS 8
+/* The sequence's high bit: an id for an arrival on another node. */
+#define QID_PEER 0x80u
 
 static int
 qid_digit_value(char c)
@@ -52,6 +55,8 @@ void
 qid_gen_init(struct qid_gen *g, const char *floor)
 {
 	g->last = floor != NULL && qid_valid(floor) ? qid_decode(floor) : 0;
+	if (getrandom(&g->past, sizeof(g->past), 0) != sizeof(g->past))
+		g->past = (uint64_t)time(NULL) * 2654435761u;
 }
 
 void
@@ -71,8 +76,30 @@ qid_next(struct qid_gen *g, char out[QID_SIZE])
 	 */
 	if (v <= g->last)
 		v = g->last + 1;
+	/* The high half of the sequence is qid_at's. */
+	if (v & QID_PEER)
+		v = ((v >> QID_SEQ_BITS) + 1) << QID_SEQ_BITS;
 	g->last = v;
 	qid_encode(v, out);
+}
+
+void
+qid_at(struct qid_gen *g, int64_t arrival_us, char out[QID_SIZE])
+{
+	uint64_t n = g->past++, us;
+
+	us = arrival_us > (int64_t)QID_EPOCH_US
+		 ? (uint64_t)arrival_us / 1000000 * 1000000 - QID_EPOCH_US
+		 : 0;
+	/* Within the second of arrival: 10^6 microseconds of 2^7 ids. */
+	us += (n >> 7) % 1000000;
+	qid_encode((us << QID_SEQ_BITS) | QID_PEER | (n & 0x7f), out);
+}
+
+bool
+qid_handed_over(const char *qid)
+{
+	return qid_valid(qid) && (qid_decode(qid) & QID_PEER) != 0;
 }
 
 int64_t

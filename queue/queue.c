@@ -751,9 +751,12 @@ queue_close(struct queue *q)
 }
 
 void
-queue_new_qid(struct queue *q, char out[QID_SIZE])
+queue_new_qid(struct queue *q, int64_t arrival_us, char out[QID_SIZE])
 {
-	qid_next(&q->gen, out);
+	if (arrival_us > 0)
+		qid_at(&q->gen, arrival_us, out);
+	else
+		qid_next(&q->gen, out);
 }
 
 static struct qmsg *

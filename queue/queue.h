@@ -36,8 +36,13 @@ int queue_open(struct queue **qp, const struct conf *cf,
 /* Finishes pending writes, then closes. NULL is a no-op. */
 void queue_close(struct queue *q);
 
-/* A fresh queue id, for the Received header before the body is complete. */
-void queue_new_qid(struct queue *q, char out[QID_SIZE]);
+/*
+ * A fresh queue id, for the Received header before the body is complete.
+ * arrival_us: 0 for a message arriving now, else the unix microseconds of
+ * its first arrival on another node (ARRIVAL=), which the id carries for
+ * warn_after and max_age (queue/qid.h).
+ */
+void queue_new_qid(struct queue *q, int64_t arrival_us, char out[QID_SIZE]);
 
 /*
  * Stores env (whose qid came from queue_new_qid) and its body durably:

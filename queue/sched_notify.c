@@ -122,7 +122,7 @@ sched_send_dsn(struct sched *s, struct smsg *m, struct dsn_req *r)
 	}
 	text = dsn_build(&info, &len);
 	n = envelope_new();
-	queue_new_qid(s->q, n->qid);
+	queue_new_qid(s->q, 0, n->qid);
 	n->arrival = (int64_t)sched_now_ms() * 1000;
 	n->client_addr = xstrdup("127.0.0.1");
 	n->helo = xstrdup(s->cf->hostname);

@@ -584,7 +584,8 @@ smtp_cmd_rcpt(struct smtp_sess *s, char *args)
 	/* A queue id once there is something to queue, as Postfix does
 	 * (before it, refusals are NOQUEUE). */
 	if (s->qid[0] == '\0') {
-		queue_new_qid(s->srv->q, s->qid);
+		/* A peer's hand-over keeps its first arrival in the id. */
+		queue_new_qid(s->srv->q, s->env->arrival, s->qid);
 		memcpy(s->env->qid, s->qid, QID_SIZE);
 		log_event(s->qid, "client=%s, conn=%s, node=%s", s->peer, s->id,
 		    s->srv->cf->node_id);

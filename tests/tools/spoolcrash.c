@@ -118,7 +118,7 @@ submit_next(struct submitter *s)
 
 	for (size_t i = 0; i < len; i++)
 		body[i] = (char)(' ' + rnd(t) % 90);
-	queue_new_qid(t->q, env->qid);
+	queue_new_qid(t->q, 0, env->qid);
 	env->sender = xstrdup("crash@test.example");
 	env->client_addr = xstrdup("127.0.0.1");
 	env->arrival = qid_time(env->qid);
