@@ -253,7 +253,11 @@ xfer_on_closed(
     void *arg, struct client_session *cs, const struct client_end *end)
 {
 	struct xfer *x = arg;
+	char why[sizeof(end->text)];
 
+	/* end is the session's: read before the session is freed. */
+	snprintf(why, sizeof(why), "%s",
+	    end->text[0] != '\0' ? end->text : "the peer hung up");
 	client_deliver_ops.close(cs);
 	x->cs = NULL;
 	x->idle = false;
@@ -262,8 +266,7 @@ xfer_on_closed(
 		return;
 	}
 	if (!x->progress) {
-		xfer_fail_rest(
-		    x, end->text[0] != '\0' ? end->text : "the peer hung up");
+		xfer_fail_rest(x, why);
 		xfer_finish(x);
 		return;
 	}
