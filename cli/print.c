@@ -371,7 +371,20 @@ xfer_result(json_t *r)
 	return failed > 0 ? EX_FAIL : EX_OK;
 }
 
-const struct cli_handler cli_xfer_handler = {.result = xfer_result};
+/* xfer's progress, every 10 s of a long hand-over: on stderr, so that
+ * stdout holds the result alone. */
+static void
+xfer_item(json_t *it)
+{
+	fprintf(stderr,
+	    "xfer: %" PRId64 " of %" PRId64 " transferred so far, %" PRId64
+	    " failed, %" PRId64 " skipped\n",
+	    int_of(it, "transferred"), int_of(it, "of"), int_of(it, "failed"),
+	    int_of(it, "skipped"));
+}
+
+const struct cli_handler cli_xfer_handler = {
+    .item = xfer_item, .result = xfer_result};
 
 /* xfer --json: the result as it came, with the text's exit status, so
  * that a script emptying a node sees a failure. */
@@ -383,7 +396,17 @@ xfer_json_result(json_t *r)
 	return int_of(r, "failed") > 0 ? EX_FAIL : EX_OK;
 }
 
-const struct cli_handler cli_xfer_json_handler = {.result = xfer_json_result};
+/* --json: each progress line as it came, then the result. */
+static void
+xfer_json_item(json_t *it)
+{
+	json_dumpf(it, stdout, JSON_COMPACT);
+	putchar('\n');
+	fflush(stdout);
+}
+
+const struct cli_handler cli_xfer_json_handler = {
+    .item = xfer_json_item, .result = xfer_json_result};
 
 /* trust, bounce-suspect */
 static int

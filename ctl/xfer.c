@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "common/log.h"
 #include "common/xmem.h"
 #include "ctl/ctl_int.h"
@@ -26,6 +28,10 @@
 #include "queue/queue.h"
 #include "queue/sched.h"
 #include "relay/client.h"
+
+/* The client hears how far it got this often (it waits at most 120 s for
+ * a line, cli/conn.c). */
+#define XFER_NOTE_SECS 10
 
 /* An idle session waits this long for the spool to read the next one. */
 #define XFER_IDLE 60
@@ -54,6 +60,7 @@ struct xfer {
 	/* The answer. */
 	size_t transferred, failed, skipped;
 	json_t *failures, *skips;
+	struct event *note; /* progress for the client, every XFER_NOTE_SECS */
 };
 
 static void xfer_load_next(struct xfer *x);
@@ -97,6 +104,8 @@ xfer_drop_msg(struct xfer *x, bool tidy)
 static void
 xfer_free(struct xfer *x)
 {
+	if (x->note != NULL)
+		event_free(x->note);
 	xfer_drop_msg(x, true);
 	conf_route_fini(&x->to);
 	dns_answer_free(x->ans);
@@ -104,6 +113,24 @@ xfer_free(struct xfer *x)
 	json_decref(x->skips);
 	free(x->qids);
 	free(x);
+}
+
+/* The counts so far, as an item line: a long hand-over shows its progress
+ * and the client knows the daemon is at work. */
+static void
+xfer_on_note(evutil_socket_t fd, short what, void *arg)
+{
+	struct xfer *x = arg;
+	struct ctl_conn *k = ctl_conn_find(x->c, x->cid);
+
+	(void)fd;
+	(void)what;
+	if (k != NULL)
+		ctl_send(k, "item",
+		    json_pack("{s:I,s:I,s:I,s:I}", "transferred",
+			(json_int_t)x->transferred, "failed",
+			(json_int_t)x->failed, "skipped",
+			(json_int_t)x->skipped, "of", (json_int_t)x->n));
 }
 
 /* Everything is done: the client gets the counts (if it is still there). */
@@ -419,5 +446,7 @@ xfer_run(struct ctl_conn *k, const char *to, char (*qids)[QID_SIZE], size_t n,
 		return;
 	}
 	log_info("xfer of %zu messages to %s", n, x->to.text);
+	x->note = event_new(x->base, -1, EV_PERSIST, xfer_on_note, x);
+	event_add(x->note, &(struct timeval){XFER_NOTE_SECS, 0});
 	dns_route_via(x0->deps->dns, "xfer", &x->to, xfer_on_dns, x);
 }

@@ -196,6 +196,26 @@ def test_a_peer_refusing_one_recipient_gets_none_of_them(daemon, backend):
     assert a.stop() == 0
 
 
+def test_a_long_hand_over_says_how_far_it_got(daemon, backend):
+    """mxspoolctl waits at most 120 s for a line: a hand-over of a large
+    queue sends its counts every 10 s, so the client neither gives up nor
+    guesses."""
+    a = node_a(daemon).start()
+    queue_on(a, 2)
+    peer = backend(extensions=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES",
+                               "DSN", "SMTPUTF8", "XMXSPOOL-ARRIVAL"],
+                   stall={"eod": 6})
+    rc, out, err = ctl(a, "--json", "xfer", "--to",
+                       "smtp:[127.0.0.1]:%d" % peer.port, "--all")
+    assert rc == 0, (out, err)
+    lines = [json.loads(l) for l in out.splitlines()]
+    # The peer takes 6 s for each: after 10 s, one of two.
+    assert lines[0] == {"transferred": 1, "failed": 0, "skipped": 0, "of": 2}
+    assert lines[-1]["transferred"] == 2
+    assert len(lines) == 2, lines  # about 12 s: one note, then the result
+    assert a.stop() == 0
+
+
 def test_an_untrusted_source_is_refused_by_the_peer_listener(daemon, backend):
     a = node_a(daemon).start()
     b = node_b(daemon, free_port(), trusted='{"10.0.0.0/8"}').start()
