@@ -549,8 +549,10 @@ main(int argc, char **argv)
 			fatal("%s", err);
 		d.httpd = httpd_new(d.base, d.cf, &deps);
 		/* Mail matters more than metrics: a port in use is logged,
-		 * and a reload with a free one turns them on. */
-		if (httpd_listen(d.httpd, err, sizeof(err)) < 0)
+		 * and a reload with a free one turns them on. A drain-only
+		 * daemon, often a rescued spool on a machine whose own node
+		 * has the port, opens none. */
+		if (!drain_only && httpd_listen(d.httpd, err, sizeof(err)) < 0)
 			log_err("%s: metrics are off", err);
 	}
 	/* Last: a client that can connect finds everything running. */
