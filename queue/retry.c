@@ -126,6 +126,10 @@ retry_dest_tick(struct dest_policy *p, const struct conf_retry *r, int64_t now)
 	case DEST_PROBING:
 		return false;
 	case DEST_UP:
+		/* A reload may have lowered the ceiling (max_connections,
+		 * cluster_nodes): down to it at once. */
+		if (p->concurrency > retry_max_conns(r))
+			p->concurrency = retry_max_conns(r);
 		if (p->last_change > now)
 			p->last_change = now; /* the clock went back */
 		if (now - p->last_change < r->probe_interval * 1000)

@@ -220,6 +220,11 @@ test_cluster_nodes_split_recovery_and_ceiling(void **state)
 		retry_dest_tick(&p, &r, t);
 	}
 	assert_int_equal(retry_dest_slots(&p), 3);
+	/* A reload that adds nodes brings a destination at full width down
+	 * to the new share at its next tick, not at its next outage. */
+	r.cluster_nodes = 8;
+	retry_dest_tick(&p, &r, t + 1);
+	assert_int_equal(retry_dest_slots(&p), 1);
 }
 
 /* The times are wall-clock: a clock stepped back an hour must not leave a
