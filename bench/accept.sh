@@ -6,7 +6,8 @@
 # SIZE bytes over SESSIONS concurrent sessions, one message per connection.
 # Beside the load, PROBES sessions of `bench/accept latency`, sending at
 # most PROBE_RATE messages a second each (a sample that loads every server
-# alike), time each message from its final ".\r\n" to the 250. Then
+# alike; their messages are 10 KiB whatever SIZE is), time each message
+# from its final ".\r\n" to the 250. Then
 # mxspoold's resident memory while it holds IDLE idle connections after
 # EHLO. Medians of RUNS runs.
 #
