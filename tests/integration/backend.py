@@ -14,6 +14,7 @@ Use from a test:
                      #   "helo"}, ...] in arrival order
     b.commands()     # every command line, in order ("MAIL FROM:<a> SIZE=5")
     b.connections()  # number of connections accepted
+    b.concurrency()  # [(t, connections open)] after each connect and close
     b.events()       # everything, see below
     b.set(eod={"*": "451 4.3.0 try later"})   # new rules, at once
     b.update(listen=False)                    # change some rules only
@@ -88,6 +89,8 @@ import ssl
 import subprocess
 import sys
 import time
+
+from proc import stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -178,14 +181,8 @@ class Backend:
         return self
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc is not None:
+            stop_process(self.proc)
             self.err.close()
             self.proc = None
 
@@ -229,6 +226,15 @@ class Backend:
 
     def connections(self):
         return sum(1 for e in self.events() if e["ev"] == "connect")
+
+    def concurrency(self):
+        """(t, connections open) after each connect and close, in order."""
+        out, n = [], 0
+        for e in self.events():
+            if e["ev"] in ("connect", "close"):
+                n += 1 if e["ev"] == "connect" else -1
+                out.append((e["t"], n))
+        return out
 
     def stderr(self):
         try:

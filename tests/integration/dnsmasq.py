@@ -16,6 +16,7 @@ import threading
 import time
 
 from conftest import BUILD
+from proc import stop_process
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 MXROUTE = os.path.join(BUILD, "tests", "tools", "mxroute")
@@ -115,14 +116,8 @@ class Dnsmasq:
                    for kind in ("query", "auth"))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
         if self.proc is not None:
+            stop_process(self.proc)
             self.proc.stderr.close()
 
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 
 from conftest import need, wait_for
+from proc import stop_process
 
 HEAD = ("global\n"
         "  maxconn 2000\n"
@@ -54,11 +55,5 @@ class HAProxy:
             return f.read().decode("utf-8", "replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.logfile.close()

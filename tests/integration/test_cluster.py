@@ -101,18 +101,6 @@ def acked_count(d):
         return f.read().count(b": queued in ")
 
 
-def max_concurrent(store):
-    """The most connections the store had open at once."""
-    now = top = 0
-    for e in store.events():
-        if e["ev"] == "connect":
-            now += 1
-            top = max(top, now)
-        elif e["ev"] == "close":
-            now -= 1
-    return top
-
-
 def test_three_nodes_behind_haproxy_lose_nothing_when_one_dies(
         daemon, backend, tmp_path):
     source = need("smtp-source", "postfix")
@@ -240,7 +228,7 @@ def run_fleet(source, store, nodes, lb, inet):
     assert len(delivered) >= len(SOURCES) * CHUNKS * CHUNK
     # The two nodes left use their shares, ceil(6 / 3) each: within the
     # budget (with cluster_nodes = 1 the store sees 12).
-    assert max_concurrent(store) <= \
+    assert max(n for _, n in store.concurrency()) <= \
         len(others) * math.ceil(STORE_BUDGET / NODES) <= STORE_BUDGET
     for d in others:
         assert d.stop() == 0

@@ -366,20 +366,6 @@ def test_received_header_names_a_client_whose_ptr_resolves_back(daemon, store, t
         dns.stop()
 
 
-def concurrency_over_time(events):
-    """(t, open connections) after each connect/close event."""
-    out, n = [], 0
-    for e in events:
-        if e["ev"] == "connect":
-            n += 1
-        elif e["ev"] == "close":
-            n -= 1
-        else:
-            continue
-        out.append((e["t"], n))
-    return out
-
-
 def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
     b = store(greeting="421 4.3.2 store is down")
     d = daemon(extra=config(b, retry="recovery_connections = 2\n max_connections = 8\n"
@@ -389,7 +375,7 @@ def test_recovery_starts_slow_and_widens_to_max_connections(daemon, store):
     b.update(greeting="220 store ready", stall={"eod": 0.05})
     b.wait_for(lambda: len(b.messages()) == 150, timeout=60, what="the drain")
     back = [e for e in b.events() if e["ev"] == "message"][0]["t"]
-    series = [(t, n) for t, n in concurrency_over_time(b.events()) if t >= back - 1]
+    series = [(t, n) for t, n in b.concurrency() if t >= back - 1]
     early = max(n for t, n in series if t < back + 0.8)
     peak = max(n for t, n in series)
     assert early <= 2, series[:10]
@@ -408,7 +394,7 @@ def test_cluster_nodes_splits_the_stores_connections(daemon, store):
     wait_for(lambda: log_lines(d, "destination failing"), what="the outage")
     b.update(greeting="220 store ready", stall={"eod": 0.02})
     b.wait_for(lambda: len(b.messages()) == 60, timeout=60, what="the drain")
-    peak = max(n for t, n in concurrency_over_time(b.events()))
+    peak = max(n for t, n in b.concurrency())
     assert peak == 2, peak
     assert d.stop() == 0
 

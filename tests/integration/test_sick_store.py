@@ -7,7 +7,7 @@ or rejects only some recipients stays a healthy destination."""
 
 import time
 
-from test_delivery import concurrency_over_time, config, send
+from test_delivery import config, send
 from conftest import log_lines, wait_for
 
 RETRY = "recovery_connections = 2\n max_connections = 8\n max_msgs_per_connection = 1000"
@@ -27,7 +27,7 @@ def assert_drains_slowly_from_recovery_width(b, n):
     time.sleep(1)
     assert len(b.messages()) == n, "delivered more than once"
     back = [e for e in b.events() if e["ev"] == "message"][0]["t"]
-    early = [c for t, c in concurrency_over_time(b.events())
+    early = [c for t, c in b.concurrency()
              if back - 0.5 <= t < back + 0.8]
     assert max(early) <= 2, early
 
