@@ -262,8 +262,10 @@ xfer_on_done(void *arg, struct client_session *cs, struct client_msg *m)
 		xfer_fail(x, qid, why);
 		xfer_drop_msg(x, true);
 	} else if (sched_delete(x->sched, qid) == 0) {
-		log_event(qid, "transferred to %s (%zu recipient%s)",
-		    x->to.text, m->nrcpts, m->nrcpts == 1 ? "" : "s");
+		/* The peer's reply names the message's queue id there. */
+		log_event(qid, "transferred to %s (%zu recipient%s): %s",
+		    x->to.text, m->nrcpts, m->nrcpts == 1 ? "" : "s",
+		    m->rcpts[0].text != NULL ? m->rcpts[0].text : "250");
 		x->transferred++;
 		xfer_drop_msg(x, false);
 	} else {

@@ -111,7 +111,11 @@ def test_xfer_hands_the_queue_over_with_its_envelopes(daemon, backend):
                   tuple(r["address"] for r in m["recipients"]))
                  for m in after)
     assert got == want
-    assert len(log_lines(a, "transferred to smtp:[127.0.0.1]:%d" % b.peer_port)) == 20
+    moved = log_lines(a, "transferred to smtp:[127.0.0.1]:%d" % b.peer_port)
+    assert len(moved) == 20
+    # Each line names the message's queue id on B, from B's reply.
+    assert {l.rsplit("queued as ", 1)[1] for l in moved} == \
+        {m["id"] for m in after}
 
     # B delivers them as A would have: the DSN parameters, SMTPUTF8 and
     # 8BITMIME came along.
