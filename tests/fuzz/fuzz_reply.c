@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define KNOWN_EXT                                                              \
 	(CLIENT_EXT_PIPELINING | CLIENT_EXT_SIZE | CLIENT_EXT_8BITMIME |       \
 	    CLIENT_EXT_STARTTLS | CLIENT_EXT_DSN | CLIENT_EXT_SMTPUTF8 |       \
-	    CLIENT_EXT_ENHANCED | CLIENT_EXT_CHUNKING | CLIENT_EXT_BINARYMIME)
+	    CLIENT_EXT_ENHANCED | CLIENT_EXT_CHUNKING |                        \
+	    CLIENT_EXT_BINARYMIME | CLIENT_EXT_ARRIVAL)
 
 /* One to three digits at *p, then stop; returns how many. */
 static size_t
