@@ -29,12 +29,14 @@ deb="dpkg-dev debhelper libcmocka-dev lintian systemd man-db procps"
 # tests run their own Dovecot (dovecot-core, dovecot-lmtpd) and promtool
 # (prometheus); mandoc lints the man pages; openssl makes certificates;
 # pflogsumm reads the daemon's log as an operator's report would; haproxy
-# sends the PROXY protocol to a proxy_listen listener (test_proxy.py);
-# test_deb.py builds and lints the package (the deb set).
+# sends the PROXY protocol to a proxy_listen listener (test_proxy.py) and
+# balances three nodes (test_cluster.py), whose load is Postfix's
+# smtp-source (postfix); test_deb.py builds and lints the package (the deb
+# set).
 # tests/integration/test_deps.py checks that what the tests run is here.
 test="libcmocka-dev python3 python3-pytest python3-aiosmtpd swaks
 libnet-ssleay-perl openssl dnsmasq-base dovecot-core dovecot-lmtpd prometheus
-mandoc pflogsumm haproxy $deb"
+mandoc pflogsumm haproxy postfix $deb"
 
 # `make bench`: Postfix as the peer, with smtp-source and smtp-sink;
 # haproxy in front of one node and of three (bench/accept).
